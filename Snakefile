@@ -1,0 +1,20 @@
+# matssl: does self-supervised pretraining help your property, and by how much?
+# The stages live in workflow/rules/; the logic lives in src/matssl (the `matssl` command line).
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        PLAN.report_target,
+        [PLAN.property_target(p) for p in PLAN.cfg.properties],

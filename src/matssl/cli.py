@@ -1,0 +1,119 @@
+"""The `matssl` command line: one subcommand per workflow step, usable without Snakemake.
+
+matssl stage KIND --spec JSON --out DIR     run one content-hashed stage (what the rules call)
+matssl property --spec JSON --out FILE      summarise one property's finetuning runs
+matssl report --spec JSON --out FILE        write the HTML report
+matssl check-config CONFIG                  validate a config file
+matssl schema [--check]                     write (or check) workflow/schemas/config.schema.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from matssl.config import ConfigError, json_schema, load_config
+
+SCHEMA_PATH = Path("workflow/schemas/config.schema.json")
+
+
+def _runner(kind: str):
+    if kind == "download":
+        from matssl.ingest import run_download as f
+    elif kind == "ingest":
+        from matssl.ingest import run_ingest as f
+    elif kind == "graphs":
+        from matssl.features import run_graphs as f
+    elif kind == "augment":
+        from matssl.features import run_augment as f
+    elif kind == "fingerprints":
+        from matssl.features import run_fingerprints as f
+    elif kind == "splits":
+        from matssl.evaluate import run_splits as f
+    elif kind == "pretrain":
+        from matssl.pretrain import run_pretrain as f
+    elif kind == "finetune":
+        from matssl.finetune import run_finetune as f
+    else:
+        raise SystemExit(f"unknown stage kind {kind!r}")
+    return f
+
+
+def cmd_stage(args: argparse.Namespace) -> None:
+    from matssl.stages import write_manifest
+
+    spec = json.loads(args.spec)
+    if spec["kind"] != args.kind:
+        raise SystemExit(f"spec is for a {spec['kind']} stage, not {args.kind}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)  # a stage is complete only once its manifest is back
+    started = time.time()
+    logging.info("stage %s %s -> %s", args.kind, spec["key"], out)
+    extra = _runner(args.kind)(spec, out)
+    write_manifest(spec, out, started, extra)
+    logging.info("stage %s done in %.1f s", args.kind, time.time() - started)
+
+
+def cmd_property(args: argparse.Namespace) -> None:
+    from matssl.evaluate import summarize_property
+
+    summarize_property(json.loads(args.spec), Path(args.out))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from matssl.report import write_report
+
+    write_report(json.loads(args.spec), Path(args.out))
+
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    load_config(args.config)
+    print(f"{args.config}: valid")
+
+
+def cmd_schema(args: argparse.Namespace) -> None:
+    text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    if args.check:
+        if not SCHEMA_PATH.exists() or SCHEMA_PATH.read_text() != text:
+            raise SystemExit(f"{SCHEMA_PATH} is out of date: run `matssl schema`")
+        print(f"{SCHEMA_PATH} is current")
+        return
+    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
+    SCHEMA_PATH.write_text(text)
+    print(f"wrote {SCHEMA_PATH}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="matssl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("stage", help="run one stage")
+    p.add_argument("kind")
+    p.add_argument("--spec", required=True, help="the stage's JSON spec (from the workflow plan)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_stage)
+    for name, func in (("property", cmd_property), ("report", cmd_report)):
+        p = sub.add_parser(name)
+        p.add_argument("--spec", required=True)
+        p.add_argument("--out", required=True)
+        p.set_defaults(func=func)
+    p = sub.add_parser("check-config")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser("schema")
+    p.add_argument("--check", action="store_true")
+    p.set_defaults(func=cmd_schema)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        args.func(args)
+    except ConfigError as err:
+        raise SystemExit(str(err)) from None
+
+
+if __name__ == "__main__":
+    main()

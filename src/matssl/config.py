@@ -1,0 +1,225 @@
+"""Typed configuration: the single source of truth for `config.yaml` and its JSON schema.
+
+Every model forbids unknown keys, so a typo is an error that names the key. `load_config` is what
+the Snakefile and the CLI call; `workflow/schemas/config.schema.json` is generated from these models
+(`matssl schema`) and a test checks that the committed file is current.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- data sources
+class MatbenchSource(Strict):
+    """A Matbench task: Matbench's own file (pandas split orient) or the column orient of the demo."""
+
+    kind: Literal["matbench"]
+    task: str = Field(description="Matbench task name, e.g. matbench_dielectric; gives ids and folds")
+    path: str | None = Field(None, description="local file; when absent the task is downloaded")
+    url: str | None = Field(None, description="download address (default: Matbench's published URL)")
+
+
+class FilesSource(Strict):
+    """A folder of CIF/POSCAR files with a labels CSV, or one extended-XYZ file (labels in info)."""
+
+    kind: Literal["files"]
+    path: str = Field(description="folder of structure files, or an .extxyz[.gz] file")
+    labels: str | None = Field(None, description="CSV with an `id` column (file stem) and labels")
+    glob: str = "*"
+
+
+class MPSource(Strict):
+    """Materials Project summary search through mp-api (key from the MP_API_KEY variable)."""
+
+    kind: Literal["mp"]
+    criteria: dict[str, Any] = Field(default_factory=dict, description="summary search criteria")
+    fields: list[str] = Field(
+        default_factory=lambda: ["formation_energy_per_atom", "band_gap"],
+        description="numeric summary fields stored as label columns",
+    )
+    chunk_size: int = Field(1000, gt=0)
+
+
+Source = Annotated[MatbenchSource | FilesSource | MPSource, Field(discriminator="kind")]
+
+
+class IngestConfig(Strict):
+    max_atoms: int = Field(200, gt=0, description="structures with more sites are rejected")
+    min_distance: float = Field(0.5, ge=0, description="closer atom pairs (Å) are rejected")
+    max_z: int = Field(100, ge=1, le=118, description="largest supported atomic number")
+
+
+class GraphConfig(Strict):
+    cutoff: float = Field(8.0, gt=0, description="neighbour cutoff radius (Å)")
+    max_neighbors: int = Field(12, gt=0, description="nearest neighbours kept per atom")
+    gaussian_step: float = Field(0.2, gt=0, description="spacing of Gaussian distance centres (Å)")
+    gaussian_width: float = Field(0.2, gt=0, description="width of the Gaussians (Å)")
+
+
+class EncoderConfig(Strict):
+    name: Literal["cgcnn"] = "cgcnn"
+    width: int = Field(64, gt=0)
+    layers: int = Field(3, gt=0)
+
+
+class AugmentConfig(Strict):
+    """Cached crystal views for contrastive methods (CrystalCLR). Each augmentation is applied to
+    each view independently with probability `probability`."""
+
+    n_views: int = Field(4, ge=2, description="views stored per structure; two are drawn per epoch")
+    probability: float = Field(0.5, ge=0, le=1)
+    perturb: bool = True
+    perturb_fraction: float = Field(0.5, gt=0, le=1, description="max shift as a fraction of d_min")
+    strain: bool = True
+    max_strain: float = Field(0.05, ge=0, le=0.5, description="each lattice vector x 1+U(0, max)")
+    column_replace: bool = True
+    supercell: bool = False
+    seed: int = 0
+
+
+class FingerprintConfig(Strict):
+    """Per-atom dscribe descriptors, species-agnostic (every atom is treated as one species) so
+    that the vector length does not grow with the number of elements."""
+
+    kinds: list[Literal["acsf", "soap"]] = Field(default_factory=lambda: ["acsf", "soap"])
+    r_cut: float = Field(6.0, gt=0)
+    soap_n_max: int = Field(6, gt=0)
+    soap_l_max: int = Field(6, ge=0)
+    soap_sigma: float = Field(0.5, gt=0)
+    acsf_g2_eta: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.3, 0.6, 1.0, 2.0])
+    acsf_g2_rs: list[float] = Field(default_factory=lambda: [0.0, 1.5, 2.5, 3.5])
+    acsf_g4: list[tuple[float, float, float]] = Field(
+        default_factory=lambda: [(eta, zeta, lam) for eta in (0.005, 0.05) for zeta in (1.0, 4.0) for lam in (1.0, -1.0)],
+        description="(eta, zeta, lambda) triples",
+    )
+
+
+class Optim(Strict):
+    epochs: int = Field(20, ge=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class MethodConfig(Strict):
+    objective: str = Field(description="name in the objective registry (matssl.objectives)")
+    params: dict[str, Any] = Field(default_factory=dict, description="objective parameters")
+    optim: Optim | None = Field(None, description="overrides pretrain.optim for this method")
+
+
+class PretrainConfig(Strict):
+    pool: str = Field(description="dataset (name under `datasets`) used as the unlabeled pool")
+    methods: dict[str, MethodConfig]
+    optim: Optim = Optim(epochs=10, batch_size=128, lr=1e-3)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    exclude_test_structures: bool = Field(False, description="drop every downstream test structure (by id) from the pool")
+
+    @field_validator("methods")
+    @classmethod
+    def _scratch_present(cls, v: dict[str, MethodConfig]) -> dict[str, MethodConfig]:
+        if "scratch" not in v:
+            raise ValueError("pretrain.methods must contain 'scratch' (the no-pretraining baseline)")
+        return v
+
+
+class PropertyConfig(Strict):
+    dataset: str = Field(description="dataset (name under `datasets`) with the labels")
+    column: str = Field(description="label column of that dataset")
+    transform: Literal["none", "log10"] = "none"
+    unit: str = ""
+    folds: Literal["matbench", "kfold"] = "kfold"
+    n_folds: int = Field(5, ge=2)
+    fold_seed: int = 0
+
+
+class FinetuneConfig(Strict):
+    optim: Optim = Optim(epochs=30, batch_size=64, lr=1e-3)
+    head_width: int = Field(128, gt=0)
+    fractions: list[float] = Field(default_factory=lambda: [0.1, 1.0])
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    folds: list[int] | None = Field(None, description="run only these fold numbers (default: all)")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="of each training subset, for model selection")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < f <= 1 for f in v):
+            raise ValueError("finetune.fractions must be non-empty values in (0, 1]")
+        return sorted(set(v))
+
+
+class Config(Strict):
+    results: str = Field("results", description="folder for every output (relative to the workflow)")
+    threads: int = Field(1, ge=1, description="torch threads per training job")
+    datasets: dict[str, Source]
+    ingest: IngestConfig = IngestConfig()
+    graphs: GraphConfig = GraphConfig()
+    encoder: EncoderConfig = EncoderConfig()
+    augment: AugmentConfig = AugmentConfig()
+    fingerprints: FingerprintConfig = FingerprintConfig()
+    pretrain: PretrainConfig
+    finetune: FinetuneConfig = FinetuneConfig()
+    properties: dict[str, PropertyConfig]
+
+    @field_validator("results")
+    @classmethod
+    def _results_inside(cls, v: str) -> str:
+        p = Path(v)
+        if p.is_absolute() or ".." in p.parts:
+            raise ValueError("results must be a relative path without '..' (outputs stay in the workflow)")
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        if self.pretrain.pool not in self.datasets:
+            raise ValueError(f"pretrain.pool {self.pretrain.pool!r} is not one of datasets: {sorted(self.datasets)}")
+        for name, prop in self.properties.items():
+            if prop.dataset not in self.datasets:
+                raise ValueError(f"properties.{name}.dataset {prop.dataset!r} is not one of datasets: {sorted(self.datasets)}")
+            if prop.folds == "matbench" and not isinstance(self.datasets[prop.dataset], MatbenchSource):
+                raise ValueError(f"properties.{name}.folds: 'matbench' needs a matbench dataset")
+        from matssl.objectives import OBJECTIVES
+
+        for name, method in self.pretrain.methods.items():
+            if method.objective not in OBJECTIVES:
+                raise ValueError(f"pretrain.methods.{name}.objective {method.objective!r}: allowed {sorted(OBJECTIVES)}")
+            OBJECTIVES[method.objective].check_params(method.params, where=f"pretrain.methods.{name}.params")
+        return self
+
+    def method_optim(self, method: str) -> Optim:
+        return self.pretrain.methods[method].optim or self.pretrain.optim
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending keys named."""
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            lines.append(f"  {key}: {e['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    with open(path) as fh:
+        return parse_config(yaml.safe_load(fh) or {})
+
+
+def json_schema() -> dict[str, Any]:
+    return Config.model_json_schema()

@@ -1,0 +1,124 @@
+"""Graph encoders shared by every pretraining objective and by finetuning.
+
+CGCNN (Xie & Grossman 2018) on the dense [atoms x neighbours] layout of `graphs.Batch`. One layer is
+torch-geometric's `CGConv` maths (gated message sigma(z W_f) * softplus(z W_s) with z = [h_i, h_j, e_ij],
+summed over neighbours, batch norm, residual) followed by a softplus, as in CGCNN. Speed comes from
+CGCNN's own factorisation: z W = h_i W_i + h_j W_j + e_ij W_e, so every node is projected once and the
+neighbour term is a single gather, instead of building the [edges, 2C+E] concatenation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from matssl.graphs import Batch
+
+MASK_TOKEN = 0  # atomic number 0 = a masked atom (its own learned embedding)
+
+
+class GaussianExpansion(nn.Module):
+    def __init__(self, cutoff: float, step: float, width: float):
+        super().__init__()
+        self.register_buffer("centers", torch.arange(0.0, cutoff + step / 2, step))
+        self.width = width
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-(((d[..., None] - self.centers) / self.width) ** 2))
+
+
+class DenseCGConv(nn.Module):
+    """`torch_geometric.nn.CGConv(channels, dim, aggr="add", batch_norm=True)` on dense neighbours.
+
+    Parameter names and shapes equal CGConv's (`lin_f`, `lin_s`, `bn`), so weights load both ways.
+    """
+
+    def __init__(self, channels: int, edge_dim: int):
+        super().__init__()
+        self.channels = channels
+        self.lin_f = nn.Linear(2 * channels + edge_dim, channels)
+        self.lin_s = nn.Linear(2 * channels + edge_dim, channels)
+        self.bn = nn.BatchNorm1d(channels)
+
+    def forward(self, x: torch.Tensor, nbr: torch.Tensor, edge: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        c = self.channels
+        w = torch.cat([self.lin_f.weight, self.lin_s.weight])  # [2C, 2C+E]
+        b = torch.cat([self.lin_f.bias, self.lin_s.bias])
+        both = F.linear(x, torch.cat([w[:, :c], w[:, c : 2 * c]]))  # [N, 4C]: centre and neighbour parts
+        centre, neighbour = both[:, : 2 * c] + b, both[:, 2 * c :]
+        z = centre[:, None, :] + neighbour[nbr] + F.linear(edge, w[:, 2 * c :])  # [N, K, 2C]
+        f, s = z.chunk(2, dim=-1)
+        msg = torch.sigmoid(f) * F.softplus(s) * mask[..., None]
+        return x + self.bn(msg.sum(dim=1))
+
+
+@dataclass
+class EncoderOutput:
+    node: torch.Tensor  # [N, C] last layer
+    layers: list[torch.Tensor]  # [N, C] after each layer (NEGNN's multi-scale representation)
+    graph: torch.Tensor  # [B, C] mean over atoms
+
+
+def mean_pool(h: torch.Tensor, graph: torch.Tensor, n_graphs: int) -> torch.Tensor:
+    out = torch.zeros(n_graphs, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, graph, h)
+    counts = torch.bincount(graph, minlength=n_graphs).clamp(min=1).to(h.dtype)
+    return out / counts[:, None]
+
+
+class CGCNN(nn.Module):
+    def __init__(self, width: int = 64, layers: int = 3, cutoff: float = 8.0, gaussian_step: float = 0.2,
+                 gaussian_width: float = 0.2, max_z: int = 100):  # fmt: skip
+        super().__init__()
+        self.hparams = dict(width=width, layers=layers, cutoff=cutoff, gaussian_step=gaussian_step,
+                            gaussian_width=gaussian_width, max_z=max_z)  # fmt: skip
+        self.width = width
+        self.embed = nn.Embedding(max_z + 1, width)  # row 0 is the mask token
+        self.expand = GaussianExpansion(cutoff, gaussian_step, gaussian_width)
+        self.convs = nn.ModuleList(DenseCGConv(width, len(self.expand.centers)) for _ in range(layers))
+
+    def forward(self, batch: Batch) -> EncoderOutput:
+        h = self.embed(batch.numbers)
+        edge = self.expand(batch.dist)
+        layers = []
+        for conv in self.convs:
+            h = F.softplus(conv(h, batch.nbr, edge, batch.mask))
+            layers.append(h)
+        return EncoderOutput(h, layers, mean_pool(h, batch.graph, batch.n_graphs))
+
+
+ENCODERS = {"cgcnn": CGCNN}
+
+
+def build_encoder(name: str, **hparams: Any) -> nn.Module:
+    return ENCODERS[name](**hparams)
+
+
+def save_encoder(encoder: nn.Module, path: str, extra: dict[str, Any] | None = None) -> None:
+    from matssl.io import atomic_path
+
+    name = next(k for k, v in ENCODERS.items() if isinstance(encoder, v))
+    with atomic_path(path) as tmp:
+        torch.save({"name": name, "hparams": encoder.hparams, "state_dict": encoder.state_dict(), **(extra or {})}, tmp)
+
+
+def load_encoder(path: str, map_location: str | torch.device = "cpu") -> nn.Module:
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    encoder = build_encoder(ckpt["name"], **ckpt["hparams"])
+    encoder.load_state_dict(ckpt["state_dict"], strict=True)  # fails on a missing or unexpected key
+    return encoder
+
+
+class Regressor(nn.Module):
+    """A pretrained (or fresh) encoder with an MLP head on the pooled embedding."""
+
+    def __init__(self, encoder: nn.Module, head_width: int = 128):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Sequential(nn.Linear(encoder.width, head_width), nn.Softplus(), nn.Linear(head_width, 1))
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.head(self.encoder(batch).graph).squeeze(-1)

@@ -1,0 +1,71 @@
+"""The `graphs`, `augment` and `fingerprints` stages: what pretraining and finetuning read."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from matssl import fingerprints as fp
+from matssl.augment import make_views
+from matssl.config import AugmentConfig, FingerprintConfig, GraphConfig
+from matssl.graphs import GraphSet
+from matssl.io import atomic_path
+from matssl.table import crystals_from_table, read_table, rejections_table, to_arrow, write_table
+
+log = logging.getLogger(__name__)
+
+
+def _structures(spec: dict[str, Any]):
+    return crystals_from_table(read_table(Path(spec["upstream"]["structures"]) / "structures.parquet"))
+
+
+def _build_graphs(crystals, g: GraphConfig, out: Path) -> tuple[GraphSet, list[tuple[str, str]]]:
+    t0 = time.perf_counter()
+    graphs, rejected = GraphSet.build(crystals, g.cutoff, g.max_neighbors)
+    wall = time.perf_counter() - t0
+    graphs.save(out / "graphs.npz")
+    log.info("graphs: %d structures in %.1f s (%.0f /s), %d rejected", len(crystals), wall, len(crystals) / max(wall, 1e-9),
+             len(rejected))  # fmt: skip
+    return graphs, rejected
+
+
+def run_graphs(spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    g = GraphConfig.model_validate(spec["params"]["graphs"])
+    crystals = _structures(spec)
+    graphs, rejected = _build_graphs(crystals, g, out)
+    write_table(rejections_table(rejected), out / "rejected.parquet")
+    return {"n_graphs": len(graphs), "n_rejected": len(rejected), "n_atoms": int(graphs.ptr[-1])}
+
+
+def run_augment(spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Cached views for contrastive pretraining: `n_views` per structure, with their graphs."""
+    cfg = AugmentConfig.model_validate(spec["params"]["augment"])
+    g = GraphConfig.model_validate(spec["params"]["graphs"])
+    views = [v for c in _structures(spec) for v in make_views(c, cfg, spec["params"]["max_z"])]
+    write_table(to_arrow(views, [], source="augment"), out / "views.parquet")
+    graphs, rejected = _build_graphs(views, g, out)
+    return {"n_views": len(views), "n_graphs": len(graphs), "n_rejected": len(rejected)}
+
+
+def run_fingerprints(spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    cfg = FingerprintConfig.model_validate(spec["params"]["fingerprints"])
+    crystals = _structures(spec)
+    t0 = time.perf_counter()
+    atoms = [0]
+
+    def progress(done: int, total: int, n_atoms: int) -> None:
+        atoms[0] += n_atoms
+        if done % 500 == 0 or done == total:
+            wall = time.perf_counter() - t0
+            log.info("fingerprints: %d/%d structures, %.0f atoms/s", done, total, atoms[0] / max(wall, 1e-9))
+
+    table = fp.compute(crystals, cfg, progress)
+    with atomic_path(out / "atoms.parquet") as tmp:
+        pq.write_table(table, tmp)
+    wall = time.perf_counter() - t0
+    dims = {k: table.schema.field(k).type.list_size for k in cfg.kinds}
+    return {"n_atoms": table.num_rows, "dims": dims, "atoms_per_s": round(table.num_rows / max(wall, 1e-9), 1)}

@@ -1,0 +1,145 @@
+"""Crystal graphs in a dense [atoms x neighbours] layout.
+
+Every atom keeps its `max_neighbors` nearest periodic neighbours within `cutoff` (periodic images are
+enumerated by pymatgen's compiled neighbour search, so small cells get several images of one atom).
+An atom with fewer neighbours is padded and masked. The layout needs no scatter in message passing:
+neighbour features are gathered with one index, and sums run over the neighbour axis.
+
+A `GraphSet` holds many structures as concatenated arrays and is stored as a NumPy `.npz` (no pickle).
+Displacement vectors (not only distances) are stored, so that perturbation and strain can be applied
+on the fly without a new neighbour search (the neighbour set is kept fixed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pymatgen.optimization.neighbors import find_points_in_spheres
+
+from matssl.io import atomic_path
+from matssl.table import Crystal
+
+PBC = np.array([1, 1, 1], dtype=np.int64)
+
+
+def neighbour_graph(c: Crystal, cutoff: float, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
+    """(nbr [n,k] int32, vec [n,k,3] float32, mask [n,k] bool) or a rejection reason."""
+    n = len(c.numbers)
+    lattice = np.ascontiguousarray(c.lattice, dtype=float)
+    cart = np.ascontiguousarray(c.frac @ lattice)
+    i, j, img, d = find_points_in_spheres(cart, cart, r=cutoff, pbc=PBC, lattice=lattice, tol=1e-8)
+    keep = d > 1e-8  # drop each atom's zero-distance pair with itself
+    i, j, img, d = i[keep], j[keep], img[keep], d[keep]
+    counts = np.bincount(i, minlength=n)
+    if (counts == 0).any():
+        return f"isolated atom (no neighbour within {cutoff} Å)"
+    order = np.lexsort((j, d, i))  # by centre, then distance (ties broken by index: deterministic)
+    i, j, img = i[order], j[order], img[order]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(i)) - starts[i]
+    sel = rank < k
+    i, j, img, rank = i[sel], j[sel], img[sel], rank[sel]
+    nbr = np.repeat(np.arange(n, dtype=np.int32)[:, None], k, axis=1)
+    vec = np.zeros((n, k, 3), dtype=np.float32)
+    mask = np.zeros((n, k), dtype=bool)
+    nbr[i, rank] = j
+    vec[i, rank] = cart[j] + img @ lattice - cart[i]
+    mask[i, rank] = True
+    return nbr, vec, mask
+
+
+@dataclass
+class Batch:
+    """A mini-batch of graphs; tensors live on one device."""
+
+    numbers: torch.Tensor  # [N] long, 0 = masked atom
+    nbr: torch.Tensor  # [N, K] long, index into this batch's atoms
+    vec: torch.Tensor  # [N, K, 3] float, displacement to each neighbour (Å)
+    mask: torch.Tensor  # [N, K] bool, real neighbour
+    graph: torch.Tensor  # [N] long, graph of each atom
+    n_graphs: int
+
+    def to(self, device: torch.device | str) -> Batch:
+        if str(device) == "cpu":
+            return self
+        kw = {f: getattr(self, f).to(device, non_blocking=True) for f in ("numbers", "nbr", "vec", "mask", "graph")}
+        return Batch(**kw, n_graphs=self.n_graphs)
+
+    @property
+    def dist(self) -> torch.Tensor:
+        return torch.linalg.vector_norm(self.vec, dim=-1)
+
+    @property
+    def counts(self) -> torch.Tensor:
+        return torch.bincount(self.graph, minlength=self.n_graphs)
+
+
+class GraphSet:
+    """Graphs of many structures, concatenated: `ptr[s]:ptr[s+1]` are the atoms of structure s."""
+
+    def __init__(self, ids: np.ndarray, ptr: np.ndarray, numbers: np.ndarray, nbr: np.ndarray, vec: np.ndarray, mask: np.ndarray):
+        self.ids, self.ptr, self.numbers, self.nbr, self.vec, self.mask = ids, ptr, numbers, nbr, vec, mask
+        self.index = {s: k for k, s in enumerate(ids.tolist())}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_atoms(self) -> np.ndarray:
+        return np.diff(self.ptr)
+
+    @classmethod
+    def build(cls, crystals: list[Crystal], cutoff: float, k: int) -> tuple[GraphSet, list[tuple[str, str]]]:
+        ids, nums, nbrs, vecs, masks, rejected = [], [], [], [], [], []
+        for c in crystals:
+            g = neighbour_graph(c, cutoff, k)
+            if isinstance(g, str):
+                rejected.append((c.id, g))
+                continue
+            ids.append(c.id)
+            nums.append(c.numbers.astype(np.int16))
+            nbrs.append(g[0])
+            vecs.append(g[1])
+            masks.append(g[2])
+        ptr = np.concatenate([[0], np.cumsum([len(x) for x in nums])]).astype(np.int64)
+        if not ids:
+            empty = cls(np.array([], dtype=str), ptr, np.zeros(0, np.int16), np.zeros((0, k), np.int32),
+                        np.zeros((0, k, 3), np.float32), np.zeros((0, k), bool))  # fmt: skip
+            return empty, rejected
+        return cls(
+            np.array(ids), ptr, np.concatenate(nums), np.concatenate(nbrs), np.concatenate(vecs), np.concatenate(masks)
+        ), rejected
+
+    def save(self, path: str | Path) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, ids=self.ids, ptr=self.ptr, numbers=self.numbers, nbr=self.nbr, vec=self.vec, mask=self.mask)
+
+    @classmethod
+    def load(cls, path: str | Path) -> GraphSet:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["ids"], z["ptr"], z["numbers"], z["nbr"], z["vec"], z["mask"])
+
+    def subset_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
+        """Positions of `ids` in this set (ids that were rejected are skipped)."""
+        return np.array([self.index[i] for i in ids if i in self.index], dtype=np.int64)
+
+    def batch(self, idx: np.ndarray) -> Batch:
+        """Collate structures `idx` into one batch (pure NumPy gathers; no per-graph Python loop)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        counts = self.ptr[idx + 1] - self.ptr[idx]
+        new_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        total = int(counts.sum())
+        graph = np.repeat(np.arange(len(idx)), counts)
+        atoms = np.arange(total) - new_start[graph] + self.ptr[idx][graph]
+        nbr = self.nbr[atoms].astype(np.int64) + new_start[graph][:, None]
+        return Batch(
+            numbers=torch.from_numpy(self.numbers[atoms].astype(np.int64)),
+            nbr=torch.from_numpy(nbr),
+            vec=torch.from_numpy(self.vec[atoms]),
+            mask=torch.from_numpy(self.mask[atoms]),
+            graph=torch.from_numpy(graph),
+            n_graphs=len(idx),
+        )

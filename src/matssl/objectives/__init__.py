@@ -1,0 +1,10 @@
+"""Pretraining objectives: one module each, one registry (`OBJECTIVES`).
+
+An objective owns its heads (projection, classifiers) and computes a loss for a mini-batch of pool
+structures from the shared encoder. Register a new one with `@register` in a module imported here.
+"""
+
+from matssl.objectives import crystalclr, scratch  # noqa: F401  (registers the objectives)
+from matssl.objectives.base import OBJECTIVES, Objective, PretrainData, register
+
+__all__ = ["OBJECTIVES", "Objective", "PretrainData", "register"]

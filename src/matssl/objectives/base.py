@@ -1,0 +1,55 @@
+"""The objective interface and registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from matssl.graphs import GraphSet
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register(cls: type[Objective]) -> type[Objective]:
+    OBJECTIVES[cls.name] = cls
+    return cls
+
+
+@dataclass
+class PretrainData:
+    """What the pretraining stage hands to an objective: the pool's graphs and, when the objective
+    needs them, the cached augmented views (`views_of[s]` = positions of structure s's views) and
+    per-atom fingerprint targets aligned with `graphs`' atom order."""
+
+    graphs: GraphSet
+    views: GraphSet | None = None
+    views_of: np.ndarray | None = None  # [S, n_views]
+    fingerprints: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Objective(nn.Module):
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+    needs_views: ClassVar[bool] = False
+    needs_fingerprints: ClassVar[bool] = False
+    trains: ClassVar[bool] = True  # False for `scratch`: the encoder stays at its initialisation
+
+    def __init__(self, width: int, params: dict[str, Any], data: PretrainData):
+        super().__init__()
+        self.check_params(params, where=self.name)
+        self.p = {**self.defaults, **params}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], where: str) -> None:
+        unknown = set(params) - set(cls.defaults)
+        if unknown:
+            raise ValueError(f"{where}: unknown parameter(s) {sorted(unknown)}; allowed {sorted(cls.defaults)}")
+
+    def loss(self, encoder: nn.Module, idx: np.ndarray, data: PretrainData, gen: torch.Generator,
+             device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+        """Loss on the pool structures `idx`, and named parts of it for the log."""
+        raise NotImplementedError

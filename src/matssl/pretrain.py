@@ -1,0 +1,88 @@
+"""The `pretrain` stage: one self-supervised objective on the pool, written out as `encoder.pt`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from matssl.encoders import build_encoder, save_encoder
+from matssl.graphs import GraphSet
+from matssl.io import read_json, write_json
+from matssl.objectives import OBJECTIVES, PretrainData
+from matssl.train import Trainer, pick_device
+
+log = logging.getLogger(__name__)
+
+
+def excluded_ids(spec: dict[str, Any]) -> set[str]:
+    """Every downstream test structure (by id), when the leakage guard is on."""
+    out: set[str] = set()
+    for name, d in spec["upstream"].items():
+        if name.startswith("splits:"):
+            for fold in read_json(Path(d) / "folds.json")["folds"]:
+                out.update(fold["test"])
+    return out
+
+
+def views_index(pool: GraphSet, views: GraphSet) -> tuple[np.ndarray, np.ndarray]:
+    """([S, n_views] positions in `views` of each pool structure's views, mask of complete rows)."""
+    parents = np.array([v.rsplit("#v", 1)[0] for v in views.ids.tolist()])
+    n_views = int(max(int(v.rsplit("#v", 1)[1]) for v in views.ids.tolist())) + 1
+    table = np.full((len(pool), n_views), -1, dtype=np.int64)
+    for pos, (parent, vid) in enumerate(zip(parents, views.ids.tolist(), strict=True)):
+        if parent in pool.index:
+            table[pool.index[parent], int(vid.rsplit("#v", 1)[1])] = pos
+    return table, (table >= 0).all(axis=1)
+
+
+def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    p, up, rt = spec["params"], spec["upstream"], spec["runtime"]
+    torch.set_num_threads(rt.get("threads", 1))
+    device = pick_device(rt.get("device", "auto"))
+    torch.manual_seed(p["seed"])
+    graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
+    objective_cls = OBJECTIVES[p["objective"]]
+    keep = np.ones(len(graphs), dtype=bool)
+    excluded = excluded_ids(spec)
+    if excluded:
+        keep &= ~np.isin(graphs.ids, list(excluded))
+    data = PretrainData(graphs)
+    if objective_cls.needs_views:
+        data.views = GraphSet.load(Path(up["augment"]) / "graphs.npz")
+        data.views_of, complete = views_index(graphs, data.views)
+        keep &= complete
+    pool_idx = np.flatnonzero(keep)
+    log.info("pretrain %s: pool %d structures (%d excluded as downstream test structures) on %s",
+             p["method"], len(pool_idx), int(np.isin(graphs.ids, list(excluded)).sum()), device)  # fmt: skip
+
+    encoder = build_encoder(p["encoder"]["name"], width=p["encoder"]["width"], layers=p["encoder"]["layers"],
+                            cutoff=p["graphs"]["cutoff"], gaussian_step=p["graphs"]["gaussian_step"],
+                            gaussian_width=p["graphs"]["gaussian_width"], max_z=p["max_z"])  # fmt: skip
+    objective = objective_cls(encoder.width, p["objective_params"], data)
+    history: list[dict[str, float]] = []
+    resumed_from = None
+    if objective_cls.trains:
+        gen = torch.Generator().manual_seed(p["seed"])
+        from matssl.config import Optim
+
+        trainer = Trainer(nn.ModuleDict({"encoder": encoder, "objective": objective}), Optim(**p["optim"]), p["seed"],
+                          device, checkpoint=out / "checkpoint.pt", generator=gen)  # fmt: skip
+        resumed_from = trainer.resumed_from
+        history = trainer.fit(len(pool_idx), lambda idx: objective.loss(encoder, pool_idx[idx], data, gen, device))
+    save_encoder(encoder.cpu(), str(out / "encoder.pt"), extra={"method": p["method"], "objective": p["objective"]})
+    write_json(history, out / "history.json")
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    speeds = [h["graphs_per_s"] for h in history]
+    return {
+        "device": str(device),
+        "n_pool": int(len(pool_idx)),
+        "n_excluded": int(np.isin(graphs.ids, list(excluded)).sum()),
+        "resumed_from_epoch": resumed_from,
+        "epochs_run": len(history) - (resumed_from or 0),
+        "graphs_per_s": round(float(np.median(speeds)), 1) if speeds else None,
+    }

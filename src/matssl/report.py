@@ -1,0 +1,195 @@
+"""`results/report.html`: one self-contained page (plots embedded as PNG, no script, no network)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
+
+from matssl.io import atomic_path, read_json  # noqa: E402
+from matssl.table import read_table  # noqa: E402
+
+METHOD_INFO = {
+    "scratch": ("No pretraining", "The encoder starts from random weights: the baseline every method is compared with.", ""),
+    "crystalclr": (
+        "CrystalCLR",
+        "Contrastive (SimCLR NT-Xent) between two augmented views of each crystal: site perturbation, anisotropic "
+        "strain, same-column element replacement; optional composition-similarity loss.",
+        "Koker, Ozdemir, Kumar, Saxena. Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop.",
+    ),
+}
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """Numbers with `digits` significant figures, no scientific notation for everyday magnitudes."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if x == 0:
+        return "0"
+    mag = math.floor(math.log10(abs(x)))
+    if -4 <= mag < 6:
+        return f"{x:.{max(digits - 1 - mag, 0)}f}"
+    return f"{x:.{digits - 1}e}"
+
+
+def fmt_p(p: float) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def unit_label(prop: dict[str, Any]) -> str:
+    unit = prop.get("unit") or ""
+    if prop.get("transform") == "log10":
+        return f"log10({unit})" if unit else "log10"
+    return unit
+
+
+def label_efficiency_plot(summary: pd.DataFrame, name: str, unit: str) -> str:
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for method, g in summary.groupby("method"):
+        g = g.sort_values("fraction")
+        ax.errorbar(100 * g["fraction"], g["mae_mean"], yerr=g["mae_std"], marker="o", capsize=3, label=method,
+                    linestyle="--" if method == "scratch" else "-")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("labels used (% of training fold)")
+    ax.set_ylabel(f"test MAE ({unit})" if unit else "test MAE")
+    ax.set_title(f"{name}: label efficiency")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return png(fig)
+
+
+def parity_plot(runs: pd.DataFrame, name: str, unit: str, methods: list[str]) -> str:
+    frac = runs["fraction"].max()
+    seed = runs["seed"].min()
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 3.4), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        sel = runs[(runs["method"] == method) & (runs["fraction"] == frac) & (runs["seed"] == seed)]
+        pred = pd.concat([read_table(Path(d) / "predictions.parquet") for d in sel["dir"]]) if len(sel) else None
+        if pred is not None:
+            ax.scatter(pred["y_true"], pred["y_pred"], s=4, alpha=0.5)
+            lo, hi = min(pred["y_true"].min(), pred["y_pred"].min()), max(pred["y_true"].max(), pred["y_pred"].max())
+            ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+            mae = (pred["y_true"] - pred["y_pred"]).abs().mean()
+            ax.set_title(f"{method} (MAE {fmt(mae)})", fontsize=9)
+        ax.set_xlabel(f"true ({unit})" if unit else "true")
+        ax.set_ylabel("predicted")
+    fig.suptitle(f"{name}: test predictions, {100 * frac:g}% labels, all folds, seed {seed}", fontsize=10)
+    return png(fig)
+
+
+def loss_plot(histories: dict[str, list[dict[str, float]]]) -> str | None:
+    trained = {m: h for m, h in histories.items() if h}
+    if not trained:
+        return None
+    fig, axes = plt.subplots(1, len(trained), figsize=(3.6 * len(trained), 3.0), squeeze=False)
+    for ax, (method, hist) in zip(axes[0], trained.items(), strict=True):
+        h = pd.DataFrame(hist)
+        for col in [c for c in h.columns if c not in ("epoch", "graphs_per_s", "val")]:
+            ax.plot(h["epoch"], h[col], marker=".", label=col, lw=2 if col == "loss" else 1)
+        ax.set_title(method, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return png(fig)
+
+
+def stage_rows(stage_dirs: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for d in stage_dirs:
+        m = read_json(Path(d) / "manifest.json")
+        params = {k: v for k, v in m["params"].items() if k not in ("source",)}
+        rows.append({
+            "kind": m["kind"], "key": m["key"], "wall": fmt(m["wall_s"], 3), "device": m.get("device", "cpu"),
+            "memory": f"{m['peak_memory_mb']:.0f}", "host": m["host"], "code": m["code"], "slurm": m.get("slurm_job_id") or "",
+            "params": ", ".join(f"{k}={v}" for k, v in params.items() if not isinstance(v, dict))[:300],
+        })  # fmt: skip
+    order = ["download", "ingest", "graphs", "augment", "fingerprints", "splits", "pretrain", "finetune"]
+    return sorted(rows, key=lambda r: (order.index(r["kind"]), r["key"]))
+
+
+def rejection_rows(stage_dirs: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for d in stage_dirs:
+        f = Path(d) / "rejected.parquet"
+        if f.exists():
+            rej = read_table(f)
+            for reason, n in rej["reason"].str.replace(r"\(.*\)|:.*", "", regex=True).str.strip().value_counts().items():
+                rows.append({"stage": Path(d).name, "reason": reason, "count": int(n)})
+    return rows
+
+
+def write_report(spec: dict[str, Any], out: Path) -> None:
+    props = []
+    best_rows = []
+    for name, p in spec["properties"].items():
+        data = read_json(p["target"])
+        summary = pd.DataFrame(data["summary"])
+        runs = pd.DataFrame(data["runs"])
+        unit = unit_label(p)
+        fractions = sorted(summary["fraction"].unique())
+        methods = ["scratch"] + sorted(m for m in summary["method"].unique() if m != "scratch")
+        table = []
+        for m in methods:
+            cells = []
+            for f in fractions:
+                r = summary[(summary["method"] == m) & (summary["fraction"] == f)]
+                if not len(r):
+                    cells.append(None)
+                    continue
+                r = r.iloc[0]
+                cells.append({"mae": f"{fmt(r['mae_mean'])} ± {fmt(r['mae_std'], 2)}", "n": int(r["n_runs"]),
+                              "change": "" if m == "scratch" else f"{r['change_pct']:+.1f}%", "p": fmt_p(r["p_value"]),
+                              "better": m != "scratch" and r["change_pct"] < 0})  # fmt: skip
+            table.append({"method": m, "cells": cells})
+        for f in fractions:
+            cand = summary[(summary["fraction"] == f)].sort_values("mae_mean")
+            b = cand.iloc[0]
+            best_rows.append({"property": name, "fraction": f"{100 * f:g}%", "method": b["method"], "mae": fmt(b["mae_mean"]),
+                              "unit": unit, "change": "" if b["method"] == "scratch" else f"{b['change_pct']:+.1f}%",
+                              "p": fmt_p(b["p_value"])})  # fmt: skip
+        best = summary[summary["fraction"] == max(fractions)].sort_values("mae_mean").iloc[0]["method"]
+        parity_methods = ["scratch"] + ([best] if best != "scratch" else [])
+        props.append({
+            "name": name, "column": p["column"], "unit": unit, "dataset": p["dataset"], "folds": p["folds"],
+            "fractions": [f"{100 * f:g}%" for f in fractions], "table": table,
+            "curve": label_efficiency_plot(summary, name, unit), "parity": parity_plot(runs, name, unit, parity_methods),
+        })  # fmt: skip
+    histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}
+    pretrain_rows = []
+    for m, d in spec["pretrain"].items():
+        man = read_json(Path(d) / "manifest.json")
+        pretrain_rows.append({"method": m, "objective": man["params"]["objective"], "epochs": len(histories[m]),
+                              "pool": man.get("n_pool"), "excluded": man.get("n_excluded"),
+                              "speed": fmt(man.get("graphs_per_s") or float("nan")), "device": man.get("device"),
+                              "wall": fmt(man["wall_s"])})  # fmt: skip
+    methods = sorted({m["objective"] for m in spec["config"]["pretrain"]["methods"].values()})
+    env = Environment(loader=PackageLoader("matssl", "templates"), autoescape=select_autoescape())
+    html = env.get_template("report.html.j2").render(
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        config=spec["config"], pool=spec["pool"], leakage=spec["exclude_test_structures"], props=props,
+        best_rows=best_rows, pretrain_rows=pretrain_rows, loss_plot=loss_plot(histories),
+        stages=stage_rows(spec["stages"]), rejections=rejection_rows(spec["stages"]),
+        methods=[(m, *METHOD_INFO.get(m, (m, "", ""))) for m in methods],
+    )  # fmt: skip
+    with atomic_path(out) as tmp:
+        tmp.write_text(html)

@@ -1,0 +1,256 @@
+"""Data sources: Matbench files, folders of CIF/POSCAR, extended XYZ, and Materials Project.
+
+Readers yield `Crystal`s or `Rejected(id, reason)`; `ingest.py` validates and writes the canonical
+table. Downloads (Matbench URL, mp-api) are separate functions so that the workflow can run them as
+local jobs on a login node, and they fail with a clear message when offline.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pymatgen.core.periodic_table import Element
+
+from matssl.io import atomic_path, read_json, write_json
+from matssl.table import Crystal
+
+log = logging.getLogger(__name__)
+
+MATBENCH_URL = "https://ml.materialsproject.org/projects/{task}.json.gz"
+STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar"}
+STRUCTURE_NAMES = {"POSCAR", "CONTCAR"}
+
+
+@dataclass
+class Rejected:
+    id: str
+    reason: str
+
+
+class SourceError(RuntimeError):
+    """The whole input is unusable (missing file, wrong format, offline download)."""
+
+
+_Z: dict[str, int] = {}
+
+
+def atomic_number(symbol: str) -> int:
+    if symbol not in _Z:
+        _Z[symbol] = Element(symbol).Z
+    return _Z[symbol]
+
+
+# --------------------------------------------------------------------------- pymatgen dicts
+def crystal_from_pmg_dict(id_: str, d: dict[str, Any]) -> Crystal | Rejected:
+    """Parse a pymatgen `Structure.as_dict()` without building a Structure (10x faster)."""
+    try:
+        lattice = np.asarray(d["lattice"]["matrix"], dtype=float)
+        numbers, frac = [], []
+        for site in d["sites"]:
+            species = site["species"]
+            if len(species) != 1 or abs(float(species[0].get("occu", 1.0)) - 1.0) > 1e-6:
+                return Rejected(id_, "disordered (partially occupied) site")
+            numbers.append(atomic_number(species[0]["element"]))
+            frac.append(site["abc"])
+    except (KeyError, TypeError, ValueError) as err:
+        return Rejected(id_, f"unparseable structure: {type(err).__name__}: {err}")
+    return Crystal(id_, lattice, np.asarray(numbers, dtype=np.int64), np.asarray(frac, dtype=float).reshape(-1, 3))
+
+
+def _label(value: Any) -> float | None:
+    """A label as a float, or None when missing; raises ValueError for junk (text, inf)."""
+    if value is None:
+        return None
+    v = float(value)  # ValueError for non-numeric text
+    if math.isnan(v):
+        return None
+    if not math.isfinite(v):
+        raise ValueError(f"non-finite value {value!r}")
+    return v
+
+
+# --------------------------------------------------------------------------- Matbench
+def matbench_ids(task: str, n: int) -> list[str]:
+    """Matbench's row ids: `mb-<short>-<1-based index>` zero-padded to the width of n."""
+    short = task.removeprefix("matbench_").replace("_", "-")
+    width = len(str(n))
+    return [f"mb-{short}-{i + 1:0{width}d}" for i in range(n)]
+
+
+def read_matbench(path: str | Path, task: str) -> Iterator[Crystal | Rejected]:
+    """Matbench's pandas 'split' orient, or the column orient ({column: {row: value}})."""
+    with gzip.open(path, "rt") if str(path).endswith(".gz") else open(path) as fh:
+        raw = json.load(fh)
+    if {"index", "columns", "data"} <= raw.keys():
+        ids = [str(i) for i in raw["index"]]
+        df = pd.DataFrame(raw["data"], columns=raw["columns"])
+    elif "structure" in raw and isinstance(raw["structure"], dict):
+        df = pd.DataFrame({col: pd.Series(vals) for col, vals in raw.items()})
+        df = df.loc[sorted(df.index, key=int)]
+        ids = matbench_ids(task, len(df)) if "id" not in df else [str(i) for i in df["id"]]
+    else:
+        raise SourceError(f"{path}: neither Matbench's split orient nor a column-oriented structure table")
+    meta = {"crystal_sys": "crystal_system", "spg_symbol": "spacegroup"}
+    label_cols = [c for c in df.columns if c not in ("structure", "id", *meta) and pd.api.types.is_numeric_dtype(df[c])]
+    label_cols = [c for c in label_cols if c not in ("spg_num", "volume")]
+    for id_, (_, row) in zip(ids, df.iterrows(), strict=True):
+        c = crystal_from_pmg_dict(id_, row["structure"])
+        if isinstance(c, Crystal):
+            try:
+                c.labels = {col: _label(row[col]) for col in label_cols}
+            except ValueError as err:
+                yield Rejected(id_, f"invalid label: {err}")
+                continue
+            c.meta = {new: str(row[old]) for old, new in meta.items() if old in row and pd.notna(row[old])}
+        yield c
+
+
+def download_url(url: str, dest: str | Path, what: str) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, atomic_path(dest) as tmp:
+            tmp.write_bytes(resp.read())
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        raise SourceError(
+            f"could not download {what} from {url} ({err}). Are you offline? Download it on a machine "
+            f"with internet and set the dataset's `path` to the local file."
+        ) from None
+
+
+# --------------------------------------------------------------------------- files
+def read_structure_file(path: Path) -> Crystal | Rejected:
+    from pymatgen.core import Structure
+
+    id_ = path.stem if path.name not in STRUCTURE_NAMES else path.parent.name
+    if path.stat().st_size == 0:
+        return Rejected(id_, "empty file")
+    try:
+        s = Structure.from_file(path)
+    except Exception as err:  # pymatgen raises many types for malformed files
+        msg = str(err).splitlines()[0][:200] if str(err) else ""
+        return Rejected(id_, f"unparseable file {path.name}: {type(err).__name__}: {msg}")
+    if not s.is_ordered:
+        return Rejected(id_, "disordered (partially occupied) site")
+    return Crystal(id_, s.lattice.matrix.copy(), np.array(s.atomic_numbers, dtype=np.int64), s.frac_coords.copy())
+
+
+def read_folder(path: str | Path, labels: str | Path | None, glob: str = "*") -> Iterator[Crystal | Rejected]:
+    """A folder of CIF/POSCAR files named `<id>.cif`, labels from a CSV with an `id` column."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise SourceError(f"{folder} is not a folder")
+    files = sorted(
+        p for p in folder.glob(glob) if p.is_file() and (p.suffix.lower() in STRUCTURE_SUFFIXES or p.name in STRUCTURE_NAMES)
+    )
+    if not files:
+        raise SourceError(f"{folder} has no structure files (*.cif, *.vasp, POSCAR)")
+    table: dict[str, dict[str, Any]] = {}
+    if labels is not None:
+        df = pd.read_csv(labels, dtype={"id": str})
+        if "id" not in df.columns:
+            raise SourceError(f"{labels}: needs an `id` column (the structure file's name without suffix)")
+        table = {str(r["id"]): {k: v for k, v in r.items() if k != "id"} for r in df.to_dict("records")}
+    seen = set()
+    for f in files:
+        c = read_structure_file(f)
+        seen.add(c.id)
+        if isinstance(c, Crystal) and c.id in table:
+            try:
+                c.labels = {k: _label(v) for k, v in table[c.id].items()}
+            except ValueError as err:
+                yield Rejected(c.id, f"invalid label: {err}")
+                continue
+        yield c
+    for id_ in table.keys() - seen:
+        yield Rejected(id_, "label row without a structure file")
+
+
+def read_extxyz(path: str | Path) -> Iterator[Crystal | Rejected]:
+    """Extended XYZ (ASE), one frame per structure; `id` and numeric labels in each frame's info."""
+    from ase.io import iread
+
+    for k, atoms in enumerate(iread(str(path), index=":", format="extxyz")):
+        id_ = str(atoms.info.get("id", f"frame-{k}"))
+        if not all(atoms.pbc):
+            yield Rejected(id_, "not periodic in all three directions")
+            continue
+        c = Crystal(
+            id_, np.array(atoms.cell[:], dtype=float), atoms.numbers.astype(np.int64), atoms.get_scaled_positions(wrap=False)
+        )
+        try:
+            c.labels = {key: _label(v) for key, v in atoms.info.items() if key != "id" and isinstance(v, int | float | np.number)}
+        except ValueError as err:
+            yield Rejected(id_, f"invalid label: {err}")
+            continue
+        yield c
+
+
+# --------------------------------------------------------------------------- Materials Project
+def download_mp(criteria: dict[str, Any], fields: list[str], chunk_size: int, dest: str | Path) -> None:
+    """Summary search through mp-api, saved in chunks so that an interrupted download resumes.
+
+    First the matching ids are listed (one cheap query); then each chunk of `chunk_size` ids is fetched
+    with its structures and `fields` into `dest/parts/NNNNN.json.gz`. Parts already on disk are kept.
+    """
+    key = os.environ.get("MP_API_KEY")
+    if not key:
+        raise SourceError("the mp source needs an API key in the MP_API_KEY environment variable")
+    from mp_api.client import MPRester
+
+    dest = Path(dest)
+    parts = dest / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    try:
+        endpoint = os.environ.get("MP_API_ENDPOINT") or None  # another server, e.g. a mirror
+        with MPRester(api_key=key, endpoint=endpoint, mute_progress_bars=True) as mpr:
+            ids_file = dest / "ids.json"
+            if ids_file.exists():
+                ids = read_json(ids_file)
+            else:
+                docs = mpr.materials.summary.search(**criteria, fields=["material_id"])
+                ids = sorted(str(d.material_id) for d in docs)
+                write_json(ids, ids_file)
+            n_chunks = math.ceil(len(ids) / chunk_size)
+            for k in range(n_chunks):
+                part = parts / f"{k:05d}.json.gz"
+                if part.exists():
+                    continue
+                chunk = ids[k * chunk_size : (k + 1) * chunk_size]
+                docs = mpr.materials.summary.search(material_ids=chunk, fields=["material_id", "structure", *fields])
+                rows = [
+                    {"id": str(d.material_id), "structure": d.structure.as_dict(), **{f: getattr(d, f, None) for f in fields}}
+                    for d in docs
+                ]
+                with atomic_path(part) as tmp, gzip.open(tmp, "wt") as fh:
+                    json.dump(rows, fh)
+                log.info("mp download: chunk %d/%d (%d structures)", k + 1, n_chunks, len(rows))
+    except SourceError:
+        raise
+    except Exception as err:
+        msg = str(err).replace(key, "***")
+        raise SourceError(f"Materials Project download failed: {type(err).__name__}: {msg}") from None
+
+
+def read_mp_download(dest: str | Path, fields: list[str]) -> Iterator[Crystal | Rejected]:
+    for part in sorted((Path(dest) / "parts").glob("*.json.gz")):
+        with gzip.open(part, "rt") as fh:
+            for row in json.load(fh):
+                c = crystal_from_pmg_dict(row["id"], row["structure"])
+                if isinstance(c, Crystal):
+                    try:
+                        c.labels = {f: _label(row.get(f)) for f in fields}
+                    except (ValueError, TypeError) as err:
+                        yield Rejected(c.id, f"invalid label: {err}")
+                        continue
+                yield c

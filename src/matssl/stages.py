@@ -1,0 +1,283 @@
+"""Content-hashed stages: the plan of a whole run, and the manifest every stage writes.
+
+A stage's directory is `<results>/<kind>/<label>-<hash>`. The hash covers exactly what determines
+the output: the stage's own resolved parameters, the hashes of its upstream stages, the content of
+input files it reads from outside the results folder, and a fingerprint of the source code that
+computes it. The device, thread count and the MP API key are not in it (they do not change what is
+computed, or must never be stored). Snakemake asks the plan for a stage's inputs and parameters; the
+job itself gets a JSON `spec` and runs one `matssl stage` command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import resource
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import cache, cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from matssl.config import Config, FilesSource, MatbenchSource, MPSource
+from matssl.io import canonical_json, sha256_tree, write_json
+
+PACKAGE_DIR = Path(__file__).parent
+
+# Source files whose code decides each stage's output (the code fingerprint).
+CODE: dict[str, list[str]] = {
+    "download": ["sources.py"],
+    "ingest": ["sources.py", "table.py", "ingest.py"],
+    "graphs": ["features.py", "graphs.py", "table.py"],
+    "augment": ["features.py", "augment.py", "graphs.py", "table.py"],
+    "fingerprints": ["features.py", "fingerprints.py", "table.py"],
+    "splits": ["evaluate.py"],
+    "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "objectives/*.py"],
+    "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py"],
+}
+# The files each stage kind writes (the last one is written last: its presence means "done").
+OUTPUTS: dict[str, list[str]] = {
+    "download": ["manifest.json"],
+    "ingest": ["structures.parquet", "rejected.parquet", "manifest.json"],
+    "graphs": ["graphs.npz", "rejected.parquet", "manifest.json"],
+    "augment": ["views.parquet", "graphs.npz", "manifest.json"],
+    "fingerprints": ["atoms.parquet", "manifest.json"],
+    "splits": ["folds.json", "manifest.json"],
+    "pretrain": ["encoder.pt", "history.json", "manifest.json"],
+    "finetune": ["metrics.json", "predictions.parquet", "manifest.json"],
+}
+PACKAGES = ["matssl", "torch", "torch-geometric", "pymatgen", "dscribe", "numpy", "pandas", "pyarrow", "scikit-learn",
+            "snakemake"]  # fmt: skip
+
+
+@cache
+def code_fingerprint(kind: str) -> str:
+    h = hashlib.sha256()
+    for pattern in CODE[kind]:
+        for f in sorted(PACKAGE_DIR.glob(pattern)):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Stage:
+    kind: str
+    label: str
+    params: dict[str, Any]
+    results: str
+    upstream: dict[str, Stage] = field(default_factory=dict)
+    external: dict[str, str] = field(default_factory=dict)  # input files outside results: name -> path
+    runtime: dict[str, Any] = field(default_factory=dict)  # how to run (device, threads): not hashed
+
+    @cached_property
+    def hash(self) -> str:
+        content = {
+            "kind": self.kind,
+            "params": self.params,
+            "upstream": {k: s.hash for k, s in sorted(self.upstream.items())},
+            "external": {k: sha256_tree(p) for k, p in sorted(self.external.items())},
+            "code": code_fingerprint(self.kind),
+        }
+        return hashlib.sha256(canonical_json(content).encode()).hexdigest()[:12]
+
+    @property
+    def key(self) -> str:
+        return f"{self.label}-{self.hash}"
+
+    @property
+    def dir(self) -> str:
+        return f"{self.results}/{self.kind}/{self.key}"
+
+    @property
+    def outputs(self) -> list[str]:
+        return [f"{self.dir}/{name}" for name in OUTPUTS[self.kind]]
+
+    @property
+    def done(self) -> str:
+        return f"{self.dir}/manifest.json"
+
+    def spec(self) -> dict[str, Any]:
+        """Everything the job needs: its parameters and the directories of its inputs."""
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "params": self.params,
+            "upstream": {k: s.dir for k, s in self.upstream.items()},
+            "external": self.external,
+            "runtime": self.runtime,
+        }
+
+    def input_files(self) -> list[str]:
+        return [s.done for s in self.upstream.values()] + list(self.external.values())
+
+
+class Plan:
+    """Every stage of a run, derived from the validated config."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        r = cfg.results
+        self.stages: dict[tuple[str, str], Stage] = {}
+        self.ingest: dict[str, Stage] = {}
+        self.graphs: dict[str, Stage] = {}
+        for name, src in cfg.datasets.items():
+            self.ingest[name] = self._ingest(name, src)
+            self.graphs[name] = self._add(Stage("graphs", name, {"graphs": cfg.graphs.model_dump()}, r,
+                                                {"structures": self.ingest[name]}))  # fmt: skip
+        pool = cfg.pretrain.pool
+        self.augment = self._add(Stage("augment", pool, {"augment": cfg.augment.model_dump(), "graphs": cfg.graphs.model_dump(),
+                                                         "max_z": cfg.ingest.max_z}, r, {"structures": self.ingest[pool]}))  # fmt: skip
+        self.fingerprints = self._add(Stage("fingerprints", pool, {"fingerprints": cfg.fingerprints.model_dump()}, r,
+                                            {"structures": self.ingest[pool]}))  # fmt: skip
+        self.splits = {
+            name: self._add(Stage("splits", name, {"property": p.model_dump()}, r, {"structures": self.ingest[p.dataset]}))
+            for name, p in cfg.properties.items()
+        }
+        self.pretrain = {m: self._pretrain(m) for m in cfg.pretrain.methods}
+        self.finetune: dict[str, list[Stage]] = {name: self._finetunes(name) for name in cfg.properties}
+
+    def _add(self, stage: Stage) -> Stage:
+        self.stages[(stage.kind, stage.key)] = stage
+        return stage
+
+    def _ingest(self, name: str, src: MatbenchSource | FilesSource | MPSource) -> Stage:
+        r = self.cfg.results
+        params = {"dataset": name, "source": src.model_dump(), "ingest": self.cfg.ingest.model_dump()}
+        if isinstance(src, MPSource) or (isinstance(src, MatbenchSource) and src.path is None):
+            download = self._add(Stage("download", name, {"source": src.model_dump()}, r))
+            return self._add(Stage("ingest", name, params, r, {"download": download}))
+        external = {"path": src.path}
+        if isinstance(src, FilesSource) and src.labels:
+            external["labels"] = src.labels
+        return self._add(Stage("ingest", name, params, r, external=external))
+
+    def _pretrain(self, method: str) -> Stage:
+        cfg = self.cfg
+        m = cfg.pretrain.methods[method]
+        from matssl.objectives import OBJECTIVES
+
+        obj = OBJECTIVES[m.objective]
+        upstream = {"graphs": self.graphs[cfg.pretrain.pool]}
+        if obj.needs_views:
+            upstream["augment"] = self.augment
+        if obj.needs_fingerprints:
+            upstream["fingerprints"] = self.fingerprints
+        if cfg.pretrain.exclude_test_structures:
+            upstream.update({f"splits:{name}": s for name, s in self.splits.items()})
+        params = {
+            "method": method,
+            "objective": m.objective,
+            "objective_params": {**obj.defaults, **m.params},
+            "optim": cfg.method_optim(method).model_dump() if obj.trains else None,
+            "encoder": cfg.encoder.model_dump(),
+            "graphs": cfg.graphs.model_dump(),
+            "max_z": cfg.ingest.max_z,
+            "seed": cfg.pretrain.seed,
+            "exclude_test_structures": cfg.pretrain.exclude_test_structures,
+        }
+        runtime = {"device": cfg.pretrain.device, "threads": cfg.threads}
+        return self._add(Stage("pretrain", method, params, cfg.results, upstream, runtime=runtime))
+
+    def fold_numbers(self, prop: str) -> list[int]:
+        n = self.cfg.properties[prop].n_folds if self.cfg.properties[prop].folds == "kfold" else 5
+        return self.cfg.finetune.folds if self.cfg.finetune.folds is not None else list(range(n))
+
+    def _finetunes(self, prop: str) -> list[Stage]:
+        cfg = self.cfg
+        ft = cfg.finetune.model_dump(exclude={"fractions", "seeds", "folds", "device"})
+        p = cfg.properties[prop]
+        out = []
+        for method, pre in self.pretrain.items():
+            for fold in self.fold_numbers(prop):
+                for frac in cfg.finetune.fractions:
+                    for seed in cfg.finetune.seeds:
+                        params = {"property": prop, "column": p.column, "transform": p.transform, "method": method,
+                                  "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
+                        label = f"{prop}-{method}-f{fold}-p{frac:g}-s{seed}"
+                        upstream = {"graphs": self.graphs[p.dataset], "splits": self.splits[prop], "pretrain": pre,
+                                    "structures": self.ingest[p.dataset]}  # fmt: skip
+                        runtime = {"device": cfg.finetune.device, "threads": cfg.threads}
+                        out.append(self._add(Stage("finetune", label, params, cfg.results, upstream, runtime=runtime)))
+        return out
+
+    def get(self, kind: str, key: str) -> Stage:
+        try:
+            return self.stages[(kind, key)]
+        except KeyError:
+            raise KeyError(f"no {kind} stage {key!r} in the current configuration") from None
+
+    @property
+    def uses_mp(self) -> bool:
+        return any(isinstance(src, MPSource) for src in self.cfg.datasets.values())
+
+    def property_spec(self, prop: str) -> dict[str, Any]:
+        p = self.cfg.properties[prop]
+        return {"property": prop, "unit": p.unit, "transform": p.transform, "runs": [s.dir for s in self.finetune[prop]]}
+
+    def property_target(self, prop: str) -> str:
+        return f"{self.cfg.results}/properties/{prop}.json"
+
+    @property
+    def report_target(self) -> str:
+        return f"{self.cfg.results}/report.html"
+
+    def report_spec(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "properties": {name: {"target": self.property_target(name), **p.model_dump()} for name, p in cfg.properties.items()},
+            "pretrain": {m: s.dir for m, s in self.pretrain.items()},
+            "stages": sorted(s.dir for s in self.stages.values()),
+            "pool": cfg.pretrain.pool,
+            "exclude_test_structures": cfg.pretrain.exclude_test_structures,
+            "config": cfg.model_dump(mode="json"),
+        }
+
+
+# --------------------------------------------------------------------------- manifests
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[p] = metadata.version(p)
+    return out
+
+
+def peak_memory_mb() -> float:
+    # ru_maxrss is KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_manifest(spec: dict[str, Any], out: str | Path, started: float, extra: dict[str, Any] | None = None) -> None:
+    """The last file a stage writes: parameters, input hashes, code, versions, timing, memory."""
+    out = Path(out)
+    upstream = {}
+    for name, d in spec.get("upstream", {}).items():
+        m = Path(d) / "manifest.json"
+        upstream[name] = {"dir": d, "hash": json.loads(m.read_text()).get("hash") if m.exists() else None}
+    ended = time.time()
+    manifest = {
+        "kind": spec["kind"],
+        "key": spec["key"],
+        "hash": spec["key"].rsplit("-", 1)[-1],
+        "params": spec["params"],
+        "upstream": upstream,
+        "external": spec.get("external", {}),
+        "code": code_fingerprint(spec["kind"]),
+        "versions": package_versions(),
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "argv": [a for a in sys.argv if "MP_API_KEY" not in a],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ended)),
+        "wall_s": round(ended - started, 3),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        **(extra or {}),
+    }
+    write_json(manifest, out / "manifest.json")

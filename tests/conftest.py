@@ -1,0 +1,52 @@
+"""Shared fixtures: small pymatgen crystals and a tiny slice of the shipped demo dataset."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from matssl.table import Crystal
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "data" / "matbench_dielectric.json.gz"
+
+
+def crystal(s: Structure, id_: str = "x") -> Crystal:
+    return Crystal(id_, s.lattice.matrix.copy(), np.array(s.atomic_numbers), s.frac_coords.copy())
+
+
+@pytest.fixture
+def nacl() -> Crystal:
+    return crystal(Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]), "nacl")
+
+
+@pytest.fixture
+def silicon() -> Crystal:
+    return crystal(Structure(Lattice.cubic(5.43), ["Si"] * 2, [[0, 0, 0], [0.25, 0.25, 0.25]]).get_primitive_structure(), "si")
+
+
+@pytest.fixture
+def triclinic() -> Crystal:
+    lat = Lattice.from_parameters(4.1, 5.3, 6.2, 78, 95, 112)
+    return crystal(Structure(lat, ["Ti", "O", "O", "Ba"], [[0, 0, 0], [0.3, 0.1, 0.2], [0.6, 0.7, 0.1], [0.5, 0.4, 0.8]]), "tri")
+
+
+def demo_slice(n: int) -> dict:
+    """The first n rows of the demo file, in its own column orient."""
+    with gzip.open(DEMO, "rt") as fh:
+        raw = json.load(fh)
+    keep = [str(i) for i in range(n)]
+    return {col: {k: vals[k] for k in keep} for col, vals in raw.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "tiny_dielectric.json.gz"
+    with gzip.open(path, "wt") as fh:
+        json.dump(demo_slice(48), fh)
+    return path

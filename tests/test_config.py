@@ -1,0 +1,43 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from matssl.config import ConfigError, json_schema, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_demo_config_is_valid():
+    cfg = load_config(ROOT / "config.yaml")
+    assert "scratch" in cfg.pretrain.methods and cfg.properties["dielectric"].folds == "matbench"
+
+
+def test_committed_schema_is_current():
+    assert json.loads((ROOT / "workflow/schemas/config.schema.json").read_text()) == json_schema()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["finetune"].update(learning_rate=1), "finetune.learning_rate: Extra inputs are not permitted"),
+        (lambda c: c["graphs"].update(cutoff=-1), "graphs.cutoff: Input should be greater than 0"),
+        (lambda c: c["pretrain"]["methods"].update(x={"objective": "nope"}), "objective 'nope': allowed"),
+        (lambda c: c["pretrain"]["methods"]["crystalclr"]["params"].update(tau=1), "unknown parameter(s) ['tau']"),
+        (lambda c: c["pretrain"].update(pool="missing"), "pretrain.pool 'missing' is not one of datasets"),
+        (lambda c: c["pretrain"]["methods"].pop("scratch"), "must contain 'scratch'"),
+        (lambda c: c.update(results="../elsewhere"), "results: Value error, results must be a relative path"),
+        (lambda c: c["datasets"]["dielectric"].update(kind="ftp"), "datasets.dielectric: Input tag 'ftp'"),
+    ],
+)
+def test_config_errors_name_the_key(edit, message):
+    cfg = demo()
+    edit(cfg)
+    with pytest.raises(ConfigError) as err:
+        parse_config(cfg)
+    assert message in str(err.value)

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from matssl.graphs import GraphSet, neighbour_graph
+from matssl.table import Crystal
+
+
+def brute_force_neighbours(c: Crystal, cutoff: float) -> list[np.ndarray]:
+    """Sorted distances to every periodic image within the cutoff, by explicit image enumeration."""
+    cart = c.cart
+    r = np.arange(-4, 5)
+    images = np.array(np.meshgrid(r, r, r, indexing="ij")).reshape(3, -1).T @ c.lattice
+    out = []
+    for i in range(len(cart)):
+        d = np.linalg.norm(cart[None, :, :] + images[:, None, :] - cart[i], axis=-1).ravel()
+        out.append(np.sort(d[(d > 1e-8) & (d <= cutoff)]))
+    return out
+
+
+@pytest.mark.parametrize("name", ["nacl", "silicon", "triclinic"])
+def test_k_nearest_match_brute_force(name, request):
+    c = request.getfixturevalue(name)
+    nbr, vec, mask = neighbour_graph(c, cutoff=8.0, k=12)
+    expect = brute_force_neighbours(c, 8.0)
+    dist = np.linalg.norm(vec, axis=-1)
+    for i in range(len(c.numbers)):
+        assert mask[i].sum() == min(12, len(expect[i]))
+        np.testing.assert_allclose(np.sort(dist[i][mask[i]]), expect[i][:12], atol=1e-5)
+        # the stored vector points at the neighbour's periodic image
+        assert np.all(nbr[i] < len(c.numbers))
+
+
+def test_small_cell_has_several_images_of_one_atom(silicon):
+    nbr, _, mask = neighbour_graph(silicon, cutoff=8.0, k=12)
+    assert mask.all()
+    # a 2-atom cell: 12 neighbours can only come from repeated images
+    assert len(set(nbr[0].tolist())) <= 2
+
+
+def test_padding_when_few_neighbours(nacl):
+    nbr, vec, mask = neighbour_graph(nacl, cutoff=3.0, k=12)  # 6 Cl at 2.82 Å around each Na
+    assert (mask.sum(1) == 6).all()
+    assert np.all(vec[~mask] == 0)
+
+
+def test_isolated_atom_is_rejected():
+    c = Crystal("lonely", np.eye(3) * 20.0, np.array([8]), np.array([[0.0, 0.0, 0.0]]))
+    reason = neighbour_graph(c, cutoff=8.0, k=12)
+    assert isinstance(reason, str) and "isolated atom" in reason
+    graphs, rejected = GraphSet.build([c], 8.0, 12)
+    assert len(graphs) == 0 and rejected == [("lonely", reason)]
+
+
+def test_batch_reindexes_neighbours(nacl, silicon, triclinic, tmp_path):
+    graphs, _ = GraphSet.build([nacl, silicon, triclinic], 8.0, 12)
+    graphs.save(tmp_path / "g.npz")
+    graphs = GraphSet.load(tmp_path / "g.npz")
+    b = graphs.batch(np.array([2, 0]))
+    n_tri, n_nacl = len(triclinic.numbers), len(nacl.numbers)
+    assert b.numbers.tolist() == triclinic.numbers.tolist() + nacl.numbers.tolist()
+    assert b.graph.tolist() == [0] * n_tri + [1] * n_nacl
+    # neighbours of the second graph's atoms point into its own block
+    assert (b.nbr[n_tri:] >= n_tri).all() and (b.nbr[:n_tri] < n_tri).all()
+    single = graphs.batch(np.array([0]))
+    np.testing.assert_allclose(b.dist[n_tri:].numpy(), single.dist.numpy())

@@ -1,0 +1,153 @@
+import gzip
+import json
+import threading
+import urllib.error
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.io import write as ase_write
+from pymatgen.core import Lattice, Structure
+
+from matssl import sources
+from matssl.sources import Rejected, SourceError, matbench_ids, read_extxyz, read_folder, read_matbench
+from matssl.table import Crystal
+
+from .conftest import demo_slice
+
+
+def test_matbench_ids_match_matbench_naming():
+    assert matbench_ids("matbench_dielectric", 4764)[:2] == ["mb-dielectric-0001", "mb-dielectric-0002"]
+    assert matbench_ids("matbench_jdft2d", 636)[-1] == "mb-jdft2d-636"
+    assert matbench_ids("matbench_log_kvrh", 10987)[0] == "mb-log-kvrh-00001"
+
+
+def test_column_and_split_orient_give_the_same_crystals(tmp_path):
+    col = demo_slice(5)
+    split = {"index": matbench_ids("matbench_dielectric", 5), "columns": ["structure", "n"],
+             "data": [[col["structure"][str(i)], col["n"][str(i)]] for i in range(5)]}  # fmt: skip
+    for name, obj in (("col.json.gz", col), ("split.json.gz", split)):
+        with gzip.open(tmp_path / name, "wt") as fh:
+            json.dump(obj, fh)
+    a = list(read_matbench(tmp_path / "col.json.gz", "matbench_dielectric"))
+    b = list(read_matbench(tmp_path / "split.json.gz", "matbench_dielectric"))
+    assert [c.id for c in a] == [c.id for c in b] == matbench_ids("matbench_dielectric", 5)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x.frac, y.frac)
+        assert x.labels == y.labels
+    assert a[0].meta["crystal_system"] == "hexagonal" and a[0].labels["n"] == pytest.approx(1.7520636404)
+    ref = Structure.from_dict(col["structure"]["0"])
+    np.testing.assert_allclose(a[0].lattice, ref.lattice.matrix)
+    assert a[0].numbers.tolist() == list(ref.atomic_numbers)
+
+
+def test_disordered_site_is_rejected():
+    s = Structure(Lattice.cubic(4), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]])
+    r = sources.crystal_from_pmg_dict("x", s.as_dict())
+    assert isinstance(r, Rejected) and "disordered" in r.reason
+
+
+def test_folder_of_cifs_with_labels(tmp_path, nacl, silicon):
+    for c in (nacl, silicon):
+        Structure(c.lattice, c.numbers, c.frac).to(filename=str(tmp_path / f"{c.id}.cif"))
+    (tmp_path / "labels.csv").write_text("id,K_VRH\nnacl,25.0\nsi,98.0\nghost,1.0\n")
+    out = {c.id: c for c in read_folder(tmp_path, tmp_path / "labels.csv")}
+    assert out["nacl"].labels == {"K_VRH": 25.0} and len(out["nacl"].numbers) == len(nacl.numbers)
+    assert isinstance(out["ghost"], Rejected) and "without a structure" in out["ghost"].reason
+
+
+def test_extxyz_labels_from_info(tmp_path):
+    frames = []
+    for k, a in enumerate((4.0, 5.0)):
+        atoms = Atoms("NaCl", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], cell=np.eye(3) * a, pbc=True)
+        atoms.info.update({"id": f"mp-{k}", "band_gap": 1.5 * k})
+        frames.append(atoms)
+    ase_write(tmp_path / "pool.extxyz", frames, format="extxyz")
+    out = list(read_extxyz(tmp_path / "pool.extxyz"))
+    assert [c.id for c in out] == ["mp-0", "mp-1"]
+    assert out[1].labels == {"band_gap": 1.5}
+    np.testing.assert_allclose(out[1].lattice, np.eye(3) * 5.0)
+
+
+def test_offline_download_gives_a_clear_error(monkeypatch, tmp_path):
+    def offline(*a, **k):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(sources.urllib.request, "urlopen", offline)
+    with pytest.raises(SourceError, match="offline"):
+        sources.download_url("https://example.invalid/x.json.gz", tmp_path / "x.json.gz", "Matbench task x")
+    assert not (tmp_path / "x.json.gz").exists()
+
+
+class FakeMP(BaseHTTPRequestHandler):
+    """Answers the Materials Project API as mp-api asks it: /heartbeat and /materials/summary/."""
+
+    structures = {
+        f"mp-{i}": Structure(Lattice.cubic(4.0 + 0.1 * i), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for i in range(5)
+    }
+    requests: list = []
+    fail_after: int | None = None
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        q = parse_qs(url.query)
+        FakeMP.requests.append((url.path, q, {k.lower(): v for k, v in self.headers.items()}))
+        if url.path.endswith("heartbeat"):
+            self._send(200, {"db_version": "2025.09.25", "version": "0.90.0", "access_controlled_batch_ids": []})
+            return
+        if FakeMP.fail_after is not None and len([r for r in FakeMP.requests if "summary" in r[0]]) > FakeMP.fail_after:
+            self._send(503, {"detail": "service unavailable"})
+            return
+        fields = q["_fields"][0].split(",")
+        ids = q["material_ids"][0].split(",") if "material_ids" in q else sorted(self.structures)
+        docs = []
+        for i in ids:
+            doc = {"material_id": i, "structure": self.structures[i].as_dict(), "band_gap": float(i[3:])}
+            docs.append({k: v for k, v in doc.items() if k in fields})
+        self._send(200, {"data": docs, "meta": {"total_doc": len(docs)}})
+
+    def _send(self, code, body):
+        b = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_mp(monkeypatch):
+    server = HTTPServer(("127.0.0.1", 0), FakeMP)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakeMP.requests, FakeMP.fail_after = [], None
+    monkeypatch.setenv("MP_API_ENDPOINT", f"http://127.0.0.1:{server.server_port}/")
+    monkeypatch.setenv("MP_API_KEY", "k" * 32)
+    yield FakeMP
+    server.shutdown()
+
+
+def test_mp_download_in_resumable_chunks(fake_mp, tmp_path):
+    fake_mp.fail_after = 2  # the id listing and one chunk succeed, then the "network" breaks
+    with pytest.raises(SourceError, match="503"):
+        sources.download_mp({"band_gap": (0, 10)}, ["band_gap"], 2, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["00000.json.gz"]
+    fake_mp.fail_after = None
+    n_before = len(fake_mp.requests)
+    sources.download_mp({"band_gap": (0, 10)}, ["band_gap"], 2, tmp_path)
+    summary = [r for r in fake_mp.requests[n_before:] if "summary" in r[0]]
+    assert [r[1]["material_ids"][0] for r in summary] == ["mp-2,mp-3", "mp-4"]  # only what was missing
+    assert all(r[2].get("x-api-key") == "k" * 32 for r in summary)
+    out = list(sources.read_mp_download(tmp_path, ["band_gap"]))
+    assert [c.id for c in out] == [f"mp-{i}" for i in range(5)]
+    assert all(isinstance(c, Crystal) for c in out) and out[3].labels == {"band_gap": 3.0}
+
+
+def test_mp_needs_a_key(monkeypatch, tmp_path):
+    monkeypatch.delenv("MP_API_KEY", raising=False)
+    with pytest.raises(SourceError, match="MP_API_KEY"):
+        sources.download_mp({}, [], 10, tmp_path)

@@ -1,0 +1,54 @@
+# Graphs, augmented views and per-atom fingerprints: cached inputs of the training stages.
+
+
+rule graphs:
+    input:
+        stage_inputs("graphs"),
+    output:
+        f"{RESULTS}/graphs/{{key}}/graphs.npz",
+        f"{RESULTS}/graphs/{{key}}/rejected.parquet",
+        f"{RESULTS}/graphs/{{key}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/graphs/{{key}}.log",
+    conda:
+        ENV
+    params:
+        spec=stage_spec("graphs"),
+        dir=stage_dir("graphs"),
+    shell:
+        "matssl stage graphs --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
+
+
+rule augment:
+    input:
+        stage_inputs("augment"),
+    output:
+        f"{RESULTS}/augment/{{key}}/views.parquet",
+        f"{RESULTS}/augment/{{key}}/graphs.npz",
+        f"{RESULTS}/augment/{{key}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/augment/{{key}}.log",
+    conda:
+        ENV
+    params:
+        spec=stage_spec("augment"),
+        dir=stage_dir("augment"),
+    shell:
+        "matssl stage augment --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
+
+
+rule fingerprints:
+    input:
+        stage_inputs("fingerprints"),
+    output:
+        f"{RESULTS}/fingerprints/{{key}}/atoms.parquet",
+        f"{RESULTS}/fingerprints/{{key}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/fingerprints/{{key}}.log",
+    conda:
+        ENV
+    params:
+        spec=stage_spec("fingerprints"),
+        dir=stage_dir("fingerprints"),
+    shell:
+        "matssl stage fingerprints --spec {params.spec:q} --out {params.dir} > {log} 2>&1"

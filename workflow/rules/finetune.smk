@@ -1,0 +1,39 @@
+# One finetuning run per property x method x fold x label fraction x seed, and the per-property summary.
+
+
+rule finetune:
+    input:
+        stage_inputs("finetune"),
+    output:
+        f"{RESULTS}/finetune/{{key}}/metrics.json",
+        f"{RESULTS}/finetune/{{key}}/predictions.parquet",
+        f"{RESULTS}/finetune/{{key}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/finetune/{{key}}.log",
+    conda:
+        ENV
+    threads: PLAN.cfg.threads
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    params:
+        spec=stage_spec("finetune"),
+        dir=stage_dir("finetune"),
+    shell:
+        "matssl stage finetune --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
+
+
+rule property:
+    input:
+        lambda wc: [s.done for s in PLAN.finetune[wc.prop]],
+    output:
+        f"{RESULTS}/properties/{{prop}}.json",
+    log:
+        f"{RESULTS}/logs/properties/{{prop}}.log",
+    conda:
+        ENV
+    params:
+        spec=lambda wc: json.dumps(PLAN.property_spec(wc.prop)),
+    shell:
+        "matssl property --spec {params.spec:q} --out {output} > {log} 2>&1"
