@@ -9,7 +9,9 @@ from matssl.config import AugmentConfig
 from matssl.encoders import CGCNN
 from matssl.graphs import GraphSet
 from matssl.objectives import OBJECTIVES, PretrainData
+from matssl.objectives.barlow import barlow_twins
 from matssl.objectives.losses import composition_positives, composition_similarity, element_sets, nt_xent
+from matssl.objectives.views import mask_atoms, perturb
 from matssl.pretrain import views_index
 
 
@@ -57,6 +59,10 @@ def test_composition_similarity_by_hand():
 
 @pytest.fixture
 def corpus(nacl, silicon, triclinic):
+    from matssl.config import FingerprintConfig
+    from matssl.fingerprints import compute
+    from matssl.objectives.fingerprint import aligned_fingerprints
+
     crystals = []
     for k, base in enumerate([nacl, silicon, triclinic] * 4):
         c = type(base)(f"{base.id}{k}", base.lattice * (1 + 0.03 * k), base.numbers, base.frac)
@@ -66,10 +72,24 @@ def corpus(nacl, silicon, triclinic):
     view_graphs, _ = GraphSet.build(views, 6.0, 12)
     views_of, complete = views_index(graphs, view_graphs)
     assert complete.all()
-    return PretrainData(graphs, view_graphs, views_of)
+    table = compute(crystals, FingerprintConfig(soap_n_max=2, soap_l_max=2))
+    return PretrainData(graphs, view_graphs, views_of, aligned_fingerprints(table, graphs, ["acsf", "soap"]))
 
 
-@pytest.mark.parametrize("name, params", [("crystalclr", {}), ("crystalclr", {"composition_similarity": True})])
+ALL = [
+    ("crystalclr", {}),
+    ("crystalclr", {"composition_similarity": True}),
+    ("dssl", {}),
+    ("dssl", {"micro_property": "stiffness"}),
+    ("dssl", {"micro_property": "valence"}),
+    ("negnn", {}),
+    ("barlow", {}),
+    ("fingerprint", {"descriptor": "soap"}),
+    ("fingerprint", {"descriptor": "acsf"}),
+]
+
+
+@pytest.mark.parametrize("name, params", ALL)
 def test_objective_lowers_its_loss(corpus, name, params):
     torch.manual_seed(0)
     enc = CGCNN(width=32, layers=2, cutoff=6.0)
@@ -82,10 +102,64 @@ def test_objective_lowers_its_loss(corpus, name, params):
         return obj.loss(enc, idx, corpus, gen, torch.device("cpu"))[0]
 
     torch.manual_seed(1)
-    first = np.mean([float(loss()) for _ in range(5)])
+    first = np.mean([float(loss().detach()) for _ in range(5)])
     for _ in range(60):
         opt.zero_grad()
         loss().backward()
         opt.step()
-    last = np.mean([float(loss()) for _ in range(5)])
+    last = np.mean([float(loss().detach()) for _ in range(5)])
     assert last < 0.8 * first
+
+
+def test_barlow_twins_identical_and_independent_views():
+    torch.manual_seed(0)
+    z = torch.randn(512, 8)
+    same = barlow_twins(z, z, lambd=0.0)
+    assert float(same) == pytest.approx(0.0, abs=1e-6)  # on-diagonal correlations are all 1
+    independent = barlow_twins(z, torch.randn(512, 8), lambd=0.0)
+    assert float(independent) == pytest.approx(8.0, rel=0.1)  # correlations ~0: sum of (1 - 0)^2
+    # the off-diagonal term of identical views is the squared correlations of z with itself
+    c = torch.corrcoef(z.T)
+    off = float((c**2).sum() - (torch.diagonal(c) ** 2).sum())
+    assert float(barlow_twins(z, z, lambd=0.5)) == pytest.approx(0.5 * off, rel=1e-3)
+
+
+def test_mask_counts_and_fresh_masks(nacl, silicon, triclinic):
+    graphs, _ = GraphSet.build([nacl, silicon, triclinic] * 3, 6.0, 12)
+    batch = graphs.batch(np.arange(len(graphs)))
+    gen = torch.Generator().manual_seed(0)
+    view, masked = mask_atoms(batch, 0.15, gen, plus_one=True)
+    n = batch.counts
+    per_graph = torch.zeros_like(n).index_add_(0, batch.graph, masked.long())
+    assert per_graph.tolist() == [min(int(0.15 * k + 1), int(k)) for k in n.tolist()]
+    assert (view.numbers[masked] == 0).all() and (view.numbers[~masked] == batch.numbers[~masked]).all()
+    _, again = mask_atoms(batch, 0.15, gen, plus_one=True)
+    assert not torch.equal(masked, again)  # a new mask every time a crystal is seen
+
+
+def test_masked_element_cross_entropy_by_hand():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+    target = torch.tensor([0, 2])
+    by_hand = -np.mean([2.0 - math.log(sum(math.exp(v) for v in (2.0, 0.5, -1.0))),
+                        0.3 - math.log(sum(math.exp(v) for v in (0.1, 0.2, 0.3)))])  # fmt: skip
+    assert float(torch.nn.functional.cross_entropy(logits, target)) == pytest.approx(by_hand)
+
+
+def test_negnn_tables_and_perturbation(nacl):
+    from matssl.augment import column, period
+
+    assert (column(11), period(11)) == (1, 3) and (column(17), period(17)) == (17, 3)
+    assert column(64) == 19 and period(64) == 6  # Gd: f-block
+    graphs, _ = GraphSet.build([nacl], 6.0, 12)
+    batch = graphs.batch(np.array([0]))
+    moved = perturb(batch, 0.1, 0.5, torch.Generator().manual_seed(0))
+    change = (moved.vec - batch.vec).norm(dim=-1)[batch.mask]
+    assert change.max() <= 1.0 + 1e-6 and change.min() > 0  # |d_j - d_i| <= 2 * 0.5 Å
+
+
+def test_valence_classes():
+    from matssl.objectives.dssl import stiffness_table, valence_electrons
+
+    assert [valence_electrons(z) for z in (1, 2, 3, 6, 8, 10, 26, 30, 64)] == [1, 2, 1, 4, 6, 8, 8, 12, 3]
+    table = stiffness_table(100)
+    assert float(table[6]) == pytest.approx(15.55) and float(table[1]) == 0.0 and float(table[64]) == 0.0

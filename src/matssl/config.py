@@ -66,7 +66,7 @@ class GraphConfig(Strict):
 
 
 class EncoderConfig(Strict):
-    name: Literal["cgcnn"] = "cgcnn"
+    name: Literal["cgcnn", "schnet"] = "cgcnn"
     width: int = Field(64, gt=0)
     layers: int = Field(3, gt=0)
 

@@ -12,6 +12,7 @@ on the fly without a new neighbour search (the neighbour set is kept fixed).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,12 +62,17 @@ class Batch:
     mask: torch.Tensor  # [N, K] bool, real neighbour
     graph: torch.Tensor  # [N] long, graph of each atom
     n_graphs: int
+    edge_masked: torch.Tensor | None = None  # [N, K] bool: edge features hidden (masked pretraining)
 
     def to(self, device: torch.device | str) -> Batch:
         if str(device) == "cpu":
             return self
         kw = {f: getattr(self, f).to(device, non_blocking=True) for f in ("numbers", "nbr", "vec", "mask", "graph")}
-        return Batch(**kw, n_graphs=self.n_graphs)
+        em = None if self.edge_masked is None else self.edge_masked.to(device, non_blocking=True)
+        return Batch(**kw, n_graphs=self.n_graphs, edge_masked=em)
+
+    def replace(self, **changes) -> Batch:
+        return dataclasses.replace(self, **changes)
 
     @property
     def dist(self) -> torch.Tensor:
@@ -126,14 +132,18 @@ class GraphSet:
         """Positions of `ids` in this set (ids that were rejected are skipped)."""
         return np.array([self.index[i] for i in ids if i in self.index], dtype=np.int64)
 
-    def batch(self, idx: np.ndarray) -> Batch:
-        """Collate structures `idx` into one batch (pure NumPy gathers; no per-graph Python loop)."""
+    def atom_index(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(global atom positions, graph of each atom, first atom of each graph) for structures `idx`."""
         idx = np.asarray(idx, dtype=np.int64)
         counts = self.ptr[idx + 1] - self.ptr[idx]
         new_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        total = int(counts.sum())
         graph = np.repeat(np.arange(len(idx)), counts)
-        atoms = np.arange(total) - new_start[graph] + self.ptr[idx][graph]
+        atoms = np.arange(int(counts.sum())) - new_start[graph] + self.ptr[idx][graph]
+        return atoms, graph, new_start
+
+    def batch(self, idx: np.ndarray) -> Batch:
+        """Collate structures `idx` into one batch (pure NumPy gathers; no per-graph Python loop)."""
+        atoms, graph, new_start = self.atom_index(idx)
         nbr = self.nbr[atoms].astype(np.int64) + new_start[graph][:, None]
         return Batch(
             numbers=torch.from_numpy(self.numbers[atoms].astype(np.int64)),

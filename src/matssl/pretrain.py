@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
@@ -14,6 +15,7 @@ from matssl.encoders import build_encoder, save_encoder
 from matssl.graphs import GraphSet
 from matssl.io import read_json, write_json
 from matssl.objectives import OBJECTIVES, PretrainData
+from matssl.objectives.fingerprint import aligned_fingerprints
 from matssl.train import Trainer, pick_device
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,15 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     excluded = excluded_ids(spec)
     if excluded:
         keep &= ~np.isin(graphs.ids, list(excluded))
-    data = PretrainData(graphs)
+    data = PretrainData(graphs, max_z=p["max_z"])
     if objective_cls.needs_views:
         data.views = GraphSet.load(Path(up["augment"]) / "graphs.npz")
         data.views_of, complete = views_index(graphs, data.views)
         keep &= complete
+    if objective_cls.needs_fingerprints:
+        table = pq.read_table(Path(up["fingerprints"]) / "atoms.parquet")
+        kinds = [c for c in table.column_names if c not in ("id", "site", "z")]
+        data.fingerprints = aligned_fingerprints(table, graphs, kinds)
     pool_idx = np.flatnonzero(keep)
     log.info("pretrain %s: pool %d structures (%d excluded as downstream test structures) on %s",
              p["method"], len(pool_idx), int(np.isin(graphs.ids, list(excluded)).sum()), device)  # fmt: skip

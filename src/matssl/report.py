@@ -69,6 +69,9 @@ def label_efficiency_plot(summary: pd.DataFrame, name: str, unit: str) -> str:
         ax.errorbar(100 * g["fraction"], g["mae_mean"], yerr=g["mae_std"], marker="o", capsize=3, label=method,
                     linestyle="--" if method == "scratch" else "-")  # fmt: skip
     ax.set_xscale("log")
+    ticks = sorted(100 * summary["fraction"].unique())
+    ax.set_xticks(ticks, [f"{t:g}%" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("labels used (% of training fold)")
     ax.set_ylabel(f"test MAE ({unit})" if unit else "test MAE")
     ax.set_title(f"{name}: label efficiency")

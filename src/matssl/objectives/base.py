@@ -29,6 +29,7 @@ class PretrainData:
     views: GraphSet | None = None
     views_of: np.ndarray | None = None  # [S, n_views]
     fingerprints: dict[str, torch.Tensor] = field(default_factory=dict)
+    max_z: int = 100
 
 
 class Objective(nn.Module):
