@@ -50,3 +50,15 @@ def tiny_demo(tmp_path_factory) -> Path:
     with gzip.open(path, "wt") as fh:
         json.dump(demo_slice(48), fh)
     return path
+
+
+@pytest.fixture(scope="session")
+def workflow_run(tmp_path_factory, tiny_demo):
+    """The real workflow, run once per test session on the tiny config: (workdir, config)."""
+    from .workflow import snakemake, tiny_config, write_config
+
+    workdir = tmp_path_factory.mktemp("run")
+    cfg = tiny_config(tiny_demo)
+    write_config(workdir, cfg)
+    snakemake(workdir, "--cores", "2", "all")
+    return workdir, cfg

@@ -52,3 +52,23 @@ def test_pretrained_encoder_loads_every_weight(tmp_path, batch):
     torch.save(ckpt, tmp_path / "broken.pt")
     with pytest.raises(RuntimeError, match="Missing key"):
         load_encoder(str(tmp_path / "broken.pt"))
+
+
+def test_schnet_is_a_drop_in_encoder(tmp_path, batch):
+    from matssl.encoders import SchNet
+
+    torch.manual_seed(0)
+    enc = SchNet(width=16, layers=2, cutoff=6.0)
+    out = enc(batch)
+    assert out.graph.shape == (3, 16) and len(out.layers) == 2
+    save_encoder(enc, str(tmp_path / "s.pt"))
+    assert isinstance(load_encoder(str(tmp_path / "s.pt")), SchNet)
+    model = Regressor(enc)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    target = torch.tensor([1.0, -1.0, 0.5])
+    first = float(torch.nn.functional.l1_loss(model(batch), target))
+    for _ in range(50):
+        opt.zero_grad()
+        torch.nn.functional.l1_loss(model(batch), target).backward()
+        opt.step()
+    assert float(torch.nn.functional.l1_loss(model(batch), target)) < 0.5 * first

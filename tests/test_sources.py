@@ -151,3 +151,32 @@ def test_mp_needs_a_key(monkeypatch, tmp_path):
     monkeypatch.delenv("MP_API_KEY", raising=False)
     with pytest.raises(SourceError, match="MP_API_KEY"):
         sources.download_mp({}, [], 10, tmp_path)
+
+
+def test_matbench_download_then_ingest(tmp_path, tiny_demo):
+    """A Matbench source without `path` is downloaded (here from a local server) and then ingested."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler
+
+    from matssl.ingest import run_download, run_ingest
+    from matssl.table import read_table
+
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "tiny.json.gz").write_bytes(tiny_demo.read_bytes())
+    handler = partial(SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = {"kind": "matbench", "task": "matbench_dielectric", "path": None,
+                  "url": f"http://127.0.0.1:{server.server_port}/tiny.json.gz"}  # fmt: skip
+        download = tmp_path / "download"
+        run_download({"params": {"source": source}}, download)
+    finally:
+        server.shutdown()
+    spec = {"params": {"dataset": "tiny", "source": source, "ingest": {}}, "upstream": {"download": str(download)}}
+    info = run_ingest(spec, tmp_path / "ingest")
+    assert info["n_structures"] + info["n_rejected"] == 48
+    table = read_table(tmp_path / "ingest" / "structures.parquet")
+    assert table["id"].iloc[0] == "mb-dielectric-01" and table["n"].notna().all()

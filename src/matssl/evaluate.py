@@ -9,9 +9,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from scipy.stats import wilcoxon
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-from sklearn.model_selection import KFold
 
 from matssl.config import PropertyConfig
 from matssl.io import read_json, write_json
@@ -21,6 +18,8 @@ MATBENCH_SEED = 18012019  # Matbench v0.1: KFold(5, shuffle=True, random_state=1
 
 
 def kfold(ids: list[str], n_folds: int, seed: int) -> list[dict[str, list[str]]]:
+    from sklearn.model_selection import KFold  # scipy/sklearn are imported where used: every job pays for imports
+
     ids = list(ids)
     return [
         {"train": [ids[i] for i in tr], "test": [ids[i] for i in te]}
@@ -73,6 +72,8 @@ def label_subset(train_ids: list[str], fraction: float, seed: int, fold: int) ->
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
     return {
         "mae": float(mean_absolute_error(y, pred)),
         "rmse": float(math.sqrt(mean_squared_error(y, pred))),
@@ -83,6 +84,8 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 def paired_test(baseline: list[float], method: list[float]) -> float:
     """Two-sided Wilcoxon signed-rank p-value over paired (fold, seed) errors; NaN when undefined
     (fewer than 2 pairs, or every difference zero)."""
+    from scipy.stats import wilcoxon
+
     a, b = np.asarray(baseline, float), np.asarray(method, float)
     if len(a) < 2 or np.allclose(a, b):
         return float("nan")

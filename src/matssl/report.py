@@ -27,6 +27,30 @@ METHOD_INFO = {
         "strain, same-column element replacement; optional composition-similarity loss.",
         "Koker, Ozdemir, Kumar, Saxena. Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop.",
     ),
+    "dssl": (
+        "DSSL",
+        "Masked-element prediction plus a cosine contrastive loss between two coordinate-perturbed views; optionally "
+        "regresses the masked atoms' atomic stiffness or valence class (physics-guided micro-property).",
+        "Fu, Hu et al. Physics guided dual self-supervised learning for structure-based materials property prediction.",
+    ),
+    "fingerprint": (
+        "Fingerprint targets",
+        "Regresses every atom's local-environment fingerprint (species-agnostic SOAP or ACSF from dscribe, standardised) "
+        "from its node embedding with L1.",
+        "Jia, Govil, Ramprasad, Fung (2025). Structure-based pretraining with local fingerprints.",
+    ),
+    "negnn": (
+        "NEGNN",
+        "Masks 15% of the atoms and the edges touching them; predicts each masked atom's group and period and each hidden "
+        "edge's distance bin.",
+        "Kong, Zhao, ..., Chang. Self-supervised learning of atomic representations (NEGNN).",
+    ),
+    "barlow": (
+        "Crystal Twins",
+        "Barlow Twins loss between two views with 10% of atoms masked and 10% of edges dropped.",
+        "Magar, Wang, Barati Farimani (2022). Crystal Twins: self-supervised learning for crystalline material property "
+        "prediction. npj Comput. Mater. 8, 231.",
+    ),
 }
 
 

@@ -125,17 +125,18 @@ class Plan:
         self.cfg = cfg
         r = cfg.results
         self.stages: dict[tuple[str, str], Stage] = {}
-        self.ingest: dict[str, Stage] = {}
-        self.graphs: dict[str, Stage] = {}
-        for name, src in cfg.datasets.items():
-            self.ingest[name] = self._ingest(name, src)
-            self.graphs[name] = self._add(Stage("graphs", name, {"graphs": cfg.graphs.model_dump()}, r,
-                                                {"structures": self.ingest[name]}))  # fmt: skip
+        used = {cfg.pretrain.pool} | {p.dataset for p in cfg.properties.values()}  # datasets nothing uses are skipped
+        self.ingest = {name: self._ingest(name, src) for name, src in cfg.datasets.items() if name in used}
+        self.graphs = {
+            name: self._add(Stage("graphs", name, {"graphs": cfg.graphs.model_dump()}, r, {"structures": self.ingest[name]}))
+            for name in self.ingest
+        }
         pool = cfg.pretrain.pool
-        self.augment = self._add(Stage("augment", pool, {"augment": cfg.augment.model_dump(), "graphs": cfg.graphs.model_dump(),
-                                                         "max_z": cfg.ingest.max_z}, r, {"structures": self.ingest[pool]}))  # fmt: skip
-        self.fingerprints = self._add(Stage("fingerprints", pool, {"fingerprints": cfg.fingerprints.model_dump()}, r,
-                                            {"structures": self.ingest[pool]}))  # fmt: skip
+        # added to the plan only when an objective needs them (see _pretrain)
+        self.augment = Stage("augment", pool, {"augment": cfg.augment.model_dump(), "graphs": cfg.graphs.model_dump(),
+                                               "max_z": cfg.ingest.max_z}, r, {"structures": self.ingest[pool]})  # fmt: skip
+        self.fingerprints = Stage("fingerprints", pool, {"fingerprints": cfg.fingerprints.model_dump()}, r,
+                                  {"structures": self.ingest[pool]})  # fmt: skip
         self.splits = {
             name: self._add(Stage("splits", name, {"property": p.model_dump()}, r, {"structures": self.ingest[p.dataset]}))
             for name, p in cfg.properties.items()
@@ -166,9 +167,9 @@ class Plan:
         obj = OBJECTIVES[m.objective]
         upstream = {"graphs": self.graphs[cfg.pretrain.pool]}
         if obj.needs_views:
-            upstream["augment"] = self.augment
+            upstream["augment"] = self._add(self.augment)
         if obj.needs_fingerprints:
-            upstream["fingerprints"] = self.fingerprints
+            upstream["fingerprints"] = self._add(self.fingerprints)
         if cfg.pretrain.exclude_test_structures:
             upstream.update({f"splits:{name}": s for name, s in self.splits.items()})
         params = {

@@ -21,7 +21,9 @@ class FingerprintTarget(Objective):
     def __init__(self, width: int, params: dict, data: PretrainData):
         super().__init__(width, params, data)
         if self.p["descriptor"] not in data.fingerprints:
-            raise ValueError(f"fingerprint.descriptor {self.p['descriptor']!r}: the fingerprints stage has {sorted(data.fingerprints)}")
+            raise ValueError(
+                f"fingerprint.descriptor {self.p['descriptor']!r}: the fingerprints stage has {sorted(data.fingerprints)}"
+            )
         target = data.fingerprints[self.p["descriptor"]]
         self.register_buffer("target", (target - target.mean(0)) / target.std(0).clamp(min=1e-6), persistent=False)
         self.head = nn.Sequential(nn.Linear(width, width), nn.Softplus(), nn.Linear(width, target.shape[1]))
