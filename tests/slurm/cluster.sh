@@ -46,6 +46,14 @@ KillWait=5
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
+  # Inside a job, the executor plugin drops every SLURM_* variable (SLURM_CONF too) before its srun, so
+  # srun must find the configuration at the default path. Link it there, unless a real one is present.
+  if [ -e /etc/slurm/slurm.conf ] && [ ! -L /etc/slurm/slurm.conf ]; then
+    echo "/etc/slurm/slurm.conf belongs to a real cluster: not starting a test cluster over it" >&2
+    exit 3
+  fi
+  mkdir -p /etc/slurm
+  ln -sfn "$dir/slurm.conf" /etc/slurm/slurm.conf
   munged --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
     --pid-file="$dir/munge/munged.pid" --log-file="$dir/log/munged.log" --seed-file="$dir/munge/seed" --force
   export SLURM_CONF="$dir/slurm.conf"
@@ -66,6 +74,7 @@ stop)
   for pid in "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munge/munged.pid"; do
     [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true
   done
+  if [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$dir/slurm.conf" ]; then rm -f /etc/slurm/slurm.conf; fi
   ;;
 *)
   echo "usage: $0 start|stop DIR" >&2
