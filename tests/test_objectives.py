@@ -78,7 +78,7 @@ def corpus(nacl, silicon, triclinic):
 
 ALL = [
     ("crystalclr", {}),
-    ("crystalclr", {"composition_similarity": True}),
+    ("crystalclr_cs", {}),
     ("dssl", {}),
     ("dssl", {"micro_property": "stiffness"}),
     ("dssl", {"micro_property": "valence"}),

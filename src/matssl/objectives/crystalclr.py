@@ -42,3 +42,11 @@ class CrystalCLR(Objective):
             parts["composition_similarity"] = float(cs.detach())
             total = clr + cs
         return total, parts
+
+
+@register
+class CrystalCLRCS(CrystalCLR):
+    """`crystalclr_cs`: CrystalCLR with the composition-similarity loss on (the paper's CLR+CS)."""
+
+    name = "crystalclr_cs"
+    defaults = {**CrystalCLR.defaults, "composition_similarity": True}
