@@ -76,16 +76,25 @@ def edge_features(expand: GaussianExpansion, batch: Batch) -> torch.Tensor:
     return edge if batch.edge_masked is None else edge * (~batch.edge_masked)[..., None]
 
 
-class CGCNN(nn.Module):
+class Encoder(nn.Module):
+    """What every encoder shares: the element embedding (row 0 = mask token), the Gaussian distance
+    expansion and the hyperparameters saved with `encoder.pt`."""
+
     def __init__(self, width: int = 64, layers: int = 3, cutoff: float = 8.0, gaussian_step: float = 0.2,
                  gaussian_width: float = 0.2, max_z: int = 100):  # fmt: skip
         super().__init__()
         self.hparams = dict(width=width, layers=layers, cutoff=cutoff, gaussian_step=gaussian_step,
                             gaussian_width=gaussian_width, max_z=max_z)  # fmt: skip
         self.width = width
-        self.embed = nn.Embedding(max_z + 1, width)  # row 0 is the mask token
+        self.embed = nn.Embedding(max_z + 1, width)
         self.expand = GaussianExpansion(cutoff, gaussian_step, gaussian_width)
-        self.convs = nn.ModuleList(DenseCGConv(width, len(self.expand.centers)) for _ in range(layers))
+
+
+class CGCNN(Encoder):
+    def __init__(self, **hparams):
+        super().__init__(**hparams)
+        edge_dim = len(self.expand.centers)
+        self.convs = nn.ModuleList(DenseCGConv(self.width, edge_dim) for _ in range(self.hparams["layers"]))
 
     def forward(self, batch: Batch) -> EncoderOutput:
         h = self.embed(batch.numbers)
@@ -113,19 +122,14 @@ class CFConv(nn.Module):
         return x + self.lin_out((self.lin_in(x)[nbr] * w).sum(dim=1))
 
 
-class SchNet(nn.Module):
+class SchNet(Encoder):
     """SchNet (Schütt et al. 2018) on the same graphs: a second architecture to check that a result
     is not an artefact of CGCNN."""
 
-    def __init__(self, width: int = 64, layers: int = 3, cutoff: float = 8.0, gaussian_step: float = 0.2,
-                 gaussian_width: float = 0.2, max_z: int = 100):  # fmt: skip
-        super().__init__()
-        self.hparams = dict(width=width, layers=layers, cutoff=cutoff, gaussian_step=gaussian_step,
-                            gaussian_width=gaussian_width, max_z=max_z)  # fmt: skip
-        self.width = width
-        self.embed = nn.Embedding(max_z + 1, width)
-        self.expand = GaussianExpansion(cutoff, gaussian_step, gaussian_width)
-        self.convs = nn.ModuleList(CFConv(width, len(self.expand.centers), cutoff) for _ in range(layers))
+    def __init__(self, **hparams):
+        super().__init__(**hparams)
+        edge_dim, h = len(self.expand.centers), self.hparams
+        self.convs = nn.ModuleList(CFConv(self.width, edge_dim, h["cutoff"]) for _ in range(h["layers"]))
 
     def forward(self, batch: Batch) -> EncoderOutput:
         h = self.embed(batch.numbers)

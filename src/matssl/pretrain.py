@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
+from matssl.config import Optim
 from matssl.encoders import build_encoder, save_encoder
 from matssl.graphs import GraphSet
 from matssl.io import read_json, write_json
@@ -49,10 +50,8 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     torch.manual_seed(p["seed"])
     graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
     objective_cls = OBJECTIVES[p["objective"]]
-    keep = np.ones(len(graphs), dtype=bool)
-    excluded = excluded_ids(spec)
-    if excluded:
-        keep &= ~np.isin(graphs.ids, list(excluded))
+    is_excluded = np.isin(graphs.ids, list(excluded_ids(spec)))
+    keep = ~is_excluded
     data = PretrainData(graphs, max_z=p["max_z"])
     if objective_cls.needs_views:
         data.views = GraphSet.load(Path(up["augment"]) / "graphs.npz")
@@ -64,7 +63,7 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         data.fingerprints = aligned_fingerprints(table, graphs, kinds)
     pool_idx = np.flatnonzero(keep)
     log.info("pretrain %s: pool %d structures (%d excluded as downstream test structures) on %s",
-             p["method"], len(pool_idx), int(np.isin(graphs.ids, list(excluded)).sum()), device)  # fmt: skip
+             p["method"], len(pool_idx), int(is_excluded.sum()), device)  # fmt: skip
 
     encoder = build_encoder(p["encoder"]["name"], width=p["encoder"]["width"], layers=p["encoder"]["layers"],
                             cutoff=p["graphs"]["cutoff"], gaussian_step=p["graphs"]["gaussian_step"],
@@ -74,8 +73,6 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     resumed_from = None
     if objective_cls.trains:
         gen = torch.Generator().manual_seed(p["seed"])
-        from matssl.config import Optim
-
         trainer = Trainer(nn.ModuleDict({"encoder": encoder, "objective": objective}), Optim(**p["optim"]), p["seed"],
                           device, checkpoint=out / "checkpoint.pt", generator=gen)  # fmt: skip
         resumed_from = trainer.resumed_from
@@ -87,7 +84,7 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     return {
         "device": str(device),
         "n_pool": int(len(pool_idx)),
-        "n_excluded": int(np.isin(graphs.ids, list(excluded)).sum()),
+        "n_excluded": int(is_excluded.sum()),
         "resumed_from_epoch": resumed_from,
         "epochs_run": len(history) - (resumed_from or 0),
         "graphs_per_s": round(float(np.median(speeds)), 1) if speeds else None,
