@@ -41,3 +41,18 @@ def test_config_errors_name_the_key(edit, message):
     with pytest.raises(ConfigError) as err:
         parse_config(cfg)
     assert message in str(err.value)
+
+
+def test_plan_wires_the_leakage_guard_and_hashes_stably():
+    from matssl.stages import Plan
+
+    cfg = demo()
+    plain = Plan(parse_config(cfg))
+    assert not any(k.startswith("splits:") for k in plain.pretrain["crystalclr"].upstream)
+    cfg["pretrain"]["exclude_test_structures"] = True
+    guarded = Plan(parse_config(cfg))
+    assert "splits:dielectric" in guarded.pretrain["crystalclr"].upstream
+    # the guard changes pretraining (and what follows), not the data stages
+    assert guarded.pretrain["crystalclr"].key != plain.pretrain["crystalclr"].key
+    assert guarded.graphs["dielectric"].key == plain.graphs["dielectric"].key
+    assert Plan(parse_config(demo())).pretrain["crystalclr"].key == plain.pretrain["crystalclr"].key
