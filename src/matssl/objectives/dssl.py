@@ -71,7 +71,7 @@ class DSSL(Objective):
     def loss(self, encoder, idx, data, gen, device):
         p = self.p
         base = data.graphs.batch(idx).to(device)
-        total, parts, z = 0.0, {}, []
+        z = []
         mask_loss = micro_loss = 0.0
         for _ in range(2):
             view, masked = mask_atoms(perturb(base, p["perturb_min"], p["perturb_max"], gen), p["mask_ratio"], gen, plus_one=True)
