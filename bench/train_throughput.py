@@ -99,8 +99,7 @@ def main() -> None:
         l_ref, t_ref = train(ref, edges, targets, args.steps)
         l_ours, t_ours = train(ours, dense, targets, args.steps)
         rounds.append((t_ours, t_ref, l_ours, l_ref))
-        if len(rounds) == 1:
-            first_ours, first_ref = l_ours, l_ref
+    first_ours, first_ref = rounds[0][2], rounds[0][3]
     t_ours = min(r[0] for r in rounds)
     t_ref = min(r[1] for r in rounds)
     n = args.steps * args.batch_size

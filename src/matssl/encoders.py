@@ -70,12 +70,6 @@ def mean_pool(h: torch.Tensor, graph: torch.Tensor, n_graphs: int) -> torch.Tens
     return out / counts[:, None]
 
 
-def edge_features(expand: GaussianExpansion, batch: Batch) -> torch.Tensor:
-    """Gaussian-expanded distances, zeroed where masked pretraining hides an edge."""
-    edge = expand(batch.dist)
-    return edge if batch.edge_masked is None else edge * (~batch.edge_masked)[..., None]
-
-
 class Encoder(nn.Module):
     """What every encoder shares: the element embedding (row 0 = mask token), the Gaussian distance
     expansion and the hyperparameters saved with `encoder.pt`."""
@@ -89,6 +83,21 @@ class Encoder(nn.Module):
         self.embed = nn.Embedding(max_z + 1, width)
         self.expand = GaussianExpansion(cutoff, gaussian_step, gaussian_width)
 
+    def layer(self, conv: nn.Module, h: torch.Tensor, batch: Batch, edge: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, batch: Batch) -> EncoderOutput:
+        h = self.embed(batch.numbers)
+        dist = batch.dist
+        edge = self.expand(dist)
+        if batch.edge_masked is not None:  # masked pretraining hides these edges' features
+            edge = edge * (~batch.edge_masked)[..., None]
+        layers = []
+        for conv in self.convs:
+            h = self.layer(conv, h, batch, edge, dist)
+            layers.append(h)
+        return EncoderOutput(h, layers, mean_pool(h, batch.graph, batch.n_graphs))
+
 
 class CGCNN(Encoder):
     def __init__(self, **hparams):
@@ -96,14 +105,8 @@ class CGCNN(Encoder):
         edge_dim = len(self.expand.centers)
         self.convs = nn.ModuleList(DenseCGConv(self.width, edge_dim) for _ in range(self.hparams["layers"]))
 
-    def forward(self, batch: Batch) -> EncoderOutput:
-        h = self.embed(batch.numbers)
-        edge = edge_features(self.expand, batch)
-        layers = []
-        for conv in self.convs:
-            h = F.softplus(conv(h, batch.nbr, edge, batch.mask))
-            layers.append(h)
-        return EncoderOutput(h, layers, mean_pool(h, batch.graph, batch.n_graphs))
+    def layer(self, conv, h, batch, edge, dist):
+        return F.softplus(conv(h, batch.nbr, edge, batch.mask))
 
 
 class CFConv(nn.Module):
@@ -131,15 +134,8 @@ class SchNet(Encoder):
         edge_dim, h = len(self.expand.centers), self.hparams
         self.convs = nn.ModuleList(CFConv(self.width, edge_dim, h["cutoff"]) for _ in range(h["layers"]))
 
-    def forward(self, batch: Batch) -> EncoderOutput:
-        h = self.embed(batch.numbers)
-        dist = batch.dist
-        edge = edge_features(self.expand, batch)
-        layers = []
-        for conv in self.convs:
-            h = conv(h, batch.nbr, edge, dist, batch.mask)
-            layers.append(h)
-        return EncoderOutput(h, layers, mean_pool(h, batch.graph, batch.n_graphs))
+    def layer(self, conv, h, batch, edge, dist):
+        return conv(h, batch.nbr, edge, dist, batch.mask)
 
 
 ENCODERS = {"cgcnn": CGCNN, "schnet": SchNet}

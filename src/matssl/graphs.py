@@ -67,9 +67,9 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         if str(device) == "cpu":
             return self
-        kw = {f: getattr(self, f).to(device, non_blocking=True) for f in ("numbers", "nbr", "vec", "mask", "graph")}
-        em = None if self.edge_masked is None else self.edge_masked.to(device, non_blocking=True)
-        return Batch(**kw, n_graphs=self.n_graphs, edge_masked=em)
+        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        moved = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in moved.items()}
+        return Batch(**moved)
 
     def replace(self, **changes) -> Batch:
         return dataclasses.replace(self, **changes)

@@ -19,13 +19,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 from matssl.io import atomic_path, read_json  # noqa: E402
 from matssl.table import read_table  # noqa: E402
 
+KOKER_2022 = "Koker, Ozdemir, Kumar, Saxena. Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
 METHOD_INFO = {
     "scratch": ("No pretraining", "The encoder starts from random weights: the baseline every method is compared with.", ""),
     "crystalclr": (
         "CrystalCLR",
         "Contrastive (SimCLR NT-Xent) between two augmented views of each crystal: site perturbation, anisotropic "
         "strain, same-column element replacement; optional composition-similarity loss.",
-        "Koker, Ozdemir, Kumar, Saxena. Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop.",
+        KOKER_2022,
     ),
     "dssl": (
         "DSSL",
@@ -48,7 +49,7 @@ METHOD_INFO = {
     "crystalclr_cs": (
         "CrystalCLR + CS",
         "CrystalCLR with the composition-similarity loss: views of crystals that share an element are also positives.",
-        "Koker, Ozdemir, Kumar, Saxena. Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop.",
+        KOKER_2022,
     ),
     "barlow": (
         "Crystal Twins",
