@@ -10,6 +10,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
+include: "workflow/rules/probes.smk"
 include: "workflow/rules/report.smk"
 
 

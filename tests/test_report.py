@@ -38,8 +38,13 @@ def test_report_renders_with_tables_and_plots(chromium, workflow_run, tmp_path):
     assert 'id="summary-table"' in html and 'id="provenance-table"' in html
     assert html.count('class="mae-table"') == len(cfg["properties"])
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', html)
-    # per property a label-efficiency and a parity plot, plus the pretraining loss curves
-    assert len(images) == 2 * len(cfg["properties"]) + 1, images
+    # per property a label-efficiency plot, a parity plot and the embedding map, plus the pretraining loss curves
+    assert len(images) == 3 * len(cfg["properties"]) + 1, images
+    assert sum("embedding map" in i for i in images) == len(cfg["properties"])
+    assert html.count('class="probe-table"') == len(cfg["properties"])
+    probes = html.split('class="probe-table"', 1)[1].split("</table>", 1)[0]
+    for name in ["SOAP (mean)", "ACSF (mean)", "Magpie-style", "sine Coulomb", "negnn (layer sum)", "kernel ridge"]:
+        assert name in probes, name
     for method in cfg["pretrain"]["methods"]:
         assert f">{method}<" in html
     assert "Uncaught" not in dom.stderr and "SyntaxError" not in dom.stderr

@@ -48,7 +48,7 @@ def test_pretrain_change_reruns_pretraining_and_downstream_only(run):
     write_config(workdir, changed)
     try:
         # scratch's encoder does not depend on crystalclr's parameters: only crystalclr's chain re-runs
-        assert planned_jobs(workdir) == {"pretrain": 1, "finetune": 2, "property": 1, "report": 1, "all": 1}
+        assert planned_jobs(workdir) == {"pretrain": 1, "finetune": 2, "probe": 1, "property": 1, "report": 1, "all": 1}
     finally:
         write_config(workdir, cfg)
     assert planned_jobs(workdir) == {}

@@ -42,6 +42,7 @@ def tiny_config(data: Path) -> dict:
             "seeds": [0],
             "folds": [0],
         },
+        "probes": {"rf_trees": 10, "map_points": 40},
         "properties": {"n": {"dataset": "tiny", "column": "n", "folds": "kfold", "n_folds": 3}},
     }
 

@@ -38,6 +38,8 @@ def _runner(kind: str):
         from matssl.pretrain import run_pretrain as f
     elif kind == "finetune":
         from matssl.finetune import run_finetune as f
+    elif kind == "probe":
+        from matssl.probes import run_probe as f
     else:
         raise SystemExit(f"unknown stage kind {kind!r}")
     return f

@@ -122,7 +122,13 @@ class PretrainConfig(Strict):
     optim: Optim = Optim(epochs=10, batch_size=128, lr=1e-3)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    exclude_test_structures: bool = Field(False, description="drop every downstream test structure (by id) from the pool")
+    exclude_test_structures: bool = Field(False, description="drop every downstream test structure from the pool")
+    exclude_match: list[Literal["id", "composition_volume", "structure"]] = Field(
+        default_factory=lambda: ["id", "composition_volume"],
+        description="how a pool structure is recognised as a downstream test structure: same id; same reduced "
+        "composition and volume per atom within volume_tolerance; or pymatgen's StructureMatcher",
+    )
+    volume_tolerance: float = Field(0.02, ge=0, lt=1, description="relative volume-per-atom tolerance of composition_volume")
 
     @field_validator("methods")
     @classmethod
@@ -159,6 +165,21 @@ class FinetuneConfig(Strict):
         return sorted(set(v))
 
 
+class ProbeConfig(Strict):
+    """Frozen-embedding probes (CrystalCLR, NEGNN) against fingerprint baselines on the same structures."""
+
+    enabled: bool = True
+    models: list[Literal["ridge", "random_forest", "kernel_ridge"]] = Field(
+        default_factory=lambda: ["ridge", "random_forest", "kernel_ridge"]
+    )
+    baselines: list[Literal["soap", "acsf", "magpie", "sine_coulomb"]] = Field(
+        default_factory=lambda: ["soap", "acsf", "magpie", "sine_coulomb"]
+    )
+    fractions: list[float] | None = Field(None, description="label fractions (default: finetune.fractions)")
+    rf_trees: int = Field(100, gt=0, description="random forest size (scikit-learn's default: 100)")
+    map_points: int = Field(3000, ge=0, description="structures drawn in the 2-D embedding map (0: no map)")
+
+
 class Config(Strict):
     results: str = Field("results", description="folder for every output (relative to the workflow)")
     threads: int = Field(1, ge=1, description="torch threads per training job")
@@ -170,6 +191,7 @@ class Config(Strict):
     fingerprints: FingerprintConfig = FingerprintConfig()
     pretrain: PretrainConfig
     finetune: FinetuneConfig = FinetuneConfig()
+    probes: ProbeConfig = ProbeConfig()
     properties: dict[str, PropertyConfig]
 
     @field_validator("results")

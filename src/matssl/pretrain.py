@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import torch
 from torch import nn
@@ -15,21 +16,30 @@ from matssl.config import Optim
 from matssl.encoders import build_encoder, save_encoder
 from matssl.graphs import GraphSet
 from matssl.io import read_json, write_json
+from matssl.leakage import leaked_ids
 from matssl.objectives import OBJECTIVES, PretrainData
 from matssl.objectives.fingerprint import aligned_fingerprints
+from matssl.table import read_table
 from matssl.train import Trainer, pick_device
 
 log = logging.getLogger(__name__)
 
 
-def excluded_ids(spec: dict[str, Any]) -> set[str]:
-    """Every downstream test structure (by id), when the leakage guard is on."""
-    out: set[str] = set()
-    for name, d in spec["upstream"].items():
+def excluded_ids(spec: dict[str, Any]) -> dict[str, set[str]]:
+    """Pool ids recognised as downstream test structures, per criterion (empty when the guard is off)."""
+    p, up = spec["params"], spec["upstream"]
+    if not p["exclude_test_structures"]:
+        return {}
+    columns = ["id", "numbers", "lattice", "frac_coords"]
+    tests = []
+    for name, d in up.items():
         if name.startswith("splits:"):
-            for fold in read_json(Path(d) / "folds.json")["folds"]:
-                out.update(fold["test"])
-    return out
+            test_ids = {i for fold in read_json(Path(d) / "folds.json")["folds"] for i in fold["test"]}
+            df = read_table(Path(up["structures:" + name.split(":", 1)[1]]) / "structures.parquet", columns=columns)
+            tests.append(df[df["id"].isin(test_ids)])
+    pool = read_table(Path(up["structures"]) / "structures.parquet", columns=columns)
+    test = pd.concat(tests, ignore_index=True).drop_duplicates("id")
+    return leaked_ids(pool, test, p["exclude_match"], p["volume_tolerance"])
 
 
 def views_index(pool: GraphSet, views: GraphSet) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +60,8 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     torch.manual_seed(p["seed"])
     graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
     objective_cls = OBJECTIVES[p["objective"]]
-    is_excluded = np.isin(graphs.ids, list(excluded_ids(spec)))
+    excluded = excluded_ids(spec)
+    is_excluded = np.isin(graphs.ids, list(set().union(*excluded.values())))
     keep = ~is_excluded
     data = PretrainData(graphs, max_z=p["max_z"])
     if objective_cls.needs_views:
@@ -85,6 +96,7 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "device": str(device),
         "n_pool": int(len(pool_idx)),
         "n_excluded": int(is_excluded.sum()),
+        "excluded_by": {k: int(np.isin(graphs.ids, list(v)).sum()) for k, v in excluded.items()},
         "resumed_from_epoch": resumed_from,
         "epochs_run": len(history) - (resumed_from or 0),
         "graphs_per_s": round(float(np.median(speeds)), 1) if speeds else None,

@@ -146,6 +146,62 @@ def loss_plot(histories: dict[str, list[dict[str, float]]]) -> str | None:
     return png(fig)
 
 
+PROBE_MODELS = {"ridge": "ridge", "random_forest": "random forest", "kernel_ridge": "kernel ridge"}
+
+
+def probe_table(probes: pd.DataFrame) -> dict[str, Any]:
+    """MAE mean ± std over folds x seeds per representation (rows) and model x label fraction (columns);
+    the best of each column is marked."""
+    stats = probes.groupby(["representation", "model", "fraction"], sort=False)["mae"].agg(["mean", "std", "count"])
+    columns = [(m, f) for m in PROBE_MODELS if m in set(probes["model"]) for f in sorted(probes["fraction"].unique())]
+    best = {c: stats.xs(c, level=("model", "fraction"))["mean"].min() for c in columns}
+    rows = []
+    for rep, family in probes[["representation", "family"]].drop_duplicates().itertuples(index=False):
+        cells = []
+        for c in columns:
+            r = stats.loc[(rep, *c)]
+            spread = f" ± {fmt(r['std'], 2)}" if r["count"] > 1 else ""
+            cells.append({"mae": f"{fmt(r['mean'])}{spread}", "best": r["mean"] == best[c]})
+        rows.append({"name": rep, "family": family, "cells": cells})
+    header = [{"model": PROBE_MODELS[m], "fraction": f"{100 * f:g}%"} for m, f in columns]
+    return {"header": header, "rows": rows}
+
+
+def embedding_map(points: pd.DataFrame, name: str, unit: str) -> str:
+    """PCA of each method's frozen graph embeddings, coloured by crystal system when known, else by the label."""
+    methods = list(dict.fromkeys(points["representation"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.0 * len(methods), 3.2), squeeze=False)
+    systems = points["crystal_system"].dropna() if "crystal_system" in points else pd.Series([], dtype=str)
+    by_system = len(systems) > 0
+    for ax, method in zip(axes[0], methods, strict=True):
+        g = points[points["representation"] == method]
+        if by_system:
+            for k, system in enumerate(sorted(systems.unique())):
+                sel = g[g["crystal_system"] == system]
+                ax.scatter(sel["x"], sel["y"], s=3, alpha=0.6, color=plt.cm.tab10(k % 10), label=system)
+        else:
+            sc = ax.scatter(g["x"], g["y"], s=3, alpha=0.6, c=g["label"], cmap="viridis")
+        ax.set_title(method, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("PC 1", fontsize=8)
+        ax.set_ylabel("PC 2", fontsize=8)
+    if by_system:
+        axes[0][-1].legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    else:
+        fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.8, label=f"{name} ({unit})" if unit else name)
+    colour = "crystal system" if by_system else name
+    fig.suptitle(f"{name}: frozen embeddings, first two principal components, coloured by {colour}", fontsize=10)
+    return png(fig)
+
+
+def excluded_text(manifest: dict[str, Any]) -> str:
+    """'412 (id 380, composition + volume 402)': the guard's total and what each criterion found."""
+    n, by = manifest.get("n_excluded", 0), manifest.get("excluded_by") or {}
+    parts = ", ".join(f"{k.replace('_', ' + ')} {v}" for k, v in by.items())
+    return f"{n} ({parts})" if by else str(n)
+
+
 def stage_rows(stage_dirs: list[str]) -> list[dict[str, Any]]:
     rows = []
     for d in stage_dirs:
@@ -156,7 +212,7 @@ def stage_rows(stage_dirs: list[str]) -> list[dict[str, Any]]:
             "memory": f"{m['peak_memory_mb']:.0f}", "host": m["host"], "code": m["code"], "slurm": m.get("slurm_job_id") or "",
             "params": ", ".join(f"{k}={v}" for k, v in params.items() if not isinstance(v, dict))[:300],
         })  # fmt: skip
-    order = ["download", "ingest", "graphs", "augment", "fingerprints", "splits", "pretrain", "finetune"]
+    order = ["download", "ingest", "graphs", "augment", "fingerprints", "splits", "pretrain", "finetune", "probe"]
     return sorted(rows, key=lambda r: (order.index(r["kind"]), r["key"]))
 
 
@@ -203,17 +259,20 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
                               "p": fmt_p(b["p_value"])})  # fmt: skip
         best = summary[summary["fraction"] == max(fractions)].sort_values("mae_mean").iloc[0]["method"]
         parity_methods = ["scratch"] + ([best] if best != "scratch" else [])
+        probe_dir = spec["probes"].get(name)
         props.append({
             "name": name, "column": p["column"], "unit": unit, "dataset": p["dataset"], "folds": p["folds"],
             "fractions": [f"{100 * f:g}%" for f in fractions], "table": table,
             "curve": label_efficiency_plot(summary, name, unit), "parity": parity_plot(runs, name, unit, parity_methods),
+            "probes": probe_table(read_table(Path(probe_dir) / "probes.parquet")) if probe_dir else None,
+            "map": embedding_map(read_table(Path(probe_dir) / "map.parquet"), name, unit) if probe_dir else None,
         })  # fmt: skip
     histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}
     pretrain_rows = []
     for m, d in spec["pretrain"].items():
         man = read_json(Path(d) / "manifest.json")
         pretrain_rows.append({"method": m, "objective": man["params"]["objective"], "epochs": len(histories[m]),
-                              "pool": man.get("n_pool"), "excluded": man.get("n_excluded"),
+                              "pool": man.get("n_pool"), "excluded": excluded_text(man),
                               "speed": fmt(man.get("graphs_per_s") or float("nan")), "device": man.get("device"),
                               "wall": fmt(man["wall_s"])})  # fmt: skip
     methods = sorted({m["objective"] for m in spec["config"]["pretrain"]["methods"].values()})

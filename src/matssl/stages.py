@@ -38,8 +38,9 @@ CODE: dict[str, list[str]] = {
     "augment": ["features.py", "augment.py", "graphs.py", "table.py"],
     "fingerprints": ["features.py", "fingerprints.py", "table.py"],
     "splits": ["evaluate.py"],
-    "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "objectives/*.py"],
+    "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "leakage.py", "objectives/*.py"],
     "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py"],
+    "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py"],
 }
 # The files each stage kind writes (the last one is written last: its presence means "done").
 OUTPUTS: dict[str, list[str]] = {
@@ -51,6 +52,7 @@ OUTPUTS: dict[str, list[str]] = {
     "splits": ["folds.json", "manifest.json"],
     "pretrain": ["encoder.pt", "history.json", "manifest.json"],
     "finetune": ["metrics.json", "predictions.parquet", "manifest.json"],
+    "probe": ["probes.parquet", "map.parquet", "manifest.json"],
 }
 PACKAGES = ["matssl", "torch", "torch-geometric", "pymatgen", "dscribe", "numpy", "pandas", "pyarrow", "scikit-learn",
             "snakemake"]  # fmt: skip
@@ -135,14 +137,13 @@ class Plan:
         # added to the plan only when an objective needs them (see _pretrain)
         self.augment = Stage("augment", pool, {"augment": cfg.augment.model_dump(), "graphs": cfg.graphs.model_dump(),
                                                "max_z": cfg.ingest.max_z}, r, {"structures": self.ingest[pool]})  # fmt: skip
-        self.fingerprints = Stage("fingerprints", pool, {"fingerprints": cfg.fingerprints.model_dump()}, r,
-                                  {"structures": self.ingest[pool]})  # fmt: skip
         self.splits = {
             name: self._add(Stage("splits", name, {"property": p.model_dump()}, r, {"structures": self.ingest[p.dataset]}))
             for name, p in cfg.properties.items()
         }
         self.pretrain = {m: self._pretrain(m) for m in cfg.pretrain.methods}
         self.finetune: dict[str, list[Stage]] = {name: self._finetunes(name) for name in cfg.properties}
+        self.probes = {name: self._probe(name) for name in cfg.properties} if cfg.probes.enabled else {}
 
     def _add(self, stage: Stage) -> Stage:
         self.stages[(stage.kind, stage.key)] = stage
@@ -159,6 +160,11 @@ class Plan:
             external["labels"] = src.labels
         return self._add(Stage("ingest", name, params, r, external=external))
 
+    def _fingerprints(self, dataset: str) -> Stage:
+        """Per-atom fingerprints of a dataset (added only when an objective or a probe needs them)."""
+        params = {"fingerprints": self.cfg.fingerprints.model_dump()}
+        return self._add(Stage("fingerprints", dataset, params, self.cfg.results, {"structures": self.ingest[dataset]}))
+
     def _pretrain(self, method: str) -> Stage:
         cfg = self.cfg
         m = cfg.pretrain.methods[method]
@@ -169,9 +175,13 @@ class Plan:
         if obj.needs_views:
             upstream["augment"] = self._add(self.augment)
         if obj.needs_fingerprints:
-            upstream["fingerprints"] = self._add(self.fingerprints)
-        if cfg.pretrain.exclude_test_structures:
-            upstream.update({f"splits:{name}": s for name, s in self.splits.items()})
+            upstream["fingerprints"] = self._fingerprints(cfg.pretrain.pool)
+        guard = cfg.pretrain.exclude_test_structures
+        if guard:  # the pool's structures and every property's test structures
+            upstream["structures"] = self.ingest[cfg.pretrain.pool]
+            for name, prop in cfg.properties.items():
+                upstream[f"splits:{name}"] = self.splits[name]
+                upstream[f"structures:{name}"] = self.ingest[prop.dataset]
         params = {
             "method": method,
             "objective": m.objective,
@@ -181,7 +191,9 @@ class Plan:
             "graphs": cfg.graphs.model_dump(),
             "max_z": cfg.ingest.max_z,
             "seed": cfg.pretrain.seed,
-            "exclude_test_structures": cfg.pretrain.exclude_test_structures,
+            "exclude_test_structures": guard,
+            "exclude_match": cfg.pretrain.exclude_match if guard else None,
+            "volume_tolerance": cfg.pretrain.volume_tolerance if guard else None,
         }
         runtime = {"device": cfg.pretrain.device, "threads": cfg.threads}
         return self._add(Stage("pretrain", method, params, cfg.results, upstream, runtime=runtime))
@@ -207,6 +219,23 @@ class Plan:
                         runtime = {"device": cfg.finetune.device, "threads": cfg.threads}
                         out.append(self._add(Stage("finetune", label, params, cfg.results, upstream, runtime=runtime)))
         return out
+
+    def _probe(self, prop: str) -> Stage:
+        cfg = self.cfg
+        p = cfg.properties[prop]
+        upstream = {"structures": self.ingest[p.dataset], "graphs": self.graphs[p.dataset], "splits": self.splits[prop]}
+        upstream.update({f"pretrain:{m}": s for m, s in self.pretrain.items()})
+        if {"soap", "acsf"} & set(cfg.probes.baselines):
+            upstream["fingerprints"] = self._fingerprints(p.dataset)
+        params = {
+            "property": {"name": prop, "column": p.column, "transform": p.transform},
+            "probes": cfg.probes.model_dump(exclude={"fractions"}),
+            "methods": {m: method.objective for m, method in cfg.pretrain.methods.items()},
+            "folds": self.fold_numbers(prop),
+            "fractions": sorted(cfg.probes.fractions or cfg.finetune.fractions),
+            "seeds": cfg.finetune.seeds,
+        }
+        return self._add(Stage("probe", prop, params, cfg.results, upstream, runtime={"threads": cfg.threads}))
 
     def get(self, kind: str, key: str) -> Stage:
         try:
@@ -234,6 +263,7 @@ class Plan:
         return {
             "properties": {name: {"target": self.property_target(name), **p.model_dump()} for name, p in cfg.properties.items()},
             "pretrain": {m: s.dir for m, s in self.pretrain.items()},
+            "probes": {name: s.dir for name, s in self.probes.items()},
             "stages": sorted(s.dir for s in self.stages.values()),
             "pool": cfg.pretrain.pool,
             "exclude_test_structures": cfg.pretrain.exclude_test_structures,

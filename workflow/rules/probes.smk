@@ -1,0 +1,23 @@
+# Frozen-embedding probes against fingerprint baselines, and the 2-D embedding map, per property.
+
+
+rule probe:
+    input:
+        stage_inputs("probe"),
+    output:
+        f"{RESULTS}/probe/{{key}}/probes.parquet",
+        f"{RESULTS}/probe/{{key}}/map.parquet",
+        f"{RESULTS}/probe/{{key}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/probe/{{key}}.log",
+    conda:
+        ENV
+    threads: PLAN.cfg.threads
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        spec=stage_spec("probe"),
+        dir=stage_dir("probe"),
+    shell:
+        "matssl stage probe --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
