@@ -55,10 +55,15 @@ def tiny_demo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def workflow_run(tmp_path_factory, tiny_demo):
     """The real workflow, run once per test session on the tiny config: (workdir, config)."""
+    from .bad_inputs import write_corpus
     from .workflow import snakemake, tiny_config, write_config
 
     workdir = tmp_path_factory.mktemp("run")
     cfg = tiny_config(tiny_demo)
+    # the bad-input corpus is the pretraining pool: its rejections must reach the report
+    labels = write_corpus(workdir / "corpus")
+    cfg["datasets"]["corpus"] = {"kind": "files", "path": str(workdir / "corpus"), "labels": str(labels)}
+    cfg["pretrain"]["pool"] = "corpus"
     write_config(workdir, cfg)
     snakemake(workdir, "--cores", "2", "all")
     return workdir, cfg

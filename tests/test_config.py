@@ -33,6 +33,9 @@ def test_committed_schema_is_current():
         (lambda c: c["pretrain"]["methods"].pop("scratch"), "must contain 'scratch'"),
         (lambda c: c.update(results="../elsewhere"), "results: Value error, results must be a relative path"),
         (lambda c: c["datasets"]["dielectric"].update(kind="ftp"), "datasets.dielectric: Input tag 'ftp'"),
+        (lambda c: c["properties"].update({"../../etc": c["properties"]["dielectric"]}), "properties.../../etc: names may"),
+        (lambda c: c["pretrain"].update(exclude_match=["smell"]), "pretrain.exclude_match.0: Input should be 'id'"),
+        (lambda c: c["probes"].update(models=["svm"]), "probes.models.0: Input should be 'ridge'"),
     ],
 )
 def test_config_errors_name_the_key(edit, message):
@@ -51,7 +54,7 @@ def test_plan_wires_the_leakage_guard_and_hashes_stably():
     assert not any(k.startswith("splits:") for k in plain.pretrain["crystalclr"].upstream)
     cfg["pretrain"]["exclude_test_structures"] = True
     guarded = Plan(parse_config(cfg))
-    assert "splits:dielectric" in guarded.pretrain["crystalclr"].upstream
+    assert {"splits:dielectric", "structures:dielectric", "structures"} <= set(guarded.pretrain["crystalclr"].upstream)
     # the guard changes pretraining (and what follows), not the data stages
     assert guarded.pretrain["crystalclr"].key != plain.pretrain["crystalclr"].key
     assert guarded.graphs["dielectric"].key == plain.graphs["dielectric"].key

@@ -3,6 +3,7 @@
 matssl stage KIND --spec JSON --out DIR     run one content-hashed stage (what the rules call)
 matssl property --spec JSON --out FILE      summarise one property's finetuning runs
 matssl report --spec JSON --out FILE        write the HTML report
+matssl verify [RESULTS]                     check finished stages' files against their manifests
 matssl check-config CONFIG                  validate a config file
 matssl schema [--check]                     write (or check) workflow/schemas/config.schema.json
 """
@@ -73,6 +74,19 @@ def cmd_report(args: argparse.Namespace) -> None:
     write_report(json.loads(args.spec), Path(args.out))
 
 
+def cmd_verify(args: argparse.Namespace) -> None:
+    """Check every finished stage under a results folder against the SHA-256 in its manifest."""
+    from matssl.stages import damaged_files
+
+    stages = sorted(m.parent for m in Path(args.results).glob("*/*/manifest.json"))
+    damaged = {d: bad for d in stages if (bad := damaged_files(d, full=True))}
+    for d, bad in damaged.items():
+        print(f"DAMAGED {d}: {', '.join(bad)}")
+    print(f"{len(stages)} stages checked, {len(damaged)} damaged")
+    if damaged:
+        raise SystemExit(1)
+
+
 def cmd_check_config(args: argparse.Namespace) -> None:
     load_config(args.config)
     print(f"{args.config}: valid")
@@ -103,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--spec", required=True)
         p.add_argument("--out", required=True)
         p.set_defaults(func=func)
+    p = sub.add_parser("verify", help="check every finished stage's files against its manifest's SHA-256")
+    p.add_argument("results", nargs="?", default="results")
+    p.set_defaults(func=cmd_verify)
     p = sub.add_parser("check-config")
     p.add_argument("config")
     p.set_defaults(func=cmd_check_config)

@@ -7,11 +7,14 @@ the Snakefile and the CLI call; `workflow/schemas/config.schema.json` is generat
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class Strict(BaseModel):
@@ -201,6 +204,16 @@ class Config(Strict):
         if p.is_absolute() or ".." in p.parts:
             raise ValueError("results must be a relative path without '..' (outputs stay in the workflow)")
         return v
+
+    @model_validator(mode="after")
+    def _safe_names(self) -> Config:
+        """Names become parts of file names: letters, digits, `_`, `.` and `-` only (no `/` or `..`)."""
+        for section, names in (("datasets", self.datasets), ("properties", self.properties),
+                               ("pretrain.methods", self.pretrain.methods)):  # fmt: skip
+            for name in names:
+                if not SAFE_NAME.fullmatch(name) or ".." in name:
+                    raise ValueError(f"{section}.{name}: names may use letters, digits, '_', '.' and '-' only")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> Config:

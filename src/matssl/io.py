@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,13 +16,17 @@ from typing import Any
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds.
 
-    A job killed mid-write leaves a `.tmp-*` file, never a complete-looking output.
+    A job killed mid-write leaves a `.tmp-*` file, never a complete-looking output. For the interruption
+    tests, `MATSSL_KILL_AT=<file name>` makes the process SIGKILL itself once that file's temporary copy
+    is written, just before it would be renamed into place.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         yield tmp
+        if os.environ.get("MATSSL_KILL_AT") == path.name:
+            os.kill(os.getpid(), signal.SIGKILL)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

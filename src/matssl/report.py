@@ -227,6 +227,18 @@ def rejection_rows(stage_dirs: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def unlabelled_rows(stage_dirs: list[str]) -> list[dict[str, Any]]:
+    """Per property: test rows whose structure was rejected, and rows without a usable label (kept for
+    pretraining, left out of the folds)."""
+    rows = []
+    for d in stage_dirs:
+        if Path(d).parent.name == "splits":
+            dropped = read_json(Path(d) / "folds.json")["dropped"]
+            rows.append({"property": Path(d).name.rsplit("-", 1)[0], "rejected": dropped["rejected_at_ingest"],
+                         "unlabelled": dropped["no_label_or_invalid_for_transform"]})  # fmt: skip
+    return rows
+
+
 def write_report(spec: dict[str, Any], out: Path) -> None:
     props = []
     best_rows = []
@@ -282,6 +294,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
         config=spec["config"], pool=spec["pool"], leakage=spec["exclude_test_structures"], props=props,
         best_rows=best_rows, pretrain_rows=pretrain_rows, loss_plot=loss_plot(histories),
         stages=stage_rows(spec["stages"]), rejections=rejection_rows(spec["stages"]),
+        unlabelled=unlabelled_rows(spec["stages"]),
         methods=[(m, *METHOD_INFO.get(m, (m, "", ""))) for m in methods],
     )  # fmt: skip
     with atomic_path(out) as tmp:

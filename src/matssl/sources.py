@@ -8,6 +8,7 @@ local jobs on a login node, and they fail with a clear message when offline.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import math
@@ -61,7 +62,7 @@ def crystal_from_pmg_dict(id_: str, d: dict[str, Any]) -> Crystal | Rejected:
         for site in d["sites"]:
             species = site["species"]
             if len(species) != 1 or abs(float(species[0].get("occu", 1.0)) - 1.0) > 1e-6:
-                return Rejected(id_, "disordered (partially occupied) site")
+                return Rejected(id_, "disordered site (partial occupancy)")
             numbers.append(atomic_number(species[0]["element"]))
             frac.append(site["abc"])
     except (KeyError, TypeError, ValueError) as err:
@@ -129,6 +130,12 @@ def download_url(url: str, dest: str | Path, what: str) -> None:
 
 
 # --------------------------------------------------------------------------- files
+def _has_atom_sites(path: Path) -> bool:
+    """Whether a CIF that pymatgen could not read lists atom coordinates at all (else: it has no atoms)."""
+    text = path.read_text(errors="replace").lower()
+    return "_atom_site_fract_x" in text or "_atom_site_cartn_x" in text
+
+
 def read_structure_file(path: Path) -> Crystal | Rejected:
     from pymatgen.core import Structure
 
@@ -139,9 +146,11 @@ def read_structure_file(path: Path) -> Crystal | Rejected:
         s = Structure.from_file(path)
     except Exception as err:  # pymatgen raises many types for malformed files
         msg = str(err).splitlines()[0][:200] if str(err) else ""
-        return Rejected(id_, f"unparseable file {path.name}: {type(err).__name__}: {msg}")
+        if "at least 1 site" in msg or ("no structures" in msg and not _has_atom_sites(path)):
+            return Rejected(id_, f"no atoms ({path.name})")
+        return Rejected(id_, f"unparseable file ({path.name}: {type(err).__name__}: {msg})")
     if not s.is_ordered:
-        return Rejected(id_, "disordered (partially occupied) site")
+        return Rejected(id_, "disordered site (partial occupancy)")
     return Crystal(id_, s.lattice.matrix.copy(), np.array(s.atomic_numbers, dtype=np.int64), s.frac_coords.copy())
 
 
@@ -156,15 +165,20 @@ def read_folder(path: str | Path, labels: str | Path | None, glob: str = "*") ->
     if not files:
         raise SourceError(f"{folder} has no structure files (*.cif, *.vasp, POSCAR)")
     table: dict[str, dict[str, Any]] = {}
+    repeated: set[str] = set()
     if labels is not None:
         df = pd.read_csv(labels, dtype={"id": str})
         if "id" not in df.columns:
             raise SourceError(f"{labels}: needs an `id` column (the structure file's name without suffix)")
+        repeated = set(df.loc[df["id"].duplicated(), "id"])
         table = {str(r["id"]): {k: v for k, v in r.items() if k != "id"} for r in df.to_dict("records")}
     seen = set()
     for f in files:
         c = read_structure_file(f)
         seen.add(c.id)
+        if isinstance(c, Crystal) and c.id in repeated:  # which row is right is unknowable
+            yield Rejected(c.id, "repeated id in the labels file")
+            continue
         if isinstance(c, Crystal) and c.id in table:
             try:
                 c.labels = {k: _label(v) for k, v in table[c.id].items()}
@@ -176,11 +190,31 @@ def read_folder(path: str | Path, labels: str | Path | None, glob: str = "*") ->
         yield Rejected(id_, "label row without a structure file")
 
 
+def extxyz_frames(path: str | Path) -> Iterator[str]:
+    """The text of each frame, read in one pass. (ASE's `iread` indexes every frame first and then seeks
+    back to each, which on a .gz file means decompressing from the start again: hours for the pool.)"""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        while first := fh.readline():
+            if not first.strip():
+                continue
+            try:
+                n = int(first)
+            except ValueError:
+                raise SourceError(f"{path}: expected an atom count, found {first[:80]!r}") from None
+            yield first + "".join(fh.readline() for _ in range(n + 1))
+
+
 def read_extxyz(path: str | Path) -> Iterator[Crystal | Rejected]:
     """Extended XYZ (ASE), one frame per structure; `id` and numeric labels in each frame's info."""
-    from ase.io import iread
+    from ase.io import read
 
-    for k, atoms in enumerate(iread(str(path), index=":", format="extxyz")):
+    for k, frame in enumerate(extxyz_frames(path)):
+        try:
+            atoms = read(io.StringIO(frame), format="extxyz")
+        except Exception as err:  # ASE raises several types for a broken frame
+            yield Rejected(f"frame-{k}", f"unparseable frame ({type(err).__name__}: {str(err)[:200]})")
+            continue
         id_ = str(atoms.info.get("id", f"frame-{k}"))
         if not all(atoms.pbc):
             yield Rejected(id_, "not periodic in all three directions")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from matssl.config import Config, FilesSource, MatbenchSource, MPSource
-from matssl.io import canonical_json, sha256_tree, write_json
+from matssl.io import canonical_json, read_json, sha256_file, sha256_tree, write_json
 
 PACKAGE_DIR = Path(__file__).parent
 
@@ -285,6 +285,36 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+# the record itself (and a damaged stage's old one), and the resume state a finished stage deletes
+UNTRACKED = {"manifest.json", "manifest.damaged.json", "checkpoint.pt"}
+
+
+def damaged_files(stage_dir: str | Path, full: bool = False) -> list[str]:
+    """Files of a finished stage that are missing or differ from its manifest's record (size; with
+    `full`, also the SHA-256). A stage without a manifest is unfinished, not damaged: []."""
+    d = Path(stage_dir)
+    if not (d / "manifest.json").exists():
+        return []
+    bad = []
+    for name, rec in read_json(d / "manifest.json").get("files", {}).items():
+        f = d / name
+        if not f.is_file() or f.stat().st_size != rec["bytes"] or (full and sha256_file(f) != rec["sha256"]):
+            bad.append(name)
+    return bad
+
+
+def invalidate_damaged(stages: list[Stage], full: bool = False) -> dict[str, list[str]]:
+    """Set aside the manifest of every damaged stage (as `manifest.damaged.json`), so that Snakemake
+    re-runs that stage and, its new manifest being newer, everything downstream of it."""
+    found = {}
+    for stage in stages:
+        bad = damaged_files(stage.dir, full)
+        if bad:
+            os.replace(Path(stage.dir) / "manifest.json", Path(stage.dir) / "manifest.damaged.json")
+            found[stage.dir] = bad
+    return found
+
+
 def write_manifest(spec: dict[str, Any], out: str | Path, started: float, extra: dict[str, Any] | None = None) -> None:
     """The last file a stage writes: parameters, input hashes, code, versions, timing, memory."""
     out = Path(out)
@@ -293,6 +323,7 @@ def write_manifest(spec: dict[str, Any], out: str | Path, started: float, extra:
         m = Path(d) / "manifest.json"
         upstream[name] = {"dir": d, "hash": json.loads(m.read_text()).get("hash") if m.exists() else None}
     ended = time.time()
+    files = sorted(f for f in out.iterdir() if f.is_file() and f.name not in UNTRACKED and not f.name.startswith(".tmp-"))
     manifest = {
         "kind": spec["kind"],
         "key": spec["key"],
@@ -309,6 +340,7 @@ def write_manifest(spec: dict[str, Any], out: str | Path, started: float, extra:
         "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ended)),
         "wall_s": round(ended - started, 3),
         "peak_memory_mb": round(peak_memory_mb(), 1),
+        "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files},
         **(extra or {}),
     }
     write_json(manifest, out / "manifest.json")
