@@ -12,6 +12,8 @@ from pymatgen.core import Lattice, Structure
 
 from matssl.table import Crystal
 
+from .fake_mp import fake_mp  # noqa: F401 (a fixture for the tests that talk to the Materials Project)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "matbench_dielectric.json.gz"
 

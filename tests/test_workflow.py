@@ -52,3 +52,26 @@ def test_pretrain_change_reruns_pretraining_and_downstream_only(run):
     finally:
         write_config(workdir, cfg)
     assert planned_jobs(workdir) == {}
+
+
+def test_damaged_stage_and_only_its_dependents_rerun(run, tmp_path):
+    import shutil
+    import subprocess
+
+    from .workflow import BIN
+
+    workdir, cfg = run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    graphs = next((copy / "results" / "graphs").glob("tiny-*"))
+    with open(graphs / "graphs.npz", "r+b") as fh:  # truncated, e.g. by a full disk or a partial copy
+        fh.truncate(1000)
+    assert planned_jobs(copy) == {"graphs": 1, "finetune": 12, "probe": 1, "property": 1, "report": 1, "all": 1}
+    assert (graphs / "manifest.damaged.json").exists() and not (graphs / "manifest.json").exists()
+
+    # a same-size change escapes the cheap size check; `matssl verify` compares SHA-256
+    splits = next((copy / "results" / "splits").glob("n-*")) / "folds.json"
+    text = splits.read_text()
+    splits.write_text(text.replace('"test"', '"tset"', 1))
+    out = subprocess.run([str(BIN / "matssl"), "verify", "results"], cwd=copy, capture_output=True, text=True)
+    assert out.returncode == 1 and f"DAMAGED results/splits/{splits.parent.name}: folds.json" in out.stdout

@@ -55,6 +55,8 @@ def cmd_stage(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # a stage is complete only once its manifest is back
+    for stale in out.glob(".tmp-*"):  # half-written files of a job that was killed
+        stale.unlink()
     started = time.time()
     logging.info("stage %s %s -> %s", args.kind, spec["key"], out)
     extra = _runner(args.kind)(spec, out)

@@ -149,8 +149,10 @@ def save_encoder(encoder: nn.Module, path: str, extra: dict[str, Any] | None = N
     from matssl.io import atomic_path
 
     name = next(k for k, v in ENCODERS.items() if isinstance(encoder, v))
-    with atomic_path(path) as tmp:
-        torch.save({"name": name, "hparams": encoder.hparams, "state_dict": encoder.state_dict(), **(extra or {})}, tmp)
+    # through a file object: torch names the archive inside after a path, which would put the temporary
+    # name (with its PID) into the bytes, and identical encoders would not be identical files
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save({"name": name, "hparams": encoder.hparams, "state_dict": encoder.state_dict(), **(extra or {})}, fh)
 
 
 def load_encoder(path: str, map_location: str | torch.device = "cpu") -> nn.Module:

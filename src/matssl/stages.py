@@ -303,15 +303,18 @@ def damaged_files(stage_dir: str | Path, full: bool = False) -> list[str]:
     return bad
 
 
-def invalidate_damaged(stages: list[Stage], full: bool = False) -> dict[str, list[str]]:
-    """Set aside the manifest of every damaged stage (as `manifest.damaged.json`), so that Snakemake
-    re-runs that stage and, its new manifest being newer, everything downstream of it."""
+def invalidate_damaged(plan: Plan, full: bool = False) -> dict[str, list[str]]:
+    """Set aside the manifest of every damaged stage of the plan (as `manifest.damaged.json`) so that
+    Snakemake re-runs it and, its new manifest being newer, everything downstream. The report goes too:
+    Snakemake looks for missing inputs only below a target that has to be made."""
     found = {}
-    for stage in stages:
+    for stage in plan.stages.values():
         bad = damaged_files(stage.dir, full)
         if bad:
             os.replace(Path(stage.dir) / "manifest.json", Path(stage.dir) / "manifest.damaged.json")
             found[stage.dir] = bad
+    if found:
+        Path(plan.report_target).unlink(missing_ok=True)
     return found
 
 

@@ -12,7 +12,7 @@ RESULTS = PLAN.cfg.results
 # A finished stage whose files were deleted or truncated since (sizes against its manifest) re-runs,
 # and so does everything downstream. Checked once, by the main process, not inside cluster jobs.
 if workflow.is_main_process:
-    for stage_dir, files in invalidate_damaged(PLAN.stages.values()).items():
+    for stage_dir, files in invalidate_damaged(PLAN).items():
         logger.warning(
             f"matssl: {stage_dir} is damaged ({', '.join(files)} missing or changed): it will re-run"
         )
