@@ -124,6 +124,8 @@ def mean_pooled(atoms: pa.Table, kind: str, ids: list[str]) -> np.ndarray:
     np.add.at(sums, codes, x)
     means = sums / np.bincount(codes)[:, None]
     pos = pd.Index(uniques).get_indexer(ids)
+    if (pos < 0).any():
+        raise ValueError(f"no {kind} fingerprints for {np.asarray(ids)[pos < 0][:5].tolist()} ...")
     return means[pos]
 
 
@@ -160,14 +162,14 @@ def pca_map(x: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the stage
 def representations(spec: dict[str, Any], graphs: GraphSet, df: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Every representation of the rows of `df`, and the family ('pretrained' or 'fingerprint') of each."""
+    """Every representation of the rows of `df`, and its family ('pretrained', 'random encoder', 'fingerprint')."""
     p, up = spec["params"], spec["upstream"]
     reps: dict[str, np.ndarray] = {}
     family: dict[str, str] = {}
     pos = graphs.subset_index(df["id"].tolist())
     for method, objective in p["methods"].items():
         graph_emb, layer_sum = embeddings(Path(up[f"pretrain:{method}"]) / "encoder.pt", graphs, pos)
-        reps[method], family[method] = graph_emb, "pretrained"
+        reps[method], family[method] = graph_emb, "random encoder" if objective == "scratch" else "pretrained"
         if objective == "negnn":
             reps[f"{method} (layer sum)"], family[f"{method} (layer sum)"] = layer_sum, "pretrained"
     ids = df["id"].tolist()
