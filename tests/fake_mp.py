@@ -14,9 +14,7 @@ from pymatgen.core import Lattice, Structure
 class FakeMP(BaseHTTPRequestHandler):
     """Answers the Materials Project API as mp-api asks it: /heartbeat and /materials/summary/."""
 
-    structures = {
-        f"mp-{i}": Structure(Lattice.cubic(4.0 + 0.1 * i), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for i in range(5)
-    }
+    structures: dict[str, Structure] = {}  # what the server holds: set by the fixture, tests may replace it
     requests: list = []
     fail_after: int | None = None
 
@@ -55,6 +53,9 @@ def fake_mp(monkeypatch):
     server = HTTPServer(("127.0.0.1", 0), FakeMP)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     FakeMP.requests, FakeMP.fail_after = [], None
+    FakeMP.structures = {
+        f"mp-{i}": Structure(Lattice.cubic(4.0 + 0.1 * i), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for i in range(5)
+    }
     monkeypatch.setenv("MP_API_ENDPOINT", f"http://127.0.0.1:{server.server_port}/")
     monkeypatch.setenv("MP_API_KEY", "k" * 32)
     yield FakeMP
