@@ -69,18 +69,19 @@ def main() -> None:
     ]
     for f in fractions:
         lines += [f"## {100 * f:g} % of the training labels", ""]
-        lines += ["| property (unit) | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+        published = f == 1.0  # the published numbers use all training labels
+        extra = " | published (all labels)" if published else ""
+        lines += ["| property (unit) | " + " | ".join(methods) + extra + " |", "|---" * (len(methods) + 1 + published) + "|"]
         for prop, d in props.items():
             s = summary[(summary["property"] == prop) & (summary["fraction"] == f)].set_index("method")
             unit = d["unit"] + (" (log10)" if d.get("transform") == "log10" else "")
             row = [cell(s.loc[m], m == "scratch") if m in s.index else "–" for m in methods]
+            row += [PUBLISHED.get(prop, "–")] if published else []
             lines.append(f"| {prop} ({unit or '–'}) | " + " | ".join(row) + " |")
         mean_change = summary[summary["fraction"] == f].groupby("method")["change_pct"].mean().dropna()
         lines += ["", "Average change against scratch over the properties: "
                   + ", ".join(f"{m} {v:+.1f} %" for m, v in mean_change.sort_values().items()), ""]  # fmt: skip
-    lines += ["## Published numbers on these tasks", "", "| property | published MAE |", "|---|---|"]
-    lines += [f"| {p} | {PUBLISHED.get(p, '–')} |" for p in props]
-    lines += ["", "## Frozen-embedding probes (100 % labels, best model per representation)", ""]
+    lines += ["## Frozen-embedding probes (100 % labels, best model per representation)", ""]
     probe_rows = []
     for d in sorted((results / "probe").glob("*/probes.parquet")):
         prop = d.parent.name.rsplit("-", 1)[0]
