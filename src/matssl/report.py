@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 
@@ -180,7 +181,8 @@ def embedding_map(points: pd.DataFrame, name: str, unit: str) -> str:
                 sel = g[g["crystal_system"] == system]
                 ax.scatter(sel["x"], sel["y"], s=3, alpha=0.6, color=plt.cm.tab10(k % 10), label=system)
         else:
-            sc = ax.scatter(g["x"], g["y"], s=3, alpha=0.6, c=g["label"], cmap="viridis")
+            lo, hi = np.nanpercentile(points["label"], [2, 98])  # a few outliers must not wash out the colours
+            sc = ax.scatter(g["x"], g["y"], s=3, alpha=0.6, c=g["label"], cmap="viridis", vmin=lo, vmax=hi)
         ax.set_title(method, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -191,7 +193,8 @@ def embedding_map(points: pd.DataFrame, name: str, unit: str) -> str:
     else:
         fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.8, label=f"{name} ({unit})" if unit else name)
     colour = "crystal system" if by_system else name
-    fig.suptitle(f"{name}: frozen embeddings, first two principal components, coloured by {colour}", fontsize=10)
+    clip = "" if by_system else " (2nd-98th percentile)"
+    fig.suptitle(f"{name}: frozen embeddings, first two principal components, coloured by {colour}{clip}", fontsize=10)
     return png(fig)
 
 
