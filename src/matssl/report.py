@@ -165,7 +165,8 @@ def probe_table(probes: pd.DataFrame) -> dict[str, Any]:
             cells.append({"mae": f"{fmt(r['mean'])}{spread}", "best": r["mean"] == best[c]})
         rows.append({"name": rep, "family": family, "cells": cells})
     header = [{"model": PROBE_MODELS[m], "fraction": f"{100 * f:g}%"} for m, f in columns]
-    return {"header": header, "rows": rows}
+    models = list(dict.fromkeys(PROBE_MODELS[m] for m, _ in columns))
+    return {"header": header, "rows": rows, "models": models}
 
 
 def embedding_map(points: pd.DataFrame, name: str, unit: str) -> str:

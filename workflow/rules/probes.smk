@@ -13,6 +13,7 @@ rule probe:
     conda:
         ENV
     threads: PLAN.cfg.threads
+    priority: 10  # start as soon as the encoders exist, beside the many short finetuning jobs
     resources:
         mem_mb=8000,
         runtime=120,
