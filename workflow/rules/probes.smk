@@ -10,10 +10,10 @@ rule probe:
         f"{RESULTS}/probe/{{key}}/manifest.json",
     log:
         f"{RESULTS}/logs/probe/{{key}}.log",
+    priority: 10  # start as soon as the encoders exist, beside the many short finetuning jobs
     conda:
         ENV
     threads: PLAN.cfg.threads
-    priority: 10  # start as soon as the encoders exist, beside the many short finetuning jobs
     resources:
         mem_mb=8000,
         runtime=120,
