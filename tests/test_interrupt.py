@@ -43,8 +43,8 @@ def stages_in_order(tiny_demo: Path) -> list:
     plan = Plan(parse_config(cfg))
     order = ["download", "ingest", "graphs", "augment", "fingerprints", "splits", "pretrain", "finetune", "probe"]
     stages = sorted(plan.stages.values(), key=lambda s: order.index(s.kind))
-    finetune = [s for s in stages if s.kind == "finetune"]
-    return [s for s in stages if s.kind != "finetune"][:-1] + finetune[-1:] + [s for s in stages if s.kind == "probe"]
+    one_finetune = [s for s in stages if s.kind == "finetune"][-1:]
+    return [s for s in stages if s.kind not in ("finetune", "probe")] + one_finetune + [s for s in stages if s.kind == "probe"]
 
 
 def kill_target(stage) -> str:
@@ -54,9 +54,9 @@ def kill_target(stage) -> str:
     return OUTPUTS[stage.kind][-2]
 
 
-def run(spec: dict, workdir: Path, **env: str) -> subprocess.CompletedProcess:
+def run(stage, workdir: Path, **env: str) -> subprocess.CompletedProcess:
     workdir.mkdir(exist_ok=True)
-    return subprocess.run(stage_command(spec, spec["out"]), cwd=workdir, capture_output=True, env={**os.environ, **env})
+    return subprocess.run(stage_command(stage.spec(), stage.dir), cwd=workdir, capture_output=True, env={**os.environ, **env})
 
 
 def test_every_stage_kind_survives_sigkill(tiny_demo, tmp_path):
@@ -64,14 +64,13 @@ def test_every_stage_kind_survives_sigkill(tiny_demo, tmp_path):
     stages = stages_in_order(tiny_demo)
     assert {s.kind for s in stages} == set(OUTPUTS)
     for stage in stages:
-        spec = {**stage.spec(), "out": stage.dir}
-        assert run(spec, straight).returncode == 0, stage.kind
+        assert run(stage, straight).returncode == 0, stage.kind
         target = kill_target(stage)
-        proc = run(spec, killed, MATSSL_KILL_AT=target)
+        proc = run(stage, killed, MATSSL_KILL_AT=target)
         out = killed / stage.dir
         assert proc.returncode == -9, (stage.kind, proc.stderr.decode()[-2000:])
         assert not (out / "manifest.json").exists() and not (out / target).exists(), stage.kind
-        assert run(spec, killed).returncode == 0, stage.kind
+        assert run(stage, killed).returncode == 0, stage.kind
         names = sorted(f.name for f in (straight / stage.dir).iterdir() if f.name != "manifest.json")
         assert names == sorted(f.name for f in out.iterdir() if f.name != "manifest.json"), stage.kind  # no leftovers
         for name in names:
