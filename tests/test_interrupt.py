@@ -41,7 +41,7 @@ def stages_in_order(tiny_demo: Path) -> list:
     cfg["pretrain"]["methods"] = {m: cfg["pretrain"]["methods"][m] for m in ("scratch", "crystalclr", "fingerprint")}
     cfg["probes"] = {"rf_trees": 5, "map_points": 20}
     plan = Plan(parse_config(cfg))
-    order = ["download", "ingest", "graphs", "augment", "fingerprints", "splits", "pretrain", "finetune", "probe"]
+    order = list(OUTPUTS)  # the stage kinds in pipeline order
     stages = sorted(plan.stages.values(), key=lambda s: order.index(s.kind))
     one_finetune = [s for s in stages if s.kind == "finetune"][-1:]
     return [s for s in stages if s.kind not in ("finetune", "probe")] + one_finetune + [s for s in stages if s.kind == "probe"]

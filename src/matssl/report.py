@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 
 from matssl.io import atomic_path, read_json  # noqa: E402
+from matssl.stages import OUTPUTS  # noqa: E402
 from matssl.table import read_table  # noqa: E402
 
 KOKER_2022 = "Koker, Ozdemir, Kumar, Saxena. Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
@@ -216,7 +217,7 @@ def stage_rows(stage_dirs: list[str]) -> list[dict[str, Any]]:
             "memory": f"{m['peak_memory_mb']:.0f}", "host": m["host"], "code": m["code"], "slurm": m.get("slurm_job_id") or "",
             "params": ", ".join(f"{k}={v}" for k, v in params.items() if not isinstance(v, dict))[:300],
         })  # fmt: skip
-    order = ["download", "ingest", "graphs", "augment", "fingerprints", "splits", "pretrain", "finetune", "probe"]
+    order = list(OUTPUTS)  # the stage kinds in pipeline order
     return sorted(rows, key=lambda r: (order.index(r["kind"]), r["key"]))
 
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MATBENCH_URL = "https://ml.materialsproject.org/projects/{task}.json.gz"
 STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar"}
 STRUCTURE_NAMES = {"POSCAR", "CONTCAR"}
+DISORDERED = "disordered site (partial occupancy)"  # rejected, not ordered: ordering would invent structures
 
 
 @dataclass
@@ -62,7 +63,7 @@ def crystal_from_pmg_dict(id_: str, d: dict[str, Any]) -> Crystal | Rejected:
         for site in d["sites"]:
             species = site["species"]
             if len(species) != 1 or abs(float(species[0].get("occu", 1.0)) - 1.0) > 1e-6:
-                return Rejected(id_, "disordered site (partial occupancy)")
+                return Rejected(id_, DISORDERED)
             numbers.append(atomic_number(species[0]["element"]))
             frac.append(site["abc"])
     except (KeyError, TypeError, ValueError) as err:
@@ -150,7 +151,7 @@ def read_structure_file(path: Path) -> Crystal | Rejected:
             return Rejected(id_, f"no atoms ({path.name})")
         return Rejected(id_, f"unparseable file ({path.name}: {type(err).__name__}: {msg})")
     if not s.is_ordered:
-        return Rejected(id_, "disordered site (partial occupancy)")
+        return Rejected(id_, DISORDERED)
     return Crystal(id_, s.lattice.matrix.copy(), np.array(s.atomic_numbers, dtype=np.int64), s.frac_coords.copy())
 
 

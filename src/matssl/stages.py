@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import platform
 import resource
@@ -303,13 +302,14 @@ def damaged_files(stage_dir: str | Path, full: bool = False) -> list[str]:
     return bad
 
 
-def invalidate_damaged(plan: Plan, full: bool = False) -> dict[str, list[str]]:
+def invalidate_damaged(plan: Plan) -> dict[str, list[str]]:
     """Set aside the manifest of every damaged stage of the plan (as `manifest.damaged.json`) so that
     Snakemake re-runs it and, its new manifest being newer, everything downstream. The report goes too:
-    Snakemake looks for missing inputs only below a target that has to be made."""
+    Snakemake looks for missing inputs only below a target that has to be made. Sizes only: cheap enough
+    for every run (`matssl verify` compares the SHA-256 too)."""
     found = {}
     for stage in plan.stages.values():
-        bad = damaged_files(stage.dir, full)
+        bad = damaged_files(stage.dir)
         if bad:
             os.replace(Path(stage.dir) / "manifest.json", Path(stage.dir) / "manifest.damaged.json")
             found[stage.dir] = bad
@@ -324,7 +324,7 @@ def write_manifest(spec: dict[str, Any], out: str | Path, started: float, extra:
     upstream = {}
     for name, d in spec.get("upstream", {}).items():
         m = Path(d) / "manifest.json"
-        upstream[name] = {"dir": d, "hash": json.loads(m.read_text()).get("hash") if m.exists() else None}
+        upstream[name] = {"dir": d, "hash": read_json(m).get("hash") if m.exists() else None}
     ended = time.time()
     files = sorted(f for f in out.iterdir() if f.is_file() and f.name not in UNTRACKED and not f.name.startswith(".tmp-"))
     manifest = {
