@@ -1,6 +1,6 @@
 """Summarise the real-data benchmark (bench/configs/mp.yaml) for the README and bench/results/.
 
-    snakemake --cores all --configfile bench/configs/mp.yaml all     # the run (hours on 2 CPU cores)
+    snakemake --cores all all --configfile bench/configs/mp.yaml     # the run (hours on 2 CPU cores)
     .venv/bin/python bench/summarize_mp.py                          # -> bench/results/mp_benchmark.{md,json}, mp_report.html
 
 Reads the per-property targets, the probe stages and the pretraining manifests of the run; writes a
