@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from matssl import graphs as graphs_module
 from matssl.graphs import GraphSet, neighbour_graph
 from matssl.table import Crystal
 
@@ -28,6 +29,29 @@ def test_k_nearest_match_brute_force(name, request):
         np.testing.assert_allclose(np.sort(dist[i][mask[i]]), expect[i][:12], atol=1e-5)
         # the stored vector points at the neighbour's periodic image
         assert np.all(nbr[i] < len(c.numbers))
+
+
+def cluster_and_lone_atom() -> Crystal:
+    """A dense 4x4x4 cluster (1 Å spacing) and one atom 6 Å away: dense on average, sparse at one atom."""
+    grid = np.array(np.meshgrid(*[np.arange(4.0)] * 3, indexing="ij")).reshape(3, -1).T
+    cart = np.vstack([grid, [[7.5, 7.5, 7.5]]])
+    return Crystal("cluster", np.eye(3) * 12.0, np.full(len(cart), 6), cart / 12.0)
+
+
+@pytest.mark.parametrize("name", ["nacl", "triclinic", "cluster"])
+def test_short_search_equals_search_of_the_whole_cutoff(name, request, monkeypatch):
+    """The first, smaller search sphere changes nothing: same neighbours, same order, same vectors."""
+    c = cluster_and_lone_atom() if name == "cluster" else request.getfixturevalue(name)
+    radii, pairs = [], graphs_module._pairs
+    monkeypatch.setattr(graphs_module, "_pairs", lambda cart, lattice, r: radii.append(r) or pairs(cart, lattice, r))
+    fast = neighbour_graph(c, cutoff=8.0, k=12)
+    assert radii[0] < 8.0 and (radii[-1] == 8.0) == (name == "cluster")  # the lone atom needs the cutoff
+    monkeypatch.setattr(graphs_module, "_pairs", lambda cart, lattice, r: pairs(cart, lattice, 8.0))
+    for a, b in zip(fast, neighbour_graph(c, cutoff=8.0, k=12), strict=True):
+        np.testing.assert_array_equal(a, b)
+    dist = np.linalg.norm(fast[1], axis=-1)
+    for i, expect in enumerate(brute_force_neighbours(c, 8.0)):
+        np.testing.assert_allclose(dist[i][fast[2][i]], expect[:12], atol=1e-5)
 
 
 def test_small_cell_has_several_images_of_one_atom(silicon):
