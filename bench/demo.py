@@ -24,7 +24,9 @@ OUT = ROOT / "bench" / "results" / "demo.json"
 def timed(cmd: list[str]) -> float:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # the venv's matssl
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if run.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{run.stderr[-3000:]}")
     return time.perf_counter() - t0
 
 
