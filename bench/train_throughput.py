@@ -8,7 +8,8 @@ on the same batches; the script records graphs/s (forward + backward + step) of 
 the two loss curves. Batches are collated before the clock starts (the issue's measure: forward +
 backward + step); the time to collate a batch, each library's way (our `GraphSet.batch` against
 torch-geometric's `Batch.from_data_list` over per-structure `Data`, what its `DataLoader` does), is
-measured apart and reported as a second, end-to-end throughput. Needs the demo's graphs (run `make demo` first, or any `results/graphs/*/graphs.npz`).
+measured apart and reported as a second, end-to-end throughput. Needs the demo's graphs (run
+`make demo` first, or any `results/graphs/*/graphs.npz`).
 Writes bench/results/train_throughput.json.
 """
 
