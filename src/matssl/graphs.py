@@ -18,12 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pymatgen.optimization.neighbors import find_points_in_spheres
 
 from matssl.io import atomic_path
-from matssl.table import Crystal
-
-PBC = np.array([1, 1, 1], dtype=np.int64)
+from matssl.table import Crystal, periodic_pairs
 
 
 def neighbour_graph(c: Crystal, cutoff: float, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
@@ -60,7 +57,7 @@ def neighbour_graph(c: Crystal, cutoff: float, k: int) -> tuple[np.ndarray, np.n
 
 def _pairs(cart: np.ndarray, lattice: np.ndarray, radius: float) -> tuple[np.ndarray, ...]:
     """(centre, neighbour, image, distance) of every periodic pair within `radius`, self pairs dropped."""
-    i, j, img, d = find_points_in_spheres(cart, cart, r=radius, pbc=PBC, lattice=lattice, tol=1e-8)
+    i, j, img, d = periodic_pairs(lattice, cart, radius)
     keep = d > 1e-8
     return i[keep], j[keep], img[keep], d[keep]
 

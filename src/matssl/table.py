@@ -45,14 +45,19 @@ class Crystal:
         return " ".join(f"{Element.from_Z(z).symbol}{n}" for z, n in sorted(counts.items()))
 
 
+def periodic_pairs(lattice: np.ndarray, cart: np.ndarray, r: float) -> tuple[np.ndarray, ...]:
+    """(centre, neighbour, image, distance) of every atom pair within `r`, periodic images included;
+    each atom's zero-distance pair with itself is among them (pymatgen's compiled neighbour search)."""
+    cart = np.ascontiguousarray(cart, dtype=float)
+    lattice = np.ascontiguousarray(lattice, dtype=float)
+    return find_points_in_spheres(cart, cart, r=r, pbc=np.array([1, 1, 1], dtype=np.int64), lattice=lattice, tol=1e-8)
+
+
 def min_distance(lattice: np.ndarray, cart: np.ndarray, r: float) -> float:
     """Smallest interatomic distance below `r` (periodic images included), or inf if none."""
     if len(cart) == 0:
         return float("inf")
-    cart = np.ascontiguousarray(cart, dtype=float)
-    i, j, images, d = find_points_in_spheres(
-        cart, cart, r=r, pbc=np.array([1, 1, 1], dtype=np.int64), lattice=np.ascontiguousarray(lattice, float), tol=1e-8
-    )
+    i, j, images, d = periodic_pairs(lattice, cart, r)
     self_pair = (i == j) & np.all(images == 0, axis=1)
     d = d[~self_pair]
     return float(d.min()) if len(d) else float("inf")
