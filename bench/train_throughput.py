@@ -1,7 +1,7 @@
 """Training throughput of matssl's CGCNN against a reference of identical size and maths built from
 torch-geometric's `CGConv`, side by side in one process on the same batches.
 
-    .venv/bin/python bench/train_throughput.py [--threads 2] [--steps 30] [--batch-size 128]
+    .venv/bin/python bench/train_throughput.py [--threads 2] [--steps 30] [--batch-size 128] [--device cuda]
 
 Both models start from the same weights (the parameter names match) and take the same optimiser steps
 on the same batches; the script records graphs/s (forward + backward + step) of each, the ratio, and
@@ -10,7 +10,8 @@ backward + step); the time to collate a batch, each library's way (our `GraphSet
 torch-geometric's `Batch.from_data_list` over per-structure `Data`, what its `DataLoader` does), is
 measured apart and reported as a second, end-to-end throughput. Needs the demo's graphs (run
 `make demo` first, or any `results/graphs/*/graphs.npz`).
-Writes bench/results/train_throughput.json.
+Writes bench/results/train_throughput.json (train_throughput_cuda.json with `--device cuda`, where the
+clock waits for the GPU at the end of each timed run; collation is CPU work and is timed on the CPU).
 """
 
 from __future__ import annotations
@@ -80,17 +81,26 @@ def collate_seconds(collate, batches: list, reps: int = 3) -> float:
     return (time.perf_counter() - t0) / (reps * len(batches))
 
 
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def train(model, batches, targets, steps):
+    device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    losses, t0 = [], time.perf_counter()
+    losses = []
+    sync(device)
+    t0 = time.perf_counter()
     for k in range(steps):
         b, y = batches[k % len(batches)], targets[k % len(batches)]
         loss = F.l1_loss(model(b), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
-    return losses, time.perf_counter() - t0
+        losses.append(loss.detach())
+    sync(device)
+    return [float(x) for x in losses], time.perf_counter() - t0
 
 
 def main() -> None:
@@ -99,22 +109,26 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--graphs", default=None)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     path = args.graphs or sorted(glob.glob(str(ROOT / "results/graphs/*/graphs.npz")))[0]
     graphs = GraphSet.load(path)
     rng = np.random.default_rng(0)
     idx = [rng.choice(len(graphs), args.batch_size, replace=False) for _ in range(10)]
     dense = [graphs.batch(i) for i in idx]
-    edges = [edge_list(b) for b in dense]
-    targets = [torch.randn(args.batch_size, generator=torch.Generator().manual_seed(k)) for k in range(10)]
+    edges = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in edge_list(b).items()} for b in dense]
+    dense = [b.to(device) for b in dense]
+    targets = [torch.randn(args.batch_size, generator=torch.Generator().manual_seed(k)).to(device) for k in range(10)]
     torch.manual_seed(0)
-    ours = Regressor(CGCNN())
-    ref = Regressor(ReferenceEncoder())
+    ours = Regressor(CGCNN()).to(device)
+    ref = Regressor(ReferenceEncoder()).to(device)
     ref.load_state_dict(ours.state_dict())  # identical initial weights
-    train(ours, dense, targets, 3)  # warm-up (allocator, thread pool), then restore the weights
+    train(ours, dense, targets, 3)  # warm-up (allocator, thread pool, CUDA kernels), then restore the weights
+    train(ref, edges, targets, 3)
     torch.manual_seed(0)
-    ours = Regressor(CGCNN())
+    ours = Regressor(CGCNN()).to(device)
     ref.load_state_dict(ours.state_dict())
     rounds = []
     for _ in range(3):  # interleave, so that both see the same machine state
@@ -132,9 +146,15 @@ def main() -> None:
     e2e_ref = args.batch_size / (t_ref / args.steps + c_ref)
     rel = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(first_ours, first_ref, strict=True)]
     result = {
-        "command": f"python bench/train_throughput.py --threads {args.threads} --steps {args.steps} --batch-size {args.batch_size}",
+        "command": f"python bench/train_throughput.py --threads {args.threads} --steps {args.steps} "
+        f"--batch-size {args.batch_size} --device {args.device}",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"processor": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__},
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        },
         "graphs": Path(path).parent.name,
         "ours_graphs_per_s": round(n / t_ours, 1),
         "reference_cgconv_graphs_per_s": round(n / t_ref, 1),
@@ -146,7 +166,7 @@ def main() -> None:
         "loss_curve_reference": [round(x, 5) for x in first_ref],
         "max_relative_loss_difference": float(max(rel)),
     }
-    out = ROOT / "bench/results/train_throughput.json"
+    out = ROOT / f"bench/results/train_throughput{'_cuda' if device.type == 'cuda' else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if not k.startswith("loss_curve")}, indent=2))
 

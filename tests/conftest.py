@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from pymatgen.core import Lattice, Structure
 
 from matssl.table import Crystal
@@ -16,6 +17,13 @@ from .fake_mp import fake_mp  # noqa: F401 (a fixture for the tests that talk to
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "matbench_dielectric.json.gz"
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (CI has none; run on a GPU machine)")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=CUDA)])
+def device(request) -> torch.device:
+    """Tests that take this run on the CPU and, where there is one, on a CUDA device."""
+    return torch.device(request.param)
 
 
 def crystal(s: Structure, id_: str = "x") -> Crystal:

@@ -14,19 +14,19 @@ def batch(nacl, silicon, triclinic):
 
 
 @pytest.mark.parametrize("cutoff", [6.0, 3.0])  # at 3 Å most atoms have fewer than 12 neighbours: padded slots
-def test_dense_layer_equals_torch_geometric_cgconv(nacl, silicon, triclinic, cutoff):
+def test_dense_layer_equals_torch_geometric_cgconv(nacl, silicon, triclinic, cutoff, device):
     """Outputs and every gradient (input, edge features, weights) equal CGConv's, in train and eval mode."""
     graphs, _ = GraphSet.build([nacl, silicon, triclinic], cutoff, 12)
-    batch = graphs.batch(np.arange(3))
+    batch = graphs.batch(np.arange(3)).to(device)
     assert (not batch.mask.all()) == (cutoff == 3.0)
     torch.manual_seed(0)
     c, e = 16, 41
-    dense = DenseCGConv(c, e)
-    ref = CGConv(c, dim=e, aggr="add", batch_norm=True)
+    dense = DenseCGConv(c, e).to(device)
+    ref = CGConv(c, dim=e, aggr="add", batch_norm=True).to(device)
     ref.load_state_dict(dense.state_dict())  # same parameter names and shapes
-    x = torch.randn(len(batch.numbers), c)
-    edge = torch.randn(*batch.mask.shape, e)
-    centre = torch.arange(len(x))[:, None].expand_as(batch.nbr)
+    x = torch.randn(len(batch.numbers), c, device=device)
+    edge = torch.randn(*batch.mask.shape, e, device=device)
+    centre = torch.arange(len(x), device=device)[:, None].expand_as(batch.nbr)
     m = batch.mask
     edge_index = torch.stack([batch.nbr[m], centre[m]])  # source = neighbour, target = centre
     for mode in ("train", "eval"):
@@ -48,16 +48,19 @@ def test_dense_layer_equals_torch_geometric_cgconv(nacl, silicon, triclinic, cut
             torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_gated_neighbour_sum_backward_is_the_derivative(batch):
+def test_gated_neighbour_sum_backward_is_the_derivative(batch, device):
     """The hand-written backward against finite differences, in float64, with a padded slot."""
     n, k = batch.nbr.shape
     c, e = 3, 5
     torch.manual_seed(0)
     args = [torch.randn(n, 2 * c), torch.randn(n, 2 * c), torch.rand(n * k, e), torch.randn(2 * c, e)]
-    args = [a.double().requires_grad_() for a in args]
-    pad = torch.zeros(n, k, dtype=torch.bool)
+    args = [a.double().to(device).requires_grad_() for a in args]
+    pad = torch.zeros(n, k, dtype=torch.bool, device=device)
     pad[0, -1] = True
-    assert torch.autograd.gradcheck(lambda *a: GatedNeighbourSum.apply(*a, batch.nbr, pad), args)
+    nbr = batch.nbr.to(device)
+    # on a GPU, index_add_ sums in no fixed order: repeated backward passes may differ in the last bits
+    tol = 1e-12 if device.type == "cuda" else 0.0
+    assert torch.autograd.gradcheck(lambda *a: GatedNeighbourSum.apply(*a, nbr, pad), args, nondet_tol=tol)
 
 
 def test_encoder_shapes_and_masked_token(batch):
@@ -104,12 +107,14 @@ def test_schnet_is_a_drop_in_encoder(tmp_path, batch):
     assert float(torch.nn.functional.l1_loss(model(batch), target)) < 0.5 * first
 
 
-def test_encoder_trains_under_bf16_autocast(batch):
-    """The GPU path trains under bf16 autocast; the same mechanism, checked here with CPU autocast."""
+def test_encoder_trains_under_bf16_autocast(batch, device):
+    """The GPU path trains under bf16 autocast (`train.autocast`); on the CPU the same mechanism is checked
+    with CPU autocast."""
     torch.manual_seed(0)
-    model = Regressor(CGCNN(width=16, layers=2, cutoff=6.0))
+    model = Regressor(CGCNN(width=16, layers=2, cutoff=6.0)).to(device)
+    batch = batch.to(device)
     exact = model(batch)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device.type, dtype=torch.bfloat16):
         out = model(batch)
     out.float().sum().backward()
     torch.testing.assert_close(out.float(), exact, rtol=0.05, atol=0.05)

@@ -90,16 +90,16 @@ ALL = [
 
 
 @pytest.mark.parametrize("name, params", ALL)
-def test_objective_lowers_its_loss(corpus, name, params):
+def test_objective_lowers_its_loss(corpus, name, params, device):
     torch.manual_seed(0)
-    enc = CGCNN(width=32, layers=2, cutoff=6.0)
-    obj = OBJECTIVES[name](32, params, corpus)
+    enc = CGCNN(width=32, layers=2, cutoff=6.0).to(device)
+    obj = OBJECTIVES[name](32, params, corpus).to(device)
     opt = torch.optim.Adam(list(enc.parameters()) + list(obj.parameters()), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     idx = np.arange(len(corpus.graphs))
 
     def loss():
-        return obj.loss(enc, idx, corpus, gen, torch.device("cpu"))[0]
+        return obj.loss(enc, idx, corpus, gen, device)[0]
 
     torch.manual_seed(1)
     first = np.mean([float(loss().detach()) for _ in range(5)])

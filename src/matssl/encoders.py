@@ -110,7 +110,8 @@ class DenseCGConv(nn.Module):
         b = torch.cat([self.lin_f.bias, self.lin_s.bias])
         both = F.linear(x, torch.cat([w[:, :c], w[:, c : 2 * c]]))  # [N, 4C]: centre and neighbour parts
         centre, neighbour = both[:, : 2 * c] + b, both[:, 2 * c :]
-        pad = None if bool(mask.all()) else ~mask
+        # On a CPU, skip the padding pass where no slot is padded; on a GPU, asking would wait for the device.
+        pad = None if mask.device.type == "cpu" and bool(mask.all()) else ~mask
         msg = GatedNeighbourSum.apply(centre, neighbour, edge.reshape(-1, edge.shape[-1]), w[:, 2 * c :], nbr, pad)
         return x + self.bn(msg)
 
@@ -123,9 +124,12 @@ class EncoderOutput:
 
 
 def mean_pool(h: torch.Tensor, graph: torch.Tensor, n_graphs: int) -> torch.Tensor:
-    out = torch.zeros(n_graphs, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, graph, h)
-    counts = torch.bincount(graph, minlength=n_graphs).clamp(min=1).to(h.dtype)
-    return out / counts[:, None]
+    """Mean over each graph's atoms. Counts by `index_add_`: `bincount` would wait for a GPU to finish
+    (it reads the largest index to size its output)."""
+    out = h.new_zeros(n_graphs, h.shape[1]).index_add_(0, graph, h)
+    ones = torch.ones(len(graph), device=h.device)  # float32: exact counts whatever h's dtype
+    counts = torch.zeros(n_graphs, device=h.device).index_add_(0, graph, ones)
+    return out / counts.clamp(min=1)[:, None].to(h.dtype)
 
 
 class Encoder(nn.Module):
