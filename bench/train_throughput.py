@@ -11,7 +11,8 @@ torch-geometric's `Batch.from_data_list` over per-structure `Data`, what its `Da
 measured apart and reported as a second, end-to-end throughput. Needs the demo's graphs (run
 `make demo` first, or any `results/graphs/*/graphs.npz`).
 Writes bench/results/train_throughput.json (train_throughput_cuda.json with `--device cuda`, where the
-clock waits for the GPU at the end of each timed run; collation is CPU work and is timed on the CPU).
+clock waits for the GPU at the end of each timed run; collation is CPU work and is timed on the CPU;
+a batch size other than 128 adds `_b<size>` to the name).
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def main() -> None:
         "loss_curve_reference": [round(x, 5) for x in first_ref],
         "max_relative_loss_difference": float(max(rel)),
     }
-    out = ROOT / f"bench/results/train_throughput{'_cuda' if device.type == 'cuda' else ''}.json"
+    suffix = ("_cuda" if device.type == "cuda" else "") + (f"_b{args.batch_size}" if args.batch_size != 128 else "")
+    out = ROOT / f"bench/results/train_throughput{suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if not k.startswith("loss_curve")}, indent=2))
 

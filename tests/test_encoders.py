@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch_geometric.nn import CGConv
 
-from matssl.encoders import CGCNN, DenseCGConv, GatedNeighbourSum, Regressor, load_encoder, save_encoder
+from matssl.encoders import CGCNN, DenseCGConv, GatedConvolution, Regressor, load_encoder, save_encoder
 from matssl.graphs import GraphSet
 
 
@@ -48,19 +48,19 @@ def test_dense_layer_equals_torch_geometric_cgconv(nacl, silicon, triclinic, cut
             torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_gated_neighbour_sum_backward_is_the_derivative(batch, device):
+def test_gated_convolution_backward_is_the_derivative(batch, device):
     """The hand-written backward against finite differences, in float64, with a padded slot."""
     n, k = batch.nbr.shape
     c, e = 3, 5
     torch.manual_seed(0)
-    args = [torch.randn(n, 2 * c), torch.randn(n, 2 * c), torch.rand(n * k, e), torch.randn(2 * c, e)]
+    args = [torch.randn(n, c), torch.rand(n * k, e), torch.randn(2 * c, 2 * c + e), torch.randn(2 * c)]
     args = [a.double().to(device).requires_grad_() for a in args]
     pad = torch.zeros(n, k, dtype=torch.bool, device=device)
     pad[0, -1] = True
     nbr = batch.nbr.to(device)
     # on a GPU, index_add_ sums in no fixed order: repeated backward passes may differ in the last bits
     tol = 1e-12 if device.type == "cuda" else 0.0
-    assert torch.autograd.gradcheck(lambda *a: GatedNeighbourSum.apply(*a, nbr, pad), args, nondet_tol=tol)
+    assert torch.autograd.gradcheck(lambda *a: GatedConvolution.apply(*a, nbr, pad), args, nondet_tol=tol)
 
 
 def test_encoder_shapes_and_masked_token(batch):

@@ -40,6 +40,7 @@ def stages_in_order(tiny_demo: Path) -> list:
     cfg["datasets"]["tiny"] = {"kind": "matbench", "task": "matbench_dielectric", "url": tiny_demo.as_uri()}  # download
     cfg["pretrain"]["methods"] = {m: cfg["pretrain"]["methods"][m] for m in ("scratch", "crystalclr", "fingerprint")}
     cfg["probes"] = {"rf_trees": 5, "map_points": 20}
+    cfg["pretrain"]["device"] = cfg["finetune"]["device"] = "cpu"  # bit-for-bit equality holds on the CPU only
     plan = Plan(parse_config(cfg))
     order = list(OUTPUTS)  # the stage kinds in pipeline order
     stages = sorted(plan.stages.values(), key=lambda s: order.index(s.kind))

@@ -7,11 +7,13 @@ comes from (bench/train_throughput.py measures it against `CGConv`):
 
 - CGCNN's own factorisation: z W = h_i W_i + h_j W_j + e_ij W_e, so every atom is projected once and
   the neighbour term is one gather, instead of a matrix product on the [edges, 2C+E] concatenation;
-- the message and the sum over neighbours are one autograd node (`GatedNeighbourSum`) with a written-out
-  backward. On a CPU this step is bound by memory traffic over the [atoms, neighbours, 2C] tensor, not
-  by arithmetic, so the forward pass writes the message's derivative into that tensor while it is
-  still in the cache, and the backward pass is one multiplication; the gather's gradient is an
-  `index_add_` (8x faster on the CPU than the `index_put_` that autograd uses for `x[nbr]`);
+- the projections, the message and the sum over neighbours are one autograd node (`GatedConvolution`)
+  with a written-out backward. On a CPU this step is bound by memory traffic over the [atoms,
+  neighbours, 2C] tensor, not by arithmetic, so the forward pass writes the message's derivative into
+  that tensor while it is still in the cache, and the backward pass is one multiplication; the
+  gather's gradient is an `index_add_` (8x faster on the CPU than the `index_put_` that autograd uses
+  for `x[nbr]`). On a GPU, where small batches are bound by kernel launches, one node instead of a
+  dozen also saves launches;
 - padded neighbour slots get a gate of exactly zero (sigma(-inf)) instead of a mask multiplication.
 """
 
@@ -43,27 +45,31 @@ class GaussianExpansion(nn.Module):
         return t.square_().neg_().clamp_(min=-87.0).exp_()
 
 
-class GatedNeighbourSum(torch.autograd.Function):
-    """out_i = sum over neighbour slots k of sigma(f_ik) * softplus(s_ik), where
-    [f, s]_ik = centre_i + neighbour_{nbr_ik} + edge_ik @ weight.T, and padded slots contribute 0.
+class GatedConvolution(torch.autograd.Function):
+    """CGConv's message passing without its batch norm, as one autograd node:
 
-    centre, neighbour: [N, 2C] (gate half, then softplus half); edge: [N*K, E]; weight: [2C, E];
-    nbr: [N, K]; pad: [N, K] bool or None. Runs in the weight's dtype (float32) under autocast too:
-    its in-place accumulation needs one dtype.
+        out_i = sum over neighbour slots k of sigma(f_ik) * softplus(s_ik),
+        [f, s]_ik = [x_i, x_{nbr_ik}, e_ik] @ weight.T + bias = centre_i + neighbour_{nbr_ik} + e_ik @ w_e.T,
+
+    with centre = x @ w_i.T + bias and neighbour = x @ w_j.T (weight = [w_i | w_j | w_e]); padded slots
+    contribute 0. x: [N, C]; edge: [N*K, E]; weight: [2C, 2C+E] (rows: gate f, then s: CGConv's lin_f
+    and lin_s stacked); bias: [2C]; nbr: [N, K]; pad: [N, K] bool or None. Runs in the weight's dtype
+    (float32) under autocast too: its in-place accumulation needs one dtype.
     """
 
     @staticmethod
-    def forward(ctx, centre, neighbour, edge, weight, nbr, pad):
-        with torch.autocast(centre.device.type, enabled=False):
-            centre, neighbour, edge = (t.to(weight.dtype) for t in (centre, neighbour, edge))
-            return GatedNeighbourSum._forward(ctx, centre, neighbour, edge, weight, nbr, pad)
+    def forward(ctx, x, edge, weight, bias, nbr, pad):
+        with torch.autocast(x.device.type, enabled=False):
+            x, edge = x.to(weight.dtype), edge.to(weight.dtype)
+            return GatedConvolution._forward(ctx, x, edge, weight, bias, nbr, pad)
 
     @staticmethod
-    def _forward(ctx, centre, neighbour, edge, weight, nbr, pad):
+    def _forward(ctx, x, edge, weight, bias, nbr, pad):
         n, k = nbr.shape
-        c = centre.shape[1] // 2
-        z = neighbour.index_select(0, nbr.reshape(-1))  # [N*K, 2C]
-        z.addmm_(edge, weight.t())
+        c = x.shape[1]
+        centre = torch.addmm(bias, x, weight[:, :c].t())  # [N, 2C]: each atom projected once
+        z = x.mm(weight[:, c : 2 * c].t()).index_select(0, nbr.reshape(-1))  # [N*K, 2C]
+        z.addmm_(edge, weight[:, 2 * c :].t())
         z = z.view(n, k, 2 * c).add_(centre[:, None, :])
         f, s = z[..., :c], z[..., c:]
         if pad is not None:
@@ -75,19 +81,22 @@ class GatedNeighbourSum(torch.autograd.Function):
             # backward is then one multiplication instead of several passes over saved activations.
             torch.addcmul(msg, msg, sig_f, value=-1.0, out=f)  # d/df: sigma(f) (1 - sigma(f)) softplus(s)
             s.sigmoid_().mul_(sig_f)  # d/ds: sigma(f) sigma(s)
-            ctx.save_for_backward(edge, weight, nbr, z)
+            ctx.save_for_backward(x, edge, weight, nbr, z)
         return msg.sum(dim=1)
 
     @staticmethod
     def backward(ctx, grad_out):
-        edge, weight, nbr, dmsg_dz = ctx.saved_tensors
+        x, edge, weight, nbr, dmsg_dz = ctx.saved_tensors
         n, k, c2 = dmsg_dz.shape
+        c = x.shape[1]
         grad_z = dmsg_dz * grad_out.to(dmsg_dz.dtype).repeat(1, 2)[:, None, :]  # both halves feed one message
         flat = grad_z.view(n * k, c2)
+        grad_centre = grad_z.sum(dim=1)
         grad_neighbour = flat.new_zeros(n, c2).index_add_(0, nbr.reshape(-1), flat)
-        grad_weight = edge.t().mm(flat).t() if ctx.needs_input_grad[3] else None  # this order is the faster GEMM
-        grad_edge = flat.mm(weight) if ctx.needs_input_grad[2] else None
-        return grad_z.sum(dim=1), grad_neighbour, grad_edge, grad_weight, None, None
+        grad_x = grad_centre.mm(weight[:, :c]).addmm_(grad_neighbour, weight[:, c : 2 * c])
+        grad_weight = torch.cat([grad_centre.t().mm(x), grad_neighbour.t().mm(x), edge.t().mm(flat).t()], dim=1)
+        grad_edge = flat.mm(weight[:, 2 * c :]) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_edge, grad_weight, grad_centre.sum(dim=0), None, None
 
 
 class DenseCGConv(nn.Module):
@@ -98,21 +107,17 @@ class DenseCGConv(nn.Module):
 
     def __init__(self, channels: int, edge_dim: int):
         super().__init__()
-        self.channels = channels
         self.lin_f = nn.Linear(2 * channels + edge_dim, channels)
         self.lin_s = nn.Linear(2 * channels + edge_dim, channels)
         self.bn = nn.BatchNorm1d(channels)
 
     def forward(self, x: torch.Tensor, nbr: torch.Tensor, edge: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x [N, C] atoms, nbr [N, K] neighbour indices, edge [N, K, E] features, mask [N, K] real neighbours."""
-        c = self.channels
-        w = torch.cat([self.lin_f.weight, self.lin_s.weight])  # [2C, 2C+E]: rows f then s
-        b = torch.cat([self.lin_f.bias, self.lin_s.bias])
-        both = F.linear(x, torch.cat([w[:, :c], w[:, c : 2 * c]]))  # [N, 4C]: centre and neighbour parts
-        centre, neighbour = both[:, : 2 * c] + b, both[:, 2 * c :]
+        weight = torch.cat([self.lin_f.weight, self.lin_s.weight])
+        bias = torch.cat([self.lin_f.bias, self.lin_s.bias])
         # On a CPU, skip the padding pass where no slot is padded; on a GPU, asking would wait for the device.
         pad = None if mask.device.type == "cpu" and bool(mask.all()) else ~mask
-        msg = GatedNeighbourSum.apply(centre, neighbour, edge.reshape(-1, edge.shape[-1]), w[:, 2 * c :], nbr, pad)
+        msg = GatedConvolution.apply(x, edge.reshape(-1, edge.shape[-1]), weight, bias, nbr, pad)
         return x + self.bn(msg)
 
 

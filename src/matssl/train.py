@@ -67,7 +67,7 @@ class Trainer:
         ckpt = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
-        self.gen.set_state(ckpt["generator"])
+        self.gen.set_state(ckpt["generator"].cpu())  # a CPU generator; map_location moved its state
         self.history = ckpt["history"]
         self.best_state, self.best_score = ckpt["best_state"], ckpt["best_score"]
         self.start_epoch = self.resumed_from = ckpt["epoch"]
