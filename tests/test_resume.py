@@ -53,15 +53,16 @@ def test_pretrain_resumes_from_checkpoint(workflow_run, method, device):
     cfg["pretrain"]["device"] = device.type
     stage = Plan(parse_config(cfg)).pretrain[method]
     spec = stage.spec()
-    manifest = run_killed_then_resumed(workdir, spec, f"{stage.dir}-{device.type}-killed", kill_after_epoch=5)
+    killed = f"{stage.dir}-{device.type}-killed"
+    manifest = run_killed_then_resumed(workdir, spec, killed, kill_after_epoch=5)
     assert manifest["device"].startswith(device.type)
     assert manifest["resumed_from_epoch"] >= 5 and manifest["epochs_run"] == 60 - manifest["resumed_from_epoch"]
-    history = json.loads((workdir / f"{stage.dir}-{device.type}-killed" / "history.json").read_text())
+    history = json.loads((workdir / killed / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(1, 61))
     if device.type == "cuda":
         return  # a GPU's index_add_ sums in no fixed order: two runs agree within rounding, not bit for bit
     subprocess.run(stage_command(spec, stage.dir + "-straight"), cwd=workdir, check=True, capture_output=True)
-    a = torch.load(workdir / f"{stage.dir}-cpu-killed" / "encoder.pt", weights_only=True)["state_dict"]
+    a = torch.load(workdir / killed / "encoder.pt", weights_only=True)["state_dict"]
     b = torch.load(workdir / (stage.dir + "-straight") / "encoder.pt", weights_only=True)["state_dict"]
     for k in b:  # same seed on the CPU: identical to an uninterrupted run, bit for bit
         assert torch.equal(a[k], b[k]), k

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matssl.graphs import Batch
+from matssl.graphs import Batch, atoms_per_graph
 
 MASK_TOKEN = 0  # atomic number 0 = a masked atom (its own learned embedding)
 
@@ -129,12 +129,9 @@ class EncoderOutput:
 
 
 def mean_pool(h: torch.Tensor, graph: torch.Tensor, n_graphs: int) -> torch.Tensor:
-    """Mean over each graph's atoms. Counts by `index_add_`: `bincount` would wait for a GPU to finish
-    (it reads the largest index to size its output)."""
+    """Mean over each graph's atoms."""
     out = h.new_zeros(n_graphs, h.shape[1]).index_add_(0, graph, h)
-    ones = torch.ones(len(graph), device=h.device)  # float32: exact counts whatever h's dtype
-    counts = torch.zeros(n_graphs, device=h.device).index_add_(0, graph, ones)
-    return out / counts.clamp(min=1)[:, None].to(h.dtype)
+    return out / atoms_per_graph(graph, n_graphs).clamp(min=1)[:, None].to(h.dtype)
 
 
 class Encoder(nn.Module):

@@ -62,6 +62,12 @@ def _pairs(cart: np.ndarray, lattice: np.ndarray, radius: float) -> tuple[np.nda
     return i[keep], j[keep], img[keep], d[keep]
 
 
+def atoms_per_graph(graph: torch.Tensor, n_graphs: int) -> torch.Tensor:
+    """[n_graphs] long: the number of atoms of each graph. By `index_add_`: `bincount` would make the
+    host wait for a GPU (it reads the largest index to size its output)."""
+    return torch.zeros(n_graphs, dtype=torch.long, device=graph.device).index_add_(0, graph, torch.ones_like(graph))
+
+
 @dataclass
 class Batch:
     """A mini-batch of graphs; tensors live on one device."""
@@ -90,7 +96,7 @@ class Batch:
 
     @property
     def counts(self) -> torch.Tensor:
-        return torch.bincount(self.graph, minlength=self.n_graphs)
+        return atoms_per_graph(self.graph, self.n_graphs)
 
 
 class GraphSet:
