@@ -57,6 +57,10 @@ def cmd_stage(args: argparse.Namespace) -> None:
     (out / "manifest.json").unlink(missing_ok=True)  # a stage is complete only once its manifest is back
     for stale in out.glob(".tmp-*"):  # half-written files of a job that was killed
         stale.unlink()
+    if args.kind in ("pretrain", "finetune", "probe"):
+        from matssl.train import keep_freed_memory
+
+        keep_freed_memory()
     started = time.time()
     logging.info("stage %s %s -> %s", args.kind, spec["key"], out)
     extra = _runner(args.kind)(spec, out)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from matssl import kernels
 from matssl.graphs import Batch, atoms_per_graph
 
 MASK_TOKEN = 0  # atomic number 0 = a masked atom (its own learned embedding)
@@ -43,6 +44,23 @@ class GaussianExpansion(nn.Module):
         # exp(-t^2), in place; arguments below -87 would give subnormal floats (or 0), which x86 CPUs
         # compute ~10x slower: clamped there, the result changes by less than 1e-38
         return t.square_().neg_().clamp_(min=-87.0).exp_()
+
+
+def _gated_message_torch(z: torch.Tensor, pad: torch.Tensor | None, derivatives: bool) -> torch.Tensor:
+    """sum_k sigma(f_ik) softplus(s_ik) for z = [f | s] ([N, K, 2C]); with `derivatives`, the message's
+    derivatives replace z while f and s are still in the cache, so that the backward pass is one
+    multiplication instead of several passes over saved activations (kernels/gated_message.c does the
+    same in one pass)."""
+    c = z.shape[-1] // 2
+    f, s = z[..., :c], z[..., c:]
+    if pad is not None:
+        f.masked_fill_(pad[..., None], -math.inf)  # gate sigma(-inf) = 0: no message, no gradient
+    sig_f = torch.sigmoid(f)
+    msg = F.softplus(s).mul_(sig_f)
+    if derivatives:
+        torch.addcmul(msg, msg, sig_f, value=-1.0, out=f)  # d/df: sigma(f) (1 - sigma(f)) softplus(s)
+        s.sigmoid_().mul_(sig_f)  # d/ds: sigma(f) sigma(s)
+    return msg.sum(dim=1)
 
 
 class GatedConvolution(torch.autograd.Function):
@@ -71,18 +89,13 @@ class GatedConvolution(torch.autograd.Function):
         z = x.mm(weight[:, c : 2 * c].t()).index_select(0, nbr.reshape(-1))  # [N*K, 2C]
         z.addmm_(edge, weight[:, 2 * c :].t())
         z = z.view(n, k, 2 * c).add_(centre[:, None, :])
-        f, s = z[..., :c], z[..., c:]
-        if pad is not None:
-            f.masked_fill_(pad[..., None], -math.inf)  # gate sigma(-inf) = 0: no message, no gradient
-        sig_f = torch.sigmoid(f)
-        msg = F.softplus(s).mul_(sig_f)
-        if any(ctx.needs_input_grad):
-            # The message's derivative with respect to z replaces z, while f and s are still in the cache:
-            # backward is then one multiplication instead of several passes over saved activations.
-            torch.addcmul(msg, msg, sig_f, value=-1.0, out=f)  # d/df: sigma(f) (1 - sigma(f)) softplus(s)
-            s.sigmoid_().mul_(sig_f)  # d/ds: sigma(f) sigma(s)
+        derivatives = any(ctx.needs_input_grad)
+        out = kernels.gated_message(z, pad, derivatives)  # one compiled pass on a CPU, else PyTorch's below
+        if out is None:
+            out = _gated_message_torch(z, pad, derivatives)
+        if derivatives:
             ctx.save_for_backward(x, edge, weight, nbr, z)
-        return msg.sum(dim=1)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):

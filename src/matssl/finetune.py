@@ -25,7 +25,7 @@ from matssl.evaluate import label_subset, regression_metrics, transform_labels
 from matssl.graphs import GraphSet
 from matssl.io import read_json, write_json
 from matssl.table import read_table, write_table
-from matssl.train import Trainer, autocast, pick_device
+from matssl.train import Trainer, autocast, device_facts, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -88,4 +88,4 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
                 out / "predictions.parquet")  # fmt: skip
     (out / "checkpoint.pt").unlink(missing_ok=True)
     log.info("finetune %s: test MAE %.4g  RMSE %.4g  R2 %.3f", spec["key"], metrics["mae"], metrics["rmse"], metrics["r2"])
-    return {"device": str(device), "mae": metrics["mae"], "resumed_from_epoch": resumed_from}
+    return {**device_facts(device), "mae": metrics["mae"], "resumed_from_epoch": resumed_from}

@@ -20,7 +20,7 @@ from matssl.leakage import leaked_ids
 from matssl.objectives import OBJECTIVES, PretrainData
 from matssl.objectives.fingerprint import aligned_fingerprints
 from matssl.table import read_table
-from matssl.train import Trainer, pick_device
+from matssl.train import Trainer, device_facts, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     (out / "checkpoint.pt").unlink(missing_ok=True)
     speeds = [h["graphs_per_s"] for h in history]
     return {
-        "device": str(device),
+        **device_facts(device),
         "n_pool": int(len(pool_idx)),
         "n_excluded": int(is_excluded.sum()),
         "excluded_by": {k: int(np.isin(graphs.ids, list(v)).sum()) for k, v in excluded.items()},

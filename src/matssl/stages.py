@@ -30,6 +30,7 @@ from matssl.io import canonical_json, read_json, sha256_file, sha256_tree, write
 PACKAGE_DIR = Path(__file__).parent
 
 # Source files whose code decides each stage's output (the code fingerprint).
+KERNELS = ["kernels/*.py", "kernels/*.c"]
 CODE: dict[str, list[str]] = {
     "download": ["sources.py"],
     "ingest": ["sources.py", "table.py", "ingest.py"],
@@ -37,9 +38,9 @@ CODE: dict[str, list[str]] = {
     "augment": ["features.py", "augment.py", "graphs.py", "table.py"],
     "fingerprints": ["features.py", "fingerprints.py", "table.py"],
     "splits": ["evaluate.py"],
-    "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "leakage.py", "objectives/*.py"],
-    "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py"],
-    "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py"],
+    "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "leakage.py", "objectives/*.py", *KERNELS],
+    "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", *KERNELS],
+    "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", *KERNELS],
 }
 # The files each stage kind writes (the last one is written last: its presence means "done").
 OUTPUTS: dict[str, list[str]] = {
