@@ -42,6 +42,12 @@ def test_kernel_equals_pytorch(native, padded):
     torch.testing.assert_close(z_native, z_torch, rtol=1e-5, atol=1e-5)  # the derivatives written into z
     if padded:
         assert (z_native[pad] == 0).all() and (out_native[2] == 0).all()
+    # the backward pass's first step: dz * [g | g] and its sum over neighbours
+    g = torch.randn(z.shape[0], z.shape[2] // 2)
+    grad_z, grad_centre = kernels.gated_message_backward(z_native, g)
+    expected = z_native * g.repeat(1, 2)[:, None, :]
+    torch.testing.assert_close(grad_z, expected, rtol=0, atol=0)
+    torch.testing.assert_close(grad_centre, expected.sum(dim=1), rtol=1e-6, atol=1e-6)
     # without derivatives z is left alone
     z_plain = z.clone()
     torch.testing.assert_close(kernels.gated_message(z_plain, pad, derivatives=False), out_native)
@@ -56,16 +62,19 @@ def test_kernel_result_does_not_depend_on_the_thread_count(native):
         for threads in (1, 2):
             torch.set_num_threads(threads)
             zz = z.clone()
-            results.append((kernels.gated_message(zz, pad, True), zz))
+            results.append(
+                (kernels.gated_message(zz, pad, True), zz, *kernels.gated_message_backward(zz, zz[:, 0, :64].contiguous()))
+            )
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
 
 
 def test_kernel_is_only_used_where_it_applies(native):
     z, pad = gate_input(n=3)
     assert kernels.gated_message(z.double(), pad, True) is None  # float32 only (gradcheck runs float64 in PyTorch)
     assert kernels.gated_message(z.transpose(0, 1), pad, True) is None  # contiguous only
+    assert kernels.gated_message_backward(z, torch.randn(3, 64).t().contiguous().t()) is None
 
 
 def test_without_a_compiler_it_warns_once_and_falls_back(monkeypatch, tmp_path):

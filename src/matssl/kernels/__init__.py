@@ -1,9 +1,10 @@
 """Compiled CPU kernels, built on first use with the system's C compiler, and PyTorch code where none is.
 
-One kernel so far, `gated_message.c`: CGCNN's gate sigma(f) * softplus(s), its sum over neighbours and
-its derivatives, in one pass over the [atoms, neighbours, 2C] tensor. In PyTorch that is seven
-operations, each a pass over ~13 MB for a batch of 128 dielectric structures, and on a CPU this step is
-bound by those passes; fused, a training step is ~30 % faster (bench/train_throughput.py records both).
+`gated_message.c`: CGCNN's gate sigma(f) * softplus(s), its sum over neighbours and its derivatives, in
+one pass over the [atoms, neighbours, 2C] tensor (in PyTorch: seven operations, each a pass over ~13 MB
+for a batch of 128 dielectric structures, and on a CPU this step is bound by those passes), and the
+backward pass's product with the output gradient and its sum over neighbours, in one pass instead of
+two. bench/train_throughput.py times training with and without them.
 
 The shared library is compiled for this CPU (`-march=native`) into `$MATSSL_KERNEL_CACHE` (default
 `~/.cache/matssl/kernels`), named by a hash of the source, the flags, the compiler and the CPU's
@@ -71,9 +72,9 @@ def _library() -> ctypes.CDLL | None:
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         warnings.warn(f"matssl: CPU kernel not built ({e}); using PyTorch operations, which are slower", stacklevel=2)
         return None
-    fn = so.gated_message
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_int32] * 2
-    fn.restype = None
+    so.gated_message.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3 + [ctypes.c_int32] * 2
+    so.gated_message_backward.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int32]
+    so.gated_message.restype = so.gated_message_backward.restype = None
     return so
 
 
@@ -82,17 +83,32 @@ def available() -> bool:
     return _library() is not None
 
 
+def _applies(*tensors: torch.Tensor) -> bool:
+    """The kernels take contiguous float32 CPU tensors (and are built, or can be)."""
+    ok = all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+    return ok and available()
+
+
 def gated_message(z: torch.Tensor, pad: torch.Tensor | None, derivatives: bool) -> torch.Tensor | None:
     """sum_j sigma(f_ij) softplus(s_ij) for z = [f | s] of shape [N, K, 2C], with the derivatives written
     into z (see gated_message.c); None where the kernel does not apply (GPU, not float32) or is missing."""
-    if z.device.type != "cpu" or z.dtype != torch.float32 or not z.is_contiguous():
-        return None
-    so = _library()
-    if so is None:
+    if not _applies(z):
         return None
     n, k, c2 = z.shape
     out = z.new_empty(n, c2 // 2)
-    pad_ptr = None if pad is None else pad.to(torch.uint8).contiguous()
-    so.gated_message(z.data_ptr(), None if pad_ptr is None else pad_ptr.data_ptr(), out.data_ptr(), n, k, c2 // 2,
-                     int(derivatives), torch.get_num_threads())  # fmt: skip
+    pad_bytes = None if pad is None else pad.to(torch.uint8).contiguous()  # kept alive for the call
+    pad_ptr = None if pad_bytes is None else pad_bytes.data_ptr()
+    _library().gated_message(z.data_ptr(), pad_ptr, out.data_ptr(), n, k, c2 // 2, int(derivatives), torch.get_num_threads())
     return out
+
+
+def gated_message_backward(dz: torch.Tensor, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """grad_z = dz * [g | g] ([N, K, 2C]) and its sum over neighbours ([N, 2C]) in one pass, for the
+    derivatives dz that `gated_message` wrote and the gradient g of its output; None where it does not apply."""
+    if not _applies(dz, grad_out):
+        return None
+    n, k, c2 = dz.shape
+    grad_z, grad_centre = torch.empty_like(dz), dz.new_empty(n, c2)
+    _library().gated_message_backward(dz.data_ptr(), grad_out.data_ptr(), grad_z.data_ptr(), grad_centre.data_ptr(),
+                                      n, k, c2 // 2, torch.get_num_threads())  # fmt: skip
+    return grad_z, grad_centre

@@ -47,3 +47,27 @@ void gated_message(float *z, const uint8_t *pad, float *out, int64_t n, int64_t 
         }
     }
 }
+
+/* The backward pass's first step in one pass: grad_z[i, j] = dz[i, j] * [g_i | g_i] (both halves of z
+ * feed one message) and grad_centre[i] = sum over j of grad_z[i, j]. dz: [n, k, 2c] (the derivatives
+ * the forward pass wrote); g: [n, c]; grad_z: [n, k, 2c]; grad_centre: [n, 2c]. */
+void gated_message_backward(const float *dz, const float *g, float *grad_z, float *grad_centre, int64_t n, int64_t k,
+                            int64_t c, int32_t threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < n; i++) {
+        const float *gi = g + i * c;
+        float *acc = grad_centre + i * 2 * c;
+        memset(acc, 0, 2 * c * sizeof(float));
+        for (int64_t j = 0; j < k; j++) {
+            const float *d = dz + (i * k + j) * 2 * c;
+            float *out = grad_z + (i * k + j) * 2 * c;
+#pragma omp simd
+            for (int64_t ch = 0; ch < c; ch++) {
+                out[ch] = d[ch] * gi[ch];
+                out[c + ch] = d[c + ch] * gi[ch];
+                acc[ch] += out[ch];
+                acc[c + ch] += out[c + ch];
+            }
+        }
+    }
+}
