@@ -14,6 +14,8 @@ comes from (bench/train_throughput.py measures it against `CGConv`):
   gather's gradient is an `index_add_` (8x faster on the CPU than the `index_put_` that autograd uses
   for `x[nbr]`). On a GPU, where small batches are bound by kernel launches, one node instead of a
   dozen also saves launches;
+- on a CPU, the gate's elementwise passes (sigmoid, softplus, product, sum over neighbours,
+  derivatives) are one compiled pass (`matssl.kernels`, PyTorch's code below where it cannot be built);
 - padded neighbour slots get a gate of exactly zero (sigma(-inf)) instead of a mask multiplication.
 """
 

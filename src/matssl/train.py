@@ -49,8 +49,8 @@ def keep_freed_memory() -> None:
     """Have glibc's malloc keep freed memory for reuse instead of giving it back to the OS.
 
     A CPU training step allocates and frees tensors of ~10 MB; by default glibc returns such blocks to
-    the OS, and every page of the next one faults on first touch: ~15 % of a step on a 2-core machine
-    (7,700 page faults per step, none with this). The peak memory is unchanged; the process just keeps
+    the OS, and every page of the next one faults on first touch: 13 % of a step on a 2-core machine
+    (6,600 page faults per step, 180 with this; bench/train_memory.py). The peak memory is unchanged; the process just keeps
     what its peak needed until it exits. Only for training processes (`matssl stage pretrain|finetune|
     probe`); a no-op off glibc."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
