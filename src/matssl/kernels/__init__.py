@@ -9,8 +9,8 @@ two. bench/train_throughput.py times training with and without them.
 The shared library is compiled for this CPU (`-march=native`) into `$MATSSL_KERNEL_CACHE` (default
 `~/.cache/matssl/kernels`), named by a hash of the source, the flags, the compiler and the CPU's
 identity, so nodes of a cluster with different CPUs sharing a home directory each build their own. Where
-there is no compiler (or it fails), `gated_message` returns None and the caller uses PyTorch, after one
-warning. `MATSSL_NATIVE=0` turns the kernels off (the tests compare both paths).
+there is no compiler (or it fails), the functions below return None and the caller uses PyTorch, after
+one warning. `MATSSL_NATIVE=0` turns the kernels off (the tests compare both paths).
 """
 
 from __future__ import annotations
