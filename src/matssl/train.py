@@ -50,9 +50,9 @@ def keep_freed_memory() -> None:
 
     A CPU training step allocates and frees tensors of ~10 MB; by default glibc returns such blocks to
     the OS, and every page of the next one faults on first touch: 13 % of a step on a 2-core machine
-    (6,600 page faults per step, 180 with this; bench/train_memory.py). The peak memory is unchanged; the process just keeps
-    what its peak needed until it exits. Only for training processes (`matssl stage pretrain|finetune|
-    probe`); a no-op off glibc."""
+    (6,600 page faults per step, 180 with this; bench/train_memory.py). The peak memory is unchanged;
+    the process just keeps what its peak needed until it exits. Only for training processes
+    (`matssl stage pretrain|finetune|probe`); a no-op off glibc."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return
     libc = ctypes.CDLL(None)

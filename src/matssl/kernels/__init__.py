@@ -96,8 +96,8 @@ def gated_message(z: torch.Tensor, pad: torch.Tensor | None, derivatives: bool) 
         return None
     n, k, c2 = z.shape
     out = z.new_empty(n, c2 // 2)
-    pad_bytes = None if pad is None else pad.to(torch.uint8).contiguous()  # kept alive for the call
-    pad_ptr = None if pad_bytes is None else pad_bytes.data_ptr()
+    pad = None if pad is None else pad.to(torch.bool).contiguous()  # one byte, 0 or 1: read as uint8_t; no copy of a bool mask
+    pad_ptr = None if pad is None else pad.data_ptr()
     _library().gated_message(z.data_ptr(), pad_ptr, out.data_ptr(), n, k, c2 // 2, int(derivatives), torch.get_num_threads())
     return out
 
