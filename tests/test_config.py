@@ -31,7 +31,12 @@ def test_committed_schema_is_current():
         (lambda c: c["pretrain"]["methods"]["crystalclr"]["params"].update(tau=1), "unknown parameter(s) ['tau']"),
         (lambda c: c["pretrain"].update(pool="missing"), "pretrain.pool 'missing' is not one of datasets"),
         (lambda c: c["pretrain"]["methods"].pop("scratch"), "must contain 'scratch'"),
-        (lambda c: c.update(results="../elsewhere"), "results: Value error, results must be a relative path"),
+        (lambda c: c.update(results="../elsewhere"), "results: Value error, results must be a non-empty relative path"),
+        (lambda c: c.update(results="r$(touch /tmp/x)"), "results: Value error, results must be a non-empty relative path"),
+        (lambda c: c.update(results="my results"), "results: Value error, results must be a non-empty relative path"),
+        (lambda c: c.update(results=""), "results: Value error, results must be a non-empty relative path"),
+        (lambda c: c.update(results="/tmp/x"), "results: Value error, results must be a non-empty relative path"),
+        (lambda c: c["datasets"]["dielectric"].update(task="../../../../tmp/x/pwn"), "datasets.dielectric.matbench.task: String"),
         (lambda c: c["datasets"]["dielectric"].update(kind="ftp"), "datasets.dielectric: Input tag 'ftp'"),
         (lambda c: c["properties"].update({"../../etc": c["properties"]["dielectric"]}), "properties.../../etc: names may"),
         (lambda c: c["pretrain"].update(exclude_match=["smell"]), "pretrain.exclude_match.0: Input should be 'id'"),
@@ -59,3 +64,20 @@ def test_plan_wires_the_leakage_guard_and_hashes_stably():
     assert guarded.pretrain["crystalclr"].key != plain.pretrain["crystalclr"].key
     assert guarded.graphs["dielectric"].key == plain.graphs["dielectric"].key
     assert Plan(parse_config(demo())).pretrain["crystalclr"].key == plain.pretrain["crystalclr"].key
+
+
+def test_nested_results_folder_is_allowed():
+    cfg = demo()
+    cfg["results"] = "runs/bench-1.2"
+    assert parse_config(cfg).results == "runs/bench-1.2"
+
+
+def test_every_shell_argument_is_quoted():
+    """Config-derived text reaches the rules' shell commands as {params.*}, {log} and {output}: each is quoted
+    ({x:q}), so a results folder or spec cannot inject a command or split into two arguments."""
+    import re
+
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for command in re.findall(r"^\s*shell:\s*\n\s*(\".*\")", smk.read_text(), re.M):
+            for field in re.findall(r"\{([^{}]+)\}", command):
+                assert field.endswith(":q") or field == "threads", f"{smk.name}: {{{field}}} is not quoted in {command}"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from .workflow import planned_jobs, write_config
+from .workflow import UNSAFE_UNIT, planned_jobs, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -28,6 +28,24 @@ def test_report_and_property_target(run):
 
 def test_rerun_does_nothing(run):
     assert planned_jobs(run[0]) == {}
+
+
+def test_report_escapes_text_from_the_config(run):
+    html = (run[0] / "results/report.html").read_text()
+    assert "<script" not in html and "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html
+
+
+def test_threads_change_reruns_nothing(run):
+    """Threads are how a job runs, not what it computes: not in a rule's params (a rerun trigger) or a hash."""
+    workdir, cfg = run
+    changed = json.loads(json.dumps(cfg))
+    changed["threads"] = 2
+    write_config(workdir, changed)
+    try:
+        assert planned_jobs(workdir) == {}
+    finally:
+        write_config(workdir, cfg)
 
 
 def test_finetune_change_reruns_only_finetuning(run):

@@ -13,6 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+UNSAFE_UNIT = "<img src=x onerror=alert(2)><script>alert(1)</script>"
 
 
 def tiny_config(data: Path) -> dict:
@@ -43,7 +44,8 @@ def tiny_config(data: Path) -> dict:
             "folds": [0],
         },
         "probes": {"rf_trees": 10, "map_points": 40},
-        "properties": {"n": {"dataset": "tiny", "column": "n", "folds": "kfold", "n_folds": 3}},
+        # the unit is untrusted text that the report must escape
+        "properties": {"n": {"dataset": "tiny", "column": "n", "folds": "kfold", "n_folds": 3, "unit": UNSAFE_UNIT}},
     }
 
 

@@ -61,8 +61,11 @@ def cmd_stage(args: argparse.Namespace) -> None:
         from matssl.train import keep_freed_memory
 
         keep_freed_memory()
+    # the job's own thread count (Snakemake's {threads}: the rule's, or the profile's set-threads), never part
+    # of the spec, so that changing it re-runs nothing
+    spec["runtime"] = {**spec.get("runtime", {}), "threads": args.threads}
     started = time.time()
-    logging.info("stage %s %s -> %s", args.kind, spec["key"], out)
+    logging.info("stage %s %s -> %s (%d threads)", args.kind, spec["key"], out, args.threads)
     extra = _runner(args.kind)(spec, out)
     write_manifest(spec, out, started, extra)
     logging.info("stage %s done in %.1f s", args.kind, time.time() - started)
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("kind")
     p.add_argument("--spec", required=True, help="the stage's JSON spec (from the workflow plan)")
     p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of this job (torch, scikit-learn)")
     p.set_defaults(func=cmd_stage)
     for name, func in (("property", cmd_property), ("report", cmd_report)):
         p = sub.add_parser(name)

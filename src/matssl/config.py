@@ -26,7 +26,10 @@ class MatbenchSource(Strict):
     """A Matbench task: Matbench's own file (pandas split orient) or the column orient of the demo."""
 
     kind: Literal["matbench"]
-    task: str = Field(description="Matbench task name, e.g. matbench_dielectric; gives ids and folds")
+    task: str = Field(
+        description="Matbench task name, e.g. matbench_dielectric; gives ids and folds (and the download's file name)",
+        pattern=r"^matbench_[a-z0-9_]+$",
+    )
     path: str | None = Field(None, description="local file; when absent the task is downloaded")
     url: str | None = Field(None, description="download address (default: Matbench's published URL)")
 
@@ -185,7 +188,9 @@ class ProbeConfig(Strict):
 
 class Config(Strict):
     results: str = Field("results", description="folder for every output (relative to the workflow)")
-    threads: int = Field(1, ge=1, description="torch threads per training job")
+    threads: int = Field(
+        1, ge=1, description="threads per training job on one machine (a SLURM profile's set-threads overrides it); not part of any hash"
+    )
     datasets: dict[str, Source]
     ingest: IngestConfig = IngestConfig()
     graphs: GraphConfig = GraphConfig()
@@ -200,9 +205,12 @@ class Config(Strict):
     @field_validator("results")
     @classmethod
     def _results_inside(cls, v: str) -> str:
-        p = Path(v)
-        if p.is_absolute() or ".." in p.parts:
-            raise ValueError("results must be a relative path without '..' (outputs stay in the workflow)")
+        parts = v.split("/")
+        if not v or any(not SAFE_NAME.fullmatch(p) or ".." in p for p in parts):
+            raise ValueError(
+                "results must be a non-empty relative path of names made of letters, digits, '_', '.' and '-' "
+                "(no spaces, '..', leading '/' or shell characters): outputs stay inside the workflow folder"
+            )
         return v
 
     @model_validator(mode="after")

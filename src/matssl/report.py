@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
+from jinja2 import Environment, PackageLoader  # noqa: E402
 
 from matssl.io import atomic_path, read_json  # noqa: E402
 from matssl.stages import OUTPUTS  # noqa: E402
@@ -293,7 +293,9 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
                               "speed": fmt(man.get("graphs_per_s") or float("nan")), "device": man.get("device"),
                               "wall": fmt(man["wall_s"])})  # fmt: skip
     methods = sorted({m["objective"] for m in spec["config"]["pretrain"]["methods"].values()})
-    env = Environment(loader=PackageLoader("matssl", "templates"), autoescape=select_autoescape())
+    # every string from a config or a data file is untrusted: escape everything (select_autoescape() would not match
+    # the name report.html.j2 and escape nothing)
+    env = Environment(loader=PackageLoader("matssl", "templates"), autoescape=True)
     html = env.get_template("report.html.j2").render(
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         config=spec["config"], pool=spec["pool"], leakage=spec["exclude_test_structures"], props=props,

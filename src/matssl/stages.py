@@ -76,7 +76,7 @@ class Stage:
     results: str
     upstream: dict[str, Stage] = field(default_factory=dict)
     external: dict[str, str] = field(default_factory=dict)  # input files outside results: name -> path
-    runtime: dict[str, Any] = field(default_factory=dict)  # how to run (device, threads): not hashed
+    runtime: dict[str, Any] = field(default_factory=dict)  # how to run (device): not hashed; threads come from the job
 
     @cached_property
     def hash(self) -> str:
@@ -195,7 +195,7 @@ class Plan:
             "exclude_match": cfg.pretrain.exclude_match if guard else None,
             "volume_tolerance": cfg.pretrain.volume_tolerance if guard else None,
         }
-        runtime = {"device": cfg.pretrain.device, "threads": cfg.threads}
+        runtime = {"device": cfg.pretrain.device}
         return self._add(Stage("pretrain", method, params, cfg.results, upstream, runtime=runtime))
 
     def fold_numbers(self, prop: str) -> list[int]:
@@ -216,7 +216,7 @@ class Plan:
                         label = f"{prop}-{method}-f{fold}-p{frac:g}-s{seed}"
                         upstream = {"graphs": self.graphs[p.dataset], "splits": self.splits[prop], "pretrain": pre,
                                     "structures": self.ingest[p.dataset]}  # fmt: skip
-                        runtime = {"device": cfg.finetune.device, "threads": cfg.threads}
+                        runtime = {"device": cfg.finetune.device}
                         out.append(self._add(Stage("finetune", label, params, cfg.results, upstream, runtime=runtime)))
         return out
 
@@ -235,7 +235,7 @@ class Plan:
             "fractions": sorted(cfg.probes.fractions or cfg.finetune.fractions),
             "seeds": cfg.finetune.seeds,
         }
-        return self._add(Stage("probe", prop, params, cfg.results, upstream, runtime={"threads": cfg.threads}))
+        return self._add(Stage("probe", prop, params, cfg.results, upstream))
 
     def get(self, kind: str, key: str) -> Stage:
         try:
@@ -267,7 +267,7 @@ class Plan:
             "stages": sorted(s.dir for s in self.stages.values()),
             "pool": cfg.pretrain.pool,
             "exclude_test_structures": cfg.pretrain.exclude_test_structures,
-            "config": cfg.model_dump(mode="json"),
+            "config": cfg.model_dump(mode="json", exclude={"threads"}),  # how jobs run is not part of the report
         }
 
 
@@ -335,6 +335,7 @@ def write_manifest(spec: dict[str, Any], out: str | Path, started: float, extra:
         "params": spec["params"],
         "upstream": upstream,
         "external": spec.get("external", {}),
+        "runtime": spec.get("runtime", {}),
         "code": code_fingerprint(spec["kind"]),
         "versions": package_versions(),
         "host": socket.gethostname(),

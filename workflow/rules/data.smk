@@ -22,7 +22,7 @@ rule download:
         spec=stage_spec("download"),
         dir=stage_dir("download"),
     shell:
-        "matssl stage download --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
+        "matssl stage download --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
 
 
 rule ingest:
@@ -40,7 +40,7 @@ rule ingest:
         spec=stage_spec("ingest"),
         dir=stage_dir("ingest"),
     shell:
-        "matssl stage ingest --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
+        "matssl stage ingest --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
 
 
 rule splits:
@@ -57,4 +57,4 @@ rule splits:
         spec=stage_spec("splits"),
         dir=stage_dir("splits"),
     shell:
-        "matssl stage splits --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
+        "matssl stage splits --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"

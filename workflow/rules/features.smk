@@ -16,7 +16,7 @@ rule graphs:
         spec=stage_spec("graphs"),
         dir=stage_dir("graphs"),
     shell:
-        "matssl stage graphs --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
+        "matssl stage graphs --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
 
 
 rule augment:
@@ -34,7 +34,7 @@ rule augment:
         spec=stage_spec("augment"),
         dir=stage_dir("augment"),
     shell:
-        "matssl stage augment --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
+        "matssl stage augment --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
 
 
 rule fingerprints:
@@ -51,4 +51,4 @@ rule fingerprints:
         spec=stage_spec("fingerprints"),
         dir=stage_dir("fingerprints"),
     shell:
-        "matssl stage fingerprints --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
+        "matssl stage fingerprints --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"

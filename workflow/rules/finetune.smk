@@ -21,7 +21,7 @@ rule finetune:
         spec=stage_spec("finetune"),
         dir=stage_dir("finetune"),
     shell:
-        "matssl stage finetune --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
+        "matssl stage finetune --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule property:
@@ -36,4 +36,4 @@ rule property:
     params:
         spec=lambda wc: json.dumps(PLAN.property_spec(wc.prop)),
     shell:
-        "matssl property --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "matssl property --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"

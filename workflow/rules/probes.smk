@@ -21,4 +21,4 @@ rule probe:
         spec=stage_spec("probe"),
         dir=stage_dir("probe"),
     shell:
-        "matssl stage probe --spec {params.spec:q} --out {params.dir} > {log} 2>&1"
+        "matssl stage probe --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"

@@ -19,4 +19,4 @@ rule report:
     params:
         spec=lambda wc: json.dumps(PLAN.report_spec()),
     shell:
-        "matssl report --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "matssl report --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
