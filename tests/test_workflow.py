@@ -33,7 +33,7 @@ def test_rerun_does_nothing(run):
 def test_report_escapes_text_from_the_config(run):
     html = (run[0] / "results/report.html").read_text()
     assert "<script" not in html and "<img src=x" not in html
-    assert "&lt;img src=x onerror=alert(2)&gt;" in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html and UNSAFE_UNIT not in html
 
 
 def test_threads_change_reruns_nothing(run):

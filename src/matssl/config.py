@@ -189,7 +189,9 @@ class ProbeConfig(Strict):
 class Config(Strict):
     results: str = Field("results", description="folder for every output (relative to the workflow)")
     threads: int = Field(
-        1, ge=1, description="threads per training job on one machine (a SLURM profile's set-threads overrides it); not part of any hash"
+        1,
+        ge=1,
+        description="threads per training job on one machine (a SLURM profile's set-threads overrides it); not part of any hash",
     )
     datasets: dict[str, Source]
     ingest: IngestConfig = IngestConfig()
