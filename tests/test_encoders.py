@@ -107,6 +107,25 @@ def test_schnet_is_a_drop_in_encoder(tmp_path, batch):
     assert float(torch.nn.functional.l1_loss(model(batch), target)) < 0.5 * first
 
 
+@pytest.mark.parametrize("name", ["cgcnn", "schnet"])
+def test_hidden_edges_hide_their_length(batch, name):
+    """NEGNN predicts a hidden edge's distance bin: no encoder may see that distance (SchNet's cosine
+    envelope once read it), so scaling the hidden edges' vectors changes nothing."""
+    from matssl.encoders import build_encoder
+
+    torch.manual_seed(0)
+    enc = build_encoder(name, width=16, layers=2, cutoff=6.0).eval()
+    hidden = torch.zeros_like(batch.mask)
+    hidden[::2] = batch.mask[::2]  # every edge of every other atom
+    stretched = batch.vec.clone()
+    stretched[hidden] *= 1.3
+    a = enc(batch.replace(edge_masked=hidden)).node
+    b = enc(batch.replace(edge_masked=hidden, vec=stretched)).node
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    c = enc(batch.replace(vec=stretched)).node  # visible edges: the length matters
+    assert not torch.allclose(enc(batch).node, c)
+
+
 def test_encoder_trains_under_bf16_autocast(batch, device):
     """The GPU path trains under bf16 autocast (`train.autocast`); on the CPU the same mechanism is checked
     with CPU autocast."""

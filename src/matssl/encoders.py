@@ -174,8 +174,9 @@ class Encoder(nn.Module):
         h = self.embed(batch.numbers)
         dist = batch.dist
         edge = self.expand(dist)
-        if batch.edge_masked is not None:  # masked pretraining hides these edges' features
+        if batch.edge_masked is not None:  # masked pretraining hides these edges: no layer may see their length
             edge = edge * (~batch.edge_masked)[..., None]
+            dist = dist.masked_fill(batch.edge_masked, 0.0)  # SchNet's envelope reads dist: a constant 1 for hidden edges
         layers = []
         for conv in self.convs:
             h = self.layer(conv, h, batch, edge, dist)

@@ -21,7 +21,7 @@ from matssl.io import atomic_path, read_json  # noqa: E402
 from matssl.stages import OUTPUTS  # noqa: E402
 from matssl.table import read_table  # noqa: E402
 
-KOKER_2022 = "Koker, Ozdemir, Kumar, Saxena. Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
+KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
 METHOD_INFO = {
     "scratch": ("No pretraining", "The encoder starts from random weights: the baseline every method is compared with.", ""),
     "crystalclr": (
