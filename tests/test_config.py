@@ -41,6 +41,15 @@ def test_committed_schema_is_current():
         (lambda c: c["properties"].update({"../../etc": c["properties"]["dielectric"]}), "properties.../../etc: names may"),
         (lambda c: c["pretrain"].update(exclude_match=["smell"]), "pretrain.exclude_match.0: Input should be 'id'"),
         (lambda c: c["probes"].update(models=["svm"]), "probes.models.0: Input should be 'ridge'"),
+        (lambda c: c["finetune"].update(folds=[0, 5]), "finetune.folds [0, 5]: property 'dielectric' has folds 0 to 4"),
+        (lambda c: c["finetune"]["optim"].update(lrs=[]), "lrs must be a non-empty list"),
+        (lambda c: c["pretrain"].update(seeds=[]), "pretrain.seeds: List should have at least 1 item"),
+        # dielectric: 3,811 structures per training fold, 0.3 % of them are 12: 10 validate and 2 train
+        (
+            lambda c: c["finetune"].update(fractions=[0.003, 1.0]),
+            "finetune.fractions: 0.003 of property 'dielectric' (matbench_dielectric): 12 labelled training structures leave "
+            "fewer than min_val=10 for training beside 10 for validation; the smallest usable fraction is about 0.00525",
+        ),
     ],
 )
 def test_config_errors_name_the_key(edit, message):
@@ -56,14 +65,14 @@ def test_plan_wires_the_leakage_guard_and_hashes_stably():
 
     cfg = demo()
     plain = Plan(parse_config(cfg))
-    assert not any(k.startswith("splits:") for k in plain.pretrain["crystalclr"].upstream)
+    assert not any(k.startswith("splits:") for k in plain.pretrain["crystalclr"][0].upstream)
     cfg["pretrain"]["exclude_test_structures"] = True
     guarded = Plan(parse_config(cfg))
-    assert {"splits:dielectric", "structures:dielectric", "structures"} <= set(guarded.pretrain["crystalclr"].upstream)
+    assert {"splits:dielectric", "structures:dielectric", "structures"} <= set(guarded.pretrain["crystalclr"][0].upstream)
     # the guard changes pretraining (and what follows), not the data stages
-    assert guarded.pretrain["crystalclr"].key != plain.pretrain["crystalclr"].key
+    assert guarded.pretrain["crystalclr"][0].key != plain.pretrain["crystalclr"][0].key
     assert guarded.graphs["dielectric"].key == plain.graphs["dielectric"].key
-    assert Plan(parse_config(demo())).pretrain["crystalclr"].key == plain.pretrain["crystalclr"].key
+    assert Plan(parse_config(demo())).pretrain["crystalclr"][0].key == plain.pretrain["crystalclr"][0].key
 
 
 def test_nested_results_folder_is_allowed():
@@ -81,3 +90,18 @@ def test_every_shell_argument_is_quoted():
         for command in re.findall(r"^\s*shell:\s*\n\s*(\".*\")", smk.read_text(), re.M):
             for field in re.findall(r"\{([^{}]+)\}", command):
                 assert field.endswith(":q") or field == "threads", f"{smk.name}: {{{field}}} is not quoted in {command}"
+
+
+def test_pretrain_seeds_multiply_trained_methods_not_scratch():
+    from matssl.stages import Plan
+
+    cfg = demo()
+    cfg["pretrain"]["seeds"] = [0, 1]
+    plan = Plan(parse_config(cfg))
+    assert len(plan.pretrain["scratch"]) == 1 and len(plan.pretrain["crystalclr"]) == 2
+    assert len({s.key for s in plan.pretrain["crystalclr"]}) == 2
+    methods = cfg["pretrain"]["methods"]
+    ft = cfg["finetune"]
+    per_encoder = 5 * len(ft["fractions"]) * len(ft["seeds"])
+    assert len(plan.finetune["dielectric"]) == (1 + 2 * (len(methods) - 1)) * per_encoder
+    assert {s.params["pretrain_seed"] for s in plan.finetune["dielectric"]} == {0, 1}

@@ -14,19 +14,9 @@ from matssl.config import parse_config
 from matssl.stages import OUTPUTS, Plan
 
 from .test_resume import stage_command
-from .workflow import tiny_config
+from .workflow import tiny_config, without_timing
 
 pytestmark = pytest.mark.e2e
-
-TIMING = {"graphs_per_s", "resumed_from_epoch", "epochs_run"}  # measured, not computed: may differ
-
-
-def without_timing(obj):
-    if isinstance(obj, dict):
-        return {k: without_timing(v) for k, v in obj.items() if k not in TIMING}
-    if isinstance(obj, list):
-        return [without_timing(v) for v in obj]
-    return obj
 
 
 def same_output(a: Path, b: Path) -> bool:

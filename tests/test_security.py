@@ -23,7 +23,7 @@ def mp_config() -> dict:
         "augment": {"n_views": 2},
         "pretrain": {"pool": "mp", "optim": {"epochs": 1, "batch_size": 4},
                      "methods": {"scratch": {"objective": "scratch"}, "crystalclr": {"objective": "crystalclr"}}},
-        "finetune": {"optim": {"epochs": 1, "batch_size": 4}, "fractions": [1.0]},
+        "finetune": {"optim": {"max_steps": 2, "batch_size": 4, "lrs": [0.001]}, "fractions": [1.0], "seeds": [0], "min_val": 2},
         "probes": {"models": ["ridge"], "baselines": ["magpie"]},
         "properties": {"gap": {"dataset": "mp", "column": "band_gap", "folds": "kfold", "n_folds": 3}},
     }  # fmt: skip

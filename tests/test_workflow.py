@@ -20,10 +20,12 @@ def test_report_and_property_target(run):
     assert all(f">{m}<" in html for m in cfg["pretrain"]["methods"]) and "Provenance" in html
     prop = json.loads((workdir / "results/properties/n.json").read_text())
     methods = {(r["method"], r["fraction"]) for r in prop["summary"]}
-    assert methods == {(m, f) for m in cfg["pretrain"]["methods"] for f in (0.5, 1.0)}
+    dummies = {"dummy (mean)", "dummy (median)"}
+    assert methods == {(m, f) for m in [*cfg["pretrain"]["methods"], *dummies] for f in (0.5, 1.0)}
     assert len(prop["runs"]) == 6 * 1 * 2  # methods x folds x fractions
     for r in prop["runs"]:
-        assert r["mae"] > 0 and r["n_test"] == 16
+        assert r["mae"] > 0 and r["n_test"] == 16 and r["lr"] in (0.001, 0.003) and r["n_val"] >= 4
+        assert r["stopped"] in ("early", "cap") and 1 <= r["best_step"] <= r["steps"] <= 12
 
 
 def test_rerun_does_nothing(run):
@@ -51,7 +53,7 @@ def test_threads_change_reruns_nothing(run):
 def test_finetune_change_reruns_only_finetuning(run):
     workdir, cfg = run
     changed = json.loads(json.dumps(cfg))
-    changed["finetune"]["optim"]["lr"] = 0.002
+    changed["finetune"]["optim"]["lrs"] = [0.002]
     write_config(workdir, changed)
     try:
         assert planned_jobs(workdir) == {"finetune": 12, "property": 1, "report": 1, "all": 1}

@@ -38,7 +38,8 @@ def tiny_config(data: Path) -> dict:
             },
         },
         "finetune": {
-            "optim": {"epochs": 2, "batch_size": 8, "lr": 0.001},
+            "optim": {"batch_size": 8, "lrs": [0.001, 0.003], "max_steps": 12, "patience": 6, "warmup_steps": 2},
+            "min_val": 4,
             "fractions": [0.5, 1.0],
             "seeds": [0],
             "folds": [0],
@@ -70,3 +71,14 @@ def planned_jobs(workdir: Path) -> dict[str, int]:
         return {}
     table = text.split("Job stats:", 1)[1]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+TIMING = {"graphs_per_s", "resumed_from_epoch", "epochs_run"}  # measured, not computed: may differ
+
+
+def without_timing(obj):
+    if isinstance(obj, dict):
+        return {k: without_timing(v) for k, v in obj.items() if k not in TIMING}
+    if isinstance(obj, list):
+        return [without_timing(v) for v in obj]
+    return obj

@@ -7,6 +7,7 @@ the Snakefile and the CLI call; `workflow/schemas/config.schema.json` is generat
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -110,10 +111,34 @@ class FingerprintConfig(Strict):
 
 
 class Optim(Strict):
+    """Pretraining: a fixed number of epochs at a constant learning rate."""
+
     epochs: int = Field(20, ge=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+
+
+class FinetuneOptim(Strict):
+    """Finetuning, the same rule for every method (scratch included): for each learning rate of the grid, train
+    until the validation MAE has not improved for `patience` optimiser steps or `max_steps` is reached (linear
+    warm-up, then cosine decay to 0 at `max_steps`); keep the weights of the best validation step, and of the
+    learning rate with the best validation MAE. A budget in steps, not epochs: a 45-structure subset gets as
+    many updates as a 4,000-structure one."""
+
+    batch_size: int = Field(64, gt=0)
+    lrs: list[float] = Field(default_factory=lambda: [3e-4, 1e-3, 3e-3], description="grid, chosen on validation MAE")
+    weight_decay: float = Field(0.0, ge=0)
+    max_steps: int = Field(3000, gt=0, description="cap on optimiser steps per learning rate")
+    patience: int = Field(400, gt=0, description="stop after this many steps without a better validation MAE")
+    warmup_steps: int = Field(50, ge=0, description="linear learning-rate warm-up")
+
+    @field_validator("lrs")
+    @classmethod
+    def _lrs(cls, v: list[float]) -> list[float]:
+        if not v or any(lr <= 0 for lr in v):
+            raise ValueError("finetune.optim.lrs must be a non-empty list of positive learning rates")
+        return v
 
 
 class MethodConfig(Strict):
@@ -126,7 +151,12 @@ class PretrainConfig(Strict):
     pool: str = Field(description="dataset (name under `datasets`) used as the unlabeled pool")
     methods: dict[str, MethodConfig]
     optim: Optim = Optim(epochs=10, batch_size=128, lr=1e-3)
-    seed: int = 0
+    seeds: list[int] = Field(
+        default_factory=lambda: [0],
+        description="each method is pretrained once per seed (scratch: the first only); every finetuning run is "
+        "paired with scratch of the same fold, label fraction and finetuning seed",
+        min_length=1,
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     exclude_test_structures: bool = Field(False, description="drop every downstream test structure from the pool")
     exclude_match: list[Literal["id", "composition_volume", "structure"]] = Field(
@@ -155,13 +185,20 @@ class PropertyConfig(Strict):
 
 
 class FinetuneConfig(Strict):
-    optim: Optim = Optim(epochs=30, batch_size=64, lr=1e-3)
+    optim: FinetuneOptim = FinetuneOptim()
     head_width: int = Field(128, gt=0)
-    fractions: list[float] = Field(default_factory=lambda: [0.1, 1.0])
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    fractions: list[float] = Field(default_factory=lambda: [0.1, 0.25, 1.0])
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     folds: list[int] | None = Field(None, description="run only these fold numbers (default: all)")
-    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="of each training subset, for model selection")
+    val_fraction: float = Field(
+        0.1, gt=0, lt=0.5, description="of each training subset, for early stopping and the learning rate"
+    )
+    min_val: int = Field(10, ge=2, description="fewest validation structures (and fewest training structures) of a run")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def n_val(self, n_subset: int) -> int:
+        """Validation structures of a training subset: val_fraction of it, at least min_val."""
+        return max(self.min_val, math.ceil(self.val_fraction * n_subset))
 
     @field_validator("fractions")
     @classmethod
@@ -234,6 +271,10 @@ class Config(Strict):
                 raise ValueError(f"properties.{name}.dataset {prop.dataset!r} is not one of datasets: {sorted(self.datasets)}")
             if prop.folds == "matbench" and not isinstance(self.datasets[prop.dataset], MatbenchSource):
                 raise ValueError(f"properties.{name}.folds: 'matbench' needs a matbench dataset")
+            k = 5 if prop.folds == "matbench" else prop.n_folds
+            if self.finetune.folds is not None and any(not 0 <= f < k for f in self.finetune.folds):
+                raise ValueError(f"finetune.folds {self.finetune.folds}: property {name!r} has folds 0 to {k - 1}")
+            self._check_subset_sizes(name, prop)
         from matssl.objectives import OBJECTIVES
 
         for name, method in self.pretrain.methods.items():
@@ -242,8 +283,40 @@ class Config(Strict):
             OBJECTIVES[method.objective].check_params(method.params, where=f"pretrain.methods.{name}.params")
         return self
 
+    def _check_subset_sizes(self, name: str, prop: PropertyConfig) -> None:
+        """Every run needs min_val validation and min_val training structures. Where the dataset's size is known
+        before ingest (a Matbench task), a label fraction too small for that is refused here; elsewhere the
+        finetuning job refuses it with the same message."""
+        src = self.datasets[prop.dataset]
+        n = MATBENCH_SIZES.get(src.task) if isinstance(src, MatbenchSource) else None
+        if n is None:
+            return
+        k = 5 if prop.folds == "matbench" else prop.n_folds
+        n_train = n * (k - 1) // k
+        for f in self.finetune.fractions:
+            problem = subset_problem(max(2, math.ceil(f * n_train)), n_train, self.finetune)  # evaluate.label_subset's size
+            if problem:
+                raise ValueError(f"finetune.fractions: {f:g} of property {name!r} ({src.task}): {problem}")
+
     def method_optim(self, method: str) -> Optim:
         return self.pretrain.methods[method].optim or self.pretrain.optim
+
+
+# Structures per Matbench v0.1 task with crystal structures (matbench.materialsproject.org), for the size check.
+MATBENCH_SIZES = {"matbench_jdft2d": 636, "matbench_phonons": 1265, "matbench_dielectric": 4764, "matbench_log_gvrh": 10987,
+                  "matbench_log_kvrh": 10987, "matbench_perovskites": 18928, "matbench_mp_gap": 106113,
+                  "matbench_mp_is_metal": 106113, "matbench_mp_e_form": 132752}  # fmt: skip
+
+
+def subset_problem(n_subset: int, n_train_fold: int, ft: FinetuneConfig) -> str | None:
+    """Why a training subset of `n_subset` labelled structures (from a fold of `n_train_fold`) cannot be
+    finetuned: fewer than min_val left for training beside the validation split. None if it can."""
+    if n_subset - ft.n_val(n_subset) >= ft.min_val:
+        return None
+    return (
+        f"{n_subset} labelled training structures leave fewer than min_val={ft.min_val} for training beside "
+        f"{ft.n_val(n_subset)} for validation; the smallest usable fraction is about {2 * ft.min_val / n_train_fold:.3g}"
+    )
 
 
 class ConfigError(ValueError):

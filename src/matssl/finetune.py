@@ -1,15 +1,17 @@
-"""The `finetune` stage: one (property, method, fold, label fraction, seed) run.
+"""The `finetune` stage: one (property, method, pretraining seed, fold, label fraction, seed) run.
 
 Every encoder weight is copied from the pretraining stage (scratch: its random initialisation), a
 fresh MLP head goes on the pooled embedding and everything trains with L1 on standardised targets.
-Model selection is the same for every method: the epoch with the best MAE on a validation split
-taken from the training subset (no test labels are seen).
+The protocol is the same for every method (`config.FinetuneOptim`): for each learning rate of the grid,
+from the same initial weights, train until the validation MAE stops improving (patience, in optimiser
+steps) or the step cap is reached; the learning rate and the step with the best validation MAE are
+kept. The validation split comes from the run's own training subset: no test label is read before the
+model is chosen. The run also scores the dummy baselines (the training subset's mean and median).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +21,16 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from matssl.config import Optim
+from matssl.config import FinetuneConfig, subset_problem
 from matssl.encoders import Regressor, load_encoder
 from matssl.evaluate import label_subset, regression_metrics, transform_labels
 from matssl.graphs import GraphSet
 from matssl.io import read_json, write_json
 from matssl.table import read_table, write_table
-from matssl.train import Trainer, autocast, device_facts, pick_device
+from matssl.train import Budget, Trainer, autocast, device_facts, pick_device, read_checkpoint
 
 log = logging.getLogger(__name__)
+HISTORY_POINTS = 200  # learning curves kept per run (every epoch of a small subset would be thousands)
 
 
 def predict(model: torch.nn.Module, graphs: GraphSet, pos: np.ndarray, device: torch.device, batch_size: int = 256) -> np.ndarray:
@@ -39,9 +42,33 @@ def predict(model: torch.nn.Module, graphs: GraphSet, pos: np.ndarray, device: t
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
+def thin(history: list[dict[str, float]], best_step: int) -> list[dict[str, float]]:
+    """At most ~HISTORY_POINTS rows, evenly spaced, plus the best and the last."""
+    every = max(1, len(history) // HISTORY_POINTS)
+    return [h for k, h in enumerate(history) if k % every == 0 or h["step"] == best_step or k == len(history) - 1]
+
+
+def split_subset(subset: list[str], ft: FinetuneConfig, n_train_fold: int, fraction: float) -> tuple[list[str], list[str]]:
+    """(validation ids, fitting ids) of a training subset; refuses one too small for min_val of each."""
+    problem = subset_problem(len(subset), n_train_fold, ft)
+    if problem:
+        raise ValueError(f"label fraction {fraction:g}: {problem}")
+    n_val = ft.n_val(len(subset))
+    return subset[:n_val], subset[n_val:]
+
+
+def dummy_metrics(y_train: np.ndarray, y_test: np.ndarray) -> dict[str, dict[str, float]]:
+    """The constant predictors a model has to beat: the training subset's mean and median."""
+    return {
+        name: regression_metrics(y_test, np.full(len(y_test), f(y_train)))
+        for name, f in (("mean", np.mean), ("median", np.median))
+    }
+
+
 def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     p, up, rt = spec["params"], spec["upstream"], spec["runtime"]
-    ft = p["finetune"]
+    ft = FinetuneConfig.model_validate(p["finetune"])
+    o = ft.optim
     torch.set_num_threads(rt.get("threads", 1))
     device = pick_device(rt.get("device", "auto"))
     graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
@@ -50,16 +77,16 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     y = transform_labels(df.set_index("id")[p["column"]].astype(float), p["transform"])
 
     subset = [i for i in label_subset(fold["train"], p["fraction"], p["seed"], p["fold"]) if i in graphs.index]
-    n_val = max(1, math.ceil(ft["val_fraction"] * len(subset)))
-    val_ids, fit_ids = subset[:n_val], subset[n_val:]
+    val_ids, fit_ids = split_subset(subset, ft, len(fold["train"]), p["fraction"])
     test_ids = [i for i in fold["test"] if i in graphs.index]
-    if len(fit_ids) < 2 or not test_ids:
-        raise ValueError(f"fold {p['fold']} at fraction {p['fraction']}: too few structures to train ({len(fit_ids)}) or test")
-    y_fit = y.loc[fit_ids].to_numpy()
+    if not test_ids:
+        raise ValueError(f"fold {p['fold']}: no test structure has a graph")
+    y_fit, y_val = y.loc[fit_ids].to_numpy(), y.loc[val_ids].to_numpy()
     mean, std = float(y_fit.mean()), float(y_fit.std()) or 1.0
 
     torch.manual_seed(p["seed"])
-    model = Regressor(load_encoder(str(Path(up["pretrain"]) / "encoder.pt")), ft["head_width"])
+    model = Regressor(load_encoder(str(Path(up["pretrain"]) / "encoder.pt")), ft.head_width)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
     fit_pos, val_pos, test_pos = (graphs.subset_index(ids) for ids in (fit_ids, val_ids, test_ids))
     target = torch.tensor((y_fit - mean) / std, dtype=torch.float32)
 
@@ -67,25 +94,47 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         pred = model(graphs.batch(fit_pos[idx]).to(device))
         return F.l1_loss(pred.float(), target[idx].to(device)), {}
 
-    y_val = y.loc[val_ids].to_numpy()
-
     def validate() -> float:
         return float(np.abs(predict(model, graphs, val_pos, device) * std + mean - y_val).mean())
 
-    trainer = Trainer(model, Optim(**ft["optim"]), p["seed"], device, checkpoint=out / "checkpoint.pt")
-    resumed_from = trainer.resumed_from
-    history = trainer.fit(len(fit_pos), step, validate)
+    # the learning-rate grid, resumable: finished rates and the best weights so far live in the checkpoint
+    checkpoint = out / "checkpoint.pt"
+    saved = read_checkpoint(checkpoint)
+    state = saved["extra"] if saved else {"grid": [], "best_state": None}
+    for k, lr in enumerate(o.lrs):
+        if k < len(state["grid"]):
+            continue
+        model.load_state_dict(initial)
+        budget = Budget(lr=lr, batch_size=o.batch_size, weight_decay=o.weight_decay, max_steps=o.max_steps,
+                        patience=o.patience, warmup_steps=o.warmup_steps, cosine=True)  # fmt: skip
+        trainer = Trainer(model, budget, p["seed"], device, checkpoint=checkpoint, tag=f"lr{k}", extra=lambda: state)
+        history = trainer.fit(len(fit_pos), step, validate)
+        if all(trainer.best_score < g["val_mae"] for g in state["grid"]):  # (a validation MAE of NaN never wins)
+            state["best_state"] = trainer.best_state or {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state["grid"].append({"lr": lr, "val_mae": trainer.best_score, "best_step": trainer.best_step, "steps": trainer.step,
+                              "stopped": trainer.stopped, "resumed_from_epoch": trainer.resumed_from,
+                              "history": thin(history, trainer.best_step)})  # fmt: skip
+        log.info("lr %g: validation MAE %.4g at step %d of %d (%s)", lr, trainer.best_score, trainer.best_step, trainer.step,
+                 trainer.stopped)  # fmt: skip
+    chosen = min(state["grid"], key=lambda g: g["val_mae"])  # the first of equals: the grid's order
+    model.load_state_dict(state["best_state"])
+
+    # only now the test labels
     pred = predict(model, graphs, test_pos, device) * std + mean
     y_test = y.loc[test_ids].to_numpy()
     metrics = regression_metrics(y_test, pred)
-    best = int(np.argmin([h["val"] for h in history])) + 1 if history else 0
     result = {**metrics, "n_train": len(fit_ids), "n_val": len(val_ids), "n_test": len(test_ids),
-              "n_test_without_graph": len(fold["test"]) - len(test_ids), "best_epoch": best, "history": history,
-              "property": p["property"], "method": p["method"], "fold": p["fold"], "fraction": p["fraction"],
-              "seed": p["seed"], "device": str(device), "resumed_from_epoch": resumed_from}  # fmt: skip
+              "n_test_without_graph": len(fold["test"]) - len(test_ids),
+              "lr": chosen["lr"], "val_mae": chosen["val_mae"], "best_step": chosen["best_step"], "steps": chosen["steps"],
+              "stopped": chosen["stopped"], "hit_cap": chosen["stopped"] == "cap", "max_steps": o.max_steps,
+              "dummy": dummy_metrics(np.concatenate([y_fit, y_val]), y_test), "grid": state["grid"],
+              "property": p["property"], "method": p["method"], "pretrain_seed": p["pretrain_seed"], "fold": p["fold"],
+              "fraction": p["fraction"], "seed": p["seed"], "device": str(device)}  # fmt: skip
     write_json(result, out / "metrics.json")
     write_table(pa.Table.from_pandas(pd.DataFrame({"id": test_ids, "y_true": y_test, "y_pred": pred}), preserve_index=False),
                 out / "predictions.parquet")  # fmt: skip
-    (out / "checkpoint.pt").unlink(missing_ok=True)
-    log.info("finetune %s: test MAE %.4g  RMSE %.4g  R2 %.3f", spec["key"], metrics["mae"], metrics["rmse"], metrics["r2"])
-    return {**device_facts(device), "mae": metrics["mae"], "resumed_from_epoch": resumed_from}
+    checkpoint.unlink(missing_ok=True)
+    log.info("finetune %s: lr %g, best step %d (%s); test MAE %.4g  RMSE %.4g  R2 %.3f", spec["key"], chosen["lr"],
+             chosen["best_step"], chosen["stopped"], metrics["mae"], metrics["rmse"], metrics["r2"])  # fmt: skip
+    resumed = [g["resumed_from_epoch"] for g in state["grid"] if g["resumed_from_epoch"] is not None]
+    return {**device_facts(device), "mae": metrics["mae"], "resumed_from_epoch": resumed[0] if resumed else None}

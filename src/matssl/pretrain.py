@@ -20,7 +20,7 @@ from matssl.leakage import leaked_ids
 from matssl.objectives import OBJECTIVES, PretrainData
 from matssl.objectives.fingerprint import aligned_fingerprints
 from matssl.table import read_table
-from matssl.train import Trainer, device_facts, pick_device
+from matssl.train import Budget, Trainer, device_facts, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     resumed_from = None
     if objective_cls.trains:
         gen = torch.Generator().manual_seed(p["seed"])
-        trainer = Trainer(nn.ModuleDict({"encoder": encoder, "objective": objective}), Optim(**p["optim"]), p["seed"],
+        trainer = Trainer(nn.ModuleDict({"encoder": encoder, "objective": objective}), Budget.from_optim(Optim(**p["optim"])), p["seed"],
                           device, checkpoint=out / "checkpoint.pt", generator=gen)  # fmt: skip
         resumed_from = trainer.resumed_from
         history = trainer.fit(len(pool_idx), lambda idx: objective.loss(encoder, pool_idx[idx], data, gen, device))

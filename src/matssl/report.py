@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, PackageLoader  # noqa: E402
 
+from matssl.evaluate import DUMMIES, compare_all  # noqa: E402
 from matssl.io import atomic_path, read_json  # noqa: E402
 from matssl.stages import OUTPUTS  # noqa: E402
 from matssl.table import read_table  # noqa: E402
@@ -98,6 +99,9 @@ def label_efficiency_plot(summary: pd.DataFrame, name: str, unit: str) -> str:
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for method, g in summary.groupby("method"):
         g = g.sort_values("fraction")
+        if method in DUMMIES:
+            ax.plot(100 * g["fraction"], g["mae_mean"], color="grey", linestyle=":", label=method)
+            continue
         ax.errorbar(100 * g["fraction"], g["mae_mean"], yerr=g["mae_std"], marker="o", capsize=3, label=method,
                     linestyle="--" if method == "scratch" else "-")  # fmt: skip
     ax.set_xscale("log")
@@ -138,7 +142,7 @@ def loss_plot(histories: dict[str, list[dict[str, float]]]) -> str | None:
     fig, axes = plt.subplots(1, len(trained), figsize=(3.6 * len(trained), 3.0), squeeze=False)
     for ax, (method, hist) in zip(axes[0], trained.items(), strict=True):
         h = pd.DataFrame(hist)
-        for col in [c for c in h.columns if c not in ("epoch", "graphs_per_s", "val")]:
+        for col in [c for c in h.columns if c not in ("epoch", "step", "graphs_per_s", "val")]:
             ax.plot(h["epoch"], h[col], marker=".", label=col, lw=2 if col == "loss" else 1)
         ax.set_title(method, fontsize=10)
         ax.set_xlabel("epoch")
@@ -152,18 +156,17 @@ PROBE_MODELS = {"ridge": "ridge", "random_forest": "random forest", "kernel_ridg
 
 
 def probe_table(probes: pd.DataFrame) -> dict[str, Any]:
-    """MAE mean ± std over folds x seeds per representation (rows) and model x label fraction (columns);
-    the best of each column is marked."""
+    """MAE mean ± std over folds x seeds per representation (rows) and model x label fraction (columns).
+    No 'best' is marked: that would be a choice made on test data."""
     stats = probes.groupby(["representation", "model", "fraction"], sort=False)["mae"].agg(["mean", "std", "count"])
     columns = [(m, f) for m in PROBE_MODELS if m in set(probes["model"]) for f in sorted(probes["fraction"].unique())]
-    best = {c: stats.xs(c, level=("model", "fraction"))["mean"].min() for c in columns}
     rows = []
     for rep, family in probes[["representation", "family"]].drop_duplicates().itertuples(index=False):
         cells = []
         for c in columns:
             r = stats.loc[(rep, *c)]
             spread = f" ± {fmt(r['std'], 2)}" if r["count"] > 1 else ""
-            cells.append({"mae": f"{fmt(r['mean'])}{spread}", "best": r["mean"] == best[c]})
+            cells.append(f"{fmt(r['mean'])}{spread}")
         rows.append({"name": rep, "family": family, "cells": cells})
     header = [{"model": PROBE_MODELS[m], "fraction": f"{100 * f:g}%"} for m, f in columns]
     models = list(dict.fromkeys(PROBE_MODELS[m] for m, _ in columns))
@@ -244,42 +247,74 @@ def unlabelled_rows(stage_dirs: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+CAP_WARNING = 0.5  # a cell where more than this share of runs hit the step cap is flagged as possibly under-trained
+
+
+def method_order(methods) -> list[str]:
+    trained = sorted(m for m in set(methods) if m not in DUMMIES and m != "scratch")
+    return [m for m in DUMMIES if m in set(methods)] + ["scratch"] + trained
+
+
+def table_cell(r: pd.Series) -> dict[str, Any]:
+    """One method at one label fraction: its errors, how its runs ended, and its comparison with scratch."""
+    spread = f" ± {fmt(r['mae_std'], 2)}" if r["n_runs"] > 1 else ""
+    dummy = r["method"] in DUMMIES
+    flags = []
+    if not dummy and not r["beats_dummy"]:
+        flags.append("does not beat the dummy")
+    if not dummy and r.get("cap_share", 0) > CAP_WARNING:
+        flags.append(f"{100 * r['cap_share']:.0f} % of runs hit the step cap")
+    tested = isinstance(r.get("verdict"), str) and r["verdict"] not in ("", "not tested")
+    return {
+        "mae": f"{fmt(r['mae_mean'])}{spread}", "n": int(r["n_runs"]), "rmse": fmt(r["rmse_mean"]), "r2": fmt(r["r2_mean"], 2),
+        "change": f"{r['change_pct']:+.1f} % (95 % CI {r['ci_low_pct']:+.1f} to {r['ci_high_pct']:+.1f})" if tested else "",
+        "verdict": r.get("verdict") or "", "helps": str(r.get("verdict", "")).startswith("helps"),
+        "hurts": str(r.get("verdict", "")).startswith("hurts"), "flags": flags,
+        "lrs": "" if dummy else f"lr {r['lrs']}; median best step {r['best_step_median']:.0f}",
+    }  # fmt: skip
+
+
 def write_report(spec: dict[str, Any], out: Path) -> None:
-    props = []
-    best_rows = []
+    data = {name: read_json(p["target"]) for name, p in spec["properties"].items()}
+    # every comparison with scratch on this page is one family for the Holm correction
+    everything = compare_all(
+        pd.concat([pd.DataFrame(d["summary"]).assign(property=n) for n, d in data.items()], ignore_index=True)
+    )
+    props, summary_rows = [], []
     for name, p in spec["properties"].items():
-        data = read_json(p["target"])
-        summary = pd.DataFrame(data["summary"])
-        runs = pd.DataFrame(data["runs"])
+        summary = everything[everything["property"] == name]
+        runs = pd.DataFrame(data[name]["runs"])
         unit = unit_label(p)
         fractions = sorted(summary["fraction"].unique())
-        methods = ["scratch"] + sorted(m for m in summary["method"].unique() if m != "scratch")
         table = []
-        for m in methods:
+        for m in method_order(summary["method"]):
             cells = []
             for f in fractions:
                 r = summary[(summary["method"] == m) & (summary["fraction"] == f)]
-                if not len(r):
-                    cells.append(None)
-                    continue
-                r = r.iloc[0]
-                spread = f" ± {fmt(r['mae_std'], 2)}" if r["n_runs"] > 1 else ""
-                cells.append({"mae": f"{fmt(r['mae_mean'])}{spread}", "n": int(r["n_runs"]),
-                              "change": "" if m == "scratch" else f"{r['change_pct']:+.1f}%", "p": fmt_p(r["p_value"]),
-                              "better": m != "scratch" and r["change_pct"] < 0})  # fmt: skip
-            table.append({"method": m, "cells": cells})
+                cells.append(table_cell(r.iloc[0]) if len(r) else None)
+            table.append({"method": m, "dummy": m in DUMMIES, "cells": cells})
         for f in fractions:
-            cand = summary[(summary["fraction"] == f)].sort_values("mae_mean")
-            b = cand.iloc[0]
-            best_rows.append({"property": name, "fraction": f"{100 * f:g}%", "method": b["method"], "mae": fmt(b["mae_mean"]),
-                              "unit": unit, "change": "" if b["method"] == "scratch" else f"{b['change_pct']:+.1f}%",
-                              "p": fmt_p(b["p_value"])})  # fmt: skip
-        best = summary[summary["fraction"] == max(fractions)].sort_values("mae_mean").iloc[0]["method"]
-        parity_methods = ["scratch"] + ([best] if best != "scratch" else [])
+            cell = summary[summary["fraction"] == f]
+            scratch = cell[cell["method"] == "scratch"]
+            note = []
+            if cell["failed"].any():
+                note.append("failed: no model beats the dummy; left out of every comparison")
+            elif len(scratch) and not scratch.iloc[0]["beats_dummy"]:
+                note.append("scratch does not beat the dummy: gains are against a failed baseline")
+            for m in method_order(cell["method"])[len(DUMMIES) + 1 :]:
+                r = cell[cell["method"] == m].iloc[0]
+                summary_rows.append({"property": name, "fraction": f"{100 * f:g}%", "method": m, "mae": fmt(r["mae_mean"]),
+                                     "unit": unit, "verdict": r["verdict"], "p": fmt_p(r["p_holm"]),
+                                     "helps": r["verdict"].startswith("helps"), "hurts": r["verdict"].startswith("hurts"),
+                                     "note": "; ".join(note)})  # fmt: skip
+        # the parity plot's second method is chosen on validation MAE, never on test data
+        top = summary[(summary["fraction"] == max(fractions)) & ~summary["method"].isin([*DUMMIES, "scratch"])]
+        chosen = top.sort_values("val_mae_mean").iloc[0]["method"] if len(top) else None
+        parity_methods = ["scratch"] + ([chosen] if chosen else [])
         probe_dir = spec["probes"].get(name)
         props.append({
             "name": name, "column": p["column"], "unit": unit, "dataset": p["dataset"], "folds": p["folds"],
-            "fractions": [f"{100 * f:g}%" for f in fractions], "table": table,
+            "fractions": [f"{100 * f:g}%" for f in fractions], "table": table, "parity_method": chosen,
             "curve": label_efficiency_plot(summary, name, unit), "parity": parity_plot(runs, name, unit, parity_methods),
             "probes": probe_table(read_table(Path(probe_dir) / "probes.parquet")) if probe_dir else None,
             "map": embedding_map(read_table(Path(probe_dir) / "map.parquet"), name, unit) if probe_dir else None,
@@ -296,10 +331,11 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
     # every string from a config or a data file is untrusted: escape everything (select_autoescape() would not match
     # the name report.html.j2 and escape nothing)
     env = Environment(loader=PackageLoader("matssl", "templates"), autoescape=True)
+    n_tested = int(everything["p_holm"].notna().sum())
     html = env.get_template("report.html.j2").render(
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), n_tested=n_tested, cap_warning=int(100 * CAP_WARNING),
         config=spec["config"], pool=spec["pool"], leakage=spec["exclude_test_structures"], props=props,
-        best_rows=best_rows, pretrain_rows=pretrain_rows, loss_plot=loss_plot(histories),
+        summary_rows=summary_rows, pretrain_rows=pretrain_rows, loss_plot=loss_plot(histories),
         stages=stage_rows(spec["stages"]), rejections=rejection_rows(spec["stages"]),
         unlabelled=unlabelled_rows(spec["stages"]),
         methods=[(m, *METHOD_INFO.get(m, (m, "", ""))) for m in methods],

@@ -141,7 +141,8 @@ class Plan:
             name: self._add(Stage("splits", name, {"property": p.model_dump()}, r, {"structures": self.ingest[p.dataset]}))
             for name, p in cfg.properties.items()
         }
-        self.pretrain = {m: self._pretrain(m) for m in cfg.pretrain.methods}
+        # per method, one stage per pretraining seed (scratch, which does not train: the first seed only)
+        self.pretrain = {m: [self._pretrain(m, seed) for seed in self._pretrain_seeds(m)] for m in cfg.pretrain.methods}
         self.finetune: dict[str, list[Stage]] = {name: self._finetunes(name) for name in cfg.properties}
         self.probes = {name: self._probe(name) for name in cfg.properties} if cfg.probes.enabled else {}
 
@@ -165,7 +166,13 @@ class Plan:
         params = {"fingerprints": self.cfg.fingerprints.model_dump()}
         return self._add(Stage("fingerprints", dataset, params, self.cfg.results, {"structures": self.ingest[dataset]}))
 
-    def _pretrain(self, method: str) -> Stage:
+    def _pretrain_seeds(self, method: str) -> list[int]:
+        from matssl.objectives import OBJECTIVES
+
+        seeds = self.cfg.pretrain.seeds
+        return seeds if OBJECTIVES[self.cfg.pretrain.methods[method].objective].trains else seeds[:1]
+
+    def _pretrain(self, method: str, seed: int) -> Stage:
         cfg = self.cfg
         m = cfg.pretrain.methods[method]
         from matssl.objectives import OBJECTIVES
@@ -190,13 +197,13 @@ class Plan:
             "encoder": cfg.encoder.model_dump(),
             "graphs": cfg.graphs.model_dump(),
             "max_z": cfg.ingest.max_z,
-            "seed": cfg.pretrain.seed,
+            "seed": seed,
             "exclude_test_structures": guard,
             "exclude_match": cfg.pretrain.exclude_match if guard else None,
             "volume_tolerance": cfg.pretrain.volume_tolerance if guard else None,
         }
         runtime = {"device": cfg.pretrain.device}
-        return self._add(Stage("pretrain", method, params, cfg.results, upstream, runtime=runtime))
+        return self._add(Stage("pretrain", f"{method}-s{seed}", params, cfg.results, upstream, runtime=runtime))
 
     def fold_numbers(self, prop: str) -> list[int]:
         n = self.cfg.properties[prop].n_folds if self.cfg.properties[prop].folds == "kfold" else 5
@@ -207,24 +214,26 @@ class Plan:
         ft = cfg.finetune.model_dump(exclude={"fractions", "seeds", "folds", "device"})
         p = cfg.properties[prop]
         out = []
-        for method, pre in self.pretrain.items():
-            for fold in self.fold_numbers(prop):
-                for frac in cfg.finetune.fractions:
-                    for seed in cfg.finetune.seeds:
-                        params = {"property": prop, "column": p.column, "transform": p.transform, "method": method,
-                                  "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
-                        label = f"{prop}-{method}-f{fold}-p{frac:g}-s{seed}"
-                        upstream = {"graphs": self.graphs[p.dataset], "splits": self.splits[prop], "pretrain": pre,
-                                    "structures": self.ingest[p.dataset]}  # fmt: skip
-                        runtime = {"device": cfg.finetune.device}
-                        out.append(self._add(Stage("finetune", label, params, cfg.results, upstream, runtime=runtime)))
+        for method, stages in self.pretrain.items():
+            for pre in stages:
+                pseed = pre.params["seed"]
+                for fold in self.fold_numbers(prop):
+                    for frac in cfg.finetune.fractions:
+                        for seed in cfg.finetune.seeds:
+                            params = {"property": prop, "column": p.column, "transform": p.transform, "method": method,
+                                      "pretrain_seed": pseed, "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
+                            label = f"{prop}-{method}-ps{pseed}-f{fold}-p{frac:g}-s{seed}"
+                            upstream = {"graphs": self.graphs[p.dataset], "splits": self.splits[prop], "pretrain": pre,
+                                        "structures": self.ingest[p.dataset]}  # fmt: skip
+                            runtime = {"device": cfg.finetune.device}
+                            out.append(self._add(Stage("finetune", label, params, cfg.results, upstream, runtime=runtime)))
         return out
 
     def _probe(self, prop: str) -> Stage:
         cfg = self.cfg
         p = cfg.properties[prop]
         upstream = {"structures": self.ingest[p.dataset], "graphs": self.graphs[p.dataset], "splits": self.splits[prop]}
-        upstream.update({f"pretrain:{m}": s for m, s in self.pretrain.items()})
+        upstream.update({f"pretrain:{m}": stages[0] for m, stages in self.pretrain.items()})  # the first pretraining seed
         if {"soap", "acsf"} & set(cfg.probes.baselines):
             upstream["fingerprints"] = self._fingerprints(p.dataset)
         params = {
@@ -262,7 +271,7 @@ class Plan:
         cfg = self.cfg
         return {
             "properties": {name: {"target": self.property_target(name), **p.model_dump()} for name, p in cfg.properties.items()},
-            "pretrain": {m: s.dir for m, s in self.pretrain.items()},
+            "pretrain": {s.label: s.dir for stages in self.pretrain.values() for s in stages},
             "probes": {name: s.dir for name, s in self.probes.items()},
             "stages": sorted(s.dir for s in self.stages.values()),
             "pool": cfg.pretrain.pool,

@@ -1,19 +1,23 @@
 """The training loop shared by pretraining and finetuning.
 
-It owns what both need: the device and mixed precision, seeded batch order, an atomic checkpoint after
-every epoch and resuming from it, progress in the log, and (for finetuning) keeping the weights of the
-best validation epoch. The caller supplies a `step(idx) -> (loss, parts)` closure.
+It owns what both need: the device and mixed precision, seeded batch order, the budget (epochs, or
+optimiser steps with early stopping and a learning-rate schedule), an atomic checkpoint (at most once a
+second, and at the end) and resuming from it, progress in the log, and (for finetuning) keeping the
+weights of the best validation epoch. The caller supplies a `step(idx) -> (loss, parts)` closure.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import platform
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,78 +77,157 @@ def batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True
     return [b for b in out if len(b) > 1]
 
 
+@dataclass(frozen=True)
+class Budget:
+    """How long one training run lasts and how its learning rate moves: a fixed number of epochs at a
+    constant rate (pretraining), or a cap in optimiser steps with early stopping on the validation score,
+    linear warm-up and cosine decay to 0 at the cap (finetuning)."""
+
+    lr: float
+    batch_size: int
+    weight_decay: float = 0.0
+    epochs: int | None = None
+    max_steps: int | None = None
+    patience: int | None = None  # stop after this many steps without a better validation score
+    warmup_steps: int = 0
+    cosine: bool = False
+
+    @classmethod
+    def from_optim(cls, o: Optim) -> Budget:
+        return cls(lr=o.lr, batch_size=o.batch_size, weight_decay=o.weight_decay, epochs=o.epochs)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        return self.max_steps if self.max_steps is not None else (self.epochs or 0) * steps_per_epoch
+
+    def lr_at(self, step: int, total: int) -> float:
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if not self.cosine or total <= self.warmup_steps:
+            return self.lr
+        return 0.5 * self.lr * (1.0 + math.cos(math.pi * (step - self.warmup_steps) / (total - self.warmup_steps)))
+
+
+CHECKPOINT_EVERY_S = 1.0  # at most one checkpoint a second (an epoch of a small finetuning subset is one step)
+LOG_EVERY_S = 5.0
+
+
+def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any] | None:
+    path = Path(path)
+    return torch.load(path, map_location=device, weights_only=True) if path.exists() else None
+
+
 class Trainer:
-    def __init__(self, model: nn.Module, optim: Optim, seed: int, device: torch.device,
-                 checkpoint: str | Path | None = None, generator: torch.Generator | None = None):  # fmt: skip
+    """One training run. `tag` names it inside a checkpoint shared by several runs (finetuning's learning-rate
+    grid): a checkpoint with another tag is not resumed. `extra()` is saved with every checkpoint (the
+    caller's own progress) and is in `read_checkpoint(...)["extra"]`."""
+
+    def __init__(self, model: nn.Module, budget: Budget, seed: int, device: torch.device,
+                 checkpoint: str | Path | None = None, generator: torch.Generator | None = None,
+                 tag: str = "", extra: Callable[[], dict[str, Any]] | None = None):  # fmt: skip
         self.model = model.to(device)
-        self.cfg = optim
+        self.budget = budget
         self.seed = seed
         self.device = device
         self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.tag, self.extra = tag, extra
         self.gen = generator or torch.Generator().manual_seed(seed)
-        self.opt = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_score = float("inf")
+        self.best_step = 0
+        self.step = 0
+        self.stopped: str | None = None  # "early" (patience ran out) or "cap" (the budget ran out)
         self.start_epoch = 0
         self.resumed_from: int | None = None
+        self._saved_at = 0.0
         if self.checkpoint and self.checkpoint.exists():
             self._resume()
 
     def _resume(self) -> None:
-        ckpt = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        ckpt = read_checkpoint(self.checkpoint, self.device)
+        if ckpt.get("tag", "") != self.tag:
+            return  # another run's checkpoint (an earlier learning rate of the grid)
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.gen.set_state(ckpt["generator"].cpu())  # a CPU generator; map_location moved its state
         self.history = ckpt["history"]
-        self.best_state, self.best_score = ckpt["best_state"], ckpt["best_score"]
+        self.best_state, self.best_score, self.best_step = ckpt["best_state"], ckpt["best_score"], ckpt["best_step"]
+        self.step, self.stopped = ckpt["step"], ckpt["stopped"]
         self.start_epoch = self.resumed_from = ckpt["epoch"]
-        log.info("resumed from checkpoint after epoch %d", self.start_epoch)
+        log.info("resumed from checkpoint after epoch %d (step %d)", self.start_epoch, self.step)
 
-    def _save(self, epoch: int) -> None:
-        if not self.checkpoint:
+    def _save(self, epoch: int, force: bool) -> None:
+        if not self.checkpoint or (not force and time.monotonic() - self._saved_at < CHECKPOINT_EVERY_S):
             return
         state = {
+            "tag": self.tag,
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "generator": self.gen.get_state(),
             "history": self.history,
             "best_state": self.best_state,
             "best_score": self.best_score,
+            "best_step": self.best_step,
+            "step": self.step,
+            "stopped": self.stopped,
             "epoch": epoch,
+            "extra": self.extra() if self.extra else {},
         }
         with atomic_path(self.checkpoint) as tmp:
             torch.save(state, tmp)
+        self._saved_at = time.monotonic()
 
     def fit(self, n_items: int, step: Step, validate: Callable[[], float] | None = None) -> list[dict[str, float]]:
-        """Train for the configured epochs. `validate()` returns a score (lower is better); the weights
-        of the best epoch are kept and loaded at the end."""
-        for epoch in range(self.start_epoch, self.cfg.epochs):
+        """Train within the budget. `validate()` returns a score (lower is better), called after every epoch;
+        the weights of the best one are kept and loaded at the end."""
+        b = self.budget
+        per_epoch = len(batches(n_items, b.batch_size, self.seed, 0))
+        if per_epoch == 0:
+            raise ValueError(f"{n_items} training items make no batch of two or more")
+        total = b.total_steps(per_epoch)
+        n_epochs = math.ceil(total / per_epoch)
+        logged = time.monotonic()
+        for epoch in range(self.start_epoch, n_epochs):
+            if self.stopped:
+                break
             self.model.train()
             t0, seen, sums = time.perf_counter(), 0, {}
-            for idx in batches(n_items, self.cfg.batch_size, self.seed, epoch):
+            for idx in batches(n_items, b.batch_size, self.seed, epoch):
+                if self.step >= total:
+                    break
+                for group in self.opt.param_groups:
+                    group["lr"] = b.lr_at(self.step, total)
                 with autocast(self.device):
                     loss, parts = step(idx)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
+                self.step += 1
                 seen += len(idx)
                 for k, v in {"loss": float(loss.detach()), **parts}.items():
                     sums[k] = sums.get(k, 0.0) + v * len(idx)
             wall = time.perf_counter() - t0
-            row = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()}}
+            row = {"epoch": epoch + 1, "step": self.step, **{k: v / max(seen, 1) for k, v in sums.items()}}
             row["graphs_per_s"] = seen / wall if wall > 0 else 0.0
             if validate is not None:
                 self.model.eval()
                 with torch.no_grad(), autocast(self.device):
                     row["val"] = float(validate())
                 if row["val"] < self.best_score:
-                    self.best_score = row["val"]
+                    self.best_score, self.best_step = row["val"], self.step
                     self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if validate is not None and b.patience is not None and self.step - self.best_step >= b.patience:
+                self.stopped = "early"
+            elif self.step >= total:
+                self.stopped = "cap"
             self.history.append(row)
-            log.info("epoch %d/%d  %s", epoch + 1, self.cfg.epochs,
-                     "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))  # fmt: skip
-            self._save(epoch + 1)
+            if self.stopped or epoch == self.start_epoch or time.monotonic() - logged >= LOG_EVERY_S:
+                logged = time.monotonic()
+                log.info("epoch %d/%d  %s%s", epoch + 1, n_epochs,
+                         "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
+                         f"  (stopped: {self.stopped}, best step {self.best_step})" if self.stopped and validate else "")  # fmt: skip
+            self._save(epoch + 1, force=self.stopped is not None)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.history

@@ -1,0 +1,53 @@
+"""Finetuning chooses its learning rate and step without the test labels."""
+
+import json
+import shutil
+import subprocess
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from matssl.config import parse_config
+from matssl.stages import Plan
+from matssl.table import read_table, write_table
+
+from .test_resume import stage_command
+
+pytestmark = pytest.mark.e2e
+
+
+def test_model_selection_never_reads_test_labels(workflow_run):
+    """The same run with every test label replaced by nonsense: the learning rate, the stopping step, the
+    learning curves and the test predictions are identical; only the test metrics change."""
+    workdir, cfg = workflow_run
+    stage = next(
+        s for s in Plan(parse_config(cfg)).finetune["n"] if s.params["method"] == "scratch" and s.params["fraction"] == 1.0
+    )
+    spec = stage.spec()
+    test_ids = set(json.loads((workdir / stage.upstream["splits"].dir / "folds.json").read_text())["folds"][0]["test"])
+
+    poisoned = workdir / "results" / "poisoned-structures"
+    shutil.copytree(workdir / stage.upstream["structures"].dir, poisoned, dirs_exist_ok=True)
+    table = read_table(poisoned / "structures.parquet")
+    hit = table["id"].isin(test_ids)
+    assert hit.sum() == len(test_ids) > 0
+    table.loc[hit, "n"] = 1000.0 + 37.0 * table.loc[hit, "n"]
+    write_table(pa.Table.from_pandas(table, preserve_index=False), poisoned / "structures.parquet")
+    spec_poisoned = json.loads(json.dumps(spec))
+    spec_poisoned["upstream"]["structures"] = str(poisoned.relative_to(workdir))
+
+    runs = {}
+    for name, s in (("clean", spec), ("poisoned", spec_poisoned)):
+        out = f"results/selection-{name}"
+        subprocess.run(stage_command(s, out), cwd=workdir, check=True, capture_output=True)
+        runs[name] = (
+            json.loads((workdir / out / "metrics.json").read_text()),
+            pd.read_parquet(workdir / out / "predictions.parquet"),
+        )
+    (clean, pred_clean), (poison, pred_poison) = runs["clean"], runs["poisoned"]
+    strip = lambda g: [{k: v for k, v in r.items() if k != "history"} for r in g]  # noqa: E731
+    assert len(clean["grid"]) == 2 and strip(clean["grid"]) == strip(poison["grid"])
+    assert (clean["lr"], clean["best_step"], clean["val_mae"]) == (poison["lr"], poison["best_step"], poison["val_mae"])
+    assert pred_clean["y_pred"].tolist() == pred_poison["y_pred"].tolist()
+    assert poison["mae"] > 100 * clean["mae"]  # the test labels were read, after the model was chosen
