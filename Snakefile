@@ -2,7 +2,11 @@
 # The stages live in workflow/rules/; the logic lives in src/matssl (the `matssl` command line).
 
 
-configfile: "config.yaml"
+# The demo config, unless the command line names one (`--configfile my.yaml` replaces it, never merges into it:
+# a 4-property config must not gain the demo's property); `--config key=value` still edits whichever is in use.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from .workflow import UNSAFE_UNIT, planned_jobs, write_config
+from .workflow import UNSAFE_UNIT, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -95,3 +95,18 @@ def test_damaged_stage_and_only_its_dependents_rerun(run, tmp_path):
     splits.write_text(text.replace('"test"', '"tset"', 1))
     out = subprocess.run([str(BIN / "matssl"), "verify", "results"], cwd=copy, capture_output=True, text=True)
     assert out.returncode == 1 and f"DAMAGED results/splits/{splits.parent.name}: folds.json" in out.stdout
+
+
+def test_a_given_configfile_replaces_the_default_one(run, tmp_path):
+    """`--configfile other.yaml` is the whole config: nothing of the workdir's config.yaml (the demo) merges in."""
+    import yaml
+
+    workdir, cfg = run
+    other = json.loads(json.dumps(cfg))
+    other["results"] = "results-other"
+    other["properties"] = {"m": other["properties"]["n"]}
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    out = snakemake(workdir, "--dry-run", "--cores", "1", "all", "--configfile", str(tmp_path / "other.yaml"))
+    text = out.stdout + out.stderr
+    assert "results-other/properties/m.json" in text
+    assert "properties/n.json" not in text and "results/" not in text.replace("results-other/", "")
