@@ -53,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="bench/configs/mp.yaml", help="the benchmark's config (its plan names every stage)")
     parser.add_argument("--commit", help="the commit the run used (default: this checkout's HEAD)")
+    parser.add_argument("--name", default="mp", help="writes bench/results/NAME_benchmark.{md,json} and NAME_report.html")
     args = parser.parse_args()
     plan = Plan(load_config(ROOT / args.config))
     props = {name: json.loads((ROOT / plan.property_target(name)).read_text()) for name in plan.cfg.properties}
@@ -119,9 +120,9 @@ def main() -> None:
         lines.append(f"| {man['params']['method']} | {man['params']['seed']} | "
                      f"{man['params']['optim']['epochs'] if man['params']['optim'] else 0} | {man['n_pool']} | {man['wall_s']:.0f} | "
                      f"{man.get('graphs_per_s') or '–'} | {man['device']} |")  # fmt: skip
-    (OUT / "mp_benchmark.md").write_text("\n".join(lines) + "\n")
-    (OUT / "mp_benchmark.json").write_text(json.dumps(summary.to_dict("records"), indent=1, default=str) + "\n")
-    shutil.copy(ROOT / plan.report_target, OUT / "mp_report.html")
+    (OUT / f"{args.name}_benchmark.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"{args.name}_benchmark.json").write_text(json.dumps(summary.to_dict("records"), indent=1, default=str) + "\n")
+    shutil.copy(ROOT / plan.report_target, OUT / f"{args.name}_report.html")
     print("\n".join(lines))
 
 
