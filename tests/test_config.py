@@ -105,3 +105,19 @@ def test_pretrain_seeds_multiply_trained_methods_not_scratch():
     per_encoder = 5 * len(ft["fractions"]) * len(ft["seeds"])
     assert len(plan.finetune["dielectric"]) == (1 + 2 * (len(methods) - 1)) * per_encoder
     assert {s.params["pretrain_seed"] for s in plan.finetune["dielectric"]} == {0, 1}
+    cfg["pretrain"]["methods"]["negnn"]["seeds"] = [5, 6, 7]  # a method's own seeds
+    assert [s.params["seed"] for s in Plan(parse_config(cfg)).pretrain["negnn"]] == [5, 6, 7]
+
+
+def test_budget_sweep_pretrains_each_trained_method_at_each_budget():
+    from matssl.stages import Plan
+
+    cfg = demo()
+    cfg["pretrain"]["budgets"] = [16, 1, 4]
+    plan = Plan(parse_config(cfg))
+    assert [k for k in plan.pretrain if k.startswith("negnn")] == ["negnn-e1", "negnn-e4", "negnn-e16"]
+    assert "scratch" in plan.pretrain and "scratch-e1" not in plan.pretrain
+    assert [s.params["optim"]["epochs"] for s in plan.pretrain["negnn-e4"]] == [4]
+    runs = [s for s in plan.finetune["dielectric"] if s.params["base_method"] == "negnn"]
+    assert {s.params["method"] for s in runs} == {"negnn-e1", "negnn-e4", "negnn-e16"}
+    assert {s.params["pretrain_epochs"] for s in runs} == {1, 4, 16}

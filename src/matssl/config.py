@@ -145,12 +145,19 @@ class MethodConfig(Strict):
     objective: str = Field(description="name in the objective registry (matssl.objectives)")
     params: dict[str, Any] = Field(default_factory=dict, description="objective parameters")
     optim: Optim | None = Field(None, description="overrides pretrain.optim for this method")
+    seeds: list[int] | None = Field(None, min_length=1, description="overrides pretrain.seeds for this method")
 
 
 class PretrainConfig(Strict):
     pool: str = Field(description="dataset (name under `datasets`) used as the unlabeled pool")
     methods: dict[str, MethodConfig]
     optim: Optim = Optim(epochs=10, batch_size=128, lr=1e-3)
+    budgets: list[int] | None = Field(
+        None,
+        description="a pretraining-budget sweep: every trained method is pretrained for each of these numbers of epochs "
+        "(its own optim.epochs otherwise), finetuned as '<method>-e<epochs>', and the report plots the gain against "
+        "the budget",
+    )
     seeds: list[int] = Field(
         default_factory=lambda: [0],
         description="each method is pretrained once per seed (scratch: the first only); every finetuning run is "
@@ -165,6 +172,13 @@ class PretrainConfig(Strict):
         "composition and volume per atom within volume_tolerance; or pymatgen's StructureMatcher",
     )
     volume_tolerance: float = Field(0.02, ge=0, lt=1, description="relative volume-per-atom tolerance of composition_volume")
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(b < 1 for b in v)):
+            raise ValueError("pretrain.budgets must be a non-empty list of epochs >= 1 (or absent)")
+        return sorted(set(v)) if v else v
 
     @field_validator("methods")
     @classmethod

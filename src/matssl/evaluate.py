@@ -148,6 +148,7 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch") -> pd.DataFram
     rows = []
     for (method, fraction), g in runs.groupby(["method", "fraction"], sort=True):
         row = {"method": method, "fraction": fraction, "n_runs": len(g), "mae_mean": g["mae"].mean(),
+               **{k: g[k].iloc[0] for k in ("base_method", "pretrain_epochs") if k in g},
                "mae_std": g["mae"].std(ddof=1) if len(g) > 1 else 0.0, "rmse_mean": g["rmse"].mean(),
                "r2_mean": g["r2"].mean(), "val_mae_mean": g["val_mae"].mean(), "cap_share": g["hit_cap"].mean(),
                "best_step_median": float(g["best_step"].median()),
@@ -195,17 +196,18 @@ def compare_all(summary: pd.DataFrame) -> pd.DataFrame:
                       dtype=float).reshape(-1, 2)  # fmt: skip
     out["corrected_low_pct"] = 100 * bounds[:, 0] / out["base_mae"]
     out["corrected_high_pct"] = 100 * bounds[:, 1] / out["base_mae"]
+    compared = out["change_pct"].notna()  # every method but scratch and the dummies
     out["verdict"] = [
-        "failed: no model beats the dummy" if failed and m not in DUMMIES else (verdict(c, a, b, p) if t else "")
-        for m, failed, t, c, a, b, p in zip(out["method"], out["failed"], tested, out["change_pct"], out["corrected_low_pct"],
-                                             out["corrected_high_pct"], out["p_holm"], strict=True)
+        "" if not c else "failed: no model beats the dummy" if failed else verdict(ch, a, b, p) if t else "not tested"
+        for c, failed, t, ch, a, b, p in zip(compared, out["failed"], tested, out["change_pct"], out["corrected_low_pct"],
+                                              out["corrected_high_pct"], out["p_holm"], strict=True)
     ]  # fmt: skip
     return out
 
 
 def summarize_property(spec: dict[str, Any], out: Path) -> None:
     """The friendly per-property target: every run's metrics and the per-method summary."""
-    keep = ["method", "pretrain_seed", "fold", "fraction", "seed", "mae", "rmse", "r2", "n_train", "n_val", "n_test",
+    keep = ["method", "base_method", "pretrain_epochs", "pretrain_seed", "fold", "fraction", "seed", "mae", "rmse", "r2", "n_train", "n_val", "n_test",
             "lr", "val_mae", "best_step", "steps", "stopped", "hit_cap"]  # fmt: skip
     rows = []
     for d in spec["runs"]:

@@ -128,7 +128,8 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
               "lr": chosen["lr"], "val_mae": chosen["val_mae"], "best_step": chosen["best_step"], "steps": chosen["steps"],
               "stopped": chosen["stopped"], "hit_cap": chosen["stopped"] == "cap", "max_steps": o.max_steps,
               "dummy": dummy_metrics(np.concatenate([y_fit, y_val]), y_test), "grid": state["grid"],
-              "property": p["property"], "method": p["method"], "pretrain_seed": p["pretrain_seed"], "fold": p["fold"],
+              "property": p["property"], "method": p["method"], "base_method": p["base_method"],
+              "pretrain_epochs": p["pretrain_epochs"], "pretrain_seed": p["pretrain_seed"], "fold": p["fold"],
               "fraction": p["fraction"], "seed": p["seed"], "device": str(device)}  # fmt: skip
     write_json(result, out / "metrics.json")
     write_table(pa.Table.from_pandas(pd.DataFrame({"id": test_ids, "y_true": y_test, "y_pred": pred}), preserve_index=False),

@@ -53,6 +53,26 @@ def views_index(pool: GraphSet, views: GraphSet) -> tuple[np.ndarray, np.ndarray
     return table, (table >= 0).all(axis=1)
 
 
+MONITOR_GRAPHS = 256  # the fixed batch on which the collapse signal is measured after every epoch
+
+
+def collapse_signals(graph_embeddings: torch.Tensor) -> dict[str, float]:
+    """Two collapse signals of a batch of graph embeddings [B, D]:
+
+    - `embedding_spread`: the per-dimension standard deviation of the L2-normalised embeddings, averaged over
+      dimensions, times sqrt(D): about 1 for embeddings spread over the sphere, 0 when every crystal maps to the
+      same vector (complete collapse; SimSiam's analysis);
+    - `embedding_rank`: the effective rank (exp of the entropy of the normalised singular values; Roy & Vetterli
+      2007) of the centred embeddings, divided by min(B, D): 1 when every direction is used, 1/D when the
+      embeddings lie on one line (dimensional collapse, Jing et al. 2022), which the spread does not see."""
+    z = torch.nn.functional.normalize(graph_embeddings.float(), dim=1)
+    spread = float(z.std(dim=0).mean() * z.shape[1] ** 0.5)
+    sv = torch.linalg.svdvals(graph_embeddings.float() - graph_embeddings.float().mean(dim=0))
+    p = sv / sv.sum() if float(sv.sum()) > 0 else torch.ones(1)
+    rank = float(torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())) / min(z.shape)
+    return {"embedding_spread": spread, "embedding_rank": rank}
+
+
 def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     p, up, rt = spec["params"], spec["upstream"], spec["runtime"]
     torch.set_num_threads(rt.get("threads", 1))
@@ -87,7 +107,9 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         trainer = Trainer(nn.ModuleDict({"encoder": encoder, "objective": objective}), Budget.from_optim(Optim(**p["optim"])), p["seed"],
                           device, checkpoint=out / "checkpoint.pt", generator=gen)  # fmt: skip
         resumed_from = trainer.resumed_from
-        history = trainer.fit(len(pool_idx), lambda idx: objective.loss(encoder, pool_idx[idx], data, gen, device))
+        probe = graphs.batch(pool_idx[np.linspace(0, len(pool_idx) - 1, min(MONITOR_GRAPHS, len(pool_idx))).astype(int)])
+        history = trainer.fit(len(pool_idx), lambda idx: objective.loss(encoder, pool_idx[idx], data, gen, device),
+                              monitor=lambda: collapse_signals(encoder(probe.to(device)).graph))  # fmt: skip
     save_encoder(encoder.cpu(), str(out / "encoder.pt"), extra={"method": p["method"], "objective": p["objective"]})
     write_json(history, out / "history.json")
     (out / "checkpoint.pt").unlink(missing_ok=True)

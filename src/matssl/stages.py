@@ -141,8 +141,12 @@ class Plan:
             name: self._add(Stage("splits", name, {"property": p.model_dump()}, r, {"structures": self.ingest[p.dataset]}))
             for name, p in cfg.properties.items()
         }
-        # per method, one stage per pretraining seed (scratch, which does not train: the first seed only)
-        self.pretrain = {m: [self._pretrain(m, seed) for seed in self._pretrain_seeds(m)] for m in cfg.pretrain.methods}
+        # per method key (a method, or '<method>-e<epochs>' in a budget sweep), one stage per pretraining seed
+        # (scratch, which does not train: one stage, the first seed)
+        self.pretrain: dict[str, list[Stage]] = {}
+        for m in cfg.pretrain.methods:
+            for key, epochs in self._budgets(m):
+                self.pretrain[key] = [self._pretrain(m, seed, epochs) for seed in self._pretrain_seeds(m)]
         self.finetune: dict[str, list[Stage]] = {name: self._finetunes(name) for name in cfg.properties}
         self.probes = {name: self._probe(name) for name in cfg.properties} if cfg.probes.enabled else {}
 
@@ -166,18 +170,32 @@ class Plan:
         params = {"fingerprints": self.cfg.fingerprints.model_dump()}
         return self._add(Stage("fingerprints", dataset, params, self.cfg.results, {"structures": self.ingest[dataset]}))
 
-    def _pretrain_seeds(self, method: str) -> list[int]:
+    def _trains(self, method: str) -> bool:
         from matssl.objectives import OBJECTIVES
 
-        seeds = self.cfg.pretrain.seeds
-        return seeds if OBJECTIVES[self.cfg.pretrain.methods[method].objective].trains else seeds[:1]
+        return OBJECTIVES[self.cfg.pretrain.methods[method].objective].trains
 
-    def _pretrain(self, method: str, seed: int) -> Stage:
+    def _pretrain_seeds(self, method: str) -> list[int]:
+        seeds = self.cfg.pretrain.methods[method].seeds or self.cfg.pretrain.seeds
+        return seeds if self._trains(method) else seeds[:1]
+
+    def _budgets(self, method: str) -> list[tuple[str, int | None]]:
+        """(method key, epochs) of each pretraining budget: the method's own optim.epochs (None), or each
+        epoch count of a `pretrain.budgets` sweep."""
+        sweep = self.cfg.pretrain.budgets
+        if sweep is None or not self._trains(method):
+            return [(method, None)]
+        return [(f"{method}-e{epochs}", epochs) for epochs in sweep]
+
+    def _pretrain(self, method: str, seed: int, epochs: int | None) -> Stage:
         cfg = self.cfg
         m = cfg.pretrain.methods[method]
         from matssl.objectives import OBJECTIVES
 
         obj = OBJECTIVES[m.objective]
+        optim = cfg.method_optim(method)
+        if epochs is not None:
+            optim = optim.model_copy(update={"epochs": epochs})
         upstream = {"graphs": self.graphs[cfg.pretrain.pool]}
         if obj.needs_views:
             upstream["augment"] = self._add(self.augment)
@@ -193,7 +211,7 @@ class Plan:
             "method": method,
             "objective": m.objective,
             "objective_params": {**obj.defaults, **m.params},
-            "optim": cfg.method_optim(method).model_dump() if obj.trains else None,
+            "optim": optim.model_dump() if obj.trains else None,
             "encoder": cfg.encoder.model_dump(),
             "graphs": cfg.graphs.model_dump(),
             "max_z": cfg.ingest.max_z,
@@ -203,7 +221,8 @@ class Plan:
             "volume_tolerance": cfg.pretrain.volume_tolerance if guard else None,
         }
         runtime = {"device": cfg.pretrain.device}
-        return self._add(Stage("pretrain", f"{method}-s{seed}", params, cfg.results, upstream, runtime=runtime))
+        label = f"{method}-e{epochs}-s{seed}" if epochs is not None else f"{method}-s{seed}"
+        return self._add(Stage("pretrain", label, params, cfg.results, upstream, runtime=runtime))
 
     def fold_numbers(self, prop: str) -> list[int]:
         n = self.cfg.properties[prop].n_folds if self.cfg.properties[prop].folds == "kfold" else 5
@@ -216,11 +235,12 @@ class Plan:
         out = []
         for method, stages in self.pretrain.items():
             for pre in stages:
-                pseed = pre.params["seed"]
+                pseed, optim = pre.params["seed"], pre.params["optim"]
                 for fold in self.fold_numbers(prop):
                     for frac in cfg.finetune.fractions:
                         for seed in cfg.finetune.seeds:
                             params = {"property": prop, "column": p.column, "transform": p.transform, "method": method,
+                                      "base_method": pre.params["method"], "pretrain_epochs": optim["epochs"] if optim else 0,
                                       "pretrain_seed": pseed, "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
                             label = f"{prop}-{method}-ps{pseed}-f{fold}-p{frac:g}-s{seed}"
                             upstream = {"graphs": self.graphs[p.dataset], "splits": self.splits[prop], "pretrain": pre,
@@ -239,7 +259,7 @@ class Plan:
         params = {
             "property": {"name": prop, "column": p.column, "transform": p.transform},
             "probes": cfg.probes.model_dump(exclude={"fractions"}),
-            "methods": {m: method.objective for m, method in cfg.pretrain.methods.items()},
+            "methods": {key: stages[0].params["objective"] for key, stages in self.pretrain.items()},
             "folds": self.fold_numbers(prop),
             "fractions": sorted(cfg.probes.fractions or cfg.finetune.fractions),
             "seeds": cfg.finetune.seeds,

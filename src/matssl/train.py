@@ -178,9 +178,11 @@ class Trainer:
             torch.save(state, tmp)
         self._saved_at = time.monotonic()
 
-    def fit(self, n_items: int, step: Step, validate: Callable[[], float] | None = None) -> list[dict[str, float]]:
+    def fit(self, n_items: int, step: Step, validate: Callable[[], float] | None = None,
+            monitor: Callable[[], dict[str, float]] | None = None) -> list[dict[str, float]]:  # fmt: skip
         """Train within the budget. `validate()` returns a score (lower is better), called after every epoch;
-        the weights of the best one are kept and loaded at the end."""
+        the weights of the best one are kept and loaded at the end. `monitor()` adds its values to each
+        epoch's row of the history (in eval mode, without gradients)."""
         b = self.budget
         per_epoch = len(batches(n_items, b.batch_size, self.seed, 0))
         if per_epoch == 0:
@@ -210,6 +212,10 @@ class Trainer:
             wall = time.perf_counter() - t0
             row = {"epoch": epoch + 1, "step": self.step, **{k: v / max(seen, 1) for k, v in sums.items()}}
             row["graphs_per_s"] = seen / wall if wall > 0 else 0.0
+            if monitor is not None:
+                self.model.eval()
+                with torch.no_grad(), autocast(self.device):
+                    row.update(monitor())
             if validate is not None:
                 self.model.eval()
                 with torch.no_grad(), autocast(self.device):

@@ -1,0 +1,41 @@
+"""The pretraining-budget sweep and the collapse signal, end to end on the tiny workflow."""
+
+import json
+
+import pytest
+import torch
+
+from matssl.pretrain import collapse_signals
+
+from .workflow import snakemake, tiny_config, write_config
+
+
+def test_collapse_signals_by_construction():
+    torch.manual_seed(0)
+    collapsed = collapse_signals(torch.ones(64, 16) * 3.0)
+    assert collapsed["embedding_spread"] == pytest.approx(0.0, abs=1e-6) and collapsed["embedding_rank"] <= 1 / 16
+    spread = collapse_signals(torch.randn(4096, 16))
+    assert spread["embedding_spread"] == pytest.approx(1.0, abs=0.05) and spread["embedding_rank"] > 0.95
+    line = collapse_signals(torch.randn(4096, 1) * torch.ones(1, 16) + 1e-4 * torch.randn(4096, 16))  # one direction
+    assert line["embedding_rank"] < 0.1  # dimensional collapse: the rank sees it ...
+    assert line["embedding_spread"] > 0.9  # ... the spread does not (two antipodal points are spread)
+
+
+@pytest.mark.e2e
+def test_budget_sweep_reaches_the_report(tiny_demo, tmp_path):
+    cfg = tiny_config(tiny_demo)
+    cfg["pretrain"]["methods"] = {"scratch": {"objective": "scratch"}, "negnn": {"objective": "negnn"}}
+    cfg["pretrain"]["budgets"] = [1, 2]
+    cfg["finetune"].update(fractions=[1.0], seeds=[0, 1])
+    cfg["probes"] = {"enabled": False}
+    write_config(tmp_path, cfg)
+    snakemake(tmp_path, "--cores", "2", "all")
+    prop = json.loads((tmp_path / "results/properties/n.json").read_text())
+    assert {r["method"] for r in prop["runs"]} == {"scratch", "negnn-e1", "negnn-e2"}
+    assert {(r["method"], r["pretrain_epochs"]) for r in prop["runs"]} == {("scratch", 0), ("negnn-e1", 1), ("negnn-e2", 2)}
+    histories = [json.loads(p.read_text()) for p in (tmp_path / "results/pretrain").glob("negnn-*/history.json")]
+    assert sorted(len(h) for h in histories) == [1, 2] and all(
+        0 <= r["embedding_spread"] <= 1.5 and 0 < r["embedding_rank"] <= 1 for h in histories for r in h
+    )
+    html = (tmp_path / "results/report.html").read_text()
+    assert 'alt="pretraining budget of n"' in html
