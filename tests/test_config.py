@@ -121,3 +121,35 @@ def test_budget_sweep_pretrains_each_trained_method_at_each_budget():
     runs = [s for s in plan.finetune["dielectric"] if s.params["base_method"] == "negnn"]
     assert {s.params["method"] for s in runs} == {"negnn-e1", "negnn-e4", "negnn-e16"}
     assert {s.params["pretrain_epochs"] for s in runs} == {1, 4, 16}
+
+
+def test_check_config_reports_unreadable_files_in_one_message(tmp_path):
+    from matssl.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [unclosed\n")
+    with pytest.raises(SystemExit) as err:
+        main(["check-config", str(bad)])
+    assert f"{bad}: not valid YAML" in str(err.value)
+    with pytest.raises(SystemExit) as err:
+        main(["check-config", str(tmp_path / "missing.yaml")])
+    assert "missing.yaml: cannot read the config (No such file or directory)" in str(err.value)
+    bad.write_text("- a list\n")
+    with pytest.raises(SystemExit) as err:
+        main(["check-config", str(bad)])
+    assert "a config is a mapping of keys" in str(err.value)
+
+
+def test_library_versions_are_in_the_stage_hash(monkeypatch):
+    """A torch upgrade re-runs what torch computes (training), not the data stages."""
+    from matssl import stages
+
+    before = stages.Plan(parse_config(demo()))
+    real = stages.compute_versions
+    monkeypatch.setattr(
+        stages, "compute_versions", lambda kind: {**real(kind), **({"torch": "99.0"} if "torch" in real(kind) else {})}
+    )
+    after = stages.Plan(parse_config(demo()))
+    assert after.graphs["dielectric"].key == before.graphs["dielectric"].key
+    assert after.pretrain["negnn"][0].key != before.pretrain["negnn"][0].key
+    assert after.finetune["dielectric"][0].key != before.finetune["dielectric"][0].key

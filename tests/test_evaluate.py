@@ -84,7 +84,7 @@ def runs_frame(effects: dict[str, list[float]], folds: int = 5, seeds: int = 3) 
                 mae = base + eff[(fold * seeds + seed + k) % len(eff)]
                 rows.append({"method": method, "pretrain_seed": 0, "fraction": 1.0, "fold": fold, "seed": seed, "mae": mae,
                              "rmse": 1.2 * mae, "r2": 0.5, "n_train": 72, "n_val": 8, "n_test": 20, "val_mae": mae,
-                             "lr": 0.001, "best_step": 100, "hit_cap": method == "slow", "dummy_mean_mae": 2.0,
+                             "lr": 0.001, "best_step": 100, "hit_cap": method == "slow", "precision": "fp32", "dummy_mean_mae": 2.0,
                              "dummy_mean_rmse": 2.4, "dummy_mean_r2": 0.0, "dummy_median_mae": 1.9,
                              "dummy_median_rmse": 2.5, "dummy_median_r2": -0.1})  # fmt: skip
     return pd.DataFrame(rows)

@@ -87,10 +87,32 @@ def test_without_a_compiler_it_warns_once_and_falls_back(monkeypatch, tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # cached: no second warning, no second try
             assert kernels.gated_message(*gate_input(n=3), True) is None
-        assert list(tmp_path.iterdir()) == []  # no half-written library left behind
+        assert [p.name for p in tmp_path.iterdir() if p.suffix != ".lock"] == []  # no half-written library left behind
         monkeypatch.setenv("CC", "cc")
         monkeypatch.setenv("MATSSL_NATIVE", "0")
         kernels._library.cache_clear()
         assert kernels._library() is None
     finally:
         kernels._library.cache_clear()
+
+
+def test_loading_the_kernel_keeps_subnormal_floats(tmp_path):
+    """Linked with -ffast-math, GCC < 13 added crtfastmath.o, and loading the library switched the whole process
+    to flush-to-zero: every subnormal result of torch or numpy silently became 0. A fresh build, in a fresh
+    process (the flag is per thread and process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from matssl import kernels\n"
+        "lib = kernels._library()\n"
+        "tiny = np.float32(1e-38) * np.float32(1e-3)\n"
+        "print('built' if lib is not None else 'none', float(tiny))\n"
+    )
+    env = {**os.environ, "MATSSL_KERNEL_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.split()
+    if out[0] == "none":
+        if os.environ.get("MATSSL_REQUIRE_NATIVE") == "1":
+            pytest.fail("the CPU kernel could not be built (is a C compiler installed?)")
+        pytest.skip("no C compiler: the CPU kernel is not built")
+    assert float(out[1]) > 0  # 1e-41 survives: no flush-to-zero

@@ -56,3 +56,11 @@ def test_api_key_appears_in_no_output(fake_mp, tmp_path, monkeypatch):
     assert len(files) > 40
     leaks = [str(p) for p in files if any(key.encode() in t for t in readable_texts(p))]
     assert leaks == []  # ... and written nowhere
+
+
+def test_planning_needs_no_api_key(tmp_path, monkeypatch):
+    """The key is read by the download job only: a dry run, or a run whose download is cached, needs none."""
+    monkeypatch.delenv("MP_API_KEY", raising=False)
+    write_config(tmp_path, mp_config())
+    out = snakemake(tmp_path, "--dry-run", "--cores", "1", "all")
+    assert "download" in out.stdout + out.stderr

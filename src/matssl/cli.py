@@ -97,7 +97,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> None:
-    load_config(args.config)
+    load_config(args.config)  # a missing file, bad YAML or a bad value: a ConfigError, one message
     print(f"{args.config}: valid")
 
 

@@ -349,8 +349,16 @@ def parse_config(data: dict[str, Any]) -> Config:
 
 
 def load_config(path: str | Path) -> Config:
-    with open(path) as fh:
-        return parse_config(yaml.safe_load(fh) or {})
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML:\n{err}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys (datasets:, pretrain:, ...), not a {type(data).__name__}")
+    return parse_config(data or {})
 
 
 def json_schema() -> dict[str, Any]:

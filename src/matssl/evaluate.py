@@ -151,7 +151,7 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch") -> pd.DataFram
                **{k: g[k].iloc[0] for k in ("base_method", "pretrain_epochs") if k in g},
                "mae_std": g["mae"].std(ddof=1) if len(g) > 1 else 0.0, "rmse_mean": g["rmse"].mean(),
                "r2_mean": g["r2"].mean(), "val_mae_mean": g["val_mae"].mean(), "cap_share": g["hit_cap"].mean(),
-               "best_step_median": float(g["best_step"].median()),
+               "best_step_median": float(g["best_step"].median()), "precision": ", ".join(sorted(set(g["precision"]))),
                "lrs": ", ".join(f"{lr:g} ×{n}" for lr, n in sorted(g["lr"].value_counts().items()))}  # fmt: skip
         base = runs[(runs["method"] == baseline) & (runs["fraction"] == fraction)]
         if method != baseline and len(base):
@@ -207,7 +207,7 @@ def compare_all(summary: pd.DataFrame) -> pd.DataFrame:
 
 def summarize_property(spec: dict[str, Any], out: Path) -> None:
     """The friendly per-property target: every run's metrics and the per-method summary."""
-    keep = ["method", "base_method", "pretrain_epochs", "pretrain_seed", "fold", "fraction", "seed", "mae", "rmse", "r2", "n_train", "n_val", "n_test",
+    keep = ["method", "base_method", "pretrain_epochs", "pretrain_seed", "fold", "fraction", "seed", "precision", "mae", "rmse", "r2", "n_train", "n_val", "n_test",
             "lr", "val_mae", "best_step", "steps", "stopped", "hit_cap"]  # fmt: skip
     rows = []
     for d in spec["runs"]:

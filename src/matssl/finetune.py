@@ -130,7 +130,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
               "dummy": dummy_metrics(np.concatenate([y_fit, y_val]), y_test), "grid": state["grid"],
               "property": p["property"], "method": p["method"], "base_method": p["base_method"],
               "pretrain_epochs": p["pretrain_epochs"], "pretrain_seed": p["pretrain_seed"], "fold": p["fold"],
-              "fraction": p["fraction"], "seed": p["seed"], "device": str(device)}  # fmt: skip
+              "fraction": p["fraction"], "seed": p["seed"], **device_facts(device)}  # fmt: skip
     write_json(result, out / "metrics.json")
     write_table(pa.Table.from_pandas(pd.DataFrame({"id": test_ids, "y_true": y_test, "y_pred": pred}), preserve_index=False),
                 out / "predictions.parquet")  # fmt: skip

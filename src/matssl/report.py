@@ -348,7 +348,9 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
         chosen = top.sort_values("val_mae_mean").iloc[0]["method"] if len(top) else None
         parity_methods = ["scratch"] + ([chosen] if chosen else [])
         probe_dir = spec["probes"].get(name)
+        modes = sorted({m for v in summary["precision"].dropna() for m in v.split(", ")}) if "precision" in summary else []
         props.append({
+            "mixed_precision": ", ".join(modes) if len(modes) > 1 else "",
             "name": name, "column": p["column"], "unit": unit, "dataset": p["dataset"], "folds": p["folds"],
             "fractions": [f"{100 * f:g}%" for f in fractions], "table": table, "parity_method": chosen,
             "curve": label_efficiency_plot(summary, name, unit), "parity": parity_plot(runs, name, unit, parity_methods),

@@ -2,8 +2,8 @@
 
 A stage's directory is `<results>/<kind>/<label>-<hash>`. The hash covers exactly what determines
 the output: the stage's own resolved parameters, the hashes of its upstream stages, the content of
-input files it reads from outside the results folder, and a fingerprint of the source code that
-computes it. The device, thread count and the MP API key are not in it (they do not change what is
+input files it reads from outside the results folder, a fingerprint of the source code that computes
+it and the versions of the libraries that compute it (`COMPUTE`). The device, thread count and the MP API key are not in it (they do not change what is
 computed, or must never be stored). Snakemake asks the plan for a stage's inputs and parameters; the
 job itself gets a JSON `spec` and runs one `matssl stage` command.
 """
@@ -38,7 +38,8 @@ CODE: dict[str, list[str]] = {
     "augment": ["features.py", "augment.py", "graphs.py", "table.py"],
     "fingerprints": ["features.py", "fingerprints.py", "table.py"],
     "splits": ["evaluate.py"],
-    "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "leakage.py", "objectives/*.py", *KERNELS],
+    # augment.py: the masking objectives' targets (groups, periods, stiffness) come from it
+    "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "leakage.py", "augment.py", "objectives/*.py", *KERNELS],
     "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", *KERNELS],
     "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", *KERNELS],
 }
@@ -54,6 +55,18 @@ OUTPUTS: dict[str, list[str]] = {
     "finetune": ["metrics.json", "predictions.parquet", "manifest.json"],
     "probe": ["probes.parquet", "map.parquet", "manifest.json"],
 }
+# The libraries whose versions decide each stage's numbers: part of its hash (an upgrade re-runs what it computes).
+COMPUTE: dict[str, list[str]] = {
+    "download": [],
+    "ingest": ["pymatgen", "ase", "numpy", "pandas", "pyarrow"],
+    "graphs": ["pymatgen", "numpy"],
+    "augment": ["pymatgen", "numpy"],
+    "fingerprints": ["dscribe", "ase", "numpy"],
+    "splits": ["scikit-learn", "numpy"],
+    "pretrain": ["torch", "numpy", "pymatgen"],
+    "finetune": ["torch", "numpy", "scikit-learn"],
+    "probe": ["torch", "numpy", "scikit-learn", "scipy", "pymatgen", "dscribe"],
+}
 PACKAGES = ["matssl", "torch", "torch-geometric", "pymatgen", "dscribe", "numpy", "pandas", "pyarrow", "scikit-learn",
             "snakemake"]  # fmt: skip
 
@@ -66,6 +79,15 @@ def code_fingerprint(kind: str) -> str:
             h.update(f.name.encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+
+@cache
+def compute_versions(kind: str) -> dict[str, str]:
+    out = {}
+    for p in COMPUTE[kind]:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[p] = metadata.version(p)
+    return out
 
 
 @dataclass
@@ -86,6 +108,7 @@ class Stage:
             "upstream": {k: s.hash for k, s in sorted(self.upstream.items())},
             "external": {k: sha256_tree(p) for k, p in sorted(self.external.items())},
             "code": code_fingerprint(self.kind),
+            "versions": compute_versions(self.kind),
         }
         return hashlib.sha256(canonical_json(content).encode()).hexdigest()[:12]
 

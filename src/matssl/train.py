@@ -40,10 +40,15 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def precision(device: torch.device) -> str:
+    """The numeric mode of training on this device (see `autocast`)."""
+    return "bf16-autocast" if device.type == "cuda" else "fp32"
+
+
 def device_facts(device: torch.device) -> dict[str, str]:
-    """Where a job ran, for its manifest: the device and, on a CPU, whether the compiled kernel ran
-    (matssl.kernels; the PyTorch fallback agrees to ~1e-6, not bit for bit)."""
-    facts = {"device": str(device)}
+    """Where a job ran, for its manifest: the device, its numeric mode and, on a CPU, whether the compiled
+    kernel ran (matssl.kernels; the PyTorch fallback agrees to ~1e-6, not bit for bit)."""
+    facts = {"device": str(device), "precision": precision(device)}
     if device.type == "cpu":
         facts["cpu_kernel"] = "compiled" if kernels.available() else "pytorch"
     return facts

@@ -1,10 +1,5 @@
-# Sources to the canonical structure table.
-
-
-if PLAN.uses_mp:
-
-    envvars:
-        "MP_API_KEY",
+# Sources to the canonical structure table. The download job reads MP_API_KEY from its environment (it is a
+# local job); no `envvars:` directive, which would demand the key on every invocation, cached download or not.
 
 
 localrules:

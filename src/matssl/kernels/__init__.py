@@ -16,6 +16,7 @@ one warning. `MATSSL_NATIVE=0` turns the kernels off (the tests compare both pat
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import hashlib
 import os
@@ -29,8 +30,11 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("gated_message.c")
-# -ffast-math makes glibc declare its vectorised exp/log1p (libmvec); the kernel avoids every overflow
-FLAGS = ["-O3", "-ffast-math", "-march=native", "-fopenmp", "-shared", "-fPIC"]
+# -ffast-math makes glibc declare its vectorised exp/log1p (libmvec); the kernel avoids every overflow. It is a
+# compile flag only: on the link line GCC < 13 adds crtfastmath.o, whose constructor turns on flush-to-zero for
+# the whole process when the library loads (every later subnormal float in torch or numpy would become 0).
+FLAGS = ["-O3", "-ffast-math", "-march=native", "-fopenmp", "-fPIC"]
+LINK = ["-shared", "-fopenmp"]
 LIBS = ["-lmvec", "-lm"]
 
 
@@ -47,6 +51,18 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("MATSSL_KERNEL_CACHE", default))
 
 
+def _build(cc: str, lib: Path) -> None:
+    """Compile (with FLAGS), then link (without -ffast-math) under temporary names, and rename into place:
+    a job never loads a half-written file."""
+    with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
+        obj, so = Path(tmp) / "kernel.o", Path(tmp) / "kernel.so"
+        for cmd in ([cc, *FLAGS, "-c", str(SOURCE), "-o", str(obj)], [cc, *LINK, str(obj), "-o", str(so), *LIBS]):
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"{cc} failed")
+        os.replace(so, lib)
+
+
 @functools.cache
 def _library() -> ctypes.CDLL | None:
     if os.environ.get("MATSSL_NATIVE", "1") == "0":
@@ -56,18 +72,14 @@ def _library() -> ctypes.CDLL | None:
         if shutil.which(cc) is None:
             raise RuntimeError(f"no C compiler ({cc!r}) on PATH")
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-        key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, *LIBS, version, _cpu_identity()]).encode())
+        key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, *LINK, *LIBS, version, _cpu_identity()]).encode())
         lib = _cache_dir() / f"gated_message-{key.hexdigest()[:16]}.so"
         if not lib.exists():
             lib.parent.mkdir(parents=True, exist_ok=True)
-            # built under a temporary name and renamed: concurrent jobs never load a half-written file
-            fd, tmp = tempfile.mkstemp(dir=lib.parent, suffix=".so")
-            os.close(fd)
-            done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp, *LIBS], capture_output=True, text=True, timeout=300)
-            if done.returncode != 0:
-                Path(tmp).unlink(missing_ok=True)
-                raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"{cc} failed")
-            os.replace(tmp, lib)
+            with open(lib.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent first uses (jobs on one node) build it once
+                if not lib.exists():
+                    _build(cc, lib)
         so = ctypes.CDLL(str(lib))
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         warnings.warn(f"matssl: CPU kernel not built ({e}); using PyTorch operations, which are slower", stacklevel=2)
