@@ -42,8 +42,10 @@ def slurm_test_profile(tmp_path: Path) -> dict:
     profile["slurm-logdir"] = str(tmp_path / "slurm-logs")
     profile["slurm-keep-successful-logs"] = True
     profile["default-resources"].update(mem_mb=1000, runtime=30)
-    for rule in ("pretrain", "finetune"):
+    for rule in profile["set-resources"]:
         profile["set-resources"][rule].update(gpu=0, cpus_per_task=1, mem_mb=2000, runtime=30)
+    profile["set-threads"] = {rule: 1 for rule in profile["set-threads"]}  # equal to cpus_per_task, as in the profile
+    profile["set-resources"]["finetune"]["cpus_per_task"] = profile["set-threads"]["finetune"] = 2  # the node has 2
     return profile
 
 
@@ -65,6 +67,9 @@ def test_workflow_runs_through_sbatch(slurm_cluster, tmp_path, tiny_demo):
     job_ids = {m["slurm_job_id"] for m in manifests}
     # every cached stage ran inside a SLURM job, and those jobs are the ones the plugin submitted
     assert None not in job_ids and len(job_ids) == len(manifests)
+    # training jobs use the threads the profile gives them (its set-threads), not the config's `threads: 1`
+    assert {m["runtime"]["threads"] for m in manifests if m["kind"] == "finetune"} == {2}
+    assert {m["runtime"]["threads"] for m in manifests if m["kind"] == "pretrain"} == {1}
     logs = list((tmp_path / "slurm-logs").rglob("*.log"))
     assert logs, "the executor plugin wrote no SLURM job logs"
     ids_in_logs = {re.search(r"(\d+)\.log$", p.name).group(1) for p in logs if re.search(r"(\d+)\.log$", p.name)}
