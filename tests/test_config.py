@@ -102,7 +102,7 @@ def test_pretrain_seeds_multiply_trained_methods_not_scratch():
     assert len({s.key for s in plan.pretrain["crystalclr"]}) == 2
     methods = cfg["pretrain"]["methods"]
     ft = cfg["finetune"]
-    per_encoder = 5 * len(ft["fractions"]) * len(ft["seeds"])
+    per_encoder = len(ft["folds"]) * len(ft["fractions"]) * len(ft["seeds"])
     assert len(plan.finetune["dielectric"]) == (1 + 2 * (len(methods) - 1)) * per_encoder
     assert {s.params["pretrain_seed"] for s in plan.finetune["dielectric"]} == {0, 1}
     cfg["pretrain"]["methods"]["negnn"]["seeds"] = [5, 6, 7]  # a method's own seeds
