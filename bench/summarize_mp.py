@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from matssl.config import load_config
-from matssl.evaluate import DUMMIES, compare_all
 from matssl.report import excluded_text, fmt, method_order
 from matssl.stages import Plan
+from matssl.stats import DUMMIES, compare_all, summarize_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results"
@@ -54,27 +54,38 @@ def main() -> None:
     parser.add_argument("--config", default="bench/configs/mp.yaml", help="the benchmark's config (its plan names every stage)")
     parser.add_argument("--commit", help="the commit the run used (default: this checkout's HEAD)")
     parser.add_argument("--name", default="mp", help="writes bench/results/NAME_benchmark.{md,json} and NAME_report.html")
+    parser.add_argument("--root", default=str(ROOT), help="the folder the run was made in (default: this checkout)")
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not copy the run's report.html (e.g. one written by older code)"
+    )
     args = parser.parse_args()
+    root = Path(args.root)
     plan = Plan(load_config(ROOT / args.config))
-    props = {name: json.loads((ROOT / plan.property_target(name)).read_text()) for name in plan.cfg.properties}
-    summary = compare_all(pd.concat([pd.DataFrame(d["summary"]).assign(property=k, unit=d["unit"] or "") for k, d in props.items()],
-                                    ignore_index=True))  # fmt: skip
+    # the per-property targets (named by the plan, not hashed): their runs, summarised again with this code's
+    # statistics, and through the runs' manifests the pretraining stages they used
+    props = {name: json.loads((root / plan.property_target(name)).read_text()) for name in plan.cfg.properties}
+    summary = compare_all(pd.concat([summarize_runs(pd.DataFrame(d["runs"])).assign(property=k, unit=d["unit"] or "")
+                                     for k, d in props.items()], ignore_index=True))  # fmt: skip
     methods = method_order(summary["method"])
     fractions = sorted(summary["fraction"].unique())
     commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                            text=True).stdout.strip()  # fmt: skip
 
     lines = [f"# Real-data benchmark ({args.config})", ""]
-    pre = [json.loads((ROOT / s.done).read_text()) for stages in plan.pretrain.values() for s in stages]
+    used = {json.loads((root / r["dir"] / "manifest.json").read_text())["upstream"]["pretrain"]["dir"]
+            for d in props.values() for r in d["runs"]}  # fmt: skip
+    pre = [json.loads((root / d / "manifest.json").read_text()) for d in sorted(used)]
     guard = next((m for m in pre if m.get("excluded_by")), pre[0])
+    runs = pd.concat([pd.DataFrame(d["runs"]) for d in props.values()])
+    seeds, pseeds = sorted(set(runs["seed"])), sorted(set(runs.get("pretrain_seed", pd.Series([0]))))  # what ran
     enc = plan.cfg.encoder
     o = plan.cfg.finetune.optim
     pre_epochs = sorted({m["params"]["optim"]["epochs"] for m in pre if m["params"]["optim"]})
     lines += [
         f"Pretraining pool: {guard.get('n_pool', '?')} structures after the leakage guard removed {excluded_text(guard)}. "
         f"{enc.name.upper()} {enc.layers} x {enc.width}; pretraining {', '.join(map(str, pre_epochs))} epochs "
-        f"(seeds {plan.cfg.pretrain.seeds}); finetuning with learning rates {o.lrs} chosen on validation MAE, at most "
-        f"{o.max_steps} steps, patience {o.patience} (seeds {plan.cfg.finetune.seeds}), on {guard.get('device', '?')}. "
+        f"(seeds {pseeds}); finetuning with learning rates {o.lrs} chosen on validation MAE, at most "
+        f"{o.max_steps} steps, patience {o.patience} (seeds {seeds}; {len(runs)} runs), on {guard.get('device', '?')}. "
         f"MAE mean ± std over runs; in brackets the verdict against scratch on the same folds and seeds: the change "
         f"with its interval from the corrected resampled t-test, Holm-corrected over all {int(summary['p_holm'].notna().sum())} "
         f"comparisons. Code at commit {commit}.",
@@ -100,7 +111,10 @@ def main() -> None:
     lines += ["", NOT_COMPARABLE, ""]
     lines += ["## Frozen-embedding probes (largest label fraction; every model, none chosen on test data)", ""]
     for prop, stage in plan.probes.items():
-        df = pd.read_parquet(ROOT / stage.dir / "probes.parquet")
+        if not (root / stage.done).exists():
+            lines += [f"{prop}: no probe stage of this code's plan in {root} (run the workflow with it)", ""]
+            continue
+        df = pd.read_parquet(root / stage.dir / "probes.parquet")
         df = df[df["fraction"] == df["fraction"].max()]
         table = df.groupby(["representation", "model"], sort=False)["mae"].mean().unstack("model")
         lines += [
@@ -122,7 +136,8 @@ def main() -> None:
                      f"{man.get('graphs_per_s') or '–'} | {man['device']} |")  # fmt: skip
     (OUT / f"{args.name}_benchmark.md").write_text("\n".join(lines) + "\n")
     (OUT / f"{args.name}_benchmark.json").write_text(json.dumps(summary.to_dict("records"), indent=1, default=str) + "\n")
-    shutil.copy(ROOT / plan.report_target, OUT / f"{args.name}_report.html")
+    if not args.no_report:
+        shutil.copy(root / plan.report_target, OUT / f"{args.name}_report.html")
     print("\n".join(lines))
 
 

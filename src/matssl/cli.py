@@ -72,7 +72,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
 
 
 def cmd_property(args: argparse.Namespace) -> None:
-    from matssl.evaluate import summarize_property
+    from matssl.stats import summarize_property
 
     summarize_property(json.loads(args.spec), Path(args.out))
 

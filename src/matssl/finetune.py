@@ -123,7 +123,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     pred = predict(model, graphs, test_pos, device) * std + mean
     y_test = y.loc[test_ids].to_numpy()
     metrics = regression_metrics(y_test, pred)
-    result = {**metrics, "n_train": len(fit_ids), "n_val": len(val_ids), "n_test": len(test_ids),
+    result = {**metrics, "n_train": len(fit_ids), "n_val": len(val_ids), "n_test": len(test_ids), "n_train_fold": len(fold["train"]),
               "n_test_without_graph": len(fold["test"]) - len(test_ids),
               "lr": chosen["lr"], "val_mae": chosen["val_mae"], "best_step": chosen["best_step"], "steps": chosen["steps"],
               "stopped": chosen["stopped"], "hit_cap": chosen["stopped"] == "cap", "max_steps": o.max_steps,

@@ -17,9 +17,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, PackageLoader  # noqa: E402
 
-from matssl.evaluate import DUMMIES, compare_all  # noqa: E402
 from matssl.io import atomic_path, read_json  # noqa: E402
 from matssl.stages import OUTPUTS  # noqa: E402
+from matssl.stats import DUMMIES, compare_all  # noqa: E402
 from matssl.table import read_table  # noqa: E402
 
 KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."

@@ -1,0 +1,167 @@
+"""Statistics over finetuning runs: per-method summaries, the paired comparison with scratch, Holm's
+correction over every comparison of a report, and the words a result may use.
+
+Not part of any stage's code fingerprint: the property targets and the report, which use it, are not
+cached stages, so a change here re-summarises finished runs without re-running them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from matssl.io import read_json, write_json
+
+DUMMIES = ("dummy (mean)", "dummy (median)")  # the constant predictors, rows of every summary
+ALPHA = 0.05
+
+
+def corrected_t(diffs: np.ndarray, n_train: float, n_test: float) -> dict[str, float]:
+    """The corrected resampled t-test (Nadeau & Bengio 2003; Bouckaert & Frank 2004 for k-fold) for the mean
+    of J paired differences from train/test splits: the variance of the mean is (1/J + n_test/n_train) s^2
+    instead of s^2/J, because the splits share training data; df = J - 1. Returns the mean, its corrected
+    standard error, df and the two-sided p (NaN with fewer than 2 differences)."""
+    from scipy.stats import t as student_t
+
+    d = np.asarray(diffs, float)
+    if len(d) < 2:
+        return {
+            "diff_mean": float(d.mean()) if len(d) else float("nan"),
+            "diff_se": float("nan"),
+            "df": 0,
+            "p_value": float("nan"),
+        }
+    mean, var = float(d.mean()), float(d.var(ddof=1))
+    se = math.sqrt((1.0 / len(d) + n_test / n_train) * var)
+    p = float(2 * student_t.sf(abs(mean) / se, len(d) - 1)) if se > 0 else float(mean == 0)
+    return {"diff_mean": mean, "diff_se": se, "df": len(d) - 1, "p_value": p}
+
+
+def t_interval(mean: float, se: float, df: int, alpha: float = ALPHA) -> tuple[float, float]:
+    """The two-sided (1 - alpha) interval of a t statistic's mean."""
+    from scipy.stats import t as student_t
+
+    if df < 1 or not math.isfinite(se):
+        return float("nan"), float("nan")
+    half = float(student_t.ppf(1 - alpha / 2, df)) * se
+    return mean - half, mean + half
+
+
+def holm(p_values: list[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down adjustment: (adjusted p-values, the level alpha/(m - rank + 1) at which each
+    hypothesis is tested), in the input order; NaN entries are not in the family and stay NaN."""
+    p = np.asarray(p_values, float)
+    adjusted, levels = np.full(len(p), np.nan), np.full(len(p), np.nan)
+    family = np.flatnonzero(~np.isnan(p))
+    m, running = len(family), 0.0
+    for rank, i in enumerate(family[np.argsort(p[family], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i], levels[i] = running, ALPHA / (m - rank)
+    return adjusted, levels
+
+
+def verdict(change_pct: float, lo_pct: float, hi_pct: float, p_holm: float) -> str:
+    """The words a comparison with scratch may use, from its corrected interval and Holm-adjusted p."""
+    interval = f"{lo_pct:+.1f} to {hi_pct:+.1f} %"
+    if not math.isfinite(p_holm):
+        return "not tested"
+    if p_holm < ALPHA:
+        return f"{'helps' if change_pct < 0 else 'hurts'}: {change_pct:+.1f} % ({interval})"
+    return f"no detectable difference ({interval})"
+
+
+def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch") -> pd.DataFrame:
+    """Per (method, label fraction): MAE, RMSE and R² over runs, how runs stopped and which learning rate
+    they chose; against the baseline on the same (fold, finetuning seed) pairs, the mean difference in MAE,
+    over folds (each the mean over its seeds), its corrected standard error and p (`corrected_t`) and the 95 %
+    interval as a % of the baseline's MAE.
+    Two dummy rows per fraction (the training subset's mean and median, from the baseline's runs); a method
+    beats the dummy if its mean MAE is below both; a fraction where no trained method does is `failed`."""
+    # runs recorded before these fields were: the largest subset of the fold, the method itself, unrecorded
+    if "n_train_fold" not in runs:
+        runs = runs.assign(n_train_fold=(runs["n_train"] + runs["n_val"]).groupby(runs["fold"]).transform("max"))
+    runs = runs.assign(**{k: v for k, v in {"base_method": runs["method"], "pretrain_epochs": np.nan,
+                                            "precision": "unrecorded"}.items() if k not in runs})  # fmt: skip
+    rows = []
+    for (method, fraction), g in runs.groupby(["method", "fraction"], sort=True):
+        row = {"method": method, "fraction": fraction, "n_runs": len(g), "mae_mean": g["mae"].mean(),
+               **{k: g[k].iloc[0] for k in ("base_method", "pretrain_epochs") if k in g},
+               "mae_std": g["mae"].std(ddof=1) if len(g) > 1 else 0.0, "rmse_mean": g["rmse"].mean(),
+               "r2_mean": g["r2"].mean(), "val_mae_mean": g["val_mae"].mean(), "cap_share": g["hit_cap"].mean(),
+               "best_step_median": float(g["best_step"].median()), "precision": ", ".join(sorted(set(g["precision"]))),
+               "lrs": ", ".join(f"{lr:g} ×{n}" for lr, n in sorted(g["lr"].value_counts().items()))}  # fmt: skip
+        base = runs[(runs["method"] == baseline) & (runs["fraction"] == fraction)]
+        if method != baseline and len(base):
+            pairs = g.merge(base, on=["fold", "seed"], suffixes=("", "_base"))
+            if len(pairs):
+                # The fold is the unit: the runs of one fold (finetuning and pretraining seeds) share its test set
+                # and, at 100 %, its training data, so their differences are averaged first. The correction uses
+                # the whole training fold: the label subsets of two folds overlap less than the folds do, so the
+                # folds' n_test/n_train (1/(k-1)) bounds their correlation, where a subset's own size would
+                # overstate it tenfold at 10 % of the labels.
+                folds = pairs.assign(d=pairs["mae"] - pairs["mae_base"]).groupby("fold")
+                test = corrected_t(folds["d"].mean().to_numpy(), float(folds["n_train_fold"].mean().mean()),
+                                   float(folds["n_test"].mean().mean()))  # fmt: skip
+                base_mae = float(pairs["mae_base"].mean())
+                lo, hi = t_interval(test["diff_mean"], test["diff_se"], test["df"])
+                row.update(test, base_mae=base_mae, change_pct=100 * test["diff_mean"] / base_mae,
+                           ci_low_pct=100 * lo / base_mae, ci_high_pct=100 * hi / base_mae)  # fmt: skip
+        rows.append(row)
+        if method == baseline:
+            once = g.drop_duplicates(["fold", "seed"])
+            for name, key in zip(DUMMIES, ("mean", "median"), strict=True):
+                rows.append({"method": name, "fraction": fraction, "n_runs": len(once), "mae_mean": once[f"dummy_{key}_mae"].mean(),
+                             "mae_std": once[f"dummy_{key}_mae"].std(ddof=1) if len(once) > 1 else 0.0,
+                             "rmse_mean": once[f"dummy_{key}_rmse"].mean(), "r2_mean": once[f"dummy_{key}_r2"].mean()})  # fmt: skip
+    out = pd.DataFrame(rows)
+    for col in ("diff_mean", "diff_se", "df", "p_value", "base_mae", "change_pct", "ci_low_pct", "ci_high_pct"):
+        if col not in out:
+            out[col] = np.nan
+    dummy = out[out["method"].isin(DUMMIES)].groupby("fraction")["mae_mean"].min()
+    out["beats_dummy"] = [m not in DUMMIES and f in dummy.index and mae < dummy[f]
+                          for m, f, mae in zip(out["method"], out["fraction"], out["mae_mean"], strict=True)]  # fmt: skip
+    ok = out[out["beats_dummy"]].groupby("fraction").size()
+    out["failed"] = [f not in ok.index for f in out["fraction"]]
+    return out
+
+
+def compare_all(summary: pd.DataFrame) -> pd.DataFrame:
+    """Every comparison with scratch shown in one report (rows of `summarize_runs`, several properties):
+    Holm-adjusted p over all of them, the interval at the level Holm tests each one at (the corrected
+    interval: it excludes 0 whenever the adjusted p is below 0.05) and the verdict. Failed cells (no model
+    beats the dummy) are left out of the family and get no verdict but 'failed'."""
+    out = summary.copy()
+    tested = ~out["method"].isin(DUMMIES) & out["p_value"].notna() & ~out["failed"]
+    adjusted, levels = holm(np.where(tested, out["p_value"], np.nan))
+    out["p_holm"] = adjusted
+    bounds = np.array([t_interval(m, se, int(df), a) if t else (np.nan, np.nan)
+                       for m, se, df, a, t in zip(out["diff_mean"], out["diff_se"], out["df"].fillna(0), levels, tested, strict=True)],
+                      dtype=float).reshape(-1, 2)  # fmt: skip
+    out["corrected_low_pct"] = 100 * bounds[:, 0] / out["base_mae"]
+    out["corrected_high_pct"] = 100 * bounds[:, 1] / out["base_mae"]
+    compared = out["change_pct"].notna()  # every method but scratch and the dummies
+    out["verdict"] = [
+        "" if not c else "failed: no model beats the dummy" if failed else verdict(ch, a, b, p) if t else "not tested"
+        for c, failed, t, ch, a, b, p in zip(compared, out["failed"], tested, out["change_pct"], out["corrected_low_pct"],
+                                              out["corrected_high_pct"], out["p_holm"], strict=True)
+    ]  # fmt: skip
+    return out
+
+
+def summarize_property(spec: dict[str, Any], out: Path) -> None:
+    """The friendly per-property target: every run's metrics and the per-method summary."""
+    keep = ["method", "base_method", "pretrain_epochs", "pretrain_seed", "fold", "fraction", "seed", "precision", "mae", "rmse",
+            "r2", "n_train", "n_val", "n_test", "n_train_fold", "lr", "val_mae", "best_step", "steps", "stopped", "hit_cap"]  # fmt: skip
+    rows = []
+    for d in spec["runs"]:
+        m = read_json(Path(d) / "metrics.json")
+        dummy = {f"dummy_{k}_{metric}": v for k, scores in m["dummy"].items() for metric, v in scores.items()}
+        rows.append({k: m[k] for k in keep} | dummy | {"dir": d})
+    runs = pd.DataFrame(rows)
+    summary = summarize_runs(runs)
+    write_json({"property": spec["property"], "unit": spec.get("unit", ""), "transform": spec.get("transform", "none"),
+                "summary": summary.to_dict("records"), "runs": runs.to_dict("records")}, out)  # fmt: skip
