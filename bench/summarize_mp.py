@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from matssl.config import load_config
-from matssl.report import excluded_text, fmt, method_order
+from matssl.report import CAP_WARNING, excluded_text, fmt, method_order
 from matssl.stages import Plan
 from matssl.stats import DUMMIES, compare_all, summarize_runs
 
@@ -45,7 +45,7 @@ def cell(r: pd.Series) -> str:
     if r["method"] in DUMMIES or r["method"] == "scratch":
         return text
     flags = "" if r["beats_dummy"] else "; does not beat the dummy"
-    flags += f"; {100 * r['cap_share']:.0f} % hit the step cap" if r["cap_share"] > 0.5 else ""
+    flags += f"; {100 * r['cap_share']:.0f} % hit the step cap" if r["cap_share"] > CAP_WARNING else ""
     return f"{text} ({r['verdict'] or '–'}{flags})"
 
 

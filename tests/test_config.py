@@ -44,6 +44,9 @@ def test_committed_schema_is_current():
         (lambda c: c["finetune"].update(folds=[0, 5]), "finetune.folds [0, 5]: property 'dielectric' has folds 0 to 4"),
         (lambda c: c["finetune"]["optim"].update(lrs=[]), "lrs must be a non-empty list"),
         (lambda c: c["pretrain"].update(seeds=[]), "pretrain.seeds: List should have at least 1 item"),
+        (lambda c: c["finetune"].update(seeds=[0, 0]), "finetune.seeds: Value error, [0, 0]: each value once"),
+        (lambda c: c["finetune"].update(folds=[]), "finetune.folds: List should have at least 1 item"),
+        (lambda c: c["finetune"]["optim"].update(patience=10, warmup_steps=20), "patience (10) must exceed warmup_steps (20)"),
         # dielectric: 3,811 structures per training fold, 0.3 % of them are 12: 10 validate and 2 train
         (
             lambda c: c["finetune"].update(fractions=[0.003, 1.0]),

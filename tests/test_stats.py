@@ -26,13 +26,19 @@ def test_corrected_t_by_hand():
     lo, hi = t_interval(r["diff_mean"], r["diff_se"], r["df"])
     assert (lo, hi) == pytest.approx((-0.2 - 3.182446305 * se, -0.2 + 3.182446305 * se))  # t(0.975, 3)
     assert math.isnan(corrected_t(np.array([-0.1]), 80, 20)["p_value"])
+    assert math.isnan(corrected_t(np.array([-0.1, float("nan")]), 80, 20)["p_value"])
 
 
 def test_holm_by_hand():
     adjusted, levels = holm([0.01, 0.04, 0.03, float("nan")])
     # sorted 0.01, 0.03, 0.04: x3, x2, x1 = 0.03, 0.06, 0.04 -> monotone 0.03, 0.06, 0.06
     assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
-    assert levels[:3] == pytest.approx([0.05 / 3, 0.05 / 1, 0.05 / 2])
+    # 0.01 rejected at 0.05/3; 0.03 fails at 0.05/2, and 0.04 is judged at that level too, not at 0.05
+    assert levels[:3] == pytest.approx([0.05 / 3, 0.05 / 2, 0.05 / 2])
+    adjusted, levels = holm([0.03, 0.04])
+    assert adjusted == pytest.approx([0.06, 0.06]) and levels == pytest.approx([0.025, 0.025])
+    adjusted, levels = holm([0.001, 0.04])
+    assert adjusted == pytest.approx([0.002, 0.04]) and levels == pytest.approx([0.025, 0.05])
 
 
 def test_dummy_metrics_by_hand():

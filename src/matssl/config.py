@@ -7,7 +7,6 @@ the Snakefile and the CLI call; `workflow/schemas/config.schema.json` is generat
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -136,9 +135,17 @@ class FinetuneOptim(Strict):
     @field_validator("lrs")
     @classmethod
     def _lrs(cls, v: list[float]) -> list[float]:
-        if not v or any(lr <= 0 for lr in v):
-            raise ValueError("finetune.optim.lrs must be a non-empty list of positive learning rates")
+        if not v or any(lr <= 0 for lr in v) or len(set(v)) != len(v):
+            raise ValueError("finetune.optim.lrs must be a non-empty list of distinct positive learning rates")
         return v
+
+    @model_validator(mode="after")
+    def _patience_after_warmup(self) -> FinetuneOptim:
+        if self.patience <= self.warmup_steps:
+            raise ValueError(
+                f"patience ({self.patience}) must exceed warmup_steps ({self.warmup_steps}): a run would stop while warming up"
+            )
+        return self
 
 
 class MethodConfig(Strict):
@@ -173,6 +180,13 @@ class PretrainConfig(Strict):
     )
     volume_tolerance: float = Field(0.02, ge=0, lt=1, description="relative volume-per-atom tolerance of composition_volume")
 
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"{v}: each seed once")
+        return v
+
     @field_validator("budgets")
     @classmethod
     def _budgets(cls, v: list[int] | None) -> list[int] | None:
@@ -203,16 +217,19 @@ class FinetuneConfig(Strict):
     head_width: int = Field(128, gt=0)
     fractions: list[float] = Field(default_factory=lambda: [0.1, 0.25, 1.0])
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    folds: list[int] | None = Field(None, description="run only these fold numbers (default: all)")
+    folds: list[int] | None = Field(None, min_length=1, description="run only these fold numbers (default: all)")
     val_fraction: float = Field(
         0.1, gt=0, lt=0.5, description="of each training subset, for early stopping and the learning rate"
     )
     min_val: int = Field(10, ge=2, description="fewest validation structures (and fewest training structures) of a run")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
-    def n_val(self, n_subset: int) -> int:
-        """Validation structures of a training subset: val_fraction of it, at least min_val."""
-        return max(self.min_val, math.ceil(self.val_fraction * n_subset))
+    @field_validator("seeds", "folds")
+    @classmethod
+    def _distinct(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"{v}: each value once (a repeated one would count the same run twice)")
+        return v
 
     @field_validator("fractions")
     @classmethod
@@ -306,9 +323,11 @@ class Config(Strict):
         if n is None:
             return
         k = 5 if prop.folds == "matbench" else prop.n_folds
-        n_train = n * (k - 1) // k
-        for f in self.finetune.fractions:
-            problem = subset_problem(max(2, math.ceil(f * n_train)), n_train, self.finetune)  # evaluate.label_subset's size
+        from matssl.evaluate import subset_problem, subset_size
+
+        n_train, ft = n * (k - 1) // k, self.finetune
+        for f in ft.fractions:
+            problem = subset_problem(subset_size(n_train, f), n_train, ft.val_fraction, ft.min_val)
             if problem:
                 raise ValueError(f"finetune.fractions: {f:g} of property {name!r} ({src.task}): {problem}")
 
@@ -320,17 +339,6 @@ class Config(Strict):
 MATBENCH_SIZES = {"matbench_jdft2d": 636, "matbench_phonons": 1265, "matbench_dielectric": 4764, "matbench_log_gvrh": 10987,
                   "matbench_log_kvrh": 10987, "matbench_perovskites": 18928, "matbench_mp_gap": 106113,
                   "matbench_mp_is_metal": 106113, "matbench_mp_e_form": 132752}  # fmt: skip
-
-
-def subset_problem(n_subset: int, n_train_fold: int, ft: FinetuneConfig) -> str | None:
-    """Why a training subset of `n_subset` labelled structures (from a fold of `n_train_fold`) cannot be
-    finetuned: fewer than min_val left for training beside the validation split. None if it can."""
-    if n_subset - ft.n_val(n_subset) >= ft.min_val:
-        return None
-    return (
-        f"{n_subset} labelled training structures leave fewer than min_val={ft.min_val} for training beside "
-        f"{ft.n_val(n_subset)} for validation; the smallest usable fraction is about {2 * ft.min_val / n_train_fold:.3g}"
-    )
 
 
 class ConfigError(ValueError):

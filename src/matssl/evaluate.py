@@ -62,13 +62,33 @@ def run_splits(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     return {"n_folds": len(clean), "n_usable": len(usable), "dropped": dropped}
 
 
+def subset_size(n_train_fold: int, fraction: float) -> int:
+    return max(2, math.ceil(fraction * n_train_fold))
+
+
 def label_subset(train_ids: list[str], fraction: float, seed: int, fold: int) -> list[str]:
     """The first ceil(fraction * n) ids of a permutation fixed by (seed, fold): subsets are nested
     across fractions and identical for every method."""
     ids = sorted(train_ids)
     order = np.random.default_rng([seed, fold]).permutation(len(ids))
-    n = max(2, math.ceil(fraction * len(ids)))
-    return [ids[i] for i in order[:n]]
+    return [ids[i] for i in order[: subset_size(len(ids), fraction)]]
+
+
+def n_validation(n_subset: int, val_fraction: float, min_val: int) -> int:
+    """Validation structures of a training subset: val_fraction of it, at least min_val."""
+    return max(min_val, math.ceil(val_fraction * n_subset))
+
+
+def subset_problem(n_subset: int, n_train_fold: int, val_fraction: float, min_val: int) -> str | None:
+    """Why a training subset of `n_subset` labelled structures (from a fold of `n_train_fold`) cannot be
+    finetuned: fewer than min_val left for training beside the validation split. None if it can."""
+    n_val = n_validation(n_subset, val_fraction, min_val)
+    if n_subset - n_val >= min_val:
+        return None
+    return (
+        f"{n_subset} labelled training structures leave fewer than min_val={min_val} for training beside "
+        f"{n_val} for validation; the smallest usable fraction is about {2 * min_val / n_train_fold:.3g}"
+    )
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

@@ -21,9 +21,9 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from matssl.config import FinetuneConfig, subset_problem
+from matssl.config import FinetuneConfig
 from matssl.encoders import Regressor, load_encoder
-from matssl.evaluate import label_subset, regression_metrics, transform_labels
+from matssl.evaluate import label_subset, n_validation, regression_metrics, subset_problem, transform_labels
 from matssl.graphs import GraphSet
 from matssl.io import read_json, write_json
 from matssl.table import read_table, write_table
@@ -50,10 +50,10 @@ def thin(history: list[dict[str, float]], best_step: int) -> list[dict[str, floa
 
 def split_subset(subset: list[str], ft: FinetuneConfig, n_train_fold: int, fraction: float) -> tuple[list[str], list[str]]:
     """(validation ids, fitting ids) of a training subset; refuses one too small for min_val of each."""
-    problem = subset_problem(len(subset), n_train_fold, ft)
+    problem = subset_problem(len(subset), n_train_fold, ft.val_fraction, ft.min_val)
     if problem:
         raise ValueError(f"label fraction {fraction:g}: {problem}")
-    n_val = ft.n_val(len(subset))
+    n_val = n_validation(len(subset), ft.val_fraction, ft.min_val)
     return subset[:n_val], subset[n_val:]
 
 
@@ -85,7 +85,10 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     mean, std = float(y_fit.mean()), float(y_fit.std()) or 1.0
 
     torch.manual_seed(p["seed"])
-    model = Regressor(load_encoder(str(Path(up["pretrain"]) / "encoder.pt")), ft.head_width)
+    encoder = load_encoder(str(Path(up["pretrain"]) / "encoder.pt"))
+    if p["pretrain_epochs"] == 0:  # no pretraining: the encoder's random start, too, is drawn by the finetuning seed
+        encoder = type(encoder)(**encoder.hparams)
+    model = Regressor(encoder, ft.head_width)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     fit_pos, val_pos, test_pos = (graphs.subset_index(ids) for ids in (fit_ids, val_ids, test_ids))
     target = torch.tensor((y_fit - mean) / std, dtype=torch.float32)
@@ -109,13 +112,15 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
                         patience=o.patience, warmup_steps=o.warmup_steps, cosine=True)  # fmt: skip
         trainer = Trainer(model, budget, p["seed"], device, checkpoint=checkpoint, tag=f"lr{k}", extra=lambda: state)
         history = trainer.fit(len(fit_pos), step, validate)
-        if all(trainer.best_score < g["val_mae"] for g in state["grid"]):  # (a validation MAE of NaN never wins)
-            state["best_state"] = trainer.best_state or {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if trainer.best_state is not None and all(trainer.best_score < g["val_mae"] for g in state["grid"]):
+            state["best_state"] = trainer.best_state  # (a run whose validation MAE was never finite has none)
         state["grid"].append({"lr": lr, "val_mae": trainer.best_score, "best_step": trainer.best_step, "steps": trainer.step,
                               "stopped": trainer.stopped, "resumed_from_epoch": trainer.resumed_from,
                               "history": thin(history, trainer.best_step)})  # fmt: skip
         log.info("lr %g: validation MAE %.4g at step %d of %d (%s)", lr, trainer.best_score, trainer.best_step, trainer.step,
                  trainer.stopped)  # fmt: skip
+    if state["best_state"] is None:
+        raise ValueError(f"no learning rate of {o.lrs} gave a finite validation MAE: every run diverged (try smaller ones)")
     chosen = min(state["grid"], key=lambda g: g["val_mae"])  # the first of equals: the grid's order
     model.load_state_dict(state["best_state"])
 

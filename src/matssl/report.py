@@ -303,7 +303,7 @@ def table_cell(r: pd.Series) -> dict[str, Any]:
     tested = math.isfinite(r.get("ci_low_pct", math.nan))  # a comparison with scratch over two or more pairs
     return {
         "mae": f"{fmt(r['mae_mean'])}{spread}", "n": int(r["n_runs"]), "rmse": fmt(r["rmse_mean"]), "r2": fmt(r["r2_mean"], 2),
-        "change": f"{r['change_pct']:+.1f} % (95 % CI {r['ci_low_pct']:+.1f} to {r['ci_high_pct']:+.1f})" if tested else "",
+        "change": f"{r['change_pct']:+.1f} % ({r['ci_low_pct']:+.1f} to {r['ci_high_pct']:+.1f})" if tested else "",
         "verdict": r.get("verdict") or "", "helps": str(r.get("verdict", "")).startswith("helps"),
         "hurts": str(r.get("verdict", "")).startswith("hurts"), "flags": flags,
         "lrs": "" if dummy else f"lr {r['lrs']}; median best step {r['best_step_median']:.0f}",
@@ -337,7 +337,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
                 note.append("failed: no model beats the dummy; left out of every comparison")
             elif len(scratch) and not scratch.iloc[0]["beats_dummy"]:
                 note.append("scratch does not beat the dummy: gains are against a failed baseline")
-            for m in method_order(cell["method"])[len(DUMMIES) + 1 :]:
+            for m in [m for m in method_order(cell["method"]) if m not in DUMMIES and m != "scratch"]:
                 r = cell[cell["method"] == m].iloc[0]
                 summary_rows.append({"property": name, "fraction": f"{100 * f:g}%", "method": m, "mae": fmt(r["mae_mean"]),
                                      "unit": unit, "verdict": r["verdict"], "p": fmt_p(r["p_holm"]),

@@ -3,7 +3,8 @@
 A stage's directory is `<results>/<kind>/<label>-<hash>`. The hash covers exactly what determines
 the output: the stage's own resolved parameters, the hashes of its upstream stages, the content of
 input files it reads from outside the results folder, a fingerprint of the source code that computes
-it and the versions of the libraries that compute it (`COMPUTE`). The device, thread count and the MP API key are not in it (they do not change what is
+it and the versions of the libraries that compute it (`COMPUTE`, as installed where Snakemake plans the
+run: with `--sdm conda` the jobs' environment is another one, whose versions only the manifests record). The device, thread count and the MP API key are not in it (they do not change what is
 computed, or must never be stored). Snakemake asks the plan for a stage's inputs and parameters; the
 job itself gets a JSON `spec` and runs one `matssl stage` command.
 """
@@ -42,6 +43,9 @@ CODE: dict[str, list[str]] = {
     "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "leakage.py", "augment.py", "objectives/*.py", *KERNELS],
     "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", *KERNELS],
     "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", *KERNELS],
+    # not cached stages, but their rules take this as a parameter, so that new statistics re-summarise
+    "property": ["stats.py"],
+    "report": ["stats.py", "report.py", "templates/*.j2"],
 }
 # The files each stage kind writes (the last one is written last: its presence means "done").
 OUTPUTS: dict[str, list[str]] = {

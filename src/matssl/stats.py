@@ -37,7 +37,10 @@ def corrected_t(diffs: np.ndarray, n_train: float, n_test: float) -> dict[str, f
         }
     mean, var = float(d.mean()), float(d.var(ddof=1))
     se = math.sqrt((1.0 / len(d) + n_test / n_train) * var)
-    p = float(2 * student_t.sf(abs(mean) / se, len(d) - 1)) if se > 0 else float(mean == 0)
+    if not (math.isfinite(mean) and math.isfinite(se)):
+        p = float("nan")
+    else:  # (identical non-zero differences: se 0, p 0)
+        p = float(2 * student_t.sf(abs(mean) / se, len(d) - 1)) if se > 0 else float(mean == 0)
     return {"diff_mean": mean, "diff_se": se, "df": len(d) - 1, "p_value": p}
 
 
@@ -52,15 +55,20 @@ def t_interval(mean: float, se: float, df: int, alpha: float = ALPHA) -> tuple[f
 
 
 def holm(p_values: list[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Holm's step-down adjustment: (adjusted p-values, the level alpha/(m - rank + 1) at which each
-    hypothesis is tested), in the input order; NaN entries are not in the family and stay NaN."""
+    """Holm's step-down adjustment: (adjusted p-values, the level each hypothesis is judged at), in the input
+    order; NaN entries are not in the family and stay NaN. The k-th smallest p is tested at alpha/(m - k + 1)
+    until the first that fails; every later one keeps that failing step's level, so an interval at its level
+    excludes 0 exactly when Holm rejects (p = (0.03, 0.04): neither, though 0.04 < 0.05)."""
     p = np.asarray(p_values, float)
     adjusted, levels = np.full(len(p), np.nan), np.full(len(p), np.nan)
     family = np.flatnonzero(~np.isnan(p))
-    m, running = len(family), 0.0
+    m, running, stopped = len(family), 0.0, None
     for rank, i in enumerate(family[np.argsort(p[family], kind="stable")]):
         running = max(running, min(1.0, (m - rank) * p[i]))
-        adjusted[i], levels[i] = running, ALPHA / (m - rank)
+        adjusted[i] = running
+        levels[i] = stopped if stopped is not None else ALPHA / (m - rank)
+        if stopped is None and running >= ALPHA:
+            stopped = levels[i]
     return adjusted, levels
 
 

@@ -4,7 +4,7 @@ import json
 from snakemake.logging import logger
 
 from matssl.config import parse_config
-from matssl.stages import Plan, invalidate_damaged
+from matssl.stages import Plan, code_fingerprint, invalidate_damaged
 
 PLAN = Plan(parse_config(config))
 RESULTS = PLAN.cfg.results

@@ -35,5 +35,6 @@ rule property:
         ENV
     params:
         spec=lambda wc: json.dumps(PLAN.property_spec(wc.prop)),
+        code=code_fingerprint("property"),
     shell:
         "matssl property --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"

@@ -18,5 +18,6 @@ rule report:
         ENV
     params:
         spec=lambda wc: json.dumps(PLAN.report_spec()),
+        code=code_fingerprint("report"),
     shell:
         "matssl report --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
