@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from matssl.probes import ELEMENT_PROPERTIES, magpie_features, make_model, mean_pooled, sine_coulomb_eigenvalues
+from matssl.probes import ELEMENT_PROPERTIES, fit_rows, magpie_features, make_model, mean_pooled, sine_coulomb_eigenvalues
 
 
 def test_sine_coulomb_matrix_by_hand():
@@ -47,3 +47,12 @@ def test_scalers_are_fitted_on_training_rows_only(name):
     assert pipeline.named_steps["standardscaler"].mean_ == pytest.approx(x.mean(0))
     assert model.transformer_.mean_ == pytest.approx([y.mean()])
     assert np.abs(model.predict(x) - y).mean() < np.abs(y - y.mean()).mean()  # it learned something
+
+
+def test_kernel_ridge_is_fitted_on_a_bounded_seeded_subsample():
+    train = np.arange(100, 300)
+    rows = fit_rows(train, "kernel_ridge", cap=50, seed=3)
+    assert len(rows) == 50 and set(rows) <= set(train) and np.array_equal(rows, fit_rows(train, "kernel_ridge", 50, 3))
+    assert not np.array_equal(rows, fit_rows(train, "kernel_ridge", 50, 4))  # another seed, another sample
+    assert np.array_equal(fit_rows(train, "kernel_ridge", 200, 3), train)  # at or below the cap: every row
+    assert np.array_equal(fit_rows(train, "ridge", 50, 3), train)  # linear and forest models: every row

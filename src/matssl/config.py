@@ -251,6 +251,12 @@ class ProbeConfig(Strict):
     )
     fractions: list[float] | None = Field(None, description="label fractions (default: finetune.fractions)")
     rf_trees: int = Field(100, gt=0, description="random forest size (scikit-learn's default: 100)")
+    kernel_ridge_max_train: int = Field(
+        5000,
+        ge=10,
+        description="kernel ridge holds n x n kernels (O(n^2) memory: 5,000 rows are 200 MB a matrix, and its grid search "
+        "keeps several): above this many training structures it is fitted on a seeded sub-sample of this size",
+    )
     map_points: int = Field(3000, ge=0, description="structures drawn in the 2-D embedding map (0: no map)")
 
 

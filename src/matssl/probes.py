@@ -153,6 +153,14 @@ def make_model(name: str, n_features: int, seed: int, threads: int, trees: int, 
     return TransformedTargetRegressor(regressor=reg, transformer=StandardScaler())
 
 
+def fit_rows(train: np.ndarray, model: str, cap: int, seed: int) -> np.ndarray:
+    """The training rows a probe model is fitted on: all of them, except for kernel ridge above `cap` rows
+    (its n x n kernels), a seeded random sub-sample of `cap`."""
+    if model != "kernel_ridge" or len(train) <= cap:
+        return train
+    return np.sort(np.random.default_rng([seed, len(train)]).choice(train, cap, replace=False))
+
+
 def pca_map(x: np.ndarray) -> np.ndarray:
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
@@ -211,12 +219,13 @@ def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
                 train = np.array([row[i] for i in label_subset(fold["train"], frac, seed, fold_no) if i in row])
                 for rep, x in reps.items():
                     for model in cfg["models"]:
-                        reg = make_model(model, x.shape[1], seed, threads, cfg["rf_trees"], len(train))
-                        reg.fit(x[train], y[train])
+                        rows = fit_rows(train, model, cfg["kernel_ridge_max_train"], seed)
+                        reg = make_model(model, x.shape[1], seed, threads, cfg["rf_trees"], len(rows))
+                        reg.fit(x[rows], y[rows])
                         metrics = regression_metrics(y[test], reg.predict(x[test]))
                         results.append({"representation": rep, "family": family[rep], "model": model, "fold": fold_no,
                                         "fraction": frac, "seed": seed, **metrics, "n_train": len(train),
-                                        "n_test": len(test)})  # fmt: skip
+                                        "n_fit": len(rows), "n_test": len(test)})  # fmt: skip
                 log.info("probe %s: fold %d, %g of labels, seed %d done", prop["name"], fold_no, frac, seed)
     write_table(pa.Table.from_pylist(results), out / "probes.parquet")
 
