@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv with matssl and its tools. Installs torch first and explicitly: the CUDA build when an
-# NVIDIA GPU is visible, else the CPU build (a bare `torch` requirement would pull a multi-GB CUDA build).
+# NVIDIA GPU is visible or MATSSL_TORCH=cuda, else the CPU build (a bare `torch` requirement would pull a
+# multi-GB CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
@@ -11,6 +12,9 @@ PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 if .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') already installed"
+elif [ "${MATSSL_TORCH:-}" = cuda ]; then
+  # the CUDA build on a machine without a GPU: a cluster's login node setting up for its GPU nodes
+  $PIP install -q "torch==$TORCH_VERSION"
 elif $PIP install -q --no-index --no-deps "torch==$TORCH_VERSION" 2>/dev/null; then
   echo "torch $TORCH_VERSION from a local wheel (pip find-links)"
 elif command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then

@@ -60,3 +60,16 @@ def test_warmup_then_cosine_to_zero():
     flat = Budget(lr=0.3, batch_size=2, epochs=3)
     assert flat.lr_at(0, 30) == flat.lr_at(29, 30) == 0.3 and flat.total_steps(10) == 30
     assert math.isclose(b.lr_at(35, 110), 0.5 * (1 + math.cos(math.pi * 25 / 100)))
+
+
+def test_a_slurm_job_that_asked_for_a_gpu_and_sees_none_fails(monkeypatch):
+    from matssl.train import check_gpu_request
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    with pytest.raises(RuntimeError, match=r"asked for 1 GPU\(s\) but PyTorch sees none .*device: cpu"):
+        check_gpu_request(1, "auto")
+    check_gpu_request(1, "cpu")  # a config that wants the CPU says so
+    check_gpu_request(0, "auto")  # the profile asked for none (gpu=0)
+    monkeypatch.delenv("SLURM_JOB_ID")
+    check_gpu_request(1, "auto")  # on one machine the gpu resource is only a counter

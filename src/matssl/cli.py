@@ -64,6 +64,10 @@ def cmd_stage(args: argparse.Namespace) -> None:
     # the job's own thread count (Snakemake's {threads}: the rule's, or the profile's set-threads), never part
     # of the spec, so that changing it re-runs nothing
     spec["runtime"] = {**spec.get("runtime", {}), "threads": args.threads}
+    if args.gpus:
+        from matssl.train import check_gpu_request
+
+        check_gpu_request(args.gpus, spec["runtime"].get("device", "auto"))
     started = time.time()
     logging.info("stage %s %s -> %s (%d threads)", args.kind, spec["key"], out, args.threads)
     extra = _runner(args.kind)(spec, out)
@@ -121,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--spec", required=True, help="the stage's JSON spec (from the workflow plan)")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1, help="CPU threads of this job (torch, scikit-learn)")
+    p.add_argument("--gpus", type=int, default=0, help="GPUs the job asked for (a SLURM job that sees none fails)")
     p.set_defaults(func=cmd_stage)
     for name, func in (("property", cmd_property), ("report", cmd_report)):
         p = sub.add_parser(name)

@@ -45,6 +45,21 @@ def precision(device: torch.device) -> str:
     return "bf16-autocast" if device.type == "cuda" else "fp32"
 
 
+def check_gpu_request(gpus: int, device: str) -> None:
+    """A cluster job that asked for a GPU (the rule's gpu resource, under SLURM) and sees none fails: on a
+    CPU it would train for hours without a word (a CPU build of torch, a partition without GPUs). A config
+    that wants the CPU says `device: cpu`; outside SLURM the gpu resource is only a counter."""
+    import os
+
+    if gpus > 0 and device == "auto" and os.environ.get("SLURM_JOB_ID") and not torch.cuda.is_available():
+        build = "CPU-only torch build" if torch.version.cuda is None else f"torch built for CUDA {torch.version.cuda}"
+        raise RuntimeError(
+            f"this SLURM job asked for {gpus} GPU(s) but PyTorch sees none ({build}; CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). Install the CUDA build (MATSSL_TORCH=cuda bash "
+            "scripts/setup.sh), use a GPU partition in slurm/config.yaml, or set pretrain.device / finetune.device: cpu"
+        )
+
+
 def device_facts(device: torch.device) -> dict[str, str]:
     """Where a job ran, for its manifest: the device, its numeric mode and, on a CPU, whether the compiled
     kernel ran (matssl.kernels; the PyTorch fallback agrees to ~1e-6, not bit for bit)."""

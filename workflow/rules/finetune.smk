@@ -21,7 +21,7 @@ rule finetune:
         spec=stage_spec("finetune"),
         dir=stage_dir("finetune"),
     shell:
-        "matssl stage finetune --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
+        "matssl stage finetune --spec {params.spec:q} --out {params.dir:q} --threads {threads} --gpus {resources.gpu:q} > {log:q} 2>&1"
 
 
 rule property:

@@ -21,4 +21,4 @@ rule pretrain:
         spec=stage_spec("pretrain"),
         dir=stage_dir("pretrain"),
     shell:
-        "matssl stage pretrain --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
+        "matssl stage pretrain --spec {params.spec:q} --out {params.dir:q} --threads {threads} --gpus {resources.gpu:q} > {log:q} 2>&1"
