@@ -211,6 +211,11 @@ class PropertyConfig(Strict):
     n_folds: int = Field(5, ge=2)
     fold_seed: int = 0
 
+    @property
+    def fold_count(self) -> int:
+        """Matbench's folds are 5; kfold has n_folds."""
+        return 5 if self.folds == "matbench" else self.n_folds
+
 
 class FinetuneConfig(Strict):
     optim: FinetuneOptim = FinetuneOptim()
@@ -308,7 +313,7 @@ class Config(Strict):
                 raise ValueError(f"properties.{name}.dataset {prop.dataset!r} is not one of datasets: {sorted(self.datasets)}")
             if prop.folds == "matbench" and not isinstance(self.datasets[prop.dataset], MatbenchSource):
                 raise ValueError(f"properties.{name}.folds: 'matbench' needs a matbench dataset")
-            k = 5 if prop.folds == "matbench" else prop.n_folds
+            k = prop.fold_count
             if self.finetune.folds is not None and any(not 0 <= f < k for f in self.finetune.folds):
                 raise ValueError(f"finetune.folds {self.finetune.folds}: property {name!r} has folds 0 to {k - 1}")
             self._check_subset_sizes(name, prop)
@@ -328,9 +333,9 @@ class Config(Strict):
         n = MATBENCH_SIZES.get(src.task) if isinstance(src, MatbenchSource) else None
         if n is None:
             return
-        k = 5 if prop.folds == "matbench" else prop.n_folds
         from matssl.evaluate import subset_problem, subset_size
 
+        k = prop.fold_count
         n_train, ft = n * (k - 1) // k, self.finetune
         for f in ft.fractions:
             problem = subset_problem(subset_size(n_train, f), n_train, ft.val_fraction, ft.min_val)

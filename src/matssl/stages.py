@@ -4,7 +4,8 @@ A stage's directory is `<results>/<kind>/<label>-<hash>`. The hash covers exactl
 the output: the stage's own resolved parameters, the hashes of its upstream stages, the content of
 input files it reads from outside the results folder, a fingerprint of the source code that computes
 it and the versions of the libraries that compute it (`COMPUTE`, as installed where Snakemake plans the
-run: with `--sdm conda` the jobs' environment is another one, whose versions only the manifests record). The device, thread count and the MP API key are not in it (they do not change what is
+run: with `--sdm conda` the jobs' environment is another one, whose versions only the manifests record).
+The device, thread count and the MP API key are not in it (they do not change what is
 computed, or must never be stored). Snakemake asks the plan for a stage's inputs and parameters; the
 job itself gets a JSON `spec` and runs one `matssl stage` command.
 """
@@ -85,13 +86,17 @@ def code_fingerprint(kind: str) -> str:
     return h.hexdigest()[:16]
 
 
-@cache
-def compute_versions(kind: str) -> dict[str, str]:
+def installed_versions(packages: list[str]) -> dict[str, str]:
     out = {}
-    for p in COMPUTE[kind]:
+    for p in packages:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[p] = metadata.version(p)
     return out
+
+
+@cache
+def compute_versions(kind: str) -> dict[str, str]:
+    return installed_versions(COMPUTE[kind])
 
 
 @dataclass
@@ -252,7 +257,7 @@ class Plan:
         return self._add(Stage("pretrain", label, params, cfg.results, upstream, runtime=runtime))
 
     def fold_numbers(self, prop: str) -> list[int]:
-        n = self.cfg.properties[prop].n_folds if self.cfg.properties[prop].folds == "kfold" else 5
+        n = self.cfg.properties[prop].fold_count
         return self.cfg.finetune.folds if self.cfg.finetune.folds is not None else list(range(n))
 
     def _finetunes(self, prop: str) -> list[Stage]:
@@ -329,11 +334,7 @@ class Plan:
 
 # --------------------------------------------------------------------------- manifests
 def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for p in PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[p] = metadata.version(p)
-    return out
+    return {"python": platform.python_version(), **installed_versions(PACKAGES)}
 
 
 def peak_memory_mb() -> float:

@@ -97,7 +97,7 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch") -> pd.DataFram
     rows = []
     for (method, fraction), g in runs.groupby(["method", "fraction"], sort=True):
         row = {"method": method, "fraction": fraction, "n_runs": len(g), "mae_mean": g["mae"].mean(),
-               **{k: g[k].iloc[0] for k in ("base_method", "pretrain_epochs") if k in g},
+               "base_method": g["base_method"].iloc[0], "pretrain_epochs": g["pretrain_epochs"].iloc[0],
                "mae_std": g["mae"].std(ddof=1) if len(g) > 1 else 0.0, "rmse_mean": g["rmse"].mean(),
                "r2_mean": g["r2"].mean(), "val_mae_mean": g["val_mae"].mean(), "cap_share": g["hit_cap"].mean(),
                "best_step_median": float(g["best_step"].median()), "precision": ", ".join(sorted(set(g["precision"]))),

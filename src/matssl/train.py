@@ -232,17 +232,15 @@ class Trainer:
             wall = time.perf_counter() - t0
             row = {"epoch": epoch + 1, "step": self.step, **{k: v / max(seen, 1) for k, v in sums.items()}}
             row["graphs_per_s"] = seen / wall if wall > 0 else 0.0
-            if monitor is not None:
+            if monitor is not None or validate is not None:
                 self.model.eval()
                 with torch.no_grad(), autocast(self.device):
-                    row.update(monitor())
-            if validate is not None:
-                self.model.eval()
-                with torch.no_grad(), autocast(self.device):
-                    row["val"] = float(validate())
-                if row["val"] < self.best_score:
-                    self.best_score, self.best_step = row["val"], self.step
-                    self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                    row.update(monitor() if monitor is not None else {})
+                    if validate is not None:
+                        row["val"] = float(validate())
+            if validate is not None and row["val"] < self.best_score:
+                self.best_score, self.best_step = row["val"], self.step
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if validate is not None and b.patience is not None and self.step - self.best_step >= b.patience:
                 self.stopped = "early"
             elif self.step >= total:
