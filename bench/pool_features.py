@@ -1,12 +1,12 @@
 """Graph construction and fingerprints on the 36,737-structure Materials Project pool, with memory.
 
-    .venv/bin/python bench/pool_features.py                 # writes bench/results/pool_features.json
-    .venv/bin/python bench/pool_features.py --fingerprint-sample 36737   # fingerprints for the whole pool
+    .venv/bin/python bench/pool_features.py      # writes bench/results/pool_features.json
 
-Each measurement runs in its own process (one core), so its peak resident memory is its own: reading
-the pool, building every graph (the `graphs` stage's work) and saving the GraphSet; and the
-species-agnostic ACSF + SOAP fingerprints of a seeded random sample of the pool (all of it takes
-~8 minutes on one core).
+Each measurement runs in its own process, so its peak resident memory is its own: reading the pool,
+building every graph (the `graphs` stage's work, one core) and saving the GraphSet; each fingerprint
+kind alone on 1,000 structures (one core); and the element-aware fingerprints (wACSF, SOAP over element
+groups, EAD) of the whole pool streamed to Parquet by two worker processes, as the `fingerprints` stage
+does with two threads (target: <= 10 minutes and <= 4 GiB on 2 cores).
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ def graphs_job(queue, tmp: str) -> None:
                "graphs_npz_mb": round(size / 2**20, 1), "peak_memory_mb": round(peak_mb(), 1)})  # fmt: skip
 
 
-def fingerprints_job(queue, n: int) -> None:
+def fingerprints_job(queue, n: int, kinds: list[str], processes: int, tmp: str) -> None:
+    """What the `fingerprints` stage does: stream `kinds` of n pool structures to Parquet with `processes` workers."""
     import numpy as np
+    import pyarrow.parquet as pq
 
     from matssl import fingerprints
     from matssl.config import FingerprintConfig
@@ -63,11 +65,42 @@ def fingerprints_job(queue, n: int) -> None:
     crystals, _ = read_pool()
     pick = np.sort(np.random.default_rng(0).permutation(len(crystals))[:n])
     sample = [crystals[i] for i in pick]
+    del crystals
+    cfg = FingerprintConfig(kinds=kinds)
+    path = Path(tmp) / "atoms.parquet"
     t0 = time.perf_counter()
-    table = fingerprints.compute(sample, FingerprintConfig())
+    atoms = 0
+    with pq.ParquetWriter(path, fingerprints.schema(cfg)) as writer:
+        for b in fingerprints.stream(sample, cfg, processes=processes):
+            writer.write_batch(b)
+            atoms += b.num_rows
     wall = time.perf_counter() - t0
-    queue.put({"structures": len(sample), "atoms": table.num_rows, "wall_s": round(wall, 1),
-               "atoms_per_s": round(table.num_rows / wall, 1), "peak_memory_mb": round(peak_mb(), 1)})  # fmt: skip
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker
+    queue.put({"structures": len(sample), "atoms": atoms, "processes": processes, "dims": fingerprints.dims(cfg),
+               "wall_s": round(wall, 1), "atoms_per_s": round(atoms / wall, 1),
+               "peak_memory_mb": {"main": round(peak_mb(), 1), "worker": round(workers, 1),
+                                  "total": round(peak_mb() + processes * workers, 1)},
+               "parquet_mb": round(path.stat().st_size / 2**20, 1)})  # fmt: skip
+
+
+def kind_speed_job(queue, n: int) -> None:
+    """Atoms/s of each kind alone, one process, on a seeded sample."""
+    import numpy as np
+
+    from matssl import fingerprints
+    from matssl.config import FINGERPRINT_KINDS, FingerprintConfig
+
+    crystals, _ = read_pool()
+    sample = [crystals[i] for i in np.sort(np.random.default_rng(1).permutation(len(crystals))[:n])]
+    atoms = sum(len(c.numbers) for c in sample)
+    out = {}
+    for kind in FINGERPRINT_KINDS:
+        cfg = FingerprintConfig(kinds=[kind])
+        calc = fingerprints.Calculator(cfg)
+        t0 = time.perf_counter()
+        fingerprints.batch(sample, cfg, calc)
+        out[kind] = round(atoms / (time.perf_counter() - t0), 1)
+    queue.put({"structures": n, "atoms": atoms, "atoms_per_s": out})
 
 
 def in_process(target, *args) -> dict:
@@ -82,19 +115,27 @@ def in_process(target, *args) -> dict:
 def main() -> None:
     import tempfile
 
+    from matssl.fingerprints import ELEMENT_AWARE
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--fingerprint-sample", type=int, default=3000, help="structures to fingerprint")
+    parser.add_argument("--fingerprint-sample", type=int, default=36737, help="structures to fingerprint (all: 36737)")
+    parser.add_argument("--kinds", nargs="+", default=list(ELEMENT_AWARE), help="fingerprint kinds of the timed run")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (the stage's threads)")
     args = parser.parse_args()
     if not POOL.exists():
         raise SystemExit(f"{POOL} not found: this benchmark reads ../shared/data (see its README)")
     with tempfile.TemporaryDirectory() as tmp:
         graphs = in_process(graphs_job, tmp)
     print("graphs", graphs)
-    fps = in_process(fingerprints_job, args.fingerprint_sample)
+    speeds = in_process(kind_speed_job, 1000)
+    print("per kind", speeds)
+    with tempfile.TemporaryDirectory() as tmp:
+        fps = in_process(fingerprints_job, args.fingerprint_sample, args.kinds, args.processes, tmp)
     print("fingerprints", fps)
     result = {"pool": str(POOL.name), "host": platform.node(), "cpu_count": mp.cpu_count(), "date": time.strftime("%Y-%m-%d"),
               "graphs": {"cutoff": 8.0, "max_neighbors": 12, **graphs},
-              "fingerprints": {"kinds": ["acsf", "soap"], **fps}}  # fmt: skip
+              "fingerprints_per_kind_one_process": speeds,
+              "fingerprints": {"kinds": args.kinds, **fps}}  # fmt: skip
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {OUT}")
 

@@ -72,8 +72,11 @@ def corpus(nacl, silicon, triclinic):
     view_graphs, _ = GraphSet.build(views, 6.0, 12)
     views_of, complete = views_index(graphs, view_graphs)
     assert complete.all()
-    table = compute(crystals, FingerprintConfig(soap_n_max=2, soap_l_max=2))
-    return PretrainData(graphs, view_graphs, views_of, aligned_fingerprints(table, graphs, ["acsf", "soap"]))
+    kinds = ["wacsf", "soap_groups", "ead", "acsf_geometry", "soap_geometry"]
+    table = compute(
+        crystals, FingerprintConfig(kinds=kinds, soap_n_max=2, soap_l_max=2, soap_groups_n_max=2, soap_groups_l_max=2)
+    )
+    return PretrainData(graphs, view_graphs, views_of, aligned_fingerprints(table, graphs, kinds))
 
 
 ALL = [
@@ -84,8 +87,7 @@ ALL = [
     ("dssl", {"micro_property": "valence"}),
     ("negnn", {}),
     ("barlow", {}),
-    ("fingerprint", {"descriptor": "soap"}),
-    ("fingerprint", {"descriptor": "acsf"}),
+    *[("fingerprint", {"descriptor": k}) for k in ("wacsf", "soap_groups", "ead", "acsf_geometry", "soap_geometry")],
 ]
 
 

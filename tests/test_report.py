@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from matssl.fingerprints import LABELS
+
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -43,7 +45,13 @@ def test_report_renders_with_tables_and_plots(chromium, workflow_run, tmp_path):
     assert sum("embedding map" in i for i in images) == len(cfg["properties"])
     assert html.count('class="probe-table"') == len(cfg["properties"])
     probes = html.split('class="probe-table"', 1)[1].split("</table>", 1)[0]
-    for name in ["SOAP (mean)", "ACSF (mean)", "Magpie-style", "sine Coulomb", "negnn (layer sum)", "kernel ridge"]:
+    for name in [
+        *(f"{label} (mean)" for label in LABELS.values()),
+        "Magpie-style",
+        "sine Coulomb",
+        "negnn (layer sum)",
+        "kernel ridge",
+    ]:
         assert name in probes, name
     for method in cfg["pretrain"]["methods"]:
         assert f">{method}<" in html

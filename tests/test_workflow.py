@@ -1,6 +1,7 @@
 """End to end: the real workflow on 48 structures of the demo data, a couple of epochs."""
 
 import json
+import re
 
 import pytest
 
@@ -95,6 +96,22 @@ def test_damaged_stage_and_only_its_dependents_rerun(run, tmp_path):
     splits.write_text(text.replace('"test"', '"tset"', 1))
     out = subprocess.run([str(BIN / "matssl"), "verify", "results"], cwd=copy, capture_output=True, text=True)
     assert out.returncode == 1 and f"DAMAGED results/splits/{splits.parent.name}: folds.json" in out.stdout
+    # ... and sets its manifest aside, so that the next run re-makes it and its dependents
+    assert planned_jobs(copy) == {"graphs": 1, "splits": 1, "finetune": 12, "probe": 1, "property": 1, "report": 1, "all": 1}
+
+
+def test_deleted_manifest_reruns_its_stage_and_dependents(run, tmp_path):
+    import shutil
+
+    workdir, _ = run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    pretrain = next((copy / "results" / "pretrain").glob("negnn-s0-*"))
+    (pretrain / "manifest.json").unlink()
+    assert planned_jobs(copy) == {"pretrain": 1, "finetune": 2, "probe": 1, "property": 1, "report": 1, "all": 1}
+    finetune = next((copy / "results" / "finetune").glob("n-scratch-*"))
+    (finetune / "manifest.json").unlink()
+    assert planned_jobs(copy) == {"pretrain": 1, "finetune": 3, "probe": 1, "property": 1, "report": 1, "all": 1}
 
 
 def test_a_given_configfile_replaces_the_default_one(run, tmp_path):
@@ -110,3 +127,34 @@ def test_a_given_configfile_replaces_the_default_one(run, tmp_path):
     text = out.stdout + out.stderr
     assert "results-other/properties/m.json" in text
     assert "properties/n.json" not in text and "results/" not in text.replace("results-other/", "")
+
+
+def test_another_config_in_the_same_results_folder_remakes_the_summaries(run):
+    """report.html and properties/<name>.json are not in hashed folders: a config with one method fewer (every
+    finetuning stage of it finished) must re-make them, not show the other config's numbers, even where Snakemake
+    looks at modification times only."""
+    workdir, cfg = run
+    other = json.loads(json.dumps(cfg))
+    del other["pretrain"]["methods"]["barlow"]
+    write_config(workdir, other)
+    try:
+        out = snakemake(workdir, "--dry-run", "--cores", "1", "--rerun-triggers", "mtime")
+        assert "properties/n.json was made from another config" in out.stdout + out.stderr
+        expect = {"probe": 1, "property": 1, "report": 1, "all": 1}
+        assert planned_jobs(workdir, "--rerun-triggers", "mtime") == expect and planned_jobs(workdir) == expect
+    finally:
+        write_config(workdir, cfg)
+    assert planned_jobs(workdir) == {}
+
+
+def test_summaries_read_their_spec_from_a_file(run):
+    """The report's and a property's spec name every run: through a file, not one command-line argument (Linux
+    limits one to 128 KiB, which a large benchmark passes)."""
+    workdir, _ = run
+    out = snakemake(workdir, "--dry-run", "--printshellcmds", "--cores", "1", "--forcerun", "report", "property")
+    cmds = re.findall(r"^Shell command: (matssl (?:report|property) .*)$", out.stdout + out.stderr, re.M)
+    assert len(cmds) == 2, out.stdout + out.stderr
+    for cmd in cmds:
+        assert len(cmd) < 400 and "--spec-file" in cmd, cmd
+        path = cmd.split("--spec-file ", 1)[1].split(" ", 1)[0].strip("'")
+        assert json.loads((workdir / path).read_text())

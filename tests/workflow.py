@@ -24,7 +24,7 @@ def tiny_config(data: Path) -> dict:
         "graphs": {"cutoff": 6.0, "max_neighbors": 8},
         "encoder": {"name": "cgcnn", "width": 16, "layers": 2},
         "augment": {"n_views": 2},
-        "fingerprints": {"kinds": ["acsf", "soap"], "soap_n_max": 2, "soap_l_max": 2},
+        "fingerprints": {"soap_n_max": 2, "soap_l_max": 2, "soap_groups_n_max": 2, "soap_groups_l_max": 2},  # every kind
         "pretrain": {
             "pool": "tiny",
             "optim": {"epochs": 2, "batch_size": 16, "lr": 0.001},
@@ -32,7 +32,7 @@ def tiny_config(data: Path) -> dict:
                 "scratch": {"objective": "scratch"},
                 "crystalclr": {"objective": "crystalclr", "params": {"composition_similarity": True}},
                 "dssl": {"objective": "dssl", "params": {"micro_property": "stiffness"}},
-                "fingerprint": {"objective": "fingerprint", "params": {"descriptor": "soap"}},
+                "fingerprint": {"objective": "fingerprint", "params": {"descriptor": "wacsf"}},
                 "negnn": {"objective": "negnn"},
                 "barlow": {"objective": "barlow"},
             },
@@ -63,9 +63,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
     return proc
 
 
-def planned_jobs(workdir: Path) -> dict[str, int]:
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """Job counts per rule of a dry run ({} when there is nothing to do)."""
-    out = snakemake(workdir, "--dry-run", "--cores", "1")
+    out = snakemake(workdir, "--dry-run", "--cores", "1", *args)
     text = out.stdout + out.stderr
     if "Nothing to be done" in text:
         return {}

@@ -1,8 +1,8 @@
 """The `matssl` command line: one subcommand per workflow step, usable without Snakemake.
 
 matssl stage KIND --spec JSON --out DIR     run one content-hashed stage (what the rules call)
-matssl property --spec JSON --out FILE      summarise one property's finetuning runs
-matssl report --spec JSON --out FILE        write the HTML report
+matssl property --spec-file F --out FILE    summarise one property's finetuning runs
+matssl report --spec-file F --out FILE      write the HTML report
 matssl verify [RESULTS]                     check finished stages' files against their manifests
 matssl check-config CONFIG                  validate a config file
 matssl schema [--check]                     write (or check) workflow/schemas/config.schema.json
@@ -78,23 +78,25 @@ def cmd_stage(args: argparse.Namespace) -> None:
 def cmd_property(args: argparse.Namespace) -> None:
     from matssl.stats import summarize_property
 
-    summarize_property(json.loads(args.spec), Path(args.out))
+    summarize_property(json.loads(Path(args.spec_file).read_text()), Path(args.out))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     from matssl.report import write_report
 
-    write_report(json.loads(args.spec), Path(args.out))
+    write_report(json.loads(Path(args.spec_file).read_text()), Path(args.out))
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    """Check every finished stage under a results folder against the SHA-256 in its manifest."""
-    from matssl.stages import damaged_files
+    """Check every finished stage under a results folder against the SHA-256 in its manifest. A damaged stage's
+    manifest is set aside, so that the next workflow run re-runs it and everything downstream."""
+    from matssl.stages import damaged_files, set_aside
 
     stages = sorted(m.parent for m in Path(args.results).glob("*/*/manifest.json"))
     damaged = {d: bad for d in stages if (bad := damaged_files(d, full=True))}
     for d, bad in damaged.items():
-        print(f"DAMAGED {d}: {', '.join(bad)}")
+        set_aside(d)
+        print(f"DAMAGED {d}: {', '.join(bad)} (manifest set aside: the next run re-makes it and what depends on it)")
     print(f"{len(stages)} stages checked, {len(damaged)} damaged")
     if damaged:
         raise SystemExit(1)
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_stage)
     for name, func in (("property", cmd_property), ("report", cmd_report)):
         p = sub.add_parser(name)
-        p.add_argument("--spec", required=True)
+        p.add_argument("--spec-file", required=True, help="a JSON file (too large for a command-line argument)")
         p.add_argument("--out", required=True)
         p.set_defaults(func=func)
     p = sub.add_parser("verify", help="check every finished stage's files against its manifest's SHA-256")

@@ -92,21 +92,56 @@ class AugmentConfig(Strict):
     seed: int = 0
 
 
-class FingerprintConfig(Strict):
-    """Per-atom dscribe descriptors, species-agnostic (every atom is treated as one species) so
-    that the vector length does not grow with the number of elements."""
+FINGERPRINT_KINDS = ("wacsf", "soap_groups", "ead", "acsf_geometry", "soap_geometry")
+RENAMED_KINDS = {"acsf": "acsf_geometry", "soap": "soap_geometry"}  # before element-aware fingerprints
 
-    kinds: list[Literal["acsf", "soap"]] = Field(default_factory=lambda: ["acsf", "soap"])
+
+class FingerprintConfig(Strict):
+    """Per-atom fingerprints (matssl.fingerprints): element-aware `wacsf`, `soap_groups` and `ead`, and the
+    geometry-only ablations `acsf_geometry` and `soap_geometry` (every atom one species). Each has a fixed
+    length whatever the elements present."""
+
+    kinds: list[Literal[FINGERPRINT_KINDS]] = Field(default_factory=lambda: list(FINGERPRINT_KINDS), min_length=1)
     r_cut: float = Field(6.0, gt=0)
+    weight: Literal["z", "electronegativity"] = Field(
+        "z", description="element weight w(Z) of wacsf and ead: the atomic number or the Pauling electronegativity"
+    )
+    groups: Literal["block", "electronegativity"] = Field(
+        "block", description="pseudo-species of soap_groups: periodic-table block (s, p, d, f) or electronegativity bins"
+    )
+    group_edges: list[float] = Field(
+        default_factory=lambda: [1.3, 1.9, 2.6],
+        description="Pauling electronegativity bin edges of groups: electronegativity (len + 1 groups)",
+    )
     soap_n_max: int = Field(6, gt=0)
     soap_l_max: int = Field(6, ge=0)
     soap_sigma: float = Field(0.5, gt=0)
+    soap_groups_n_max: int = Field(3, gt=0)
+    soap_groups_l_max: int = Field(4, ge=0)
     acsf_g2_eta: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.3, 0.6, 1.0, 2.0])
     acsf_g2_rs: list[float] = Field(default_factory=lambda: [0.0, 1.5, 2.5, 3.5])
     acsf_g4: list[tuple[float, float, float]] = Field(
         default_factory=lambda: [(eta, zeta, lam) for eta in (0.005, 0.05) for zeta in (1.0, 4.0) for lam in (1.0, -1.0)],
         description="(eta, zeta, lambda) triples",
     )
+    ead_rs: list[float] = Field(default_factory=lambda: [1.0 + 0.5 * k for k in range(10)], min_length=1,
+                                description="EAD Gaussian centres (angstrom)")  # fmt: skip
+    ead_alpha: float = Field(2.0, gt=0, description="EAD Gaussian exponent (1/angstrom^2)")
+    ead_l_max: int = Field(3, ge=0, le=6, description="EAD angular orders 0..l_max")
+
+    @field_validator("kinds")
+    @classmethod
+    def _distinct_kinds(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"{v}: each kind once")
+        return v
+
+    @field_validator("group_edges")
+    @classmethod
+    def _edges(cls, v: list[float]) -> list[float]:
+        if not v or sorted(set(v)) != v:
+            raise ValueError("group_edges must be a non-empty increasing list")
+        return v
 
 
 class Optim(Strict):
@@ -251,8 +286,9 @@ class ProbeConfig(Strict):
     models: list[Literal["ridge", "random_forest", "kernel_ridge"]] = Field(
         default_factory=lambda: ["ridge", "random_forest", "kernel_ridge"]
     )
-    baselines: list[Literal["soap", "acsf", "magpie", "sine_coulomb"]] = Field(
-        default_factory=lambda: ["soap", "acsf", "magpie", "sine_coulomb"]
+    baselines: list[Literal["fingerprints", "magpie", "sine_coulomb"]] = Field(
+        default_factory=lambda: ["fingerprints", "magpie", "sine_coulomb"],
+        description="'fingerprints': every kind of fingerprints.kinds, mean-pooled over the atoms",
     )
     fractions: list[float] | None = Field(None, description="label fractions (default: finetune.fractions)")
     rf_trees: int = Field(100, gt=0, description="random forest size (scikit-learn's default: 100)")
@@ -322,7 +358,14 @@ class Config(Strict):
         for name, method in self.pretrain.methods.items():
             if method.objective not in OBJECTIVES:
                 raise ValueError(f"pretrain.methods.{name}.objective {method.objective!r}: allowed {sorted(OBJECTIVES)}")
-            OBJECTIVES[method.objective].check_params(method.params, where=f"pretrain.methods.{name}.params")
+            obj = OBJECTIVES[method.objective]
+            obj.check_params(method.params, where=f"pretrain.methods.{name}.params")
+            for kind in obj.fingerprint_kinds(method.params):
+                if kind not in self.fingerprints.kinds:
+                    renamed = RENAMED_KINDS.get(kind)
+                    hint = f" ('{kind}' is now '{renamed}')" if renamed else ""
+                    raise ValueError(f"pretrain.methods.{name}.params: descriptor {kind!r} is not one of fingerprints.kinds "
+                                     f"{self.fingerprints.kinds}{hint}")  # fmt: skip
         return self
 
     def _check_subset_sizes(self, name: str, prop: PropertyConfig) -> None:

@@ -52,20 +52,24 @@ def run_augment(spec: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def run_fingerprints(spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Streamed to Parquet one chunk of structures at a time (memory bounded by the chunk, not the dataset),
+    computed by the job's threads as worker processes."""
     cfg = FingerprintConfig.model_validate(spec["params"]["fingerprints"])
     crystals = _structures(spec)
     t0 = time.perf_counter()
-    atoms = [0]
+    n_atoms = 0
 
-    def progress(done: int, total: int, n_atoms: int) -> None:
-        atoms[0] += n_atoms
-        if done % 500 == 0 or done == total:
-            wall = time.perf_counter() - t0
-            log.info("fingerprints: %d/%d structures, %.0f atoms/s", done, total, atoms[0] / max(wall, 1e-9))
+    def progress(done: int, atoms: int) -> None:
+        nonlocal n_atoms
+        n_atoms += atoms
+        if done % 2000 < 200 or done == len(crystals):
+            log.info(
+                "fingerprints: %d/%d structures, %.0f atoms/s", done, len(crystals), n_atoms / max(time.perf_counter() - t0, 1e-9)
+            )
 
-    table = fp.compute(crystals, cfg, progress)
-    with atomic_path(out / "atoms.parquet") as tmp:
-        pq.write_table(table, tmp)
+    processes = spec.get("runtime", {}).get("threads", 1)
+    with atomic_path(out / "atoms.parquet") as tmp, pq.ParquetWriter(tmp, fp.schema(cfg)) as writer:
+        for b in fp.stream(crystals, cfg, processes=processes, progress=progress):
+            writer.write_batch(b)
     wall = time.perf_counter() - t0
-    dims = {k: table.schema.field(k).type.list_size for k in cfg.kinds}
-    return {"n_atoms": table.num_rows, "dims": dims, "atoms_per_s": round(table.num_rows / max(wall, 1e-9), 1)}
+    return {"n_atoms": n_atoms, "dims": fp.dims(cfg), "atoms_per_s": round(n_atoms / max(wall, 1e-9), 1)}

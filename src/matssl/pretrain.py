@@ -89,8 +89,8 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         data.views_of, complete = views_index(graphs, data.views)
         keep &= complete
     if objective_cls.needs_fingerprints:
-        table = pq.read_table(Path(up["fingerprints"]) / "atoms.parquet")
-        kinds = [c for c in table.column_names if c not in ("id", "site", "z")]
+        kinds = objective_cls.fingerprint_kinds(p["objective_params"])
+        table = pq.read_table(Path(up["fingerprints"]) / "atoms.parquet", columns=["id", *kinds])
         data.fingerprints = aligned_fingerprints(table, graphs, kinds)
     pool_idx = np.flatnonzero(keep)
     log.info("pretrain %s: pool %d structures (%d excluded as downstream test structures) on %s",

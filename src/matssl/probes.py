@@ -29,7 +29,7 @@ import torch
 
 from matssl.encoders import load_encoder, mean_pool
 from matssl.evaluate import label_subset, regression_metrics, transform_labels
-from matssl.fingerprints import matrix
+from matssl.fingerprints import LABELS, matrix
 from matssl.graphs import GraphSet
 from matssl.io import read_json
 from matssl.table import read_table, write_table
@@ -182,11 +182,10 @@ def representations(spec: dict[str, Any], graphs: GraphSet, df: pd.DataFrame) ->
             reps[f"{method} (layer sum)"], family[f"{method} (layer sum)"] = layer_sum, "pretrained"
     ids = df["id"].tolist()
     baselines = p["probes"]["baselines"]
-    if {"soap", "acsf"} & set(baselines):
-        atoms = pq.read_table(Path(up["fingerprints"]) / "atoms.parquet")
-        for kind in ("soap", "acsf"):
-            if kind in baselines:
-                reps[f"{kind.upper()} (mean)"] = mean_pooled(atoms, kind, ids)
+    if "fingerprints" in baselines:
+        for kind in p["fingerprint_kinds"]:
+            atoms = pq.read_table(Path(up["fingerprints"]) / "atoms.parquet", columns=["id", kind])
+            reps[f"{LABELS[kind]} (mean)"] = mean_pooled(atoms, kind, ids)
     if "magpie" in baselines:
         reps["Magpie-style"] = magpie_features([np.asarray(n) for n in df["numbers"]])
     if "sine_coulomb" in baselines:

@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 from jinja2 import Environment, PackageLoader  # noqa: E402
 
 from matssl.io import atomic_path, read_json  # noqa: E402
-from matssl.stages import OUTPUTS  # noqa: E402
+from matssl.stages import OUTPUTS, spec_digest  # noqa: E402
 from matssl.stats import DUMMIES, compare_all  # noqa: E402
 from matssl.table import read_table  # noqa: E402
 
@@ -39,8 +39,9 @@ METHOD_INFO = {
     ),
     "fingerprint": (
         "Fingerprint targets",
-        "Regresses every atom's local-environment fingerprint (species-agnostic SOAP or ACSF from dscribe, standardised) "
-        "from its node embedding with L1.",
+        "Regresses every atom's local-environment fingerprint (standardised) from its node embedding with L1. The "
+        "paper's element-aware descriptors: weighted ACSF (wacsf), SOAP over element groups (soap_groups), embedded atom "
+        "density (ead); the geometry-only ablations (acsf_geometry, soap_geometry) see no chemistry.",
         "Jia, Govil, Ramprasad, Fung (2025). Structure-based pretraining with local fingerprints.",
     ),
     "negnn": (
@@ -362,7 +363,10 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
     pretrain_rows = []
     for m, d in spec["pretrain"].items():
         man = read_json(Path(d) / "manifest.json")
-        pretrain_rows.append({"method": m, "objective": man["params"]["objective"], "epochs": len(histories[m]),
+        objective = man["params"]["objective"]
+        if man["params"].get("objective_params"):
+            objective += " (" + ", ".join(f"{k}={v}" for k, v in man["params"]["objective_params"].items()) + ")"
+        pretrain_rows.append({"method": m, "objective": objective, "epochs": len(histories[m]),
                               "pool": man.get("n_pool"), "excluded": excluded_text(man),
                               "speed": fmt(man.get("graphs_per_s") or float("nan")), "device": man.get("device"),
                               "wall": fmt(man["wall_s"])})  # fmt: skip
@@ -372,7 +376,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
     env = Environment(loader=PackageLoader("matssl", "templates"), autoescape=True)
     n_tested = int(everything["p_holm"].notna().sum())
     html = env.get_template("report.html.j2").render(
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), n_tested=n_tested, cap_warning=int(100 * CAP_WARNING),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), spec_digest=spec_digest(spec), n_tested=n_tested, cap_warning=int(100 * CAP_WARNING),
         config=spec["config"], pool=spec["pool"], leakage=spec["exclude_test_structures"], props=props,
         summary_rows=summary_rows, pretrain_rows=pretrain_rows, loss_plot=loss_plot(histories),
         stages=stage_rows(spec["stages"]), rejections=rejection_rows(spec["stages"]),

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import platform
+import re
 import resource
 import socket
 import sys
@@ -286,12 +287,13 @@ class Plan:
         p = cfg.properties[prop]
         upstream = {"structures": self.ingest[p.dataset], "graphs": self.graphs[p.dataset], "splits": self.splits[prop]}
         upstream.update({f"pretrain:{m}": stages[0] for m, stages in self.pretrain.items()})  # the first pretraining seed
-        if {"soap", "acsf"} & set(cfg.probes.baselines):
+        if "fingerprints" in cfg.probes.baselines:
             upstream["fingerprints"] = self._fingerprints(p.dataset)
         params = {
             "property": {"name": prop, "column": p.column, "transform": p.transform},
             "probes": cfg.probes.model_dump(exclude={"fractions"}),
             "methods": {key: stages[0].params["objective"] for key, stages in self.pretrain.items()},
+            "fingerprint_kinds": cfg.fingerprints.kinds if "fingerprints" in cfg.probes.baselines else [],
             "folds": self.fold_numbers(prop),
             "fractions": sorted(cfg.probes.fractions or cfg.finetune.fractions),
             "seeds": cfg.finetune.seeds,
@@ -360,20 +362,75 @@ def damaged_files(stage_dir: str | Path, full: bool = False) -> list[str]:
     return bad
 
 
+def set_aside(stage_dir: str | Path) -> None:
+    """Move a damaged stage's manifest to `manifest.damaged.json`: the stage counts as unfinished."""
+    os.replace(Path(stage_dir) / "manifest.json", Path(stage_dir) / "manifest.damaged.json")
+
+
+def unrecorded(stage_dir: str | Path) -> bool:
+    """A stage folder with output files but no manifest: its manifest was deleted or set aside, or its job died
+    between its outputs and its manifest. Not finished, whatever Snakemake's view of its consumers."""
+    d = Path(stage_dir)
+    if (d / "manifest.json").exists() or not d.is_dir():
+        return False
+    return any(f.is_file() and f.name not in UNTRACKED and not f.name.startswith(".tmp-") for f in d.iterdir())
+
+
 def invalidate_damaged(plan: Plan) -> dict[str, list[str]]:
-    """Set aside the manifest of every damaged stage of the plan (as `manifest.damaged.json`) so that
-    Snakemake re-runs it and, its new manifest being newer, everything downstream. The report goes too:
-    Snakemake looks for missing inputs only below a target that has to be made. Sizes only: cheap enough
-    for every run (`matssl verify` compares the SHA-256 too)."""
+    """Make Snakemake re-run every stage of the plan that is damaged (a file missing or of another size than its
+    manifest says: the manifest is set aside as `manifest.damaged.json`) or unrecorded (files but no manifest,
+    e.g. one deleted by hand or set aside by `matssl verify`), and everything downstream of it. Snakemake looks for
+    missing inputs only below a target that has to be made, so the report and the property summaries go too; the
+    stages below them then re-run because an input is re-made. Sizes only: cheap enough for every run (`matssl
+    verify` compares the SHA-256 too)."""
     found = {}
     for stage in plan.stages.values():
         bad = damaged_files(stage.dir)
         if bad:
-            os.replace(Path(stage.dir) / "manifest.json", Path(stage.dir) / "manifest.damaged.json")
+            set_aside(stage.dir)
             found[stage.dir] = bad
+        elif unrecorded(stage.dir):
+            found[stage.dir] = ["manifest.json"]
     if found:
-        Path(plan.report_target).unlink(missing_ok=True)
+        for target in (plan.report_target, *(plan.property_target(p) for p in plan.cfg.properties)):
+            Path(target).unlink(missing_ok=True)
     return found
+
+
+def spec_digest(spec: dict[str, Any]) -> str:
+    """A short hash of a property's or the report's spec: recorded in the file it makes."""
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
+
+
+REPORT_DIGEST = re.compile(r'<meta name="matssl-spec" content="([0-9a-f]+)">')
+
+
+def recorded_digest(target: str | Path) -> str | None:
+    """The spec digest a property summary or report was made from (None: no such file, or none recorded)."""
+    path = Path(target)
+    if not path.is_file():
+        return None
+    if path.suffix == ".json":
+        return read_json(path).get("spec_digest")
+    with open(path, errors="replace") as fh:
+        found = REPORT_DIGEST.search(fh.read(4096))
+    return found.group(1) if found else None
+
+
+def summary_spec_file(results: str, name: str, spec: dict[str, Any], target: str) -> tuple[str, bool]:
+    """The content-addressed file holding a property's or the report's spec (it names every run and can pass
+    Linux's 128 KiB limit on one command-line argument), an input of the rule that makes `target`. The target is
+    not in a hashed folder: when it was made from another spec (another config sharing the results folder), the
+    file is touched, so that the target is re-made whatever Snakemake's rerun triggers (`--rerun-triggers mtime`
+    too). Returns the path and whether the target was made from another spec."""
+    digest = spec_digest(spec)
+    path = Path(results) / "specs" / f"{name}-{digest}.json"
+    foreign = recorded_digest(target) not in (None, digest)
+    if not path.exists():
+        write_json(spec, path)
+    elif foreign:
+        os.utime(path)
+    return str(path), foreign
 
 
 def write_manifest(spec: dict[str, Any], out: str | Path, started: float, extra: dict[str, Any] | None = None) -> None:

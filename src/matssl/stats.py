@@ -171,5 +171,8 @@ def summarize_property(spec: dict[str, Any], out: Path) -> None:
         rows.append({k: m[k] for k in keep} | dummy | {"dir": d})
     runs = pd.DataFrame(rows)
     summary = summarize_runs(runs)
-    write_json({"property": spec["property"], "unit": spec.get("unit", ""), "transform": spec.get("transform", "none"),
+    from matssl.stages import spec_digest
+
+    write_json({"property": spec["property"], "spec_digest": spec_digest(spec), "unit": spec.get("unit", ""),
+                "transform": spec.get("transform", "none"),
                 "summary": summary.to_dict("records"), "runs": runs.to_dict("records")}, out)  # fmt: skip

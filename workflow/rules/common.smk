@@ -4,7 +4,7 @@ import json
 from snakemake.logging import logger
 
 from matssl.config import parse_config
-from matssl.stages import Plan, code_fingerprint, invalidate_damaged
+from matssl.stages import Plan, code_fingerprint, invalidate_damaged, summary_spec_file
 
 PLAN = Plan(parse_config(config))
 RESULTS = PLAN.cfg.results
@@ -31,6 +31,16 @@ def stage_inputs(kind):
 
 def stage_spec(kind):
     return lambda wc: json.dumps(PLAN.get(kind, wc.key).spec())
+
+
+def summary_spec(name, spec, target):
+    """A property's or the report's spec, through a file (see matssl.stages.summary_spec_file)."""
+    path, foreign = summary_spec_file(RESULTS, name, spec, target)
+    if foreign and workflow.is_main_process:
+        logger.warning(
+            f"matssl: {target} was made from another config: it will be re-made"
+        )
+    return path
 
 
 def stage_dir(kind):

@@ -47,8 +47,10 @@ rule fingerprints:
         f"{RESULTS}/logs/fingerprints/{{key}}.log",
     conda:
         ENV
+    # every core it may have (worker processes over chunks of structures); it runs before any training
+    threads: workflow.cores
     params:
         spec=stage_spec("fingerprints"),
         dir=stage_dir("fingerprints"),
     shell:
-        "matssl stage fingerprints --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
+        "matssl stage fingerprints --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"

@@ -27,6 +27,11 @@ rule finetune:
 rule property:
     input:
         lambda wc: [s.done for s in PLAN.finetune[wc.prop]],
+        spec=lambda wc: summary_spec(
+            f"property-{wc.prop}",
+            PLAN.property_spec(wc.prop),
+            PLAN.property_target(wc.prop),
+        ),
     output:
         f"{RESULTS}/properties/{{prop}}.json",
     log:
@@ -34,7 +39,6 @@ rule property:
     conda:
         ENV
     params:
-        spec=lambda wc: json.dumps(PLAN.property_spec(wc.prop)),
         code=code_fingerprint("property"),
     shell:
-        "matssl property --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        "matssl property --spec-file {input.spec:q} --out {output:q} > {log:q} 2>&1"

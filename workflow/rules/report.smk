@@ -10,6 +10,7 @@ rule report:
     input:
         lambda wc: [PLAN.property_target(p) for p in PLAN.cfg.properties],
         lambda wc: [s.done for s in PLAN.stages.values()],
+        spec=lambda wc: summary_spec("report", PLAN.report_spec(), PLAN.report_target),
     output:
         f"{RESULTS}/report.html",
     log:
@@ -17,7 +18,6 @@ rule report:
     conda:
         ENV
     params:
-        spec=lambda wc: json.dumps(PLAN.report_spec()),
         code=code_fingerprint("report"),
     shell:
-        "matssl report --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        "matssl report --spec-file {input.spec:q} --out {output:q} > {log:q} 2>&1"

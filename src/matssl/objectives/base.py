@@ -50,6 +50,11 @@ class Objective(nn.Module):
         if unknown:
             raise ValueError(f"{where}: unknown parameter(s) {sorted(unknown)}; allowed {sorted(cls.defaults)}")
 
+    @classmethod
+    def fingerprint_kinds(cls, params: dict[str, Any]) -> list[str]:
+        """The `fingerprints` columns the objective reads (with `needs_fingerprints`)."""
+        return []
+
     def loss(self, encoder: nn.Module, idx: np.ndarray, data: PretrainData, gen: torch.Generator,
              device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
         """Loss on the pool structures `idx`, and named parts of it for the log."""

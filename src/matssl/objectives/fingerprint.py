@@ -1,6 +1,7 @@
 """Fingerprint-target pretraining (Jia, Govil, Ramprasad, Fung 2025): regress every atom's local
-structural fingerprint (dscribe ACSF or SOAP from the `fingerprints` stage, species-agnostic, targets
-standardised per dimension) from its node embedding, with L1 over the whole vector."""
+fingerprint (`descriptor`: one kind of the `fingerprints` stage, element-aware wACSF, SOAP over element
+groups or EAD as in the paper, or a geometry-only ablation; targets standardised per dimension) from its
+node embedding, with L1 over the whole vector."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ from matssl.objectives.base import Objective, PretrainData, register
 @register
 class FingerprintTarget(Objective):
     name = "fingerprint"
-    defaults = {"descriptor": "soap"}
+    defaults = {"descriptor": "wacsf"}
     needs_fingerprints = True
+
+    @classmethod
+    def fingerprint_kinds(cls, params: dict) -> list[str]:
+        return [params.get("descriptor", cls.defaults["descriptor"])]
 
     def __init__(self, width: int, params: dict, data: PretrainData):
         super().__init__(width, params, data)
