@@ -17,7 +17,6 @@ if workflow.is_main_process:
             f"matssl: {stage_dir} is damaged ({', '.join(files)} missing or changed): it will re-run"
         )
 
-ENV = "../../envs/matssl.yaml"
 
 
 wildcard_constraints:

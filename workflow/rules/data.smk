@@ -11,8 +11,6 @@ rule download:
         f"{RESULTS}/download/{{key}}/manifest.json",
     log:
         f"{RESULTS}/logs/download/{{key}}.log",
-    conda:
-        ENV
     params:
         spec=stage_spec("download"),
         dir=stage_dir("download"),
@@ -29,8 +27,6 @@ rule ingest:
         f"{RESULTS}/ingest/{{key}}/manifest.json",
     log:
         f"{RESULTS}/logs/ingest/{{key}}.log",
-    conda:
-        ENV
     params:
         spec=stage_spec("ingest"),
         dir=stage_dir("ingest"),
@@ -46,8 +42,6 @@ rule splits:
         f"{RESULTS}/splits/{{key}}/manifest.json",
     log:
         f"{RESULTS}/logs/splits/{{key}}.log",
-    conda:
-        ENV
     params:
         spec=stage_spec("splits"),
         dir=stage_dir("splits"),

@@ -10,8 +10,6 @@ rule graphs:
         f"{RESULTS}/graphs/{{key}}/manifest.json",
     log:
         f"{RESULTS}/logs/graphs/{{key}}.log",
-    conda:
-        ENV
     params:
         spec=stage_spec("graphs"),
         dir=stage_dir("graphs"),
@@ -28,8 +26,6 @@ rule augment:
         f"{RESULTS}/augment/{{key}}/manifest.json",
     log:
         f"{RESULTS}/logs/augment/{{key}}.log",
-    conda:
-        ENV
     params:
         spec=stage_spec("augment"),
         dir=stage_dir("augment"),
@@ -45,8 +41,6 @@ rule fingerprints:
         f"{RESULTS}/fingerprints/{{key}}/manifest.json",
     log:
         f"{RESULTS}/logs/fingerprints/{{key}}.log",
-    conda:
-        ENV
     # every core it may have (worker processes over chunks of structures); it runs before any training
     threads: workflow.cores
     params:

@@ -10,8 +10,6 @@ rule finetune:
         f"{RESULTS}/finetune/{{key}}/manifest.json",
     log:
         f"{RESULTS}/logs/finetune/{{key}}.log",
-    conda:
-        ENV
     threads: PLAN.cfg.threads
     resources:
         gpu=1,
@@ -36,8 +34,6 @@ rule property:
         f"{RESULTS}/properties/{{prop}}.json",
     log:
         f"{RESULTS}/logs/properties/{{prop}}.log",
-    conda:
-        ENV
     params:
         code=code_fingerprint("property"),
     shell:

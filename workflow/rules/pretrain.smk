@@ -10,8 +10,6 @@ rule pretrain:
         f"{RESULTS}/pretrain/{{key}}/manifest.json",
     log:
         f"{RESULTS}/logs/pretrain/{{key}}.log",
-    conda:
-        ENV
     threads: PLAN.cfg.threads
     resources:
         gpu=1,

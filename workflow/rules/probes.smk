@@ -11,8 +11,6 @@ rule probe:
     log:
         f"{RESULTS}/logs/probe/{{key}}.log",
     priority: 10  # start as soon as the encoders exist, beside the many short finetuning jobs
-    conda:
-        ENV
     threads: PLAN.cfg.threads
     resources:
         mem_mb=8000,

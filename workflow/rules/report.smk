@@ -15,8 +15,6 @@ rule report:
         f"{RESULTS}/report.html",
     log:
         f"{RESULTS}/logs/report.log",
-    conda:
-        ENV
     params:
         code=code_fingerprint("report"),
     shell:
