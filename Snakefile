@@ -15,6 +15,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/probes.smk"
+include: "workflow/rules/predict.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -23,3 +24,4 @@ rule all:
     input:
         PLAN.report_target,
         [PLAN.property_target(p) for p in PLAN.cfg.properties],
+        [PLAN.prediction_target(p) for p in PLAN.cfg.predict],

@@ -158,3 +158,71 @@ def test_summaries_read_their_spec_from_a_file(run):
         assert len(cmd) < 400 and "--spec-file" in cmd, cmd
         path = cmd.split("--spec-file ", 1)[1].split(" ", 1)[0].strip("'")
         assert json.loads((workdir / path).read_text())
+
+
+def test_an_imported_encoder_finetunes_like_the_run_that_trained_it(run, tmp_path):
+    """NEGNN's encoder.pt, imported as `objective: pretrained`, gives NEGNN's finetuning numbers bit for bit."""
+    import shutil
+
+    workdir, cfg = run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    negnn = next((copy / "results" / "pretrain").glob("negnn-s0-*")) / "encoder.pt"
+    shutil.copy(negnn, tmp_path / "from_a_colleague.pt")
+    changed = json.loads(json.dumps(cfg))
+    changed["pretrain"]["methods"]["imported"] = {
+        "objective": "pretrained",
+        "params": {"path": str(tmp_path / "from_a_colleague.pt")},
+    }
+    write_config(copy, changed)
+    assert planned_jobs(copy) == {"pretrain": 1, "finetune": 2, "probe": 1, "property": 1, "report": 1, "all": 1}
+    snakemake(copy, "--cores", "2")
+    runs = json.loads((copy / "results/properties/n.json").read_text())["runs"]
+    by = {(r["method"], r["fraction"]): r for r in runs}
+    for frac in (0.5, 1.0):
+        assert by[("imported", frac)]["mae"] == by[("negnn", frac)]["mae"]
+        assert by[("imported", frac)]["best_step"] == by[("negnn", frac)]["best_step"]
+    html = (copy / "results/report.html").read_text()
+    assert "the leakage guard cannot apply" in html
+
+
+def test_predictions_from_the_finetuned_models(run, tmp_path):
+    """`predict:` gives results/predictions/<property>.parquet: on a model's own test fold, its predictions equal
+    that run's predictions.parquet; with every model the same, the ensemble's spread is zero."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    from matssl.config import parse_config
+    from matssl.predict import run_predict
+    from matssl.stages import Plan
+
+    workdir, cfg = run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    changed = json.loads(json.dumps(cfg))
+    changed["predict"] = {"n": {"dataset": "tiny", "method": "negnn"}}  # the largest fraction (1.0) by default
+    write_config(copy, changed)
+    # nothing else re-runs (the report lists every stage, this one too)
+    assert planned_jobs(copy) == {"predict": 1, "prediction": 1, "report": 1, "all": 1}
+    snakemake(copy, "--cores", "2", "results/predictions/n.parquet")
+    got = pd.read_parquet(copy / "results/predictions/n.parquet").set_index("id")
+    assert (got["n_models"] == 1).all() and (got["y_pred_std"] == 0).all() and got["y_true"].notna().all()
+    run_dir = next((copy / "results" / "finetune").glob("n-negnn-ps0-f0-p1-s0-*"))
+    own = pd.read_parquet(run_dir / "predictions.parquet").set_index("id")
+    np.testing.assert_allclose(got.loc[own.index, "y_pred_mean"], own["y_pred"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.loc[own.index, "y_true"], own["y_true"])
+
+    # two copies of one model: the same mean, no spread
+    stage = Plan(parse_config(changed)).predict["n"]
+    spec = stage.spec()
+    spec["upstream"] = {k: str(copy / v) if not k.startswith("model:") else str(run_dir) for k, v in spec["upstream"].items()}
+    spec["upstream"]["model:again"] = str(run_dir)
+    spec["runtime"]["threads"] = 1
+    out = tmp_path / "twice"
+    out.mkdir()
+    run_predict(spec, out)
+    twice = pd.read_parquet(out / "predictions.parquet").set_index("id")
+    assert (twice["n_models"] == 2).all() and (twice["y_pred_std"] == 0).all()
+    np.testing.assert_array_equal(twice["y_pred_mean"], got["y_pred_mean"])

@@ -301,6 +301,15 @@ class ProbeConfig(Strict):
     map_points: int = Field(3000, ge=0, description="structures drawn in the 2-D embedding map (0: no map)")
 
 
+class PredictConfig(Strict):
+    """Predictions of one property for the structures of a dataset (labels optional): the mean and spread over the
+    finetuned models of `method` at label fraction `fraction` (every fold, finetuning seed and pretraining seed)."""
+
+    dataset: str = Field(description="dataset (name under `datasets`) to predict")
+    method: str = Field(description="a key of pretrain.methods ('<method>-e<epochs>' with a pretrain.budgets sweep)")
+    fraction: float | None = Field(None, description="label fraction of the models (default: the largest)")
+
+
 class Config(Strict):
     results: str = Field("results", description="folder for every output (relative to the workflow)")
     threads: int = Field(
@@ -318,6 +327,9 @@ class Config(Strict):
     finetune: FinetuneConfig = FinetuneConfig()
     probes: ProbeConfig = ProbeConfig()
     properties: dict[str, PropertyConfig]
+    predict: dict[str, PredictConfig] = Field(
+        default_factory=dict, description="per property name: structures to predict -> results/predictions/<name>.parquet"
+    )
 
     @field_validator("results")
     @classmethod
@@ -353,6 +365,8 @@ class Config(Strict):
             if self.finetune.folds is not None and any(not 0 <= f < k for f in self.finetune.folds):
                 raise ValueError(f"finetune.folds {self.finetune.folds}: property {name!r} has folds 0 to {k - 1}")
             self._check_subset_sizes(name, prop)
+        for name, pr in self.predict.items():
+            self._check_predict(name, pr)
         from matssl.objectives import OBJECTIVES
 
         for name, method in self.pretrain.methods.items():
@@ -360,6 +374,8 @@ class Config(Strict):
                 raise ValueError(f"pretrain.methods.{name}.objective {method.objective!r}: allowed {sorted(OBJECTIVES)}")
             obj = OBJECTIVES[method.objective]
             obj.check_params(method.params, where=f"pretrain.methods.{name}.params")
+            if method.objective == "pretrained":
+                self._check_imported(name, method.params["path"])
             for kind in obj.fingerprint_kinds(method.params):
                 if kind not in self.fingerprints.kinds:
                     renamed = RENAMED_KINDS.get(kind)
@@ -367,6 +383,30 @@ class Config(Strict):
                     raise ValueError(f"pretrain.methods.{name}.params: descriptor {kind!r} is not one of fingerprints.kinds "
                                      f"{self.fingerprints.kinds}{hint}")  # fmt: skip
         return self
+
+    def _check_predict(self, name: str, pr: PredictConfig) -> None:
+        where = f"predict.{name}"
+        if name not in self.properties:
+            raise ValueError(f"{where}: no property {name!r} (properties: {sorted(self.properties)})")
+        if pr.dataset not in self.datasets:
+            raise ValueError(f"{where}.dataset {pr.dataset!r} is not one of datasets: {sorted(self.datasets)}")
+        keys = set(self.pretrain.methods)
+        if self.pretrain.budgets:
+            keys |= {f"{m}-e{e}" for m in self.pretrain.methods for e in self.pretrain.budgets}
+        if pr.method not in keys:
+            raise ValueError(f"{where}.method {pr.method!r}: not a finetuned method ({sorted(keys)})")
+        if pr.fraction is not None and pr.fraction not in self.finetune.fractions:
+            raise ValueError(f"{where}.fraction {pr.fraction}: not one of finetune.fractions {self.finetune.fractions}")
+
+    def _check_imported(self, method: str, path: str) -> None:
+        """An encoder trained elsewhere must be the encoder this config builds (same architecture, sizes, distance
+        expansion and element table)."""
+        from matssl.encoders import configured, encoder_mismatch
+
+        name, hparams = configured(self.encoder.model_dump(), self.graphs.model_dump(), self.ingest.max_z)
+        mismatch = encoder_mismatch(path, name, hparams)
+        if mismatch:
+            raise ValueError(f"pretrain.methods.{method}: {path} does not fit this config's encoder: " + "; ".join(mismatch))
 
     def _check_subset_sizes(self, name: str, prop: PropertyConfig) -> None:
         """Every run needs min_val validation and min_val training structures. Where the dataset's size is known

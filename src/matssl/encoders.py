@@ -241,6 +241,28 @@ def save_encoder(encoder: nn.Module, path: str, extra: dict[str, Any] | None = N
         torch.save({"name": name, "hparams": encoder.hparams, "state_dict": encoder.state_dict(), **(extra or {})}, fh)
 
 
+def configured(encoder: dict[str, Any], graphs: dict[str, Any], max_z: int) -> tuple[str, dict[str, Any]]:
+    """(name, hparams) of the encoder a config builds, from its `encoder` and `graphs` sections and `max_z`."""
+    return encoder["name"], dict(width=encoder["width"], layers=encoder["layers"], cutoff=graphs["cutoff"],
+                                 gaussian_step=graphs["gaussian_step"], gaussian_width=graphs["gaussian_width"], max_z=max_z)  # fmt: skip
+
+
+def encoder_mismatch(path: str, name: str, hparams: dict[str, Any]) -> list[str]:
+    """How the encoder saved at `path` differs from the encoder `name` with `hparams` that a config builds
+    ([] when it fits): its architecture, sizes and the distance expansion and element table its inputs need."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, or one with arbitrary objects
+        return [f"not a matssl encoder.pt (torch.load: {type(err).__name__})"]
+    if not isinstance(ckpt, dict) or not {"name", "hparams", "state_dict"} <= set(ckpt):
+        return ["not a matssl encoder.pt (no name, hparams and state_dict)"]
+    out = [] if ckpt["name"] == name else [f"encoder {ckpt['name']!r} (file) vs {name!r} (config)"]
+    for k, v in hparams.items():
+        if ckpt["hparams"].get(k) != v:
+            out.append(f"{k} {ckpt['hparams'].get(k)!r} (file) vs {v!r} (config)")
+    return out
+
+
 def load_encoder(path: str, map_location: str | torch.device = "cpu") -> nn.Module:
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
     encoder = build_encoder(ckpt["name"], **ckpt["hparams"])

@@ -42,6 +42,28 @@ def predict(model: torch.nn.Module, graphs: GraphSet, pos: np.ndarray, device: t
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
+def save_model(model: Regressor, mean: float, std: float, path: Path) -> None:
+    """The finetuned model (encoder and head) and the target scaling: what predictions need."""
+    from matssl.encoders import ENCODERS
+    from matssl.io import atomic_path
+
+    name = next(k for k, v in ENCODERS.items() if isinstance(model.encoder, v))
+    payload = {"encoder": name, "hparams": model.encoder.hparams, "head_width": model.head[0].out_features,
+               "state_dict": model.state_dict(), "mean": mean, "std": std}  # fmt: skip
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: no temporary name inside the bytes
+        torch.save(payload, fh)
+
+
+def load_model(path: str | Path) -> tuple[Regressor, float, float]:
+    """(model, mean, std) of a finetuning run: predictions are model(batch) * std + mean."""
+    from matssl.encoders import build_encoder
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = Regressor(build_encoder(ckpt["encoder"], **ckpt["hparams"]), ckpt["head_width"])
+    model.load_state_dict(ckpt["state_dict"], strict=True)
+    return model, ckpt["mean"], ckpt["std"]
+
+
 def thin(history: list[dict[str, float]], best_step: int) -> list[dict[str, float]]:
     """At most ~HISTORY_POINTS rows, evenly spaced, plus the best and the last."""
     every = max(1, len(history) // HISTORY_POINTS)
@@ -86,7 +108,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
 
     torch.manual_seed(p["seed"])
     encoder = load_encoder(str(Path(up["pretrain"]) / "encoder.pt"))
-    if p["pretrain_epochs"] == 0:  # no pretraining: the encoder's random start, too, is drawn by the finetuning seed
+    if p["random_encoder"]:  # scratch: the encoder's random start, too, is drawn by the finetuning seed
         encoder = type(encoder)(**encoder.hparams)
     model = Regressor(encoder, ft.head_width)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
@@ -137,6 +159,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
               "pretrain_epochs": p["pretrain_epochs"], "pretrain_seed": p["pretrain_seed"], "fold": p["fold"],
               "fraction": p["fraction"], "seed": p["seed"], **device_facts(device)}  # fmt: skip
     write_json(result, out / "metrics.json")
+    save_model(model.cpu(), mean, std, out / "model.pt")
     write_table(pa.Table.from_pandas(pd.DataFrame({"id": test_ids, "y_true": y_test, "y_pred": pred}), preserve_index=False),
                 out / "predictions.parquet")  # fmt: skip
     checkpoint.unlink(missing_ok=True)

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from matssl.config import Optim
-from matssl.encoders import build_encoder, save_encoder
+from matssl.encoders import build_encoder, configured, encoder_mismatch, load_encoder, save_encoder
 from matssl.graphs import GraphSet
-from matssl.io import read_json, write_json
+from matssl.io import read_json, sha256_file, write_json
 from matssl.leakage import leaked_ids
 from matssl.objectives import OBJECTIVES, PretrainData
 from matssl.objectives.fingerprint import aligned_fingerprints
@@ -73,8 +73,23 @@ def collapse_signals(graph_embeddings: torch.Tensor) -> dict[str, float]:
     return {"embedding_spread": spread, "embedding_rank": rank}
 
 
+def import_encoder(spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    """`pretrained`: check the encoder trained elsewhere against this config's encoder, and copy it."""
+    p, path = spec["params"], spec["external"]["path"]
+    name, hparams = configured(p["encoder"], p["graphs"], p["max_z"])
+    mismatch = encoder_mismatch(path, name, hparams)
+    if mismatch:
+        raise ValueError(f"{p['method']}: {path} does not fit this config's encoder: " + "; ".join(mismatch))
+    encoder = load_encoder(path)
+    save_encoder(encoder, str(out / "encoder.pt"), extra={"method": p["method"], "objective": p["objective"]})
+    write_json([], out / "history.json")
+    return {"imported_from": path, "imported_sha256": sha256_file(path), "n_pool": None}
+
+
 def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     p, up, rt = spec["params"], spec["upstream"], spec["runtime"]
+    if p["objective"] == "pretrained":
+        return import_encoder(spec, out)
     torch.set_num_threads(rt.get("threads", 1))
     device = pick_device(rt.get("device", "auto"))
     torch.manual_seed(p["seed"])
@@ -96,9 +111,8 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     log.info("pretrain %s: pool %d structures (%d excluded as downstream test structures) on %s",
              p["method"], len(pool_idx), int(is_excluded.sum()), device)  # fmt: skip
 
-    encoder = build_encoder(p["encoder"]["name"], width=p["encoder"]["width"], layers=p["encoder"]["layers"],
-                            cutoff=p["graphs"]["cutoff"], gaussian_step=p["graphs"]["gaussian_step"],
-                            gaussian_width=p["graphs"]["gaussian_width"], max_z=p["max_z"])  # fmt: skip
+    name, hparams = configured(p["encoder"], p["graphs"], p["max_z"])
+    encoder = build_encoder(name, **hparams)
     objective = objective_cls(encoder.width, p["objective_params"], data)
     history: list[dict[str, float]] = []
     resumed_from = None

@@ -24,6 +24,12 @@ from matssl.table import read_table  # noqa: E402
 
 KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
 METHOD_INFO = {
+    "pretrained": (
+        "Imported encoder",
+        "An encoder.pt trained elsewhere (another run, a GPU cluster, a colleague), checked against this config's encoder "
+        "and finetuned like the rest. What it was trained on is not known here: the leakage guard cannot apply to it.",
+        "",
+    ),
     "scratch": ("No pretraining", "The encoder starts from random weights: the baseline every method is compared with.", ""),
     "crystalclr": (
         "CrystalCLR",
@@ -242,6 +248,8 @@ def embedding_map(points: pd.DataFrame, name: str, unit: str) -> str:
 
 def excluded_text(manifest: dict[str, Any]) -> str:
     """'412 (id 380, composition + volume 402)': the guard's total and what each criterion found."""
+    if manifest.get("imported_from"):
+        return "unknown: trained elsewhere, the leakage guard cannot apply"
     n, by = manifest.get("n_excluded", 0), manifest.get("excluded_by") or {}
     parts = ", ".join(f"{k.replace('_', ' + ')} {v}" for k, v in by.items())
     return f"{n} ({parts})" if by else str(n)

@@ -45,6 +45,7 @@ CODE: dict[str, list[str]] = {
     "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "leakage.py", "augment.py", "objectives/*.py", *KERNELS],
     "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", *KERNELS],
     "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", *KERNELS],
+    "predict": ["predict.py", "finetune.py", "encoders.py", "graphs.py", *KERNELS],
     # not cached stages, but their rules take this as a parameter, so that new statistics re-summarise
     "property": ["stats.py"],
     "report": ["stats.py", "report.py", "templates/*.j2"],
@@ -58,8 +59,9 @@ OUTPUTS: dict[str, list[str]] = {
     "fingerprints": ["atoms.parquet", "manifest.json"],
     "splits": ["folds.json", "manifest.json"],
     "pretrain": ["encoder.pt", "history.json", "manifest.json"],
-    "finetune": ["metrics.json", "predictions.parquet", "manifest.json"],
+    "finetune": ["metrics.json", "predictions.parquet", "model.pt", "manifest.json"],
     "probe": ["probes.parquet", "map.parquet", "manifest.json"],
+    "predict": ["predictions.parquet", "rejected.parquet", "manifest.json"],
 }
 # The libraries whose versions decide each stage's numbers: part of its hash (an upgrade re-runs what it computes).
 COMPUTE: dict[str, list[str]] = {
@@ -67,11 +69,12 @@ COMPUTE: dict[str, list[str]] = {
     "ingest": ["pymatgen", "ase", "numpy", "pandas", "pyarrow"],
     "graphs": ["pymatgen", "numpy"],
     "augment": ["pymatgen", "numpy"],
-    "fingerprints": ["dscribe", "ase", "numpy"],
+    "fingerprints": ["dscribe", "ase", "numpy", "scipy", "pymatgen"],
     "splits": ["scikit-learn", "numpy"],
     "pretrain": ["torch", "numpy", "pymatgen"],
     "finetune": ["torch", "numpy", "scikit-learn"],
     "probe": ["torch", "numpy", "scikit-learn", "scipy", "pymatgen", "dscribe"],
+    "predict": ["torch", "numpy"],
 }
 PACKAGES = ["matssl", "torch", "torch-geometric", "pymatgen", "dscribe", "numpy", "pandas", "pyarrow", "scikit-learn",
             "snakemake"]  # fmt: skip
@@ -160,7 +163,7 @@ class Plan:
         self.cfg = cfg
         r = cfg.results
         self.stages: dict[tuple[str, str], Stage] = {}
-        used = {cfg.pretrain.pool} | {p.dataset for p in cfg.properties.values()}  # datasets nothing uses are skipped
+        used = {cfg.pretrain.pool} | {p.dataset for p in cfg.properties.values()} | {p.dataset for p in cfg.predict.values()}
         self.ingest = {name: self._ingest(name, src) for name, src in cfg.datasets.items() if name in used}
         self.graphs = {
             name: self._add(Stage("graphs", name, {"graphs": cfg.graphs.model_dump()}, r, {"structures": self.ingest[name]}))
@@ -182,6 +185,7 @@ class Plan:
                 self.pretrain[key] = [self._pretrain(m, seed, epochs) for seed in self._pretrain_seeds(m)]
         self.finetune: dict[str, list[Stage]] = {name: self._finetunes(name) for name in cfg.properties}
         self.probes = {name: self._probe(name) for name in cfg.properties} if cfg.probes.enabled else {}
+        self.predict = {name: self._predict(name) for name in cfg.predict}
 
     def _add(self, stage: Stage) -> Stage:
         self.stages[(stage.kind, stage.key)] = stage
@@ -243,7 +247,7 @@ class Plan:
         params = {
             "method": method,
             "objective": m.objective,
-            "objective_params": {**obj.defaults, **m.params},
+            "objective_params": {k: v for k, v in {**obj.defaults, **m.params}.items() if k not in obj.files},
             "optim": optim.model_dump() if obj.trains else None,
             "encoder": cfg.encoder.model_dump(),
             "graphs": cfg.graphs.model_dump(),
@@ -255,13 +259,16 @@ class Plan:
         }
         runtime = {"device": cfg.pretrain.device}
         label = f"{method}-e{epochs}-s{seed}" if epochs is not None else f"{method}-s{seed}"
-        return self._add(Stage("pretrain", label, params, cfg.results, upstream, runtime=runtime))
+        external = {k: m.params[k] for k in obj.files}
+        return self._add(Stage("pretrain", label, params, cfg.results, upstream, external=external, runtime=runtime))
 
     def fold_numbers(self, prop: str) -> list[int]:
         n = self.cfg.properties[prop].fold_count
         return self.cfg.finetune.folds if self.cfg.finetune.folds is not None else list(range(n))
 
     def _finetunes(self, prop: str) -> list[Stage]:
+        from matssl.objectives import OBJECTIVES
+
         cfg = self.cfg
         ft = cfg.finetune.model_dump(exclude={"fractions", "seeds", "folds", "device"})
         p = cfg.properties[prop]
@@ -274,6 +281,7 @@ class Plan:
                         for seed in cfg.finetune.seeds:
                             params = {"property": prop, "column": p.column, "transform": p.transform, "method": method,
                                       "base_method": pre.params["method"], "pretrain_epochs": optim["epochs"] if optim else 0,
+                                      "random_encoder": OBJECTIVES[pre.params["objective"]].random,
                                       "pretrain_seed": pseed, "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
                             label = f"{prop}-{method}-ps{pseed}-f{fold}-p{frac:g}-s{seed}"
                             upstream = {"graphs": self.graphs[p.dataset], "splits": self.splits[prop], "pretrain": pre,
@@ -299,6 +307,20 @@ class Plan:
             "seeds": cfg.finetune.seeds,
         }
         return self._add(Stage("probe", prop, params, cfg.results, upstream))
+
+    def _predict(self, prop: str) -> Stage:
+        cfg, pr = self.cfg, self.cfg.predict[prop]
+        fraction = pr.fraction if pr.fraction is not None else max(cfg.finetune.fractions)
+        runs = [s for s in self.finetune[prop] if s.params["method"] == pr.method and s.params["fraction"] == fraction]
+        p = cfg.properties[prop]
+        upstream = {"structures": self.ingest[pr.dataset], "graphs": self.graphs[pr.dataset]}
+        upstream |= {f"model:{s.label}": s for s in runs}
+        params = {"property": prop, "column": p.column, "transform": p.transform, "method": pr.method, "fraction": fraction}
+        return self._add(Stage("predict", f"{prop}-{pr.dataset}", params, cfg.results, upstream,
+                               runtime={"device": cfg.finetune.device}))  # fmt: skip
+
+    def prediction_target(self, prop: str) -> str:
+        return f"{self.cfg.results}/predictions/{prop}.parquet"
 
     def get(self, kind: str, key: str) -> Stage:
         try:

@@ -18,7 +18,6 @@ if workflow.is_main_process:
         )
 
 
-
 wildcard_constraints:
     key="[^/]+",
     prop="[^/]+",

@@ -37,7 +37,9 @@ class Objective(nn.Module):
     defaults: ClassVar[dict[str, Any]] = {}
     needs_views: ClassVar[bool] = False
     needs_fingerprints: ClassVar[bool] = False
-    trains: ClassVar[bool] = True  # False for `scratch`: the encoder stays at its initialisation
+    trains: ClassVar[bool] = True  # False for `scratch` (its initialisation) and `pretrained` (trained elsewhere)
+    random: ClassVar[bool] = False  # True for `scratch`: finetuning draws the random encoder with its own seed
+    files: ClassVar[tuple[str, ...]] = ()  # parameters that name input files: hashed by their bytes, not their path
 
     def __init__(self, width: int, params: dict[str, Any], data: PretrainData):
         super().__init__()

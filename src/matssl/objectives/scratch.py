@@ -8,3 +8,4 @@ from matssl.objectives.base import Objective, register
 class Scratch(Objective):
     name = "scratch"
     trains = False
+    random = True

@@ -1,0 +1,81 @@
+"""Encoders trained elsewhere (`objective: pretrained`): checked against the config, hashed by their bytes."""
+
+import shutil
+
+import pytest
+
+from matssl.config import ConfigError, parse_config
+from matssl.encoders import CGCNN, save_encoder
+from matssl.stages import Plan
+from tests.workflow import tiny_config
+
+
+def config_with(tmp_path, path) -> dict:
+    raw = tiny_config(tmp_path / "data.json.gz")
+    raw["pretrain"]["methods"] = {"scratch": {"objective": "scratch"},
+                                  "imported": {"objective": "pretrained", "params": {"path": str(path)}}}  # fmt: skip
+    return raw
+
+
+def test_a_fitting_encoder_is_accepted_and_hashed_by_its_bytes(tmp_path):
+    path = tmp_path / "encoder.pt"
+    save_encoder(CGCNN(width=16, layers=2, cutoff=6.0), str(path))  # the tiny config's encoder and graphs
+    moved = tmp_path / "elsewhere" / "colleague.pt"
+    moved.parent.mkdir()
+    shutil.copy(path, moved)
+    a, b = Plan(parse_config(config_with(tmp_path, path))), Plan(parse_config(config_with(tmp_path, moved)))
+    assert a.pretrain["imported"][0].key == b.pretrain["imported"][0].key  # same bytes, another path
+    save_encoder(CGCNN(width=16, layers=2, cutoff=6.0), str(moved))  # other weights
+    c = Plan(parse_config(config_with(tmp_path, moved)))
+    assert c.pretrain["imported"][0].key != a.pretrain["imported"][0].key
+    assert a.pretrain["imported"][0].external == {"path": str(path)}
+
+
+@pytest.mark.parametrize(
+    "encoder, message",
+    [
+        (CGCNN(width=32, layers=2, cutoff=6.0), "width 32 (file) vs 16 (config)"),
+        (CGCNN(width=16, layers=3, cutoff=8.0), "layers 3 (file) vs 2 (config); cutoff 8.0 (file) vs 6.0 (config)"),
+        (CGCNN(width=16, layers=2, cutoff=6.0, max_z=94), "max_z 94 (file) vs 100 (config)"),
+    ],
+)
+def test_an_incompatible_encoder_is_refused_naming_the_mismatch(tmp_path, encoder, message):
+    path = tmp_path / "encoder.pt"
+    save_encoder(encoder, str(path))
+    with pytest.raises(
+        ConfigError, match="does not fit this config's encoder: .*" + message.replace("(", r"\(").replace(")", r"\)")
+    ):
+        parse_config(config_with(tmp_path, path))
+
+
+def test_a_missing_or_foreign_file_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="is not a file"):
+        parse_config(config_with(tmp_path, tmp_path / "nothing.pt"))
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="not a matssl encoder.pt"):
+        parse_config(config_with(tmp_path, junk))
+
+
+def test_predict_config_is_checked(tmp_path):
+    from tests.workflow import tiny_config
+
+    raw = tiny_config(tmp_path / "data.json.gz")
+    for entry, message in (({"dataset": "tiny", "method": "nope"}, "predict.n.method 'nope': not a finetuned method"),
+                           ({"dataset": "other", "method": "negnn"}, "predict.n.dataset 'other' is not one of datasets"),
+                           ({"dataset": "tiny", "method": "negnn", "fraction": 0.3}, "not one of finetune.fractions")):  # fmt: skip
+        raw["predict"] = {"n": entry}
+        with pytest.raises(ConfigError, match=message):
+            parse_config(raw)
+    raw["predict"] = {"m": {"dataset": "tiny", "method": "negnn"}}
+    with pytest.raises(ConfigError, match="predict.m: no property 'm'"):
+        parse_config(raw)
+
+
+def test_ensemble_by_hand():
+    import numpy as np
+
+    from matssl.predict import ensemble
+
+    mean, std = ensemble(np.array([[1.0, 2.0], [3.0, 6.0]]))
+    assert mean.tolist() == [2.0, 4.0] and std.tolist() == [1.0, 2.0]

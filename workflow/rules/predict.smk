@@ -1,0 +1,36 @@
+# Predictions for new structures from a property's finetuned models (config `predict:`), and the file a user asks
+# for: `snakemake results/predictions/<property>.parquet`.
+
+
+localrules:
+    prediction,
+
+
+rule predict:
+    input:
+        stage_inputs("predict"),
+    output:
+        f"{RESULTS}/predict/{{key}}/predictions.parquet",
+        f"{RESULTS}/predict/{{key}}/rejected.parquet",
+        f"{RESULTS}/predict/{{key}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/predict/{{key}}.log",
+    threads: PLAN.cfg.threads
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        spec=stage_spec("predict"),
+        dir=stage_dir("predict"),
+    shell:
+        "matssl stage predict --spec {params.spec:q} --out {params.dir:q} --threads {threads} --gpus {resources.gpu:q} > {log:q} 2>&1"
+
+
+rule prediction:
+    input:
+        lambda wc: f"{PLAN.predict[wc.prop].dir}/predictions.parquet",
+    output:
+        f"{RESULTS}/predictions/{{prop}}.parquet",
+    shell:
+        "cp {input:q} {output:q}"
