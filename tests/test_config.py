@@ -47,6 +47,20 @@ def test_committed_schema_is_current():
         (lambda c: c["finetune"].update(seeds=[0, 0]), "finetune.seeds: Value error, [0, 0]: each value once"),
         (lambda c: c["finetune"].update(folds=[]), "finetune.folds: List should have at least 1 item"),
         (lambda c: c["finetune"]["optim"].update(patience=10, warmup_steps=20), "patience (10) must exceed warmup_steps (20)"),
+        (
+            lambda c: c["pretrain"]["methods"]["dssl"]["params"].update(micro_property="stifness"),
+            "pretrain.methods.dssl.params.micro_property: 'stifness' is not one of ['none', 'stiffness', 'valence']",
+        ),
+        (
+            lambda c: c["pretrain"]["methods"]["crystalclr"]["params"].update(temperature="0.1"),
+            "pretrain.methods.crystalclr.params.temperature: '0.1' is not a float",
+        ),
+        (lambda c: c["pretrain"]["methods"]["negnn"].update(params={"distance_bins": 40.5}), "distance_bins: 40.5 is not a int"),
+        (lambda c: c["pretrain"]["methods"]["fingerprint"]["params"].update(descriptor="gmp"), "'gmp' is not one of ['wacsf'"),
+        (
+            lambda c: c["properties"]["dielectric"].update(column="refractive_index"),
+            "properties.dielectric.column 'refractive_index': the label column of matbench_dielectric is 'n'",
+        ),
         # dielectric: 3,811 structures per training fold, 0.3 % of them are 12: 10 validate and 2 train
         (
             lambda c: c["finetune"].update(fractions=[0.003, 1.0]),
@@ -156,3 +170,31 @@ def test_library_versions_are_in_the_stage_hash(monkeypatch):
     assert after.graphs["dielectric"].key == before.graphs["dielectric"].key
     assert after.pretrain["negnn"][0].key != before.pretrain["negnn"][0].key
     assert after.finetune["dielectric"][0].key != before.finetune["dielectric"][0].key
+
+
+def test_files_datasets_are_checked_before_any_job(tmp_path):
+    """A folder without structure files, a labels CSV without `id` or without the property's column, a folder without
+    labels: one message from the config check, not a traceback from a job."""
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no structures here")
+    cfg = demo()
+    cfg["datasets"]["mine"] = {"kind": "files", "path": str(folder), "labels": str(tmp_path / "labels.csv")}
+    cfg["properties"]["gap"] = {"dataset": "mine", "column": "band gap"}
+
+    def error() -> str:
+        with pytest.raises(ConfigError) as err:
+            parse_config(cfg)
+        return str(err.value)
+
+    assert "no structure files matching '*'" in error()
+    (folder / "a.cif").write_text("data_a\n")
+    assert "labels.csv: cannot read the labels CSV" in error()
+    (tmp_path / "labels.csv").write_text("name,band gap\na,1.0\n")
+    assert "a labels CSV needs an `id` column" in error()
+    (tmp_path / "labels.csv").write_text("id,band_gap\na,1.0\n")
+    assert "properties.gap.column 'band gap': not a column of" in error() and "band_gap" in error()
+    (tmp_path / "labels.csv").write_text("id,band gap\na,1.0\n")
+    parse_config(cfg)
+    del cfg["datasets"]["mine"]["labels"]
+    assert "is a folder without `labels:`" in error()

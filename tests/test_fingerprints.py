@@ -183,7 +183,7 @@ def test_descriptor_must_be_a_computed_kind(tmp_path):
 
     raw = tiny_config(tmp_path)
     raw["pretrain"]["methods"]["fingerprint"]["params"] = {"descriptor": "soap"}
-    with pytest.raises(ConfigError, match="'soap' is now 'soap_geometry'"):
+    with pytest.raises(ConfigError, match="descriptor: 'soap' is now 'soap_geometry'"):
         parse_config(raw)
     raw["pretrain"]["methods"]["fingerprint"]["params"] = {"descriptor": "ead"}
     raw["fingerprints"]["kinds"] = ["wacsf"]

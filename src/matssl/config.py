@@ -42,6 +42,36 @@ class FilesSource(Strict):
     labels: str | None = Field(None, description="CSV with an `id` column (file stem) and labels")
     glob: str = "*"
 
+    @model_validator(mode="after")
+    def _has_structures(self) -> FilesSource:
+        from matssl.sources import STRUCTURE_NAMES, STRUCTURE_SUFFIXES
+
+        folder = Path(self.path)
+        if not folder.exists():
+            raise ValueError(f"path {self.path}: no such file or folder")
+        if folder.is_dir() and not any(
+            p.is_file() and (p.suffix.lower() in STRUCTURE_SUFFIXES or p.name in STRUCTURE_NAMES) for p in folder.glob(self.glob)
+        ):
+            raise ValueError(
+                f"path {self.path}: no structure files matching {self.glob!r} (*.cif, *.vasp, *.poscar, POSCAR, CONTCAR)"
+            )
+        if self.labels is not None:
+            labels_header(self.labels)
+        return self
+
+
+def labels_header(path: str) -> list[str]:
+    """The columns of a labels CSV, which needs an `id` column."""
+    import pandas as pd
+
+    try:
+        columns = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read the labels CSV ({type(err).__name__}: {err})") from None
+    if "id" not in columns:
+        raise ValueError(f"{path}: a labels CSV needs an `id` column (the structure file's name without suffix): {columns}")
+    return columns
+
 
 class MPSource(Strict):
     """Materials Project summary search through mp-api (key from the MP_API_KEY variable)."""
@@ -365,6 +395,7 @@ class Config(Strict):
             if self.finetune.folds is not None and any(not 0 <= f < k for f in self.finetune.folds):
                 raise ValueError(f"finetune.folds {self.finetune.folds}: property {name!r} has folds 0 to {k - 1}")
             self._check_subset_sizes(name, prop)
+            self._check_column(name, prop)
         for name, pr in self.predict.items():
             self._check_predict(name, pr)
         from matssl.objectives import OBJECTIVES
@@ -378,11 +409,28 @@ class Config(Strict):
                 self._check_imported(name, method.params["path"])
             for kind in obj.fingerprint_kinds(method.params):
                 if kind not in self.fingerprints.kinds:
-                    renamed = RENAMED_KINDS.get(kind)
-                    hint = f" ('{kind}' is now '{renamed}')" if renamed else ""
                     raise ValueError(f"pretrain.methods.{name}.params: descriptor {kind!r} is not one of fingerprints.kinds "
-                                     f"{self.fingerprints.kinds}{hint}")  # fmt: skip
+                                     f"{self.fingerprints.kinds}")  # fmt: skip
         return self
+
+    def _check_column(self, name: str, prop: PropertyConfig) -> None:
+        """The property's label column exists in its dataset, where that is known before ingest (a Matbench task's
+        target, a labels CSV's header, the fields of a Materials Project query); a folder of structure files has
+        files. Elsewhere (an extended-XYZ file's info keys) the splits job says so."""
+        src, where = self.datasets[prop.dataset], f"properties.{name}.column {prop.column!r}"
+        if isinstance(src, MatbenchSource):
+            target = MATBENCH_TARGETS.get(src.task)
+            if target is not None and prop.column != target:
+                raise ValueError(f"{where}: the label column of {src.task} is {target!r}")
+        elif isinstance(src, MPSource):
+            if prop.column not in src.fields:
+                raise ValueError(f"{where}: not one of the fields of dataset {prop.dataset!r}: {src.fields}")
+        elif src.labels is not None:
+            columns = labels_header(src.labels)
+            if prop.column not in columns:
+                raise ValueError(f"{where}: not a column of {src.labels}: {columns}")
+        elif Path(src.path).is_dir():
+            raise ValueError(f"{where}: dataset {prop.dataset!r} is a folder without `labels:` (a CSV with id and labels)")
 
     def _check_predict(self, name: str, pr: PredictConfig) -> None:
         where = f"predict.{name}"
@@ -429,6 +477,10 @@ class Config(Strict):
         return self.pretrain.methods[method].optim or self.pretrain.optim
 
 
+# The label column of each Matbench v0.1 task with crystal structures.
+MATBENCH_TARGETS = {"matbench_jdft2d": "exfoliation_en", "matbench_phonons": "last phdos peak", "matbench_dielectric": "n",
+                    "matbench_log_gvrh": "log10(G_VRH)", "matbench_log_kvrh": "log10(K_VRH)", "matbench_perovskites": "e_form",
+                    "matbench_mp_gap": "gap pbe", "matbench_mp_is_metal": "is_metal", "matbench_mp_e_form": "e_form"}  # fmt: skip
 # Structures per Matbench v0.1 task with crystal structures (matbench.materialsproject.org), for the size check.
 MATBENCH_SIZES = {"matbench_jdft2d": 636, "matbench_phonons": 1265, "matbench_dielectric": 4764, "matbench_log_gvrh": 10987,
                   "matbench_log_kvrh": 10987, "matbench_perovskites": 18928, "matbench_mp_gap": 106113,

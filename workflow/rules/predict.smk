@@ -32,5 +32,7 @@ rule prediction:
         lambda wc: f"{PLAN.predict[wc.prop].dir}/predictions.parquet",
     output:
         f"{RESULTS}/predictions/{{prop}}.parquet",
+    log:
+        f"{RESULTS}/logs/predictions/{{prop}}.log",
     shell:
-        "cp {input:q} {output:q}"
+        "cp {input:q} {output:q} > {log:q} 2>&1"

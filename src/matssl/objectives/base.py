@@ -46,11 +46,28 @@ class Objective(nn.Module):
         self.check_params(params, where=self.name)
         self.p = {**self.defaults, **params}
 
+    choices: ClassVar[dict[str, tuple]] = {}  # the values a parameter may take, where they are few
+
     @classmethod
     def check_params(cls, params: dict[str, Any], where: str) -> None:
+        """Names, types (those of the defaults: a number where the default is a number, ...) and choices."""
         unknown = set(params) - set(cls.defaults)
         if unknown:
             raise ValueError(f"{where}: unknown parameter(s) {sorted(unknown)}; allowed {sorted(cls.defaults)}")
+        for k, v in params.items():
+            default = cls.defaults[k]
+            if k in cls.choices and v not in cls.choices[k]:
+                raise ValueError(f"{where}.{k}: {v!r} is not one of {list(cls.choices[k])}")
+            if isinstance(default, bool):
+                ok = isinstance(v, bool)
+            elif isinstance(default, int | float):
+                ok = isinstance(v, int | float) and not isinstance(v, bool) and (isinstance(v, int) or isinstance(default, float))
+            elif isinstance(default, str):
+                ok = isinstance(v, str)
+            else:  # None: optional, a number when given
+                ok = v is None or isinstance(v, int | float | str) and not isinstance(v, bool)
+            if not ok:
+                raise ValueError(f"{where}.{k}: {v!r} is not a {type(default).__name__ if default is not None else 'value'}")
 
     @classmethod
     def fingerprint_kinds(cls, params: dict[str, Any]) -> list[str]:

@@ -37,7 +37,7 @@ class CrystalCLR(Objective):
         parts = {"nt_xent": float(clr.detach())}
         total = clr
         if self.p["composition_similarity"]:
-            elements = torch.cat([element_sets(b.numbers, b.graph, b.n_graphs) for b in (b1, b2)])
+            elements = torch.cat([element_sets(b.numbers, b.graph, b.n_graphs, data.max_z) for b in (b1, b2)])
             cs = composition_similarity(z1, z2, elements, tau)
             parts["composition_similarity"] = float(cs.detach())
             total = clr + cs

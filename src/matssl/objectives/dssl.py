@@ -50,12 +50,11 @@ class DSSL(Objective):
     name = "dssl"
     defaults = {"mask_ratio": 0.15, "perturb_min": 0.1, "perturb_max": 0.5, "micro_property": "none",
                 "mask_weight": None, "contrastive_weight": None, "micro_weight": None}  # fmt: skip
+    choices = {"micro_property": ("none", "stiffness", "valence")}
 
     def __init__(self, width: int, params: dict, data: PretrainData):
         super().__init__(width, params, data)
         p = self.p
-        if p["micro_property"] not in ("none", "stiffness", "valence"):
-            raise ValueError("dssl.micro_property: allowed 'none', 'stiffness', 'valence'")
         micro = p["micro_property"] != "none"
         self.w_mask = p["mask_weight"] if p["mask_weight"] is not None else (0.1 if micro else 0.5)
         self.w_con = p["contrastive_weight"] if p["contrastive_weight"] is not None else (1.0 if micro else 0.5)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from matssl.config import FINGERPRINT_KINDS, RENAMED_KINDS
 from matssl.objectives.base import Objective, PretrainData, register
 
 
@@ -17,7 +18,15 @@ from matssl.objectives.base import Objective, PretrainData, register
 class FingerprintTarget(Objective):
     name = "fingerprint"
     defaults = {"descriptor": "wacsf"}
+    choices = {"descriptor": FINGERPRINT_KINDS}
     needs_fingerprints = True
+
+    @classmethod
+    def check_params(cls, params: dict, where: str) -> None:
+        renamed = RENAMED_KINDS.get(params.get("descriptor"))
+        if renamed:
+            raise ValueError(f"{where}.descriptor: {params['descriptor']!r} is now {renamed!r} (geometry only)")
+        super().check_params(params, where)
 
     @classmethod
     def fingerprint_kinds(cls, params: dict) -> list[str]:
