@@ -29,13 +29,18 @@ def stages_in_order(tiny_demo: Path) -> list:
     cfg = tiny_config(tiny_demo)
     cfg["datasets"]["tiny"] = {"kind": "matbench", "task": "matbench_dielectric", "url": tiny_demo.as_uri()}  # download
     cfg["pretrain"]["methods"] = {m: cfg["pretrain"]["methods"][m] for m in ("scratch", "crystalclr", "fingerprint")}
+    cfg["pretrain"]["methods"]["chgnet"] = {"objective": "foundation"}
+    cfg["predict"] = {"n": {"dataset": "tiny", "method": "fingerprint"}}
     cfg["probes"] = {"rf_trees": 5, "map_points": 20}
     cfg["pretrain"]["device"] = cfg["finetune"]["device"] = "cpu"  # bit-for-bit equality holds on the CPU only
     plan = Plan(parse_config(cfg))
     order = list(OUTPUTS)  # the stage kinds in pipeline order
     stages = sorted(plan.stages.values(), key=lambda s: order.index(s.kind))
-    one_finetune = [s for s in stages if s.kind == "finetune"][-1:]
-    return [s for s in stages if s.kind not in ("finetune", "probe")] + one_finetune + [s for s in stages if s.kind == "probe"]
+    predict = plan.predict["n"]
+    its_finetune = [s for s in predict.upstream.values() if s.kind == "finetune"]  # one: one fold, one seed
+    assert len(its_finetune) == 1
+    upstream = [s for s in stages if s.kind not in ("finetune", "probe", "predict")]
+    return upstream + its_finetune + [s for s in stages if s.kind == "probe"] + [predict]
 
 
 def kill_target(stage) -> str:

@@ -226,3 +226,31 @@ def test_predictions_from_the_finetuned_models(run, tmp_path):
     twice = pd.read_parquet(out / "predictions.parquet").set_index("id")
     assert (twice["n_models"] == 2).all() and (twice["y_pred_std"] == 0).all()
     np.testing.assert_array_equal(twice["y_pred_mean"], got["y_pred_mean"])
+
+
+def test_foundation_model_baseline_end_to_end(run, tmp_path):
+    """CHGNet's frozen features: a finetuned head by the same protocol (same folds, fractions, seeds), a probe row, and
+    the report's caveat that the leakage guard cannot apply to it."""
+    import shutil
+
+    import pandas as pd
+
+    workdir, cfg = run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    changed = json.loads(json.dumps(cfg))
+    changed["pretrain"]["methods"]["chgnet"] = {"objective": "foundation", "params": {"model": "chgnet"}}
+    write_config(copy, changed)
+    assert planned_jobs(copy) == {"foundation": 1, "finetune": 2, "probe": 1, "property": 1, "report": 1, "all": 1}
+    snakemake(copy, "--cores", "2")
+    prop = json.loads((copy / "results/properties/n.json").read_text())
+    runs = [r for r in prop["runs"] if r["method"] == "chgnet"]
+    scratch = [r for r in prop["runs"] if r["method"] == "scratch"]
+    assert sorted((r["fold"], r["fraction"], r["seed"]) for r in runs) == sorted(
+        (r["fold"], r["fraction"], r["seed"]) for r in scratch
+    )
+    assert all(r["mae"] > 0 and r["n_test"] == 16 and 1 <= r["best_step"] <= r["steps"] for r in runs)
+    probes = pd.read_parquet(next((copy / "results" / "probe").glob("n-*")) / "probes.parquet")
+    assert set(probes.loc[probes["representation"] == "chgnet", "family"]) == {"foundation model (chgnet, frozen)"}
+    html = (copy / "results/report.html").read_text()
+    assert "trained on MPtrj (Materials Project structures)" in html and "Foundation model (frozen)" in html

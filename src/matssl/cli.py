@@ -41,6 +41,8 @@ def _runner(kind: str):
         from matssl.finetune import run_finetune as f
     elif kind == "probe":
         from matssl.probes import run_probe as f
+    elif kind == "foundation":
+        from matssl.foundation import run_foundation as f
     elif kind == "predict":
         from matssl.predict import run_predict as f
     else:
@@ -59,7 +61,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
     (out / "manifest.json").unlink(missing_ok=True)  # a stage is complete only once its manifest is back
     for stale in out.glob(".tmp-*"):  # half-written files of a job that was killed
         stale.unlink()
-    if args.kind in ("pretrain", "finetune", "probe", "predict"):
+    if args.kind in ("pretrain", "finetune", "probe", "predict", "foundation"):
         from matssl.train import keep_freed_memory
 
         keep_freed_memory()

@@ -443,6 +443,8 @@ class Config(Strict):
             keys |= {f"{m}-e{e}" for m in self.pretrain.methods for e in self.pretrain.budgets}
         if pr.method not in keys:
             raise ValueError(f"{where}.method {pr.method!r}: not a finetuned method ({sorted(keys)})")
+        if self.pretrain.methods.get(pr.method) and self.pretrain.methods[pr.method].objective == "foundation":
+            raise ValueError(f"{where}.method {pr.method!r}: predictions come from graph encoders, not frozen features")
         if pr.fraction is not None and pr.fraction not in self.finetune.fractions:
             raise ValueError(f"{where}.fraction {pr.fraction}: not one of finetune.fractions {self.finetune.fractions}")
 

@@ -12,6 +12,7 @@ model is chosen. The run also scores the dummy baselines (the training subset's 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from matssl.config import FinetuneConfig
 from matssl.encoders import Regressor, load_encoder
 from matssl.evaluate import label_subset, n_validation, regression_metrics, subset_problem, transform_labels
+from matssl.foundation import read_features
 from matssl.graphs import GraphSet
 from matssl.io import read_json, write_json
 from matssl.table import read_table, write_table
@@ -33,23 +35,41 @@ log = logging.getLogger(__name__)
 HISTORY_POINTS = 200  # learning curves kept per run (every epoch of a small subset would be thousands)
 
 
-def predict(model: torch.nn.Module, graphs: GraphSet, pos: np.ndarray, device: torch.device, batch_size: int = 256) -> np.ndarray:
+def predict(model: torch.nn.Module, inputs: Callable[[np.ndarray], Any], pos: np.ndarray, device: torch.device,
+            batch_size: int = 256) -> np.ndarray:  # fmt: skip
+    """The model's outputs for the items at `pos`; `inputs(positions)` is what the model takes (a graph batch, or
+    rows of frozen features), on `device`."""
     model.eval()
     out = []
     with torch.no_grad(), autocast(device):
         for i in range(0, len(pos), batch_size):
-            out.append(model(graphs.batch(pos[i : i + batch_size]).to(device)).float().cpu())
+            out.append(model(inputs(pos[i : i + batch_size])).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
-def save_model(model: Regressor, mean: float, std: float, path: Path) -> None:
-    """The finetuned model (encoder and head) and the target scaling: what predictions need."""
+class FeatureRegressor(torch.nn.Module):
+    """The finetuning head (as `Regressor`'s) on frozen features: a foundation model's crystal vectors."""
+
+    def __init__(self, dim: int, head_width: int = 128):
+        super().__init__()
+        self.head = torch.nn.Sequential(torch.nn.Linear(dim, head_width), torch.nn.Softplus(), torch.nn.Linear(head_width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x).squeeze(-1)
+
+
+def save_model(model: Regressor | FeatureRegressor, mean: float, std: float, path: Path, frozen: str | None = None) -> None:
+    """The finetuned model (encoder and head, or the head on `frozen` model's features) and the target scaling:
+    what predictions need."""
     from matssl.encoders import ENCODERS
     from matssl.io import atomic_path
 
-    name = next(k for k, v in ENCODERS.items() if isinstance(model.encoder, v))
-    payload = {"encoder": name, "hparams": model.encoder.hparams, "head_width": model.head[0].out_features,
-               "state_dict": model.state_dict(), "mean": mean, "std": std}  # fmt: skip
+    payload = {"head_width": model.head[0].out_features, "state_dict": model.state_dict(), "mean": mean, "std": std}
+    if frozen:
+        payload |= {"frozen": frozen, "dim": model.head[0].in_features}
+    else:
+        payload |= {"encoder": next(k for k, v in ENCODERS.items() if isinstance(model.encoder, v)),
+                    "hparams": model.encoder.hparams}  # fmt: skip
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: no temporary name inside the bytes
         torch.save(payload, fh)
 
@@ -98,29 +118,45 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     df = read_table(Path(up["structures"]) / "structures.parquet", columns=["id", p["column"]])
     y = transform_labels(df.set_index("id")[p["column"]].astype(float), p["transform"])
 
-    subset = [i for i in label_subset(fold["train"], p["fraction"], p["seed"], p["fold"]) if i in graphs.index]
+    frozen = p.get("frozen")
+    if frozen:  # a foundation model's frozen crystal features (structures it could not read are left out)
+        feature_ids, features = read_features(up["features"])
+        row = {i: k for k, i in enumerate(feature_ids)}
+        usable = {i for i in graphs.index if i in row}
+        features_t = torch.from_numpy(features)
+        inputs = lambda pos: features_t[pos].to(device)  # noqa: E731
+        position = lambda ids: np.array([row[i] for i in ids], dtype=np.int64)  # noqa: E731
+    else:
+        usable = graphs.index
+        inputs = lambda pos: graphs.batch(pos).to(device)  # noqa: E731
+        position = graphs.subset_index
+
+    subset = [i for i in label_subset(fold["train"], p["fraction"], p["seed"], p["fold"]) if i in usable]
     val_ids, fit_ids = split_subset(subset, ft, len(fold["train"]), p["fraction"])
-    test_ids = [i for i in fold["test"] if i in graphs.index]
+    test_ids = [i for i in fold["test"] if i in usable]
     if not test_ids:
         raise ValueError(f"fold {p['fold']}: no test structure has a graph")
     y_fit, y_val = y.loc[fit_ids].to_numpy(), y.loc[val_ids].to_numpy()
     mean, std = float(y_fit.mean()), float(y_fit.std()) or 1.0
 
     torch.manual_seed(p["seed"])
-    encoder = load_encoder(str(Path(up["pretrain"]) / "encoder.pt"))
-    if p["random_encoder"]:  # scratch: the encoder's random start, too, is drawn by the finetuning seed
-        encoder = type(encoder)(**encoder.hparams)
-    model = Regressor(encoder, ft.head_width)
+    if frozen:
+        model = FeatureRegressor(features.shape[1], ft.head_width)
+    else:
+        encoder = load_encoder(str(Path(up["pretrain"]) / "encoder.pt"))
+        if p["random_encoder"]:  # scratch: the encoder's random start, too, is drawn by the finetuning seed
+            encoder = type(encoder)(**encoder.hparams)
+        model = Regressor(encoder, ft.head_width)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    fit_pos, val_pos, test_pos = (graphs.subset_index(ids) for ids in (fit_ids, val_ids, test_ids))
+    fit_pos, val_pos, test_pos = (position(ids) for ids in (fit_ids, val_ids, test_ids))
     target = torch.tensor((y_fit - mean) / std, dtype=torch.float32)
 
     def step(idx: np.ndarray):
-        pred = model(graphs.batch(fit_pos[idx]).to(device))
+        pred = model(inputs(fit_pos[idx]))
         return F.l1_loss(pred.float(), target[idx].to(device)), {}
 
     def validate() -> float:
-        return float(np.abs(predict(model, graphs, val_pos, device) * std + mean - y_val).mean())
+        return float(np.abs(predict(model, inputs, val_pos, device) * std + mean - y_val).mean())
 
     # the learning-rate grid, resumable: finished rates and the best weights so far live in the checkpoint
     checkpoint = out / "checkpoint.pt"
@@ -147,7 +183,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     model.load_state_dict(state["best_state"])
 
     # only now the test labels
-    pred = predict(model, graphs, test_pos, device) * std + mean
+    pred = predict(model, inputs, test_pos, device) * std + mean
     y_test = y.loc[test_ids].to_numpy()
     metrics = regression_metrics(y_test, pred)
     result = {**metrics, "n_train": len(fit_ids), "n_val": len(val_ids), "n_test": len(test_ids), "n_train_fold": len(fold["train"]),
@@ -159,7 +195,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
               "pretrain_epochs": p["pretrain_epochs"], "pretrain_seed": p["pretrain_seed"], "fold": p["fold"],
               "fraction": p["fraction"], "seed": p["seed"], **device_facts(device)}  # fmt: skip
     write_json(result, out / "metrics.json")
-    save_model(model.cpu(), mean, std, out / "model.pt")
+    save_model(model.cpu(), mean, std, out / "model.pt", frozen)
     write_table(pa.Table.from_pandas(pd.DataFrame({"id": test_ids, "y_true": y_test, "y_pred": pred}), preserve_index=False),
                 out / "predictions.parquet")  # fmt: skip
     checkpoint.unlink(missing_ok=True)

@@ -43,7 +43,7 @@ def run_predict(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     preds = []
     for d in models:
         model, mean, std = load_model(Path(d) / "model.pt")
-        preds.append(predict(model.to(device), graphs, pos, device) * std + mean)
+        preds.append(predict(model.to(device), lambda at: graphs.batch(at).to(device), pos, device) * std + mean)
     mu, sd = ensemble(np.stack(preds))
     table = pd.DataFrame({"id": graphs.ids, "y_pred_mean": mu, "y_pred_std": sd, "n_models": len(models)})
     df = read_table(Path(up["structures"]) / "structures.parquet")

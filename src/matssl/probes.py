@@ -30,6 +30,7 @@ import torch
 from matssl.encoders import load_encoder, mean_pool
 from matssl.evaluate import label_subset, regression_metrics, transform_labels
 from matssl.fingerprints import LABELS, matrix
+from matssl.foundation import read_features
 from matssl.graphs import GraphSet
 from matssl.io import read_json
 from matssl.table import read_table, write_table
@@ -169,17 +170,28 @@ def pca_map(x: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the stage
-def representations(spec: dict[str, Any], graphs: GraphSet, df: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Every representation of the rows of `df`, and its family ('pretrained', 'random encoder', 'fingerprint')."""
+def representations(
+    spec: dict[str, Any], graphs: GraphSet, df: pd.DataFrame
+) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, int]]:
+    """Every representation of the rows of `df`, its family ('pretrained', 'random encoder', 'fingerprint', 'foundation
+    model ...'), and per foundation model the rows it could not read."""
     p, up = spec["params"], spec["upstream"]
     reps: dict[str, np.ndarray] = {}
     family: dict[str, str] = {}
+    missing: dict[str, int] = {}
     pos = graphs.subset_index(df["id"].tolist())
     for method, objective in p["methods"].items():
         graph_emb, layer_sum = embeddings(Path(up[f"pretrain:{method}"]) / "encoder.pt", graphs, pos)
         reps[method], family[method] = graph_emb, "random encoder" if objective == "scratch" else "pretrained"
         if objective == "negnn":
             reps[f"{method} (layer sum)"], family[f"{method} (layer sum)"] = layer_sum, "pretrained"
+    for method, model in p.get("frozen", {}).items():  # a foundation model's crystal features
+        feature_ids, x = read_features(up[f"foundation:{method}"])
+        rows = pd.Index(feature_ids).get_indexer(df["id"])
+        # a structure the model could not read gets the mean vector (counted in the manifest)
+        reps[method] = np.where((rows >= 0)[:, None], x[rows], x.mean(axis=0))
+        family[method] = f"foundation model ({model}, frozen)"
+        missing[method] = int((rows < 0).sum())
     ids = df["id"].tolist()
     baselines = p["probes"]["baselines"]
     if "fingerprints" in baselines:
@@ -192,7 +204,7 @@ def representations(spec: dict[str, Any], graphs: GraphSet, df: pd.DataFrame) ->
         reps["sine Coulomb"] = sine_coulomb_features(df)
     for name in reps:
         family.setdefault(name, "fingerprint")
-    return reps, family
+    return reps, family, missing
 
 
 def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -204,7 +216,7 @@ def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     df = read_table(Path(up["structures"]) / "structures.parquet")
     df["y"] = transform_labels(df[prop["column"]].astype(float), prop["transform"])
     df = df[df["y"].notna() & df["id"].isin(graphs.index)].reset_index(drop=True)
-    reps, family = representations(spec, graphs, df)
+    reps, family, missing = representations(spec, graphs, df)
     row = {id_: k for k, id_ in enumerate(df["id"])}
     y = df["y"].to_numpy()
     folds = read_json(Path(up["splits"]) / "folds.json")["folds"]
@@ -233,8 +245,8 @@ def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     points = df.iloc[pick][["id", "y"]].rename(columns={"y": "label"})
     points["crystal_system"] = df["crystal_system"].iloc[pick] if "crystal_system" in df else None
     maps = []
-    for method in p["methods"]:
+    for method in [*p["methods"], *p.get("frozen", {})]:
         xy = pca_map(reps[method][pick]) if len(pick) > 2 else np.zeros((len(pick), 2))
         maps.append(points.assign(representation=method, x=xy[:, 0], y=xy[:, 1]))
     write_table(pa.Table.from_pandas(pd.concat(maps, ignore_index=True), preserve_index=False), out / "map.parquet")
-    return {"n_structures": len(df), "representations": list(reps), "n_fits": len(results)}
+    return {"n_structures": len(df), "representations": list(reps), "n_fits": len(results), "foundation_missing": missing}

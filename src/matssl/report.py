@@ -24,6 +24,15 @@ from matssl.table import read_table  # noqa: E402
 
 KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
 METHOD_INFO = {
+    "foundation": (
+        "Foundation model (frozen)",
+        "A pretrained universal interatomic potential whose weights ship in its package (CHGNet: the mean of its atom "
+        "features after the last interaction block, 64 values), frozen; the same head and finetuning protocol as every "
+        "other method train on it. Trained on MPtrj, which holds Materials Project structures: the leakage guard cannot "
+        "apply to it.",
+        "Deng, Zhong, Jun, Riebesell, Han, Bartel, Ceder (2023). CHGNet as a pretrained universal neural network "
+        "potential for charge-informed atomistic modelling. Nature Machine Intelligence 5, 1031.",
+    ),
     "pretrained": (
         "Imported encoder",
         "An encoder.pt trained elsewhere (another run, a GPU cluster, a colleague), checked against this config's encoder "
@@ -300,11 +309,19 @@ def method_order(methods) -> list[str]:
     return [m for m in DUMMIES if m in set(methods)] + ["scratch"] + trained
 
 
-def table_cell(r: pd.Series) -> dict[str, Any]:
+# Methods whose training data this workflow does not control: the leakage guard cannot apply to them.
+UNGUARDED = {
+    "foundation": "trained on MPtrj (Materials Project structures): test structures may have been seen; the leakage guard "
+    "cannot apply",
+    "pretrained": "imported encoder: what it was trained on is unknown here; the leakage guard cannot apply",
+}
+
+
+def table_cell(r: pd.Series, caveat: str | None = None) -> dict[str, Any]:
     """One method at one label fraction: its errors, how its runs ended, and its comparison with scratch."""
     spread = f" ± {fmt(r['mae_std'], 2)}" if r["n_runs"] > 1 else ""
     dummy = r["method"] in DUMMIES
-    flags = []
+    flags = [caveat] if caveat else []
     if not dummy and not r["beats_dummy"]:
         flags.append("does not beat the dummy")
     if not dummy and r.get("cap_share", 0) > CAP_WARNING:
@@ -325,6 +342,8 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
     everything = compare_all(
         pd.concat([pd.DataFrame(d["summary"]).assign(property=n) for n, d in data.items()], ignore_index=True)
     )
+    objectives = {m: v["objective"] for m, v in spec["config"]["pretrain"]["methods"].items()}
+    caveats = {m: UNGUARDED[o] for m, o in objectives.items() if o in UNGUARDED}
     props, summary_rows = [], []
     for name, p in spec["properties"].items():
         summary = everything[everything["property"] == name]
@@ -336,7 +355,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
             cells = []
             for f in fractions:
                 r = summary[(summary["method"] == m) & (summary["fraction"] == f)]
-                cells.append(table_cell(r.iloc[0]) if len(r) else None)
+                cells.append(table_cell(r.iloc[0], caveats.get(m)) if len(r) else None)
             table.append({"method": m, "dummy": m in DUMMIES, "cells": cells})
         for f in fractions:
             cell = summary[summary["fraction"] == f]
@@ -351,7 +370,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
                 summary_rows.append({"property": name, "fraction": f"{100 * f:g}%", "method": m, "mae": fmt(r["mae_mean"]),
                                      "unit": unit, "verdict": r["verdict"], "p": fmt_p(r["p_holm"]),
                                      "helps": r["verdict"].startswith("helps"), "hurts": r["verdict"].startswith("hurts"),
-                                     "note": "; ".join(note)})  # fmt: skip
+                                     "note": "; ".join([*note, *([caveats[m]] if m in caveats else [])])})  # fmt: skip
         # the parity plot's second method is chosen on validation MAE, never on test data
         top = summary[(summary["fraction"] == max(fractions)) & ~summary["method"].isin([*DUMMIES, "scratch"])]
         chosen = top.sort_values("val_mae_mean").iloc[0]["method"] if len(top) else None

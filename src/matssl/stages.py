@@ -43,8 +43,9 @@ CODE: dict[str, list[str]] = {
     "splits": ["evaluate.py"],
     # augment.py: the masking objectives' targets (groups, periods, stiffness) come from it
     "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "leakage.py", "augment.py", "objectives/*.py", *KERNELS],
-    "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", *KERNELS],
-    "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", *KERNELS],
+    "foundation": ["foundation.py", "table.py"],
+    "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", "foundation.py", *KERNELS],
+    "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", "foundation.py", *KERNELS],
     "predict": ["predict.py", "finetune.py", "encoders.py", "graphs.py", *KERNELS],
     # not cached stages, but their rules take this as a parameter, so that new statistics re-summarise
     "property": ["stats.py"],
@@ -59,6 +60,7 @@ OUTPUTS: dict[str, list[str]] = {
     "fingerprints": ["atoms.parquet", "manifest.json"],
     "splits": ["folds.json", "manifest.json"],
     "pretrain": ["encoder.pt", "history.json", "manifest.json"],
+    "foundation": ["features.parquet", "rejected.parquet", "manifest.json"],
     "finetune": ["metrics.json", "predictions.parquet", "model.pt", "manifest.json"],
     "probe": ["probes.parquet", "map.parquet", "manifest.json"],
     "predict": ["predictions.parquet", "rejected.parquet", "manifest.json"],
@@ -72,12 +74,13 @@ COMPUTE: dict[str, list[str]] = {
     "fingerprints": ["dscribe", "ase", "numpy", "scipy", "pymatgen"],
     "splits": ["scikit-learn", "numpy"],
     "pretrain": ["torch", "numpy", "pymatgen"],
+    "foundation": ["chgnet", "torch", "numpy", "pymatgen"],
     "finetune": ["torch", "numpy", "scikit-learn"],
     "probe": ["torch", "numpy", "scikit-learn", "scipy", "pymatgen", "dscribe"],
     "predict": ["torch", "numpy"],
 }
-PACKAGES = ["matssl", "torch", "torch-geometric", "pymatgen", "dscribe", "numpy", "pandas", "pyarrow", "scikit-learn",
-            "snakemake"]  # fmt: skip
+PACKAGES = ["matssl", "torch", "torch-geometric", "pymatgen", "dscribe", "chgnet", "numpy", "pandas", "pyarrow",
+            "scikit-learn", "snakemake"]  # fmt: skip
 
 
 @cache
@@ -180,7 +183,12 @@ class Plan:
         # per method key (a method, or '<method>-e<epochs>' in a budget sweep), one stage per pretraining seed
         # (scratch, which does not train: one stage, the first seed)
         self.pretrain: dict[str, list[Stage]] = {}
+        # methods on another model's frozen features (`foundation`): no pretraining, a feature stage per dataset
+        self.frozen: dict[str, str] = {}
         for m in cfg.pretrain.methods:
+            if self._objective(m).frozen:
+                self.frozen[m] = self.cfg.pretrain.methods[m].params.get("model", self._objective(m).defaults["model"])
+                continue
             for key, epochs in self._budgets(m):
                 self.pretrain[key] = [self._pretrain(m, seed, epochs) for seed in self._pretrain_seeds(m)]
         self.finetune: dict[str, list[Stage]] = {name: self._finetunes(name) for name in cfg.properties}
@@ -207,10 +215,18 @@ class Plan:
         params = {"fingerprints": self.cfg.fingerprints.model_dump()}
         return self._add(Stage("fingerprints", dataset, params, self.cfg.results, {"structures": self.ingest[dataset]}))
 
-    def _trains(self, method: str) -> bool:
+    def _objective(self, method: str):
         from matssl.objectives import OBJECTIVES
 
-        return OBJECTIVES[self.cfg.pretrain.methods[method].objective].trains
+        return OBJECTIVES[self.cfg.pretrain.methods[method].objective]
+
+    def _trains(self, method: str) -> bool:
+        return self._objective(method).trains
+
+    def _foundation(self, model: str, dataset: str) -> Stage:
+        """A foundation model's crystal features of a dataset."""
+        return self._add(Stage("foundation", f"{model}-{dataset}", {"model": model}, self.cfg.results,
+                               {"structures": self.ingest[dataset]}))  # fmt: skip
 
     def _pretrain_seeds(self, method: str) -> list[int]:
         seeds = self.cfg.pretrain.methods[method].seeds or self.cfg.pretrain.seeds
@@ -288,6 +304,19 @@ class Plan:
                                         "structures": self.ingest[p.dataset]}  # fmt: skip
                             runtime = {"device": cfg.finetune.device}
                             out.append(self._add(Stage("finetune", label, params, cfg.results, upstream, runtime=runtime)))
+        for method, model in self.frozen.items():  # the same head and protocol on frozen features
+            features = self._foundation(model, p.dataset)
+            for fold in self.fold_numbers(prop):
+                for frac in cfg.finetune.fractions:
+                    for seed in cfg.finetune.seeds:
+                        params = {"property": prop, "column": p.column, "transform": p.transform, "method": method,
+                                  "base_method": method, "pretrain_epochs": 0, "random_encoder": False, "frozen": model,
+                                  "pretrain_seed": 0, "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
+                        upstream = {"graphs": self.graphs[p.dataset], "splits": self.splits[prop], "features": features,
+                                    "structures": self.ingest[p.dataset]}  # fmt: skip
+                        label = f"{prop}-{method}-f{fold}-p{frac:g}-s{seed}"
+                        out.append(self._add(Stage("finetune", label, params, cfg.results, upstream,
+                                                   runtime={"device": cfg.finetune.device})))  # fmt: skip
         return out
 
     def _probe(self, prop: str) -> Stage:
@@ -295,6 +324,7 @@ class Plan:
         p = cfg.properties[prop]
         upstream = {"structures": self.ingest[p.dataset], "graphs": self.graphs[p.dataset], "splits": self.splits[prop]}
         upstream.update({f"pretrain:{m}": stages[0] for m, stages in self.pretrain.items()})  # the first pretraining seed
+        upstream.update({f"foundation:{m}": self._foundation(model, p.dataset) for m, model in self.frozen.items()})
         if "fingerprints" in cfg.probes.baselines:
             upstream["fingerprints"] = self._fingerprints(p.dataset)
         params = {
@@ -302,6 +332,7 @@ class Plan:
             "probes": cfg.probes.model_dump(exclude={"fractions"}),
             "methods": {key: stages[0].params["objective"] for key, stages in self.pretrain.items()},
             "fingerprint_kinds": cfg.fingerprints.kinds if "fingerprints" in cfg.probes.baselines else [],
+            "frozen": self.frozen,
             "folds": self.fold_numbers(prop),
             "fractions": sorted(cfg.probes.fractions or cfg.finetune.fractions),
             "seeds": cfg.finetune.seeds,

@@ -8,6 +8,10 @@ from matssl.stages import Plan, code_fingerprint, invalidate_damaged, summary_sp
 
 PLAN = Plan(parse_config(config))
 RESULTS = PLAN.cfg.results
+# Threads of the stages that use every core they get (fingerprints, foundation-model features): a local run caps a
+# rule's threads at --cores; on a cluster the profile's set-threads decides. (`workflow.cores` would need --cores,
+# which a cluster profile does not give.)
+ALL_CORES = 64
 
 # A finished stage whose files were deleted or truncated since (sizes against its manifest) re-runs,
 # and so does everything downstream. Checked once, by the main process, not inside cluster jobs.

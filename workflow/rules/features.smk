@@ -42,9 +42,30 @@ rule fingerprints:
     log:
         f"{RESULTS}/logs/fingerprints/{{key}}.log",
     # every core it may have (worker processes over chunks of structures); it runs before any training
-    threads: workflow.cores
+    threads: ALL_CORES
     params:
         spec=stage_spec("fingerprints"),
         dir=stage_dir("fingerprints"),
     shell:
         "matssl stage fingerprints --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
+
+
+# A foundation model's frozen crystal features of a dataset (objective: foundation): probes and finetuned heads.
+rule foundation:
+    input:
+        stage_inputs("foundation"),
+    output:
+        f"{RESULTS}/foundation/{{key}}/features.parquet",
+        f"{RESULTS}/foundation/{{key}}/rejected.parquet",
+        f"{RESULTS}/foundation/{{key}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/foundation/{{key}}.log",
+    threads: ALL_CORES
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        spec=stage_spec("foundation"),
+        dir=stage_dir("foundation"),
+    shell:
+        "matssl stage foundation --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"

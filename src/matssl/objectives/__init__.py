@@ -4,7 +4,16 @@ An objective owns its heads (projection, classifiers) and computes a loss for a 
 structures from the shared encoder. Register a new one with `@register` in a module imported here.
 """
 
-from matssl.objectives import barlow, crystalclr, dssl, fingerprint, negnn, pretrained, scratch  # noqa: F401  (registers)
+from matssl.objectives import (  # noqa: F401  (registers them)
+    barlow,
+    crystalclr,
+    dssl,
+    fingerprint,
+    foundation,
+    negnn,
+    pretrained,
+    scratch,
+)
 from matssl.objectives.base import OBJECTIVES, Objective, PretrainData, register
 
 __all__ = ["OBJECTIVES", "Objective", "PretrainData", "register"]

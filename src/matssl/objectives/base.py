@@ -39,6 +39,7 @@ class Objective(nn.Module):
     needs_fingerprints: ClassVar[bool] = False
     trains: ClassVar[bool] = True  # False for `scratch` (its initialisation) and `pretrained` (trained elsewhere)
     random: ClassVar[bool] = False  # True for `scratch`: finetuning draws the random encoder with its own seed
+    frozen: ClassVar[bool] = False  # True for `foundation`: frozen features of another model, no encoder here
     files: ClassVar[tuple[str, ...]] = ()  # parameters that name input files: hashed by their bytes, not their path
 
     def __init__(self, width: int, params: dict[str, Any], data: PretrainData):

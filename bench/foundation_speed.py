@@ -1,0 +1,57 @@
+"""The foundation-model baseline's cost: CHGNet crystal features of pool structures per second.
+
+    .venv/bin/python bench/foundation_speed.py --threads 2     # writes bench/results/foundation_speed.json
+
+A seeded sample of the 36,737-structure Materials Project pool, featurized as the `foundation` stage does
+(batches of 64, torch with the given threads), with the time per structure and the peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+POOL = ROOT.parent / "shared" / "data" / "mp_pool" / "mp_cgcnn_36737.extxyz.gz"
+OUT = ROOT / "bench" / "results" / "foundation_speed.json"
+
+
+def main() -> None:
+    from matssl.foundation import MODELS, featurize
+    from matssl.sources import read_extxyz
+    from matssl.stages import installed_versions
+    from matssl.table import Crystal
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sample", type=int, default=1000)
+    args = parser.parse_args()
+    if not POOL.exists():
+        raise SystemExit(f"{POOL} not found: this benchmark reads ../shared/data (see its README)")
+    torch.set_num_threads(args.threads)
+    crystals = [c for c in read_extxyz(POOL) if isinstance(c, Crystal)]
+    sample = [crystals[i] for i in np.sort(np.random.default_rng(0).permutation(len(crystals))[: args.sample])]
+    features, _ = MODELS["chgnet"]()
+    t0 = time.perf_counter()
+    ids, x, rejected = featurize(sample, features)
+    wall = time.perf_counter() - t0
+    atoms = sum(len(c.numbers) for c in sample)
+    result = {"model": "chgnet", "versions": installed_versions(["chgnet", "torch"]), "threads": args.threads,
+              "structures": len(sample), "atoms": atoms, "rejected": len(rejected), "wall_s": round(wall, 1),
+              "structures_per_s": round(len(sample) / wall, 1), "atoms_per_s": round(atoms / wall, 1),
+              "whole_pool_estimate_min": round(len(crystals) / (len(sample) / wall) / 60, 1),
+              "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+              "host": platform.node(), "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
