@@ -120,7 +120,8 @@ def test_pretrain_seeds_multiply_trained_methods_not_scratch():
     methods = cfg["pretrain"]["methods"]
     ft = cfg["finetune"]
     per_encoder = len(ft["folds"]) * len(ft["fractions"]) * len(ft["seeds"])
-    assert len(plan.finetune["dielectric"]) == (1 + 2 * (len(methods) - 1)) * per_encoder
+    trained = [m for m, v in methods.items() if v["objective"] not in ("scratch", "foundation")]
+    assert len(plan.finetune["dielectric"]) == (len(methods) - len(trained) + 2 * len(trained)) * per_encoder
     assert {s.params["pretrain_seed"] for s in plan.finetune["dielectric"]} == {0, 1}
     cfg["pretrain"]["methods"]["negnn"]["seeds"] = [5, 6, 7]  # a method's own seeds
     assert [s.params["seed"] for s in Plan(parse_config(cfg)).pretrain["negnn"]] == [5, 6, 7]

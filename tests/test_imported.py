@@ -79,3 +79,32 @@ def test_ensemble_by_hand():
 
     mean, std = ensemble(np.array([[1.0, 2.0], [3.0, 6.0]]))
     assert mean.tolist() == [2.0, 4.0] and std.tolist() == [1.0, 2.0]
+
+
+def test_input_file_digests_are_cached_by_size_mtime_and_inode(tmp_path, monkeypatch):
+    """Re-planning hashes external inputs: a folder's digest is the same with and without the cache, and a warm
+    cache reads no file; a changed file (same size, new content) is read again."""
+    import hashlib
+    import os
+
+    from matssl import io
+
+    monkeypatch.setenv("MATSSL_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cifs"
+    (folder / "sub").mkdir(parents=True)
+    for name, text in (("a.cif", "aaa"), ("b.cif", "bbbb"), ("sub/c.cif", "cc")):
+        (folder / name).write_text(text)
+    expect = hashlib.sha256()
+    for name in ("a.cif", "b.cif", "sub/c.cif"):
+        expect.update(name.encode())
+        expect.update(hashlib.sha256((folder / name).read_bytes()).hexdigest().encode())
+    reads = []
+    real = io.sha256_file
+    monkeypatch.setattr(io, "sha256_file", lambda f, *a: reads.append(f) or real(f, *a))
+    assert io.sha256_tree(folder) == expect.hexdigest() and len(reads) == 3
+    assert io.sha256_tree(folder) == expect.hexdigest() and len(reads) == 3  # warm: no file read
+    (folder / "b.cif").write_text("BBBB")
+    os.utime(folder / "b.cif", ns=(1, 1))
+    changed = io.sha256_tree(folder)
+    assert changed != expect.hexdigest() and len(reads) == 4
+    assert io.sha256_tree(folder / "a.cif") == hashlib.sha256(b"aaa").hexdigest()

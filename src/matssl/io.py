@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -54,15 +55,44 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def hash_cache_dir() -> Path:
+    """Where file digests are cached (`MATSSL_CACHE`, default ~/.cache/matssl)."""
+    return Path(os.environ.get("MATSSL_CACHE", Path.home() / ".cache" / "matssl")) / "hashes"
+
+
 def sha256_tree(path: str | Path, pattern: str = "*") -> str:
-    """Hash of a file, or of every file under a folder (relative names and contents)."""
+    """Hash of a file, or of every file under a folder (relative names and contents).
+
+    Every workflow run and every cluster job re-plans the workflow, which hashes the input files outside the
+    results folder: a file's digest is cached by (size, modification time, inode), as git's index and make do,
+    in one JSON file per input under `hash_cache_dir()`, so that a 100,000-file folder costs its stat() calls,
+    not reading every byte. The cache is an optimisation only: unreadable or stale, it is rebuilt."""
     path = Path(path)
+    cache_file = hash_cache_dir() / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24] + ".json")
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    files = [path] if path.is_file() else sorted(p for p in path.rglob(pattern) if p.is_file())
+    fresh = {}
+    for f in files:
+        st = f.stat()
+        rel = "" if f == path else str(f.relative_to(path))
+        key = [st.st_size, st.st_mtime_ns, st.st_ino]
+        hit = cache.get(rel)
+        fresh[rel] = [key, hit[1] if isinstance(hit, list) and hit[0] == key else sha256_file(f)]
+    if fresh != cache:
+        with contextlib.suppress(OSError):  # a read-only home: no cache, same digests
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f".tmp-{os.getpid()}-{cache_file.name}")
+            tmp.write_text(json.dumps(fresh))
+            os.replace(tmp, cache_file)
     if path.is_file():
-        return sha256_file(path)
+        return fresh[""][1]
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob(pattern) if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(sha256_file(f).encode())
+    for rel, (_, digest) in fresh.items():  # sorted by path, as before the cache
+        h.update(rel.encode())
+        h.update(digest.encode())
     return h.hexdigest()
 
 
