@@ -1,3 +1,5 @@
+import numpy as np
+
 from matssl.evaluate import kfold, label_subset, matbench_folds
 from matssl.sources import matbench_ids
 
@@ -31,3 +33,40 @@ def test_label_subsets_are_nested_and_method_independent():
         assert subsets[large][: len(subsets[small])] == subsets[small]
     assert label_subset(list(reversed(train)), 0.1, seed=0, fold=1) == subsets[0.1]  # input order is irrelevant
     assert label_subset(train, 0.1, seed=1, fold=1) != subsets[0.1]
+
+
+def test_per_atom_and_log1p_round_trip_and_count_atoms_by_hand():
+    import pandas as pd
+
+    from matssl.evaluate import atom_counts, from_model, to_model
+
+    numbers = pd.Series([[11, 11, 11, 11, 17, 17, 17, 17], [26] * 4 + [8] * 6, [14]])  # NaCl x4, Fe2O3 x2, Si
+    assert atom_counts(numbers, "cell").tolist() == [8, 10, 1]
+    assert atom_counts(numbers, "formula_unit").tolist() == [2, 5, 1]
+    assert atom_counts(numbers, "none").tolist() == [1, 1, 1]
+    y = np.array([0.0, 3.7, 1250.0])
+    for transform in ("none", "log1p"):
+        for per_atom in ("none", "cell", "formula_unit"):
+            atoms = atom_counts(numbers, per_atom)
+            t = to_model(y, transform, atoms)
+            np.testing.assert_allclose(from_model(t, transform, atoms), y, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(to_model(y, "log1p", atom_counts(numbers, "cell")), np.log1p(y / [8, 10, 1]))
+
+
+def test_the_extensive_warning_fires_on_an_extensive_target_only():
+    import pandas as pd
+
+    from matssl.evaluate import atoms_spearman
+    from matssl.report import extensive_warning
+
+    rng = np.random.default_rng(0)
+    n_atoms = pd.Series(rng.integers(1, 60, 300).astype(float))
+    per_cell = n_atoms * 25.0 * rng.uniform(0.8, 1.2, 300)  # e.g. a heat capacity per cell
+    intensive = pd.Series(rng.normal(2.0, 0.5, 300))  # e.g. a refractive index
+    rho_ext, rho_int = atoms_spearman(per_cell, n_atoms), atoms_spearman(intensive, n_atoms)
+    assert rho_ext > 0.9 and abs(rho_int) < 0.2
+    assert "Spearman ρ = 0.9" in extensive_warning({"atoms_spearman": rho_ext}) and "per_atom: cell" in extensive_warning(
+        {"atoms_spearman": rho_ext}
+    )
+    assert extensive_warning({"atoms_spearman": rho_int}) == ""
+    assert extensive_warning({"atoms_spearman": rho_ext, "per_atom": "cell"}) == ""  # already learnt per atom

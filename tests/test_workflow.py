@@ -254,3 +254,29 @@ def test_foundation_model_baseline_end_to_end(run, tmp_path):
     assert set(probes.loc[probes["representation"] == "chgnet", "family"]) == {"foundation model (chgnet, frozen)"}
     html = (copy / "results/report.html").read_text()
     assert "trained on MPtrj (Materials Project structures)" in html and "Foundation model (frozen)" in html
+
+
+def test_per_atom_log1p_property_is_learnt_transformed_and_scored_in_its_unit(run, tmp_path):
+    """A property learnt per atom of the cell and through log1p: its predictions and every metric are in the column's
+    own unit (y_true is the raw column), and the finetuning runs go through the same protocol."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    workdir, cfg = run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    changed = json.loads(json.dumps(cfg))
+    changed["pretrain"]["methods"] = {"scratch": {"objective": "scratch"}}
+    changed["probes"]["enabled"] = False
+    changed["properties"]["n_cell"] = {**changed["properties"]["n"], "per_atom": "cell", "transform": "log1p"}
+    write_config(copy, changed)
+    snakemake(copy, "--cores", "2", "results/properties/n_cell.json")
+    prop = json.loads((copy / "results/properties/n_cell.json").read_text())
+    assert prop["per_atom"] == "cell" and -1 <= prop["atoms_spearman"] <= 1
+    structures = pd.read_parquet(next((copy / "results" / "ingest").glob("tiny-*")) / "structures.parquet").set_index("id")
+    for r in prop["runs"]:
+        pred = pd.read_parquet(copy / r["dir"] / "predictions.parquet")
+        np.testing.assert_array_equal(pred["y_true"].to_numpy(), structures.loc[pred["id"], "n"].to_numpy())
+        assert 0.5 < pred["y_pred"].median() < 5 and r["mae"] < 2  # refractive indices, not log1p of n per atom

@@ -270,11 +270,27 @@ class PretrainConfig(Strict):
 class PropertyConfig(Strict):
     dataset: str = Field(description="dataset (name under `datasets`) with the labels")
     column: str = Field(description="label column of that dataset")
-    transform: Literal["none", "log10"] = "none"
+    transform: Literal["none", "log10", "log1p"] = Field(
+        "none",
+        description="log10: the property is the column's log10 (metrics in log10 units, as Matbench's log tasks); log1p: "
+        "the model learns log1p of a non-negative, skewed column (many zeros), metrics stay in the column's unit",
+    )
+    per_atom: Literal["none", "cell", "formula_unit"] = Field(
+        "none",
+        description="an extensive property (per cell or per formula unit): the model learns it per atom of the cell or "
+        "of the reduced formula unit, and predictions are multiplied back (metrics in the column's unit)",
+    )
     unit: str = ""
     folds: Literal["matbench", "kfold"] = "kfold"
     n_folds: int = Field(5, ge=2)
     fold_seed: int = 0
+
+    @model_validator(mode="after")
+    def _per_atom_of_the_column(self) -> PropertyConfig:
+        if self.per_atom != "none" and self.transform == "log10":
+            raise ValueError("per_atom divides the column's values, and log10 makes the property log10 of the column: use "
+                             "transform: log1p (or none) with per_atom")  # fmt: skip
+        return self
 
     @property
     def fold_count(self) -> int:

@@ -32,10 +32,51 @@ def matbench_folds(ids_in_row_order: list[str]) -> list[dict[str, list[str]]]:
 
 
 def transform_labels(y: pd.Series, transform: str) -> pd.Series:
-    """Apply the property's transform; values it cannot take (log10 of <= 0) become NaN."""
+    """The property's values from its column: `log10` defines the property as the column's log10 (as Matbench's
+    log_kvrh; metrics in log10 units); `none` and `log1p` keep the column's unit (log1p is how the model sees the
+    values, not what is reported). Values a transform cannot take (log10 of <= 0, log1p of < 0) become NaN."""
     if transform == "log10":
         return np.log10(y.where(y > 0))
+    if transform == "log1p":
+        return y.where(y >= 0)
     return y
+
+
+def atom_counts(numbers: pd.Series, per_atom: str) -> np.ndarray:
+    """Atoms of each structure's cell (`cell`) or of its reduced formula unit (`formula_unit`); ones for `none`."""
+    if per_atom == "none":
+        return np.ones(len(numbers))
+    out = []
+    for z in numbers:
+        counts = np.unique(np.asarray(z), return_counts=True)[1]
+        out.append(len(z) if per_atom == "cell" else len(z) / np.gcd.reduce(counts))
+    return np.asarray(out, dtype=float)
+
+
+def to_model(y: np.ndarray, transform: str, atoms: np.ndarray) -> np.ndarray:
+    """What the model is trained on: the property per atom (divided by `atoms`), then log1p if asked."""
+    t = np.asarray(y, dtype=float) / atoms
+    return np.log1p(t) if transform == "log1p" else t
+
+
+def from_model(t: np.ndarray, transform: str, atoms: np.ndarray) -> np.ndarray:
+    """The inverse of `to_model`: back to the property's values, in which every metric is computed."""
+    t = np.expm1(t) if transform == "log1p" else np.asarray(t, dtype=float)
+    return t * atoms
+
+
+EXTENSIVE_RHO = 0.7
+
+
+def atoms_spearman(y: pd.Series, n_atoms: pd.Series) -> float:
+    """Spearman's rho of a property against the atoms per cell: |rho| > EXTENSIVE_RHO suggests an extensive
+    property (per cell or per formula unit), which mean pooling cannot see: use `per_atom`."""
+    from scipy.stats import spearmanr
+
+    both = pd.concat([y, n_atoms], axis=1).dropna()
+    if len(both) < 3 or both.iloc[:, 0].nunique() < 2 or both.iloc[:, 1].nunique() < 2:
+        return float("nan")
+    return float(spearmanr(both.iloc[:, 0], both.iloc[:, 1]).statistic)
 
 
 def run_splits(spec: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -44,7 +85,7 @@ def run_splits(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     columns = pq.read_schema(ingest / "structures.parquet").names
     if prop.column not in columns:
         raise ValueError(f"property column {prop.column!r} is not a label of dataset {prop.dataset!r}: {columns}")
-    df = read_table(ingest / "structures.parquet", columns=["id", prop.column])
+    df = read_table(ingest / "structures.parquet", columns=["id", "numbers", prop.column])
     if prop.folds == "matbench":
         # folds are defined over the task's full row order: rejected rows keep their place
         rejected = read_table(ingest / "rejected.parquet")["id"].tolist()
@@ -58,8 +99,9 @@ def run_splits(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     for f in folds:
         clean.append({k: [i for i in v if i in usable] for k, v in f.items()})
         dropped["rejected_at_ingest"] += sum(i not in y.index for i in f["test"])
-    write_json({"scheme": prop.folds, "folds": clean, "dropped": dropped}, out / "folds.json")
-    return {"n_folds": len(clean), "n_usable": len(usable), "dropped": dropped}
+    rho = atoms_spearman(y, df.set_index("id")["numbers"].map(len).astype(float))
+    write_json({"scheme": prop.folds, "folds": clean, "dropped": dropped, "atoms_spearman": rho}, out / "folds.json")
+    return {"n_folds": len(clean), "n_usable": len(usable), "dropped": dropped, "atoms_spearman": rho}
 
 
 def subset_size(n_train_fold: int, fraction: float) -> int:

@@ -24,7 +24,16 @@ import torch.nn.functional as F
 
 from matssl.config import FinetuneConfig
 from matssl.encoders import Regressor, load_encoder
-from matssl.evaluate import label_subset, n_validation, regression_metrics, subset_problem, transform_labels
+from matssl.evaluate import (
+    atom_counts,
+    from_model,
+    label_subset,
+    n_validation,
+    regression_metrics,
+    subset_problem,
+    to_model,
+    transform_labels,
+)
 from matssl.foundation import read_features
 from matssl.graphs import GraphSet
 from matssl.io import read_json, write_json
@@ -75,7 +84,7 @@ def save_model(model: Regressor | FeatureRegressor, mean: float, std: float, pat
 
 
 def load_model(path: str | Path) -> tuple[Regressor, float, float]:
-    """(model, mean, std) of a finetuning run: predictions are model(batch) * std + mean."""
+    """(model, mean, std) of a finetuning run: predictions are from_model(model(batch) * std + mean, ...)."""
     from matssl.encoders import build_encoder
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -115,8 +124,10 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     device = pick_device(rt.get("device", "auto"))
     graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
     fold = read_json(Path(up["splits"]) / "folds.json")["folds"][p["fold"]]
-    df = read_table(Path(up["structures"]) / "structures.parquet", columns=["id", p["column"]])
+    df = read_table(Path(up["structures"]) / "structures.parquet", columns=["id", "numbers", p["column"]])
     y = transform_labels(df.set_index("id")[p["column"]].astype(float), p["transform"])
+    # the model learns the property per atom (per_atom) and/or its log1p; every metric is in the property's values
+    transform, atoms = p["transform"], pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"])
 
     frozen = p.get("frozen")
     if frozen:  # a foundation model's frozen crystal features (structures it could not read are left out)
@@ -137,7 +148,9 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     if not test_ids:
         raise ValueError(f"fold {p['fold']}: no test structure has a graph")
     y_fit, y_val = y.loc[fit_ids].to_numpy(), y.loc[val_ids].to_numpy()
-    mean, std = float(y_fit.mean()), float(y_fit.std()) or 1.0
+    a_fit, a_val, a_test = (atoms.loc[ids].to_numpy() for ids in (fit_ids, val_ids, test_ids))
+    t_fit = to_model(y_fit, transform, a_fit)
+    mean, std = float(t_fit.mean()), float(t_fit.std()) or 1.0
 
     torch.manual_seed(p["seed"])
     if frozen:
@@ -149,14 +162,14 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         model = Regressor(encoder, ft.head_width)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     fit_pos, val_pos, test_pos = (position(ids) for ids in (fit_ids, val_ids, test_ids))
-    target = torch.tensor((y_fit - mean) / std, dtype=torch.float32)
+    target = torch.tensor((t_fit - mean) / std, dtype=torch.float32)
 
     def step(idx: np.ndarray):
         pred = model(inputs(fit_pos[idx]))
         return F.l1_loss(pred.float(), target[idx].to(device)), {}
 
     def validate() -> float:
-        return float(np.abs(predict(model, inputs, val_pos, device) * std + mean - y_val).mean())
+        return float(np.abs(from_model(predict(model, inputs, val_pos, device) * std + mean, transform, a_val) - y_val).mean())
 
     # the learning-rate grid, resumable: finished rates and the best weights so far live in the checkpoint
     checkpoint = out / "checkpoint.pt"
@@ -183,7 +196,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     model.load_state_dict(state["best_state"])
 
     # only now the test labels
-    pred = predict(model, inputs, test_pos, device) * std + mean
+    pred = from_model(predict(model, inputs, test_pos, device) * std + mean, transform, a_test)
     y_test = y.loc[test_ids].to_numpy()
     metrics = regression_metrics(y_test, pred)
     result = {**metrics, "n_train": len(fit_ids), "n_val": len(val_ids), "n_test": len(test_ids), "n_train_fold": len(fold["train"]),

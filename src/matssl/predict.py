@@ -3,8 +3,8 @@
 Every finetuning run of the chosen method at the chosen label fraction (each fold, finetuning seed and
 pretraining seed) predicts every structure of the dataset; the output is, per structure, the mean and the
 standard deviation over those models (a screening user's uncertainty: the spread of an ensemble trained on
-different folds and seeds, not a calibrated interval), in the property's modelling space (after its
-`transform`, as the finetuning runs' own predictions.parquet). Structures the ingest or graph stage rejected
+different folds and seeds, not a calibrated interval), in the property's values (log10 units for `transform:
+log10`, else the column's unit), as the finetuning runs' own predictions.parquet. Structures the ingest or graph stage rejected
 are listed in rejected.parquet with their reasons.
 """
 
@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from matssl.evaluate import transform_labels
+from matssl.evaluate import atom_counts, from_model, transform_labels
 from matssl.finetune import load_model, predict
 from matssl.graphs import GraphSet
 from matssl.table import read_table, write_table
@@ -40,14 +40,16 @@ def run_predict(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
     models = sorted(v for k, v in up.items() if k.startswith("model:"))
     pos = np.arange(len(graphs))
+    df = read_table(Path(up["structures"]) / "structures.parquet")
+    atoms = pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"]).loc[graphs.ids].to_numpy()
     preds = []
     for d in models:
         model, mean, std = load_model(Path(d) / "model.pt")
-        preds.append(predict(model.to(device), lambda at: graphs.batch(at).to(device), pos, device) * std + mean)
+        t = predict(model.to(device), lambda at: graphs.batch(at).to(device), pos, device) * std + mean
+        preds.append(from_model(t, p["transform"], atoms))
     mu, sd = ensemble(np.stack(preds))
     table = pd.DataFrame({"id": graphs.ids, "y_pred_mean": mu, "y_pred_std": sd, "n_models": len(models)})
-    df = read_table(Path(up["structures"]) / "structures.parquet")
-    if p["column"] in df:  # labels where the dataset has them (in the modelling space, as the predictions)
+    if p["column"] in df:  # labels where the dataset has them (the property's values, as the predictions)
         y = transform_labels(df.set_index("id")[p["column"]].astype(float), p["transform"])
         table["y_true"] = y.reindex(table["id"]).to_numpy()
     write_table(pa.Table.from_pandas(table, preserve_index=False), out / "predictions.parquet")

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import torch
 
 from matssl.encoders import load_encoder, mean_pool
-from matssl.evaluate import label_subset, regression_metrics, transform_labels
+from matssl.evaluate import atom_counts, from_model, label_subset, regression_metrics, to_model, transform_labels
 from matssl.fingerprints import LABELS, matrix
 from matssl.foundation import read_features
 from matssl.graphs import GraphSet
@@ -219,6 +219,9 @@ def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     reps, family, missing = representations(spec, graphs, df)
     row = {id_: k for k, id_ in enumerate(df["id"])}
     y = df["y"].to_numpy()
+    # fitted on what finetuning learns (per atom, log1p), scored in the property's values
+    atoms = atom_counts(df["numbers"], prop.get("per_atom", "none"))
+    t = to_model(y, prop["transform"], atoms)
     folds = read_json(Path(up["splits"]) / "folds.json")["folds"]
 
     results = []
@@ -232,8 +235,8 @@ def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
                     for model in cfg["models"]:
                         rows = fit_rows(train, model, cfg["kernel_ridge_max_train"], seed)
                         reg = make_model(model, x.shape[1], seed, threads, cfg["rf_trees"], len(rows))
-                        reg.fit(x[rows], y[rows])
-                        metrics = regression_metrics(y[test], reg.predict(x[test]))
+                        reg.fit(x[rows], t[rows])
+                        metrics = regression_metrics(y[test], from_model(reg.predict(x[test]), prop["transform"], atoms[test]))
                         results.append({"representation": rep, "family": family[rep], "model": model, "fold": fold_no,
                                         "fraction": frac, "seed": seed, **metrics, "n_train": len(train),
                                         "n_fit": len(rows), "n_test": len(test)})  # fmt: skip

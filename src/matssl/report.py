@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, PackageLoader  # noqa: E402
 
+from matssl.evaluate import EXTENSIVE_RHO  # noqa: E402
 from matssl.io import atomic_path, read_json  # noqa: E402
 from matssl.stages import OUTPUTS, spec_digest  # noqa: E402
 from matssl.stats import DUMMIES, compare_all  # noqa: E402
@@ -102,6 +103,16 @@ def png(fig) -> str:
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def extensive_warning(prop: dict[str, Any]) -> str:
+    """A warning when a property learnt as it is correlates strongly with the atoms per cell (an extensive one?)."""
+    rho = prop.get("atoms_spearman")
+    if prop.get("per_atom", "none") != "none" or rho is None or not abs(rho) > EXTENSIVE_RHO:
+        return ""
+    return (f"The property correlates with the number of atoms per cell (Spearman ρ = {rho:.2f}): an extensive property "
+            "(per cell or per formula unit) cannot be seen by the mean over atoms every model pools with. Set "
+            "per_atom: cell or formula_unit for this property.")  # fmt: skip
 
 
 def unit_label(prop: dict[str, Any]) -> str:
@@ -378,7 +389,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
         probe_dir = spec["probes"].get(name)
         modes = sorted({m for v in summary["precision"].dropna() for m in v.split(", ")}) if "precision" in summary else []
         props.append({
-            "mixed_precision": ", ".join(modes) if len(modes) > 1 else "",
+            "extensive": extensive_warning(data[name]), "mixed_precision": ", ".join(modes) if len(modes) > 1 else "",
             "name": name, "column": p["column"], "unit": unit, "dataset": p["dataset"], "folds": p["folds"],
             "fractions": [f"{100 * f:g}%" for f in fractions], "table": table, "parity_method": chosen,
             "curve": label_efficiency_plot(summary, name, unit), "parity": parity_plot(runs, name, unit, parity_methods),

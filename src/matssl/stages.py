@@ -295,7 +295,7 @@ class Plan:
                 for fold in self.fold_numbers(prop):
                     for frac in cfg.finetune.fractions:
                         for seed in cfg.finetune.seeds:
-                            params = {"property": prop, "column": p.column, "transform": p.transform, "method": method,
+                            params = {"property": prop, "column": p.column, "transform": p.transform, "per_atom": p.per_atom, "method": method,
                                       "base_method": pre.params["method"], "pretrain_epochs": optim["epochs"] if optim else 0,
                                       "random_encoder": OBJECTIVES[pre.params["objective"]].random,
                                       "pretrain_seed": pseed, "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
@@ -309,7 +309,7 @@ class Plan:
             for fold in self.fold_numbers(prop):
                 for frac in cfg.finetune.fractions:
                     for seed in cfg.finetune.seeds:
-                        params = {"property": prop, "column": p.column, "transform": p.transform, "method": method,
+                        params = {"property": prop, "column": p.column, "transform": p.transform, "per_atom": p.per_atom, "method": method,
                                   "base_method": method, "pretrain_epochs": 0, "random_encoder": False, "frozen": model,
                                   "pretrain_seed": 0, "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
                         upstream = {"graphs": self.graphs[p.dataset], "splits": self.splits[prop], "features": features,
@@ -328,7 +328,7 @@ class Plan:
         if "fingerprints" in cfg.probes.baselines:
             upstream["fingerprints"] = self._fingerprints(p.dataset)
         params = {
-            "property": {"name": prop, "column": p.column, "transform": p.transform},
+            "property": {"name": prop, "column": p.column, "transform": p.transform, "per_atom": p.per_atom},
             "probes": cfg.probes.model_dump(exclude={"fractions"}),
             "methods": {key: stages[0].params["objective"] for key, stages in self.pretrain.items()},
             "fingerprint_kinds": cfg.fingerprints.kinds if "fingerprints" in cfg.probes.baselines else [],
@@ -346,7 +346,8 @@ class Plan:
         p = cfg.properties[prop]
         upstream = {"structures": self.ingest[pr.dataset], "graphs": self.graphs[pr.dataset]}
         upstream |= {f"model:{s.label}": s for s in runs}
-        params = {"property": prop, "column": p.column, "transform": p.transform, "method": pr.method, "fraction": fraction}
+        params = {"property": prop, "column": p.column, "transform": p.transform, "per_atom": p.per_atom, "method": pr.method,
+                  "fraction": fraction}  # fmt: skip
         return self._add(Stage("predict", f"{prop}-{pr.dataset}", params, cfg.results, upstream,
                                runtime={"device": cfg.finetune.device}))  # fmt: skip
 
@@ -365,7 +366,8 @@ class Plan:
 
     def property_spec(self, prop: str) -> dict[str, Any]:
         p = self.cfg.properties[prop]
-        return {"property": prop, "unit": p.unit, "transform": p.transform, "runs": [s.dir for s in self.finetune[prop]]}
+        return {"property": prop, "unit": p.unit, "transform": p.transform, "per_atom": p.per_atom,
+                "splits": self.splits[prop].dir, "runs": [s.dir for s in self.finetune[prop]]}  # fmt: skip
 
     def property_target(self, prop: str) -> str:
         return f"{self.cfg.results}/properties/{prop}.json"

@@ -173,6 +173,8 @@ def summarize_property(spec: dict[str, Any], out: Path) -> None:
     summary = summarize_runs(runs)
     from matssl.stages import spec_digest
 
+    folds = read_json(Path(spec["splits"]) / "folds.json") if spec.get("splits") else {}
     write_json({"property": spec["property"], "spec_digest": spec_digest(spec), "unit": spec.get("unit", ""),
-                "transform": spec.get("transform", "none"),
+                "transform": spec.get("transform", "none"), "per_atom": spec.get("per_atom", "none"),
+                "atoms_spearman": folds.get("atoms_spearman"),
                 "summary": summary.to_dict("records"), "runs": runs.to_dict("records")}, out)  # fmt: skip
