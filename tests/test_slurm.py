@@ -46,6 +46,7 @@ def slurm_test_profile(tmp_path: Path) -> dict:
         profile["set-resources"][rule].update(gpu=0, cpus_per_task=1, mem_mb=2000, runtime=30)
     profile["set-threads"] = {rule: 1 for rule in profile["set-threads"]}  # equal to cpus_per_task, as in the profile
     profile["set-resources"]["finetune"]["cpus_per_task"] = profile["set-threads"]["finetune"] = 2  # the node has 2
+    profile["cores"], profile["resources"] = 2, ["gpu=1", "cpus_per_task=2", "mem_mb=4000"]  # what one SLURM job may hold
     return profile
 
 
@@ -65,8 +66,13 @@ def test_workflow_runs_through_sbatch(slurm_cluster, tmp_path, tiny_demo):
     submitted = set(re.findall(r"SLURM (?:run )?ID:? ?'?(\d+)", log)) | set(re.findall(r"jobid (\d+)", log))
     manifests = [json.loads(p.read_text()) for p in (workdir / "results").glob("*/*/manifest.json")]
     job_ids = {m["slurm_job_id"] for m in manifests}
-    # every cached stage ran inside a SLURM job, and those jobs are the ones the plugin submitted
-    assert None not in job_ids and len(job_ids) == len(manifests)
+    # every cached stage ran inside a SLURM job, and those jobs are the ones the plugin submitted; finetuning runs
+    # are batched (the profile's job groups): fewer SLURM jobs than runs
+    assert None not in job_ids
+    finetune_jobs = [m["slurm_job_id"] for m in manifests if m["kind"] == "finetune"]
+    assert len(set(finetune_jobs)) < len(finetune_jobs), finetune_jobs
+    others = [m["slurm_job_id"] for m in manifests if m["kind"] != "finetune"]
+    assert len(set(others)) == len(others) and not set(others) & set(finetune_jobs)
     # training jobs use the threads the profile gives them (its set-threads), not the config's `threads: 1`
     assert {m["runtime"]["threads"] for m in manifests if m["kind"] == "finetune"} == {2}
     assert {m["runtime"]["threads"] for m in manifests if m["kind"] == "pretrain"} == {1}
