@@ -57,6 +57,9 @@ def test_committed_schema_is_current():
         ),
         (lambda c: c["pretrain"]["methods"]["negnn"].update(params={"distance_bins": 40.5}), "distance_bins: 40.5 is not a int"),
         (lambda c: c["pretrain"]["methods"]["fingerprint"]["params"].update(descriptor="gmp"), "'gmp' is not one of ['wacsf'"),
+        (lambda c: c["fingerprints"].update(kinds=["acsf", "wacsf"]), "'acsf' is now 'acsf_geometry' (geometry only)"),
+        (lambda c: c["probes"].update(baselines=["soap", "magpie"]), "'soap' and 'acsf' are now 'fingerprints'"),
+        (lambda c: c["pretrain"]["methods"]["dssl"]["params"].update(mask_weight="0.5"), "mask_weight: '0.5' is not a value"),
         (
             lambda c: c["properties"]["dielectric"].update(column="refractive_index"),
             "properties.dielectric.column 'refractive_index': the label column of matbench_dielectric is 'n'",

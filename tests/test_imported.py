@@ -61,7 +61,7 @@ def test_predict_config_is_checked(tmp_path):
     from tests.workflow import tiny_config
 
     raw = tiny_config(tmp_path / "data.json.gz")
-    for entry, message in (({"dataset": "tiny", "method": "nope"}, "predict.n.method 'nope': not a finetuned method"),
+    for entry, message in (({"dataset": "tiny", "method": "nope"}, "predict.n.method .nope.: not a finetuned graph method"),
                            ({"dataset": "other", "method": "negnn"}, "predict.n.dataset 'other' is not one of datasets"),
                            ({"dataset": "tiny", "method": "negnn", "fraction": 0.3}, "not one of finetune.fractions")):  # fmt: skip
         raw["predict"] = {"n": entry}
@@ -70,6 +70,16 @@ def test_predict_config_is_checked(tmp_path):
     raw["predict"] = {"m": {"dataset": "tiny", "method": "negnn"}}
     with pytest.raises(ConfigError, match="predict.m: no property 'm'"):
         parse_config(raw)
+    # named as the plan names finetuned methods: no frozen features, '-e<epochs>' in a budget sweep, scratch bare
+    raw["pretrain"]["methods"]["chgnet"] = {"objective": "foundation"}
+    raw["pretrain"]["budgets"] = [1, 4]
+    for method, ok in (("chgnet", False), ("negnn", False), ("negnn-e4", True), ("scratch", True), ("scratch-e4", False)):
+        raw["predict"] = {"n": {"dataset": "tiny", "method": method}}
+        if ok:
+            parse_config(raw)
+        else:
+            with pytest.raises(ConfigError, match="not a finetuned graph method"):
+                parse_config(raw)
 
 
 def test_ensemble_by_hand():
@@ -90,6 +100,7 @@ def test_input_file_digests_are_cached_by_size_mtime_and_inode(tmp_path, monkeyp
     from matssl import io
 
     monkeypatch.setenv("MATSSL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(io, "RACY_S", -1.0)  # the files are seconds old: cache them all the same
     folder = tmp_path / "cifs"
     (folder / "sub").mkdir(parents=True)
     for name, text in (("a.cif", "aaa"), ("b.cif", "bbbb"), ("sub/c.cif", "cc")):
@@ -108,3 +119,17 @@ def test_input_file_digests_are_cached_by_size_mtime_and_inode(tmp_path, monkeyp
     changed = io.sha256_tree(folder)
     assert changed != expect.hexdigest() and len(reads) == 4
     assert io.sha256_tree(folder / "a.cif") == hashlib.sha256(b"aaa").hexdigest()
+
+
+def test_a_file_modified_just_now_is_not_cached(tmp_path, monkeypatch):
+    """A change within one timestamp tick would keep size and mtime: files younger than RACY_S are hashed again."""
+    from matssl import io
+
+    monkeypatch.setenv("MATSSL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "a.cif").write_text("aaa")
+    reads = []
+    real = io.sha256_file
+    monkeypatch.setattr(io, "sha256_file", lambda f, *a: reads.append(f) or real(f, *a))
+    io.sha256_tree(tmp_path / "a.cif")
+    io.sha256_tree(tmp_path / "a.cif")
+    assert len(reads) == 2

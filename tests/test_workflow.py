@@ -250,7 +250,8 @@ def test_foundation_model_baseline_end_to_end(run, tmp_path):
         (r["fold"], r["fraction"], r["seed"]) for r in scratch
     )
     assert all(r["mae"] > 0 and r["n_test"] == 16 and 1 <= r["best_step"] <= r["steps"] for r in runs)
-    probes = pd.read_parquet(next((copy / "results" / "probe").glob("n-*")) / "probes.parquet")
+    newest = max((copy / "results" / "probe").glob("n-*"), key=lambda d: (d / "manifest.json").stat().st_mtime)
+    probes = pd.read_parquet(newest / "probes.parquet")  # (the copied run's own probe stage is there too)
     assert set(probes.loc[probes["representation"] == "chgnet", "family"]) == {"foundation model (chgnet, frozen)"}
     html = (copy / "results/report.html").read_text()
     assert "trained on MPtrj (Materials Project structures)" in html and "Foundation model (frozen)" in html

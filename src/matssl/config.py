@@ -159,6 +159,14 @@ class FingerprintConfig(Strict):
     ead_alpha: float = Field(2.0, gt=0, description="EAD Gaussian exponent (1/angstrom^2)")
     ead_l_max: int = Field(3, ge=0, le=6, description="EAD angular orders 0..l_max")
 
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _renamed(cls, v: Any) -> Any:
+        for old, new in RENAMED_KINDS.items():
+            if isinstance(v, list) and old in v:
+                raise ValueError(f"'{old}' is now '{new}' (geometry only); element-aware kinds: wacsf, soap_groups, ead")
+        return v
+
     @field_validator("kinds")
     @classmethod
     def _distinct_kinds(cls, v: list[str]) -> list[str]:
@@ -337,6 +345,14 @@ class ProbeConfig(Strict):
         description="'fingerprints': every kind of fingerprints.kinds, mean-pooled over the atoms",
     )
     fractions: list[float] | None = Field(None, description="label fractions (default: finetune.fractions)")
+
+    @field_validator("baselines", mode="before")
+    @classmethod
+    def _renamed(cls, v: Any) -> Any:
+        if isinstance(v, list) and {"soap", "acsf"} & set(v):
+            raise ValueError("'soap' and 'acsf' are now 'fingerprints': every kind of fingerprints.kinds, mean-pooled")
+        return v
+
     rf_trees: int = Field(100, gt=0, description="random forest size (scikit-learn's default: 100)")
     kernel_ridge_max_train: int = Field(
         5000,
@@ -454,13 +470,17 @@ class Config(Strict):
             raise ValueError(f"{where}: no property {name!r} (properties: {sorted(self.properties)})")
         if pr.dataset not in self.datasets:
             raise ValueError(f"{where}.dataset {pr.dataset!r} is not one of datasets: {sorted(self.datasets)}")
-        keys = set(self.pretrain.methods)
-        if self.pretrain.budgets:
-            keys |= {f"{m}-e{e}" for m in self.pretrain.methods for e in self.pretrain.budgets}
+        from matssl.objectives import OBJECTIVES
+
+        keys = set()  # the finetuned graph methods, named as Plan._budgets names them
+        for m, cfg in self.pretrain.methods.items():
+            obj = OBJECTIVES[cfg.objective]
+            if obj.frozen:
+                continue
+            keys |= {f"{m}-e{e}" for e in self.pretrain.budgets} if self.pretrain.budgets and obj.trains else {m}
         if pr.method not in keys:
-            raise ValueError(f"{where}.method {pr.method!r}: not a finetuned method ({sorted(keys)})")
-        if self.pretrain.methods.get(pr.method) and self.pretrain.methods[pr.method].objective == "foundation":
-            raise ValueError(f"{where}.method {pr.method!r}: predictions come from graph encoders, not frozen features")
+            raise ValueError(f"{where}.method {pr.method!r}: not a finetuned graph method ({sorted(keys)}; a foundation "
+                             "method's frozen features give no predictions for new structures)")  # fmt: skip
         if pr.fraction is not None and pr.fraction not in self.finetune.fractions:
             raise ValueError(f"{where}.fraction {pr.fraction}: not one of finetune.fractions {self.finetune.fractions}")
 

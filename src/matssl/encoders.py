@@ -270,13 +270,18 @@ def load_encoder(path: str, map_location: str | torch.device = "cpu") -> nn.Modu
     return encoder
 
 
+def mlp_head(dim: int, head_width: int) -> nn.Sequential:
+    """The finetuning head every method gets: dim -> head_width -> 1."""
+    return nn.Sequential(nn.Linear(dim, head_width), nn.Softplus(), nn.Linear(head_width, 1))
+
+
 class Regressor(nn.Module):
     """A pretrained (or fresh) encoder with an MLP head on the pooled embedding."""
 
     def __init__(self, encoder: nn.Module, head_width: int = 128):
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Sequential(nn.Linear(encoder.width, head_width), nn.Softplus(), nn.Linear(head_width, 1))
+        self.head = mlp_head(encoder.width, head_width)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.head(self.encoder(batch).graph).squeeze(-1)

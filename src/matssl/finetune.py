@@ -1,7 +1,8 @@
 """The `finetune` stage: one (property, method, pretraining seed, fold, label fraction, seed) run.
 
 Every encoder weight is copied from the pretraining stage (scratch: its random initialisation), a
-fresh MLP head goes on the pooled embedding and everything trains with L1 on standardised targets.
+fresh MLP head goes on the pooled embedding and everything trains with L1 on standardised targets (for a
+foundation method, the same head trains alone on the model's frozen crystal features).
 The protocol is the same for every method (`config.FinetuneOptim`): for each learning rate of the grid,
 from the same initial weights, train until the validation MAE stops improving (patience, in optimiser
 steps) or the step cap is reached; the learning rate and the step with the best validation MAE are
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from matssl.config import FinetuneConfig
-from matssl.encoders import Regressor, load_encoder
+from matssl.encoders import Regressor, load_encoder, mlp_head
 from matssl.evaluate import (
     atom_counts,
     from_model,
@@ -61,7 +62,7 @@ class FeatureRegressor(torch.nn.Module):
 
     def __init__(self, dim: int, head_width: int = 128):
         super().__init__()
-        self.head = torch.nn.Sequential(torch.nn.Linear(dim, head_width), torch.nn.Softplus(), torch.nn.Linear(head_width, 1))
+        self.head = mlp_head(dim, head_width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(x).squeeze(-1)
@@ -88,7 +89,10 @@ def load_model(path: str | Path) -> tuple[Regressor, float, float]:
     from matssl.encoders import build_encoder
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = Regressor(build_encoder(ckpt["encoder"], **ckpt["hparams"]), ckpt["head_width"])
+    if "frozen" in ckpt:
+        model = FeatureRegressor(ckpt["dim"], ckpt["head_width"])
+    else:
+        model = Regressor(build_encoder(ckpt["encoder"], **ckpt["hparams"]), ckpt["head_width"])
     model.load_state_dict(ckpt["state_dict"], strict=True)
     return model, ckpt["mean"], ckpt["std"]
 
@@ -130,21 +134,23 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     transform, atoms = p["transform"], pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"])
 
     frozen = p.get("frozen")
-    if frozen:  # a foundation model's frozen crystal features (structures it could not read are left out)
+    if frozen:
+        # a foundation model's frozen crystal features. A structure it could not read is left out of training, and
+        # scored with the mean feature vector (as in the probes), so that every method has the same test set
         feature_ids, features = read_features(up["features"])
         row = {i: k for k, i in enumerate(feature_ids)}
-        usable = {i for i in graphs.index if i in row}
-        features_t = torch.from_numpy(features)
+        trainable = {i for i in graphs.index if i in row}
+        features_t = torch.from_numpy(np.vstack([features, features.mean(axis=0, keepdims=True)]))
         inputs = lambda pos: features_t[pos].to(device)  # noqa: E731
-        position = lambda ids: np.array([row[i] for i in ids], dtype=np.int64)  # noqa: E731
+        position = lambda ids: np.array([row.get(i, len(feature_ids)) for i in ids], dtype=np.int64)  # noqa: E731
     else:
-        usable = graphs.index
+        trainable = graphs.index
         inputs = lambda pos: graphs.batch(pos).to(device)  # noqa: E731
         position = graphs.subset_index
 
-    subset = [i for i in label_subset(fold["train"], p["fraction"], p["seed"], p["fold"]) if i in usable]
+    subset = [i for i in label_subset(fold["train"], p["fraction"], p["seed"], p["fold"]) if i in trainable]
     val_ids, fit_ids = split_subset(subset, ft, len(fold["train"]), p["fraction"])
-    test_ids = [i for i in fold["test"] if i in usable]
+    test_ids = [i for i in fold["test"] if i in graphs.index]
     if not test_ids:
         raise ValueError(f"fold {p['fold']}: no test structure has a graph")
     y_fit, y_val = y.loc[fit_ids].to_numpy(), y.loc[val_ids].to_numpy()

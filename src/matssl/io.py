@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import signal
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +57,9 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+RACY_S = 2.0
+
+
 def hash_cache_dir() -> Path:
     """Where file digests are cached (`MATSSL_CACHE`, default ~/.cache/matssl)."""
     return Path(os.environ.get("MATSSL_CACHE", Path.home() / ".cache" / "matssl")) / "hashes"
@@ -64,9 +69,10 @@ def sha256_tree(path: str | Path, pattern: str = "*") -> str:
     """Hash of a file, or of every file under a folder (relative names and contents).
 
     Every workflow run and every cluster job re-plans the workflow, which hashes the input files outside the
-    results folder: a file's digest is cached by (size, modification time, inode), as git's index and make do,
-    in one JSON file per input under `hash_cache_dir()`, so that a 100,000-file folder costs its stat() calls,
-    not reading every byte. The cache is an optimisation only: unreadable or stale, it is rebuilt."""
+    results folder: a file's digest is cached by (size, modification and change times, inode), as git's index
+    does, in one JSON file per input under `hash_cache_dir()`, so that a 100,000-file folder costs its stat()
+    calls, not reading every byte. A file modified within the last RACY_S seconds is not cached (a change in the
+    same timestamp tick would not show). The cache is an optimisation only: unreadable or stale, it is rebuilt."""
     path = Path(path)
     cache_file = hash_cache_dir() / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24] + ".json")
     try:
@@ -74,18 +80,19 @@ def sha256_tree(path: str | Path, pattern: str = "*") -> str:
     except (OSError, ValueError):
         cache = {}
     files = [path] if path.is_file() else sorted(p for p in path.rglob(pattern) if p.is_file())
-    fresh = {}
+    fresh, now = {}, time.time_ns()
     for f in files:
         st = f.stat()
         rel = "" if f == path else str(f.relative_to(path))
-        key = [st.st_size, st.st_mtime_ns, st.st_ino]
+        key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         hit = cache.get(rel)
         fresh[rel] = [key, hit[1] if isinstance(hit, list) and hit[0] == key else sha256_file(f)]
-    if fresh != cache:
+    keep = {rel: v for rel, v in fresh.items() if now - max(v[0][1], v[0][2]) > RACY_S * 1e9}
+    if keep != cache:
         with contextlib.suppress(OSError):  # a read-only home: no cache, same digests
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".tmp-{os.getpid()}-{cache_file.name}")
-            tmp.write_text(json.dumps(fresh))
+            tmp = cache_file.with_name(f".tmp-{socket.gethostname()}-{os.getpid()}-{cache_file.name}")
+            tmp.write_text(json.dumps(keep))
             os.replace(tmp, cache_file)
     if path.is_file():
         return fresh[""][1]

@@ -39,6 +39,8 @@ def run_predict(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     device = pick_device(rt.get("device", "auto"))
     graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
     models = sorted(v for k, v in up.items() if k.startswith("model:"))
+    if not models:
+        raise ValueError(f"predict {p['property']}: no finetuning run of {p['method']!r} at fraction {p['fraction']}")
     pos = np.arange(len(graphs))
     df = read_table(Path(up["structures"]) / "structures.parquet")
     atoms = pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"]).loc[graphs.ids].to_numpy()

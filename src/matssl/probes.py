@@ -3,9 +3,10 @@
 For one property, every structure with a label and a graph gets these representations:
 - each pretrained encoder's graph embedding (mean over atoms of the last layer; CrystalCLR's probe),
   and for NEGNN encoders also the mean over atoms of the sum of every layer's atom embeddings (NEGNN's);
-- fingerprint baselines on the same structures: mean-pooled per-atom SOAP and ACSF (from the dataset's
-  `fingerprints` stage), Magpie-style statistics of element properties, and the eigenvalues of the
-  sine Coulomb matrix (dscribe).
+- a foundation model's frozen crystal features (a `foundation` method: CHGNet);
+- fingerprint baselines on the same structures: every kind of the dataset's `fingerprints` stage
+  (element-aware and geometry-only), mean-pooled over the atoms; Magpie-style statistics of element
+  properties; and the eigenvalues of the sine Coulomb matrix.
 Each is fitted with ridge and a random forest (scikit-learn defaults, as CrystalCLR) and kernel ridge
 with a small cross-validated grid (as NEGNN) on the same label-fraction subsets of the same folds as
 finetuning. Feature and target scalers are fitted on the training subset only. The stage also writes

@@ -46,10 +46,10 @@ CODE: dict[str, list[str]] = {
     "foundation": ["foundation.py", "table.py"],
     "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", "foundation.py", *KERNELS],
     "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", "foundation.py", *KERNELS],
-    "predict": ["predict.py", "finetune.py", "encoders.py", "graphs.py", *KERNELS],
+    "predict": ["predict.py", "finetune.py", "evaluate.py", "encoders.py", "graphs.py", *KERNELS],
     # not cached stages, but their rules take this as a parameter, so that new statistics re-summarise
     "property": ["stats.py"],
-    "report": ["stats.py", "report.py", "templates/*.j2"],
+    "report": ["stats.py", "report.py", "evaluate.py", "templates/*.j2"],
 }
 # The files each stage kind writes (the last one is written last: its presence means "done").
 OUTPUTS: dict[str, list[str]] = {
@@ -61,7 +61,7 @@ OUTPUTS: dict[str, list[str]] = {
     "splits": ["folds.json", "manifest.json"],
     "pretrain": ["encoder.pt", "history.json", "manifest.json"],
     "foundation": ["features.parquet", "rejected.parquet", "manifest.json"],
-    "finetune": ["metrics.json", "predictions.parquet", "model.pt", "manifest.json"],
+    "finetune": ["metrics.json", "model.pt", "predictions.parquet", "manifest.json"],
     "probe": ["probes.parquet", "map.parquet", "manifest.json"],
     "predict": ["predictions.parquet", "rejected.parquet", "manifest.json"],
 }
@@ -186,8 +186,9 @@ class Plan:
         # methods on another model's frozen features (`foundation`): no pretraining, a feature stage per dataset
         self.frozen: dict[str, str] = {}
         for m in cfg.pretrain.methods:
-            if self._objective(m).frozen:
-                self.frozen[m] = self.cfg.pretrain.methods[m].params.get("model", self._objective(m).defaults["model"])
+            obj = self._objective(m)
+            if obj.frozen:
+                self.frozen[m] = {**obj.defaults, **cfg.pretrain.methods[m].params}["model"]
                 continue
             for key, epochs in self._budgets(m):
                 self.pretrain[key] = [self._pretrain(m, seed, epochs) for seed in self._pretrain_seeds(m)]
@@ -382,7 +383,7 @@ class Plan:
             "properties": {name: {"target": self.property_target(name), **p.model_dump()} for name, p in cfg.properties.items()},
             "pretrain": {s.label: s.dir for stages in self.pretrain.values() for s in stages},
             "probes": {name: s.dir for name, s in self.probes.items()},
-            "stages": sorted(s.dir for s in self.stages.values()),
+            "stages": sorted(s.dir for s in self.stages.values() if s.kind != "predict"),  # predictions are not results
             "pool": cfg.pretrain.pool,
             "exclude_test_structures": cfg.pretrain.exclude_test_structures,
             "config": cfg.model_dump(mode="json", exclude={"threads"}),  # how jobs run is not part of the report

@@ -6,6 +6,7 @@ rule finetune:
         stage_inputs("finetune"),
     output:
         f"{RESULTS}/finetune/{{key}}/metrics.json",
+        f"{RESULTS}/finetune/{{key}}/model.pt",
         f"{RESULTS}/finetune/{{key}}/predictions.parquet",
         f"{RESULTS}/finetune/{{key}}/manifest.json",
     log:

@@ -63,10 +63,10 @@ class Objective(nn.Module):
                 ok = isinstance(v, bool)
             elif isinstance(default, int | float):
                 ok = isinstance(v, int | float) and not isinstance(v, bool) and (isinstance(v, int) or isinstance(default, float))
-            elif isinstance(default, str):
+            elif isinstance(default, str) or k in cls.files:
                 ok = isinstance(v, str)
             else:  # None: optional, a number when given
-                ok = v is None or isinstance(v, int | float | str) and not isinstance(v, bool)
+                ok = v is None or isinstance(v, int | float) and not isinstance(v, bool)
             if not ok:
                 raise ValueError(f"{where}.{k}: {v!r} is not a {type(default).__name__ if default is not None else 'value'}")
 
