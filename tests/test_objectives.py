@@ -165,3 +165,18 @@ def test_valence_classes():
     assert [valence_electrons(z) for z in (1, 2, 3, 6, 8, 10, 26, 30, 64)] == [1, 2, 1, 4, 6, 8, 8, 12, 3]
     table = stiffness_table(100)
     assert float(table[6]) == pytest.approx(15.55) and float(table[1]) == 0.0 and float(table[64]) == 0.0
+
+
+def test_composition_similarity_takes_elements_beyond_100(nacl, device):
+    """With ingest.max_z above 100 the CS loss's element sets must reach that far (they stopped at 100)."""
+    crystals = [type(nacl)(f"heavy{k}", nacl.lattice * (1 + 0.02 * k), np.where(nacl.numbers == 11, 104, 17), nacl.frac)
+                for k in range(4)]  # fmt: skip
+    graphs, _ = GraphSet.build(crystals, 6.0, 12)
+    views = [v for c in crystals for v in make_views(c, AugmentConfig(n_views=2, column_replace=False), 118)]
+    view_graphs, _ = GraphSet.build(views, 6.0, 12)
+    views_of, _ = views_index(graphs, view_graphs)
+    data = PretrainData(graphs, view_graphs, views_of, max_z=118)
+    enc = CGCNN(width=16, layers=1, cutoff=6.0, max_z=118).to(device)
+    obj = OBJECTIVES["crystalclr_cs"](16, {}, data).to(device)
+    loss, parts = obj.loss(enc, np.arange(4), data, torch.Generator().manual_seed(0), device)
+    assert torch.isfinite(loss) and "composition_similarity" in parts
