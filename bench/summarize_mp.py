@@ -72,8 +72,10 @@ def main() -> None:
                                            text=True).stdout.strip()  # fmt: skip
 
     lines = [f"# Real-data benchmark ({args.config})", ""]
-    used = {json.loads((root / r["dir"] / "manifest.json").read_text())["upstream"]["pretrain"]["dir"]
-            for d in props.values() for r in d["runs"]}  # fmt: skip
+    upstream = [
+        json.loads((root / r["dir"] / "manifest.json").read_text())["upstream"] for d in props.values() for r in d["runs"]
+    ]
+    used = {u["pretrain"]["dir"] for u in upstream if "pretrain" in u}  # (a foundation method's runs have none)
     pre = [json.loads((root / d / "manifest.json").read_text()) for d in sorted(used)]
     guard = next((m for m in pre if m.get("excluded_by")), pre[0])
     runs = pd.concat([pd.DataFrame(d["runs"]) for d in props.values()])
