@@ -289,35 +289,28 @@ class Plan:
         cfg = self.cfg
         ft = cfg.finetune.model_dump(exclude={"fractions", "seeds", "folds", "device"})
         p = cfg.properties[prop]
-        out = []
+        data = {"graphs": self.graphs[p.dataset], "splits": self.splits[prop], "structures": self.ingest[p.dataset]}
+        # what each method's runs start from: (method, label prefix, upstream stage, run parameters it decides)
+        starts = []
         for method, stages in self.pretrain.items():
             for pre in stages:
                 pseed, optim = pre.params["seed"], pre.params["optim"]
-                for fold in self.fold_numbers(prop):
-                    for frac in cfg.finetune.fractions:
-                        for seed in cfg.finetune.seeds:
-                            params = {"property": prop, "column": p.column, "transform": p.transform, "per_atom": p.per_atom, "method": method,
-                                      "base_method": pre.params["method"], "pretrain_epochs": optim["epochs"] if optim else 0,
-                                      "random_encoder": OBJECTIVES[pre.params["objective"]].random,
-                                      "pretrain_seed": pseed, "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
-                            label = f"{prop}-{method}-ps{pseed}-f{fold}-p{frac:g}-s{seed}"
-                            upstream = {"graphs": self.graphs[p.dataset], "splits": self.splits[prop], "pretrain": pre,
-                                        "structures": self.ingest[p.dataset]}  # fmt: skip
-                            runtime = {"device": cfg.finetune.device}
-                            out.append(self._add(Stage("finetune", label, params, cfg.results, upstream, runtime=runtime)))
+                starts.append((method, f"{prop}-{method}-ps{pseed}", {"pretrain": pre},
+                               {"base_method": pre.params["method"], "pretrain_epochs": optim["epochs"] if optim else 0,
+                                "random_encoder": OBJECTIVES[pre.params["objective"]].random, "pretrain_seed": pseed}))  # fmt: skip
         for method, model in self.frozen.items():  # the same head and protocol on frozen features
-            features = self._foundation(model, p.dataset)
+            starts.append((method, f"{prop}-{method}", {"features": self._foundation(model, p.dataset)},
+                           {"base_method": method, "pretrain_epochs": 0, "random_encoder": False, "frozen": model,
+                            "pretrain_seed": 0}))  # fmt: skip
+        out = []
+        for method, prefix, upstream, decided in starts:
             for fold in self.fold_numbers(prop):
                 for frac in cfg.finetune.fractions:
                     for seed in cfg.finetune.seeds:
-                        params = {"property": prop, "column": p.column, "transform": p.transform, "per_atom": p.per_atom, "method": method,
-                                  "base_method": method, "pretrain_epochs": 0, "random_encoder": False, "frozen": model,
-                                  "pretrain_seed": 0, "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
-                        upstream = {"graphs": self.graphs[p.dataset], "splits": self.splits[prop], "features": features,
-                                    "structures": self.ingest[p.dataset]}  # fmt: skip
-                        label = f"{prop}-{method}-f{fold}-p{frac:g}-s{seed}"
-                        out.append(self._add(Stage("finetune", label, params, cfg.results, upstream,
-                                                   runtime={"device": cfg.finetune.device})))  # fmt: skip
+                        params = {"property": prop, "column": p.column, "transform": p.transform, "per_atom": p.per_atom,
+                                  "method": method, **decided, "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
+                        out.append(self._add(Stage("finetune", f"{prefix}-f{fold}-p{frac:g}-s{seed}", params, cfg.results,
+                                                   data | upstream, runtime={"device": cfg.finetune.device})))  # fmt: skip
         return out
 
     def _probe(self, prop: str) -> Stage:
