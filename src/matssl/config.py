@@ -21,6 +21,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def each_once(v: list | None, what: str) -> list | None:
+    """A list in which every value appears once (None passes)."""
+    if v is not None and len(set(v)) != len(v):
+        raise ValueError(f"{v}: {what}")
+    return v
+
+
 # --------------------------------------------------------------------------- data sources
 class MatbenchSource(Strict):
     """A Matbench task: Matbench's own file (pandas split orient) or the column orient of the demo."""
@@ -170,9 +177,7 @@ class FingerprintConfig(Strict):
     @field_validator("kinds")
     @classmethod
     def _distinct_kinds(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"{v}: each kind once")
-        return v
+        return each_once(v, "each kind once")
 
     @field_validator("group_edges")
     @classmethod
@@ -256,9 +261,7 @@ class PretrainConfig(Strict):
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, v: list[int]) -> list[int]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"{v}: each seed once")
-        return v
+        return each_once(v, "each seed once")
 
     @field_validator("budgets")
     @classmethod
@@ -321,9 +324,7 @@ class FinetuneConfig(Strict):
     @field_validator("seeds", "folds")
     @classmethod
     def _distinct(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and len(set(v)) != len(v):
-            raise ValueError(f"{v}: each value once (a repeated one would count the same run twice)")
-        return v
+        return each_once(v, "each value once (a repeated one would count the same run twice)")
 
     @field_validator("fractions")
     @classmethod
