@@ -25,7 +25,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp = path.with_name(f".tmp-{socket.gethostname()}-{os.getpid()}-{path.name}")  # unique across cluster nodes too
     try:
         yield tmp
         if os.environ.get("MATSSL_KILL_AT") == path.name:
@@ -89,11 +89,8 @@ def sha256_tree(path: str | Path, pattern: str = "*") -> str:
         fresh[rel] = [key, hit[1] if isinstance(hit, list) and hit[0] == key else sha256_file(f)]
     keep = {rel: v for rel, v in fresh.items() if now - max(v[0][1], v[0][2]) > RACY_S * 1e9}
     if keep != cache:
-        with contextlib.suppress(OSError):  # a read-only home: no cache, same digests
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".tmp-{socket.gethostname()}-{os.getpid()}-{cache_file.name}")
+        with contextlib.suppress(OSError), atomic_path(cache_file) as tmp:  # a read-only home: no cache, same digests
             tmp.write_text(json.dumps(keep))
-            os.replace(tmp, cache_file)
     if path.is_file():
         return fresh[""][1]
     h = hashlib.sha256()
