@@ -488,12 +488,9 @@ class Config(Strict):
     def _check_imported(self, method: str, path: str) -> None:
         """An encoder trained elsewhere must be the encoder this config builds (same architecture, sizes, distance
         expansion and element table)."""
-        from matssl.encoders import configured, encoder_mismatch
+        from matssl.encoders import check_fits
 
-        name, hparams = configured(self.encoder.model_dump(), self.graphs.model_dump(), self.ingest.max_z)
-        mismatch = encoder_mismatch(path, name, hparams)
-        if mismatch:
-            raise ValueError(f"pretrain.methods.{method}: {path} does not fit this config's encoder: " + "; ".join(mismatch))
+        check_fits(path, self.encoder.model_dump(), self.graphs.model_dump(), self.ingest.max_z, f"pretrain.methods.{method}")
 
     def _check_subset_sizes(self, name: str, prop: PropertyConfig) -> None:
         """Every run needs min_val validation and min_val training structures. Where the dataset's size is known

@@ -231,10 +231,15 @@ def build_encoder(name: str, **hparams: Any) -> nn.Module:
     return ENCODERS[name](**hparams)
 
 
+def encoder_name(encoder: nn.Module) -> str:
+    """The registry name of an encoder (what `build_encoder` takes)."""
+    return next(k for k, v in ENCODERS.items() if isinstance(encoder, v))
+
+
 def save_encoder(encoder: nn.Module, path: str, extra: dict[str, Any] | None = None) -> None:
     from matssl.io import atomic_path
 
-    name = next(k for k, v in ENCODERS.items() if isinstance(encoder, v))
+    name = encoder_name(encoder)
     # through a file object: torch names the archive inside after a path, which would put the temporary
     # name (with its PID) into the bytes, and identical encoders would not be identical files
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -261,6 +266,13 @@ def encoder_mismatch(path: str, name: str, hparams: dict[str, Any]) -> list[str]
         if ckpt["hparams"].get(k) != v:
             out.append(f"{k} {ckpt['hparams'].get(k)!r} (file) vs {v!r} (config)")
     return out
+
+
+def check_fits(path: str, encoder: dict[str, Any], graphs: dict[str, Any], max_z: int, where: str) -> None:
+    """Refuse an encoder file that is not the encoder a config builds, naming every mismatch."""
+    mismatch = encoder_mismatch(path, *configured(encoder, graphs, max_z))
+    if mismatch:
+        raise ValueError(f"{where}: {path} does not fit this config's encoder: " + "; ".join(mismatch))
 
 
 def load_encoder(path: str, map_location: str | torch.device = "cpu") -> nn.Module:

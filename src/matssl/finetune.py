@@ -71,15 +71,14 @@ class FeatureRegressor(torch.nn.Module):
 def save_model(model: Regressor | FeatureRegressor, mean: float, std: float, path: Path, frozen: str | None = None) -> None:
     """The finetuned model (encoder and head, or the head on `frozen` model's features) and the target scaling:
     what predictions need."""
-    from matssl.encoders import ENCODERS
+    from matssl.encoders import encoder_name
     from matssl.io import atomic_path
 
     payload = {"head_width": model.head[0].out_features, "state_dict": model.state_dict(), "mean": mean, "std": std}
     if frozen:
         payload |= {"frozen": frozen, "dim": model.head[0].in_features}
     else:
-        payload |= {"encoder": next(k for k, v in ENCODERS.items() if isinstance(model.encoder, v)),
-                    "hparams": model.encoder.hparams}  # fmt: skip
+        payload |= {"encoder": encoder_name(model.encoder), "hparams": model.encoder.hparams}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: no temporary name inside the bytes
         torch.save(payload, fh)
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from matssl.config import Optim
-from matssl.encoders import build_encoder, configured, encoder_mismatch, load_encoder, save_encoder
+from matssl.encoders import build_encoder, check_fits, configured, load_encoder, save_encoder
 from matssl.graphs import GraphSet
 from matssl.io import read_json, sha256_file, write_json
 from matssl.leakage import leaked_ids
@@ -76,10 +76,7 @@ def collapse_signals(graph_embeddings: torch.Tensor) -> dict[str, float]:
 def import_encoder(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     """`pretrained`: check the encoder trained elsewhere against this config's encoder, and copy it."""
     p, path = spec["params"], spec["external"]["path"]
-    name, hparams = configured(p["encoder"], p["graphs"], p["max_z"])
-    mismatch = encoder_mismatch(path, name, hparams)
-    if mismatch:
-        raise ValueError(f"{p['method']}: {path} does not fit this config's encoder: " + "; ".join(mismatch))
+    check_fits(path, p["encoder"], p["graphs"], p["max_z"], p["method"])
     encoder = load_encoder(path)
     save_encoder(encoder, str(out / "encoder.pt"), extra={"method": p["method"], "objective": p["objective"]})
     write_json([], out / "history.json")
