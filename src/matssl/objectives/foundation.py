@@ -2,6 +2,7 @@
 representation, frozen. Nothing is pretrained here: the `foundation` stage computes its crystal features for each
 dataset, and finetuning trains the same head as every other method on them, by the same protocol."""
 
+from matssl.foundation import MODELS
 from matssl.objectives.base import Objective, register
 
 
@@ -9,6 +10,6 @@ from matssl.objectives.base import Objective, register
 class Foundation(Objective):
     name = "foundation"
     defaults = {"model": "chgnet"}
-    choices = {"model": ("chgnet",)}  # matssl.foundation.MODELS
+    choices = {"model": tuple(MODELS)}
     trains = False
     frozen = True
