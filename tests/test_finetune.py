@@ -1,22 +1,41 @@
-"""Finetuning chooses its learning rate and step without the test labels."""
+"""Finetuning chooses its learning rate and step without the test labels; its target scaling and its start."""
 
 import json
 import shutil
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import torch
 
 from matssl.config import parse_config
+from matssl.finetune import FeatureRegressor, scaling
 from matssl.stages import Plan
 from matssl.table import read_table, write_table
 
 from .test_resume import stage_command
 
-pytestmark = pytest.mark.e2e
+
+def test_scaling_is_median_and_iqr_by_hand():
+    t = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 1000.0])  # a long tail: the std (372) would squeeze the bulk to +-0.01
+    center, scale = scaling(t)
+    assert center == 3.5 and scale == pytest.approx((4.75 - 2.25) / 1.349)  # numpy's linear percentiles
+    assert scaling(np.array([2.0, 2.0, 2.0, 2.0, 7.0])) == (2.0, pytest.approx(2.0))  # IQR 0: the std
+    assert scaling(np.array([3.0, 3.0])) == (3.0, 1.0)
 
 
+def test_an_untrained_head_predicts_the_centre():
+    torch.manual_seed(0)
+    model = FeatureRegressor(8, head_width=16)
+    out = model(torch.randn(5, 8))
+    assert torch.equal(out, torch.zeros(5))  # * scale + center: the training median, the median dummy
+    out.sum().backward()
+    assert model.head[2].weight.grad.abs().sum() > 0  # and it trains
+
+
+@pytest.mark.e2e
 def test_model_selection_never_reads_test_labels(workflow_run):
     """The same run with every test label replaced by nonsense: the learning rate, the stopping step, the
     learning curves and the test predictions are identical; only the test metrics change."""

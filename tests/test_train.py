@@ -11,8 +11,8 @@ from matssl.train import Budget, Trainer
 
 
 def scripted(curve: list[float], n_items: int, budget: Budget):
-    """A one-weight model trained with `budget`, whose validation score follows `curve` epoch by epoch;
-    returns the trainer and the weight after each epoch."""
+    """A one-weight model trained with `budget`, whose validation score follows `curve`: the untrained model's,
+    then epoch by epoch; returns the trainer and the weight at each validation."""
     torch.manual_seed(0)
     model = torch.nn.Linear(1, 1, bias=False)
     trainer = Trainer(model, budget, seed=0, device=torch.device("cpu"))
@@ -30,26 +30,33 @@ def scripted(curve: list[float], n_items: int, budget: Budget):
 
 
 def test_early_stopping_keeps_the_best_step():
-    curve = [5, 4, 3, 2, 2.5, 2.6, 2.7, 2.1, 9, 9, 9]  # best after epoch 4; one step per epoch (2 items, batch 2)
+    curve = [6, 5, 4, 3, 2, 2.5, 2.6, 2.7, 2.1, 9, 9, 9]  # step 0, then best after epoch 4; one step per epoch
     budget = Budget(lr=0.1, batch_size=2, max_steps=100, patience=4)
     trainer, weights = scripted(curve, 2, budget)
     assert trainer.stopped == "early" and trainer.best_step == 4 and trainer.step == 8  # 4 steps without a better score
-    assert [h["step"] for h in trainer.history] == list(range(1, 9))
-    assert trainer.model.weight.item() == weights[3]  # the weights of the best step are loaded
+    assert [h["step"] for h in trainer.history] == list(range(0, 9))
+    assert trainer.model.weight.item() == weights[4]  # the weights of the best step are loaded
+
+
+def test_the_untrained_model_is_kept_when_no_step_beats_it():
+    budget = Budget(lr=0.1, batch_size=2, max_steps=100, patience=3)
+    trainer, weights = scripted([1.0, 2, 3, 4, 5, 6], 2, budget)
+    assert trainer.stopped == "early" and trainer.best_step == 0 and trainer.step == 3
+    assert trainer.model.weight.item() == weights[0] != weights[1]  # back to the initial weights
 
 
 def test_the_step_cap_ends_a_run_that_still_improves():
     budget = Budget(lr=0.1, batch_size=2, max_steps=10, patience=50)
     trainer, _ = scripted([10 - k for k in range(20)], 6, budget)  # 3 steps per epoch
     assert trainer.stopped == "cap" and trainer.step == 10 and trainer.best_step == 10
-    assert [h["step"] for h in trainer.history] == [3, 6, 9, 10]  # the last epoch is cut at the cap
+    assert [h["step"] for h in trainer.history] == [0, 3, 6, 9, 10]  # the last epoch is cut at the cap
 
 
 def test_step_budget_is_independent_of_the_data_size():
     budget = Budget(lr=0.1, batch_size=4, max_steps=12, patience=100)
     small, _ = scripted(list(range(100, 0, -1)), 4, budget)  # 1 step per epoch: 12 epochs
     large, _ = scripted(list(range(100, 0, -1)), 40, budget)  # 10 steps per epoch: 2 epochs
-    assert small.step == large.step == 12 and len(small.history) == 12 and len(large.history) == 2
+    assert small.step == large.step == 12 and len(small.history) == 13 and len(large.history) == 3  # + step 0
 
 
 def test_warmup_then_cosine_to_zero():

@@ -283,8 +283,13 @@ def load_encoder(path: str, map_location: str | torch.device = "cpu") -> nn.Modu
 
 
 def mlp_head(dim: int, head_width: int) -> nn.Sequential:
-    """The finetuning head every method gets: dim -> head_width -> 1."""
-    return nn.Sequential(nn.Linear(dim, head_width), nn.Softplus(), nn.Linear(head_width, 1))
+    """The finetuning head every method gets: dim -> head_width -> 1. Its output layer starts at zero, so an
+    untrained model predicts the centre of the scaled targets (the training median, see finetune.scaling): step 0
+    of every run is the median dummy, and training starts from the best constant instead of a random offset."""
+    head = nn.Sequential(nn.Linear(dim, head_width), nn.Softplus(), nn.Linear(head_width, 1))
+    nn.init.zeros_(head[2].weight)
+    nn.init.zeros_(head[2].bias)
+    return head
 
 
 class Regressor(nn.Module):

@@ -198,10 +198,17 @@ class Trainer:
             torch.save(state, tmp)
         self._saved_at = time.monotonic()
 
+    def _consider(self, row: dict[str, float]) -> None:
+        """Keep a validated history row, and the weights if its score is the best so far."""
+        self.history.append(row)
+        if row["val"] < self.best_score:
+            self.best_score, self.best_step = row["val"], self.step
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
     def fit(self, n_items: int, step: Step, validate: Callable[[], float] | None = None,
             monitor: Callable[[], dict[str, float]] | None = None) -> list[dict[str, float]]:  # fmt: skip
-        """Train within the budget. `validate()` returns a score (lower is better), called after every epoch;
-        the weights of the best one are kept and loaded at the end. `monitor()` adds its values to each
+        """Train within the budget. `validate()` returns a score (lower is better), called before the first step
+        and after every epoch; the weights of the best one (step 0: the untrained model) are kept and loaded at the end. `monitor()` adds its values to each
         epoch's row of the history (in eval mode, without gradients)."""
         b = self.budget
         per_epoch = len(batches(n_items, b.batch_size, self.seed, 0))
@@ -210,6 +217,11 @@ class Trainer:
         total = b.total_steps(per_epoch)
         n_epochs = math.ceil(total / per_epoch)
         logged = time.monotonic()
+        if validate is not None and self.step == 0 and not self.history:
+            # the untrained model is a candidate too: where no step beats it on validation, it is what is kept
+            self.model.eval()
+            with torch.no_grad(), autocast(self.device):
+                self._consider({"epoch": 0, "step": 0, "val": float(validate())})
         for epoch in range(self.start_epoch, n_epochs):
             if self.stopped:
                 break
@@ -238,14 +250,11 @@ class Trainer:
                     row.update(monitor() if monitor is not None else {})
                     if validate is not None:
                         row["val"] = float(validate())
-            if validate is not None and row["val"] < self.best_score:
-                self.best_score, self.best_step = row["val"], self.step
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self._consider(row) if validate is not None else self.history.append(row)
             if validate is not None and b.patience is not None and self.step - self.best_step >= b.patience:
                 self.stopped = "early"
             elif self.step >= total:
                 self.stopped = "cap"
-            self.history.append(row)
             if self.stopped or epoch == self.start_epoch or time.monotonic() - logged >= LOG_EVERY_S:
                 logged = time.monotonic()
                 log.info("epoch %d/%d  %s%s", epoch + 1, n_epochs,
