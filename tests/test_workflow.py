@@ -229,8 +229,8 @@ def test_predictions_from_the_finetuned_models(run, tmp_path):
 
 
 def test_foundation_model_baseline_end_to_end(run, tmp_path):
-    """CHGNet's frozen features: a finetuned head by the same protocol (same folds, fractions, seeds), a probe row, and
-    the report's caveat that the leakage guard cannot apply to it."""
+    """CHGNet, frozen (a head on its features) and finetuned whole: the same protocol (same folds, fractions, seeds), a
+    probe row (frozen), and the report's caveat that the leakage guard cannot apply to it, naming which is which."""
     import shutil
 
     import pandas as pd
@@ -240,21 +240,22 @@ def test_foundation_model_baseline_end_to_end(run, tmp_path):
     shutil.copytree(workdir, copy, symlinks=True)
     changed = json.loads(json.dumps(cfg))
     changed["pretrain"]["methods"]["chgnet"] = {"objective": "foundation", "params": {"model": "chgnet"}}
+    changed["pretrain"]["methods"]["chgnet_all"] = {"objective": "foundation", "params": {"train": "all"}}
     write_config(copy, changed)
-    assert planned_jobs(copy) == {"foundation": 1, "finetune": 2, "probe": 1, "property": 1, "report": 1, "all": 1}
+    assert planned_jobs(copy) == {"foundation": 1, "finetune": 4, "probe": 1, "property": 1, "report": 1, "all": 1}
     snakemake(copy, "--cores", "2")
     prop = json.loads((copy / "results/properties/n.json").read_text())
-    runs = [r for r in prop["runs"] if r["method"] == "chgnet"]
-    scratch = [r for r in prop["runs"] if r["method"] == "scratch"]
-    assert sorted((r["fold"], r["fraction"], r["seed"]) for r in runs) == sorted(
-        (r["fold"], r["fraction"], r["seed"]) for r in scratch
-    )
-    assert all(r["mae"] > 0 and r["n_test"] == 16 and 1 <= r["best_step"] <= r["steps"] for r in runs)
+    scratch = sorted((r["fold"], r["fraction"], r["seed"]) for r in prop["runs"] if r["method"] == "scratch")
+    for method in ("chgnet", "chgnet_all"):
+        runs = [r for r in prop["runs"] if r["method"] == method]
+        assert sorted((r["fold"], r["fraction"], r["seed"]) for r in runs) == scratch
+        assert all(r["mae"] > 0 and r["n_test"] == 16 and 0 <= r["best_step"] <= r["steps"] for r in runs)
     newest = max((copy / "results" / "probe").glob("n-*"), key=lambda d: (d / "manifest.json").stat().st_mtime)
     probes = pd.read_parquet(newest / "probes.parquet")  # (the copied run's own probe stage is there too)
     assert set(probes.loc[probes["representation"] == "chgnet", "family"]) == {"foundation model (chgnet, frozen)"}
     html = (copy / "results/report.html").read_text()
-    assert "trained on MPtrj (Materials Project structures)" in html and "Foundation model (frozen)" in html
+    assert "trained on MPtrj (Materials Project structures)" in html and "Foundation model" in html
+    assert "frozen, head only; trained on MPtrj" in html and "every weight finetuned; trained on MPtrj" in html
 
 
 def test_per_atom_log1p_property_is_learnt_transformed_and_scored_in_its_unit(run, tmp_path):

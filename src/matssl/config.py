@@ -481,7 +481,8 @@ class Config(Strict):
             keys |= {f"{m}-e{e}" for e in self.pretrain.budgets} if self.pretrain.budgets and obj.trains else {m}
         if pr.method not in keys:
             raise ValueError(f"{where}.method {pr.method!r}: not a finetuned graph method ({sorted(keys)}; a foundation "
-                             "method's frozen features give no predictions for new structures)")  # fmt: skip
+                             "method, frozen or trained whole, does not predict new structures yet: the predict stage "
+                             "makes this workflow's graphs only)")  # fmt: skip
         if pr.fraction is not None and pr.fraction not in self.finetune.fractions:
             raise ValueError(f"{where}.fraction {pr.fraction}: not one of finetune.fractions {self.finetune.fractions}")
 

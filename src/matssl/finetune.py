@@ -37,10 +37,10 @@ from matssl.evaluate import (
     to_model,
     transform_labels,
 )
-from matssl.foundation import read_features
+from matssl.foundation import MODELS, read_features
 from matssl.graphs import GraphSet
 from matssl.io import read_json, write_json
-from matssl.table import read_table, write_table
+from matssl.table import crystals_from_table, read_table, write_table
 from matssl.train import Budget, Trainer, autocast, device_facts, pick_device, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,25 @@ class FeatureRegressor(torch.nn.Module):
         return self.head(x).squeeze(-1)
 
 
+class FoundationRegressor(torch.nn.Module):
+    """The finetuning head on a foundation model's crystal features, every weight of the model training with it.
+    Takes the model's own graphs; a structure it has none of (None) gets the output 0: the training median."""
+
+    def __init__(self, name: str, head_width: int = 128):
+        super().__init__()
+        self.encoder = MODELS[name]()
+        self.head = mlp_head(self.encoder.dim, head_width)
+
+    def forward(self, graphs: list[Any]) -> torch.Tensor:
+        device = self.head[0].weight.device
+        ok = [k for k, g in enumerate(graphs) if g is not None]
+        out = torch.zeros(len(graphs), device=device)
+        if ok:
+            x = self.head(self.encoder([graphs[k].to(device) for k in ok])).squeeze(-1)
+            out = out.index_put((torch.tensor(ok, device=device),), x.to(out.dtype))
+        return out
+
+
 def scaling(t: np.ndarray) -> tuple[float, float]:
     """(centre, scale) of the training targets: the median and the interquartile range / 1.349 (the standard
     deviation of a normal distribution with that IQR). Robust to the long tails of properties such as exfoliation
@@ -79,28 +98,33 @@ def scaling(t: np.ndarray) -> tuple[float, float]:
     return float(q50), float((q75 - q25) / 1.349) or float(np.std(t)) or 1.0
 
 
-def save_model(model: Regressor | FeatureRegressor, center: float, scale: float, path: Path, frozen: str | None = None) -> None:
-    """The finetuned model (encoder and head, or the head on `frozen` model's features) and the target scaling:
-    what predictions need."""
+def save_model(model: torch.nn.Module, center: float, scale: float, path: Path, frozen: str | None = None,
+               foundation: str | None = None) -> None:  # fmt: skip
+    """The finetuned model (encoder and head, the head on `frozen` model's features, or a `foundation` model with its
+    head) and the target scaling: what predictions need."""
     from matssl.encoders import encoder_name
     from matssl.io import atomic_path
 
     payload = {"head_width": model.head[0].out_features, "state_dict": model.state_dict(), "center": center, "scale": scale}
     if frozen:
         payload |= {"frozen": frozen, "dim": model.head[0].in_features}
+    elif foundation:
+        payload |= {"foundation": foundation}
     else:
         payload |= {"encoder": encoder_name(model.encoder), "hparams": model.encoder.hparams}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: no temporary name inside the bytes
         torch.save(payload, fh)
 
 
-def load_model(path: str | Path) -> tuple[Regressor, float, float]:
+def load_model(path: str | Path) -> tuple[torch.nn.Module, float, float]:
     """(model, center, scale) of a finetuning run: predictions are from_model(model(batch) * scale + center, ...)."""
     from matssl.encoders import build_encoder
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "frozen" in ckpt:
         model = FeatureRegressor(ckpt["dim"], ckpt["head_width"])
+    elif "foundation" in ckpt:
+        model = FoundationRegressor(ckpt["foundation"], ckpt["head_width"])
     else:
         model = Regressor(build_encoder(ckpt["encoder"], **ckpt["hparams"]), ckpt["head_width"])
     model.load_state_dict(ckpt["state_dict"], strict=True)
@@ -143,8 +167,21 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     # the model learns the property per atom (per_atom) and/or its log1p; every metric is in the property's values
     transform, atoms = p["transform"], pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"])
 
-    frozen = p.get("frozen")
-    if frozen:
+    frozen, foundation = p.get("frozen"), p.get("foundation")
+    if foundation:
+        # the foundation model's own graphs of every structure the run reads; one it cannot convert is left out of
+        # training and predicted as the training median (output 0), so that every method has the same test set
+        model = FoundationRegressor(foundation, ft.head_width)
+        ids = [*fold["train"], *fold["test"]]
+        wanted = [i for i in ids if i in graphs.index]
+        table = read_table(Path(up["structures"]) / "structures.parquet")
+        crystals = crystals_from_table(table[table["id"].isin(set(wanted))])
+        own = dict(zip([c.id for c in crystals], model.encoder.graphs(crystals), strict=True))
+        trainable = {i for i, g in own.items() if g is not None}
+        converted = [own.get(i) for i in graphs.ids]
+        inputs = lambda pos: [converted[k] for k in pos]  # noqa: E731
+        position = graphs.subset_index
+    elif frozen:
         # a foundation model's frozen crystal features. A structure it could not read is left out of training, and
         # scored with the mean feature vector (as in the probes), so that every method has the same test set
         feature_ids, features = read_features(up["features"])
@@ -169,7 +206,9 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     center, scale = scaling(t_fit)
 
     torch.manual_seed(p["seed"])
-    if frozen:
+    if foundation:
+        model.head = mlp_head(model.encoder.dim, ft.head_width)  # drawn by the finetuning seed, as every head
+    elif frozen:
         model = FeatureRegressor(features.shape[1], ft.head_width)
     else:
         encoder = load_encoder(str(Path(up["pretrain"]) / "encoder.pt"))
@@ -226,7 +265,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
               "pretrain_epochs": p["pretrain_epochs"], "pretrain_seed": p["pretrain_seed"], "fold": p["fold"],
               "fraction": p["fraction"], "seed": p["seed"], **device_facts(device)}  # fmt: skip
     write_json(result, out / "metrics.json")
-    save_model(model.cpu(), center, scale, out / "model.pt", frozen)
+    save_model(model.cpu(), center, scale, out / "model.pt", frozen, foundation)
     write_table(pa.Table.from_pandas(pd.DataFrame({"id": test_ids, "y_true": y_test, "y_pred": pred}), preserve_index=False),
                 out / "predictions.parquet")  # fmt: skip
     checkpoint.unlink(missing_ok=True)

@@ -3,7 +3,8 @@
 A pretrained universal interatomic potential whose weights ship inside its package (so it works offline)
 gives each crystal a vector: the `foundation` stage caches it per dataset, the probes fit it like every other
 representation, and a method with `objective: foundation` finetunes the same head as every other method, by
-the same protocol, on these frozen features. One entry of `MODELS` per model: CHGNet (Deng et al., Nature
+the same protocol, on these frozen features (`train: head`) or with every weight of the model (`train: all`: its
+own graphs, made in the finetuning job). One entry of `MODELS` per model: CHGNet (Deng et al., Nature
 Machine Intelligence 5, 1031, 2023; the weights of its `chgnet` package), its crystal feature being the mean
 of its atom features after the last interaction block (64 values).
 
@@ -28,27 +29,56 @@ from matssl.table import Crystal, crystals_from_table, read_table, rejections_ta
 log = logging.getLogger(__name__)
 
 
-def _chgnet() -> tuple[Callable[[list[Crystal]], np.ndarray], str]:
-    """CHGNet's crystal features, and a description of what it was trained on."""
-    from chgnet.model import CHGNet
-    from pymatgen.core import Lattice, Structure
+class Chgnet(torch.nn.Module):
+    """CHGNet with its package's pretrained weights. `graphs` converts crystals to its own graphs (None where it
+    cannot: an atom without neighbours within its cutoff); `forward` gives their crystal features, trainable."""
 
-    model = CHGNet.load(verbose=False)
+    trained_on = "MPtrj (Materials Project relaxation trajectories)"
+    dim = 64
+
+    def __init__(self):
+        super().__init__()
+        from chgnet.model import CHGNet
+
+        self.model = CHGNet.load(verbose=False)
+
+    def graphs(self, crystals: list[Crystal]) -> list[Any]:
+        from pymatgen.core import Lattice, Structure
+
+        out = []
+        for c in crystals:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    out.append(self.model.graph_converter(Structure(Lattice(c.lattice), c.numbers.tolist(), c.frac)))
+            except Exception as err:  # noqa: BLE001 (the package raises ValueError, RuntimeError, ...: any is a rejection)
+                log.debug("%s: %s", c.id, err)
+                out.append(None)
+        return out
+
+    def forward(self, graphs: list[Any]) -> torch.Tensor:
+        """[n, dim] crystal features of converted graphs (on the model's device)."""
+        return self.model(graphs, task="e", return_crystal_feas=True)["crystal_fea"]
+
+
+# name -> the model's class (one entry per model whose weights ship in its package)
+MODELS: dict[str, type[Chgnet]] = {"chgnet": Chgnet}
+
+
+def frozen_features(name: str) -> tuple[Callable[[list[Crystal]], np.ndarray], str]:
+    """(crystal features of a list of crystals, without gradients; what the model was trained on)."""
+    model = MODELS[name]()
     model.eval()
 
     def features(crystals: list[Crystal]) -> np.ndarray:
-        structures = [Structure(Lattice(c.lattice), c.numbers.tolist(), c.frac) for c in crystals]
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            out = model.predict_structure(structures, task="e", return_crystal_feas=True, batch_size=len(structures))
-        out = out if isinstance(out, list) else [out]
-        return np.stack([np.asarray(o["crystal_fea"], dtype=np.float32) for o in out])
+        graphs = model.graphs(crystals)
+        bad = [c.id for c, g in zip(crystals, graphs, strict=True) if g is None]
+        if bad:
+            raise ValueError(f"{name} cannot make a graph of {bad}")
+        with torch.no_grad():
+            return model(graphs).float().numpy()
 
-    return features, "MPtrj (Materials Project relaxation trajectories)"
-
-
-# name -> loader of (features of a list of crystals, what the model was trained on)
-MODELS: dict[str, Callable[[], tuple[Callable[[list[Crystal]], np.ndarray], str]]] = {"chgnet": _chgnet}
+    return features, model.trained_on
 
 
 def featurize(crystals: list[Crystal], features: Callable[[list[Crystal]], np.ndarray], batch: int = 64,
@@ -77,7 +107,7 @@ def run_foundation(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     p, up, rt = spec["params"], spec["upstream"], spec["runtime"]
     torch.set_num_threads(rt.get("threads", 1))
     crystals = crystals_from_table(read_table(Path(up["structures"]) / "structures.parquet"))
-    features, trained_on = MODELS[p["model"]]()
+    features, trained_on = frozen_features(p["model"])
     ids, x, rejected = featurize(crystals, features, progress=lambda n: log.info("%s: %d/%d", p["model"], n, len(crystals)))
     table = pa.table({"id": pa.array(ids, pa.string()),
                       "features": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), max(x.shape[1], 1))})  # fmt: skip

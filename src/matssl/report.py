@@ -26,11 +26,11 @@ from matssl.table import read_table  # noqa: E402
 KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
 METHOD_INFO = {
     "foundation": (
-        "Foundation model (frozen)",
+        "Foundation model",
         "A pretrained universal interatomic potential whose weights ship in its package (CHGNet: the mean of its atom "
-        "features after the last interaction block, 64 values), frozen; the same head and finetuning protocol as every "
-        "other method train on it. Trained on MPtrj, which holds Materials Project structures: the leakage guard cannot "
-        "apply to it.",
+        "features after the last interaction block, 64 values); the same head and finetuning protocol as every other "
+        "method train on it, with the model frozen (train: head) or every weight of it finetuned (train: all). Trained on "
+        "MPtrj, which holds Materials Project structures: the leakage guard cannot apply to it.",
         "Deng, Zhong, Jun, Riebesell, Han, Bartel, Ceder (2023). CHGNet as a pretrained universal neural network "
         "potential for charge-informed atomistic modelling. Nature Machine Intelligence 5, 1031.",
     ),
@@ -353,8 +353,12 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
     everything = compare_all(
         pd.concat([pd.DataFrame(d["summary"]).assign(property=n) for n, d in data.items()], ignore_index=True)
     )
-    objectives = {m: v["objective"] for m, v in spec["config"]["pretrain"]["methods"].items()}
-    caveats = {m: UNGUARDED[o] for m, o in objectives.items() if o in UNGUARDED}
+    methods = spec["config"]["pretrain"]["methods"]
+    caveats = {m: UNGUARDED[v["objective"]] for m, v in methods.items() if v["objective"] in UNGUARDED}
+    for m, v in methods.items():  # which foundation rows are frozen and which finetuned every weight
+        if v["objective"] == "foundation":
+            mode = "every weight finetuned" if v.get("params", {}).get("train") == "all" else "frozen, head only"
+            caveats[m] = f"{mode}; {caveats[m]}"
     props, summary_rows = [], []
     for name, p in spec["properties"].items():
         summary = everything[everything["property"] == name]

@@ -183,12 +183,15 @@ class Plan:
         # per method key (a method, or '<method>-e<epochs>' in a budget sweep), one stage per pretraining seed
         # (scratch, which does not train: one stage, the first seed)
         self.pretrain: dict[str, list[Stage]] = {}
-        # methods on another model's frozen features (`foundation`): no pretraining, a feature stage per dataset
+        # methods on another model (`foundation`): no pretraining. Frozen (train: head): a feature stage per dataset;
+        # every weight finetuned (train: all): the finetuning job runs the model itself
         self.frozen: dict[str, str] = {}
+        self.foundation_all: dict[str, str] = {}
         for m in cfg.pretrain.methods:
             obj = self._objective(m)
             if obj.frozen:
-                self.frozen[m] = {**obj.defaults, **cfg.pretrain.methods[m].params}["model"]
+                fp = {**obj.defaults, **cfg.pretrain.methods[m].params}
+                (self.frozen if fp["train"] == "head" else self.foundation_all)[m] = fp["model"]
                 continue
             for key, epochs in self._budgets(m):
                 self.pretrain[key] = [self._pretrain(m, seed, epochs) for seed in self._pretrain_seeds(m)]
@@ -302,6 +305,9 @@ class Plan:
             starts.append((method, f"{prop}-{method}", {"features": self._foundation(model, p.dataset)},
                            {"base_method": method, "pretrain_epochs": 0, "random_encoder": False, "frozen": model,
                             "pretrain_seed": 0}))  # fmt: skip
+        for method, model in self.foundation_all.items():  # the same head and protocol, the model's weights training too
+            starts.append((method, f"{prop}-{method}", {}, {"base_method": method, "pretrain_epochs": 0,
+                                                             "random_encoder": False, "foundation": model, "pretrain_seed": 0}))  # fmt: skip
         out = []
         for method, prefix, upstream, decided in starts:
             for fold in self.fold_numbers(prop):

@@ -14,7 +14,10 @@ rule finetune:
     threads: PLAN.cfg.threads
     resources:
         gpu=1,
-        mem_mb=4000,
+        # all of a foundation model training with the head (train: all): 5.2 GB at batch 64 (bench/foundation_speed.py)
+        mem_mb=lambda wc: (
+            16000 if PLAN.get("finetune", wc.key).params.get("foundation") else 4000
+        ),
         runtime=60,
     params:
         spec=stage_spec("finetune"),
