@@ -172,10 +172,9 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         # the foundation model's own graphs of every structure the run reads; one it cannot convert is left out of
         # training and predicted as the training median (output 0), so that every method has the same test set
         model = FoundationRegressor(foundation, ft.head_width)
-        ids = [*fold["train"], *fold["test"]]
-        wanted = [i for i in ids if i in graphs.index]
+        wanted = set(label_subset(fold["train"], p["fraction"], p["seed"], p["fold"])) | set(fold["test"])
         table = read_table(Path(up["structures"]) / "structures.parquet")
-        crystals = crystals_from_table(table[table["id"].isin(set(wanted))])
+        crystals = crystals_from_table(table[table["id"].isin(wanted & set(graphs.index))])
         own = dict(zip([c.id for c in crystals], model.encoder.graphs(crystals), strict=True))
         trainable = {i for i, g in own.items() if g is not None}
         converted = [own.get(i) for i in graphs.ids]

@@ -42,15 +42,20 @@ class Chgnet(torch.nn.Module):
 
         self.model = CHGNet.load(verbose=False)
 
-    def graphs(self, crystals: list[Crystal]) -> list[Any]:
+    def graph(self, c: Crystal) -> Any:
+        """The model's own graph of a crystal; raises where it cannot make one."""
         from pymatgen.core import Lattice, Structure
 
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.model.graph_converter(Structure(Lattice(c.lattice), c.numbers.tolist(), c.frac))
+
+    def graphs(self, crystals: list[Crystal]) -> list[Any]:
+        """Graphs of crystals, None for one it cannot make."""
         out = []
         for c in crystals:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    out.append(self.model.graph_converter(Structure(Lattice(c.lattice), c.numbers.tolist(), c.frac)))
+                out.append(self.graph(c))
             except Exception as err:  # noqa: BLE001 (the package raises ValueError, RuntimeError, ...: any is a rejection)
                 log.debug("%s: %s", c.id, err)
                 out.append(None)
@@ -71,10 +76,7 @@ def frozen_features(name: str) -> tuple[Callable[[list[Crystal]], np.ndarray], s
     model.eval()
 
     def features(crystals: list[Crystal]) -> np.ndarray:
-        graphs = model.graphs(crystals)
-        bad = [c.id for c, g in zip(crystals, graphs, strict=True) if g is None]
-        if bad:
-            raise ValueError(f"{name} cannot make a graph of {bad}")
+        graphs = [model.graph(c) for c in crystals]  # (a failure names its reason: featurize records it)
         with torch.no_grad():
             return model(graphs).float().numpy()
 
