@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from matssl.evaluate import kfold, label_subset, matbench_folds
 from matssl.sources import matbench_ids
@@ -70,3 +71,50 @@ def test_the_extensive_warning_fires_on_an_extensive_target_only():
     )
     assert extensive_warning({"atoms_spearman": rho_int}) == ""
     assert extensive_warning({"atoms_spearman": rho_ext, "per_atom": "cell"}) == ""  # already learnt per atom
+
+
+def test_stratified_folds_and_subsets_keep_the_class_ratios():
+    import pandas as pd
+
+    from matssl.evaluate import stratified_kfold
+
+    ids = [f"s{i:03d}" for i in range(300)]
+    labels = ["metal" if i % 3 == 0 else "insulator" for i in range(300)]  # 1 : 2
+    folds = stratified_kfold(ids, labels, 5, seed=0)
+    of = dict(zip(ids, labels, strict=True))
+    assert sorted(sum((f["test"] for f in folds), [])) == ids
+    assert all(sum(of[i] == "metal" for i in f["test"]) == 20 for f in folds)  # a fifth of the 100 metals each
+    assert stratified_kfold(ids, labels, 5, seed=0) == folds and stratified_kfold(ids, labels, 5, seed=1) != folds
+    classes = pd.Series(labels, index=ids)
+    train = folds[0]["train"]
+    subsets = {f: label_subset(train, f, seed=0, fold=0, classes=classes) for f in (0.1, 0.25, 1.0)}
+    for f, sub in subsets.items():
+        metals = sum(of[i] == "metal" for i in sub)
+        assert metals == int(np.ceil(f * 80)) and len(sub) - metals == int(np.ceil(f * 160)) and len(set(sub)) == len(sub)
+    assert set(subsets[0.1]) < set(subsets[0.25]) < set(subsets[1.0])  # nested
+    # a rare class keeps at least one structure
+    rare = pd.Series(["a"] * 99 + ["b"], index=ids[:100])
+    assert "s099" in label_subset(ids[:100], 0.05, seed=0, fold=0, classes=rare)
+
+
+def test_classification_metrics_and_the_majority_dummy_by_hand():
+    from matssl.evaluate import class_frequencies, classification_metrics, property_values
+
+    y = np.array([0, 0, 1, 1])
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.35, 0.65], [0.2, 0.8]])
+    m = classification_metrics(y, proba)
+    # AUC: of the 4 (positive, negative) pairs, 0.65 > 0.6, 0.65 > 0.1, 0.8 > 0.6, 0.8 > 0.1: 1.0; accuracy 3/4
+    assert m["roc_auc"] == 1.0 and m["accuracy"] == 0.75
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.4, 0.65, 0.8])))
+    freq = class_frequencies(np.array([0, 0, 0, 1]), 2)  # add-one: (3+1)/(4+2), (1+1)/(4+2)
+    assert freq == pytest.approx([2 / 3, 1 / 3])
+    dummy = classification_metrics(y, np.tile(freq, (4, 1)))
+    assert dummy["roc_auc"] == 0.5 and dummy["accuracy"] == 0.5  # always the majority class
+    three = classification_metrics(np.array([0, 1, 2, 2]), np.eye(3)[[0, 1, 2, 1]] * 0.7 + 0.1)
+    assert three["accuracy"] == 0.75 and three["roc_auc"] == pytest.approx(np.mean([1.0, 5 / 6, 0.75]))  # one vs rest
+    import pandas as pd
+
+    gap = pd.Series([0.0, 1.2, np.nan, 0.0])
+    named = property_values(gap, {"kind": "classification", "threshold": 0.0})
+    assert named.tolist()[:2] == ["<= 0", "> 0"] and pd.isna(named[2])
+    assert property_values(pd.Series([1.0, 0.0, True]), {"kind": "classification"}).tolist() == ["1", "0", "True"]

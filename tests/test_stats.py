@@ -96,3 +96,19 @@ def test_summary_pairs_by_fold_and_seed():
     per_fold = (pairs["mae_x"] - pairs["mae_y"]).groupby(pairs["fold"]).mean()
     assert s.loc["clr", "diff_se"] == pytest.approx(np.sqrt((1 / 4 + 20 / 80) * per_fold.var(ddof=1)))
     assert math.isnan(s.loc["scratch", "change_pct"]) and s.loc["scratch", "n_runs"] == 15
+
+
+def test_a_classification_is_compared_on_roc_auc_where_higher_is_better():
+    runs = runs_frame({"clear": [-0.10, -0.11, -0.09], "noisy": [-0.1, 0.1, -0.08, 0.09, 0.0]})
+    # the same constructed numbers read as scores: ROC-AUC = 1.5 - "mae" (scratch about 0.5 + noise, rising with each
+    # negative effect), accuracy and log loss beside it, the class-frequency dummy at 0.5
+    runs = runs.assign(roc_auc=1.5 - runs["mae"], accuracy=0.7, log_loss=0.6, val_log_loss=runs["mae"],
+                       dummy_majority_roc_auc=0.5, dummy_majority_accuracy=0.6, dummy_majority_log_loss=0.69)  # fmt: skip
+    s = compare_all(summarize_runs(runs, kind="classification")).set_index("method")
+    assert s.loc["clear", "change_pct"] > 0 and s.loc["clear", "verdict"].startswith("helps: +")
+    assert s.loc["noisy", "verdict"].startswith("no detectable difference (")
+    assert s.loc["dummy (majority)", "roc_auc_mean"] == 0.5 and "dummy (mean)" not in s.index
+    assert s.loc["clear", "beats_dummy"] and s.loc["clear", "accuracy_mean"] == pytest.approx(0.7)
+    worse = runs.assign(roc_auc=np.where(runs["method"] == "scratch", runs["roc_auc"], 0.4), dummy_majority_roc_auc=0.45)
+    w = compare_all(summarize_runs(worse, kind="classification")).set_index("method")
+    assert not w.loc["clear", "beats_dummy"] and w.loc["scratch", "beats_dummy"]  # below 0.45: worse than the dummy

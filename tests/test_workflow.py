@@ -26,7 +26,7 @@ def test_report_and_property_target(run):
     assert len(prop["runs"]) == 6 * 1 * 2  # methods x folds x fractions
     for r in prop["runs"]:
         assert r["mae"] > 0 and r["n_test"] == 16 and r["lr"] in (0.001, 0.003) and r["n_val"] >= 4
-        assert r["stopped"] in ("early", "cap") and 1 <= r["best_step"] <= r["steps"] <= 12
+        assert r["stopped"] in ("early", "cap") and 0 <= r["best_step"] <= r["steps"] <= 12  # 0: the untrained model
 
 
 def test_rerun_does_nothing(run):
@@ -282,3 +282,53 @@ def test_per_atom_log1p_property_is_learnt_transformed_and_scored_in_its_unit(ru
         pred = pd.read_parquet(copy / r["dir"] / "predictions.parquet")
         np.testing.assert_array_equal(pred["y_true"].to_numpy(), structures.loc[pred["id"], "n"].to_numpy())
         assert 0.5 < pred["y_pred"].median() < 5 and r["mae"] < 2  # refractive indices, not log1p of n per atom
+
+
+def test_classification_properties_run_end_to_end_and_reach_the_report(run, tmp_path):
+    """A multi-class property (the crystal system of the demo file) and a binary one (n above a threshold): stratified
+    folds, cross-entropy runs by the same protocol, ROC-AUC and accuracy against the class-frequency dummy, logistic
+    probes, and the report's tables and ROC curves."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    workdir, cfg = run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    changed = json.loads(json.dumps(cfg))
+    changed["pretrain"]["methods"] = {"scratch": {"objective": "scratch"}, "negnn": {"objective": "negnn"}}
+    changed["probes"] = {"models": ["ridge", "random_forest", "kernel_ridge"], "baselines": ["magpie"], "rf_trees": 10,
+                         "map_points": 40}  # fmt: skip
+    changed["properties"] = {
+        "system": {"dataset": "tiny", "column": "crystal_system", "kind": "classification", "folds": "kfold", "n_folds": 2},
+        "high_n": {"dataset": "tiny", "column": "n", "kind": "classification", "threshold": 2.1, "folds": "kfold", "n_folds": 3},
+    }
+    write_config(copy, changed)
+    snakemake(copy, "--cores", "2")
+    structures = pd.read_parquet(next((copy / "results" / "ingest").glob("tiny-*")) / "structures.parquet").set_index("id")
+    for name, classes in (("system", sorted(set(structures["crystal_system"]))), ("high_n", ["<= 2.1", "> 2.1"])):
+        prop = json.loads((copy / f"results/properties/{name}.json").read_text())
+        assert prop["kind"] == "classification" and prop["classes"] == classes
+        assert {r["method"] for r in prop["summary"]} == {"scratch", "negnn", "dummy (majority)"}
+        dummy = [r for r in prop["summary"] if r["method"] == "dummy (majority)"]
+        assert all(r["roc_auc_mean"] == 0.5 for r in dummy)
+        for r in prop["runs"]:
+            assert 0 <= r["roc_auc"] <= 1 and 0 <= r["accuracy"] <= 1 and r["log_loss"] > 0 and r["val_log_loss"] > 0
+            pred = pd.read_parquet(copy / r["dir"] / "predictions.parquet")
+            truth = structures.loc[pred["id"], "crystal_system" if name == "system" else "n"]
+            expected = truth if name == "system" else np.where(truth > 2.1, "> 2.1", "<= 2.1")
+            np.testing.assert_array_equal(pred["y_true"].to_numpy(), np.asarray(expected))
+            proba = np.stack(pred["proba"].to_numpy())
+            assert proba.shape == (len(pred), len(classes)) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+            assert (pred["y_pred"].to_numpy() == np.asarray(classes)[proba.argmax(axis=1)]).all()
+        folds = json.loads(next((copy / "results" / "splits").glob(f"{name}-*/folds.json")).read_text())
+        label = structures["crystal_system"] if name == "system" else structures["n"] > 2.1
+        total = label.loc[[i for f in folds["folds"] for i in f["test"]]].value_counts()
+        for f in folds["folds"]:  # stratified: each class split as evenly as the folds allow (within one structure)
+            got = label.loc[f["test"]].value_counts()
+            assert all(abs(got.get(c, 0) - n / len(folds["folds"])) < 1 for c, n in total.items())
+        probes = pd.read_parquet(next((copy / "results" / "probe").glob(f"{name}-*")) / "probes.parquet")
+        assert set(probes["model"]) == {"logistic", "random_forest"} and probes["roc_auc"].between(0, 1).all()
+    html = (copy / "results/report.html").read_text()
+    assert "ROC-AUC" in html and "dummy (majority)" in html and "ROC curves of" in html and "logistic regression" in html

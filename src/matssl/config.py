@@ -281,6 +281,16 @@ class PretrainConfig(Strict):
 class PropertyConfig(Strict):
     dataset: str = Field(description="dataset (name under `datasets`) with the labels")
     column: str = Field(description="label column of that dataset")
+    kind: Literal["regression", "classification"] = Field(
+        "regression",
+        description="classification: every distinct value of the column is a class (or two classes by `threshold`); "
+        "cross-entropy, ROC-AUC (one-vs-rest, macro) and accuracy, stratified folds",
+    )
+    threshold: float | None = Field(
+        None,
+        description="classification of a numeric column in two classes: '> threshold' and '<= threshold' (band_gap with 0: "
+        "Matbench's metal / non-metal)",
+    )
     transform: Literal["none", "log10", "log1p"] = Field(
         "none",
         description="log10: the property is the column's log10 (metrics in log10 units, as Matbench's log tasks); log1p: "
@@ -298,6 +308,10 @@ class PropertyConfig(Strict):
 
     @model_validator(mode="after")
     def _per_atom_of_the_column(self) -> PropertyConfig:
+        if self.kind == "classification" and (self.transform != "none" or self.per_atom != "none"):
+            raise ValueError("a classification property takes neither transform nor per_atom (classes are not scaled)")
+        if self.threshold is not None and self.kind != "classification":
+            raise ValueError("threshold makes two classes of a numeric column: it needs kind: classification")
         if self.per_atom != "none" and self.transform == "log10":
             raise ValueError("per_atom divides the column's values, and log10 makes the property log10 of the column: use "
                              "transform: log1p (or none) with per_atom")  # fmt: skip
@@ -453,8 +467,10 @@ class Config(Strict):
         src, where = self.datasets[prop.dataset], f"properties.{name}.column {prop.column!r}"
         if isinstance(src, MatbenchSource):
             target = MATBENCH_TARGETS.get(src.task)
-            if target is not None and prop.column != target:
-                raise ValueError(f"{where}: the label column of {src.task} is {target!r}")
+            classes_ok = prop.kind == "classification" and prop.column in MATBENCH_META
+            if target is not None and prop.column != target and not classes_ok:
+                raise ValueError(f"{where}: the label column of {src.task} is {target!r} (a classification may also use "
+                                 f"the metadata {list(MATBENCH_META)} of a column-oriented file)")  # fmt: skip
         elif isinstance(src, MPSource):
             if prop.column not in src.fields:
                 raise ValueError(f"{where}: not one of the fields of dataset {prop.dataset!r}: {src.fields}")
@@ -469,6 +485,8 @@ class Config(Strict):
         where = f"predict.{name}"
         if name not in self.properties:
             raise ValueError(f"{where}: no property {name!r} (properties: {sorted(self.properties)})")
+        if self.properties[name].kind == "classification":
+            raise ValueError(f"{where}: predictions of a classification property are not implemented yet")
         if pr.dataset not in self.datasets:
             raise ValueError(f"{where}.dataset {pr.dataset!r} is not one of datasets: {sorted(self.datasets)}")
         from matssl.objectives import OBJECTIVES
@@ -518,6 +536,8 @@ class Config(Strict):
 MATBENCH_TARGETS = {"matbench_jdft2d": "exfoliation_en", "matbench_phonons": "last phdos peak", "matbench_dielectric": "n",
                     "matbench_log_gvrh": "log10(G_VRH)", "matbench_log_kvrh": "log10(K_VRH)", "matbench_perovskites": "e_form",
                     "matbench_mp_gap": "gap pbe", "matbench_mp_is_metal": "is_metal", "matbench_mp_e_form": "e_form"}  # fmt: skip
+# Metadata columns that matssl reads from a column-oriented Matbench file (the demo's), as text: classes to predict.
+MATBENCH_META = ("crystal_system", "spacegroup")
 # Structures per Matbench v0.1 task with crystal structures (matbench.materialsproject.org), for the size check.
 MATBENCH_SIZES = {"matbench_jdft2d": 636, "matbench_phonons": 1265, "matbench_dielectric": 4764, "matbench_log_gvrh": 10987,
                   "matbench_log_kvrh": 10987, "matbench_perovskites": 18928, "matbench_mp_gap": 106113,

@@ -27,6 +27,19 @@ def kfold(ids: list[str], n_folds: int, seed: int) -> list[dict[str, list[str]]]
     ]
 
 
+def stratified_kfold(ids: list[str], labels: list[str], n_folds: int, seed: int) -> list[dict[str, list[str]]]:
+    """K folds that keep each class's share (scikit-learn's StratifiedKFold, shuffled with `seed`)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = pd.Series(labels).value_counts()
+    if counts.max() < n_folds:
+        raise ValueError(f"stratified {n_folds}-fold splits need a class with {n_folds} structures or more: {counts.to_dict()}")
+    return [
+        {"train": [ids[i] for i in tr], "test": [ids[i] for i in te]}
+        for tr, te in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(ids)), labels)
+    ]
+
+
 def matbench_folds(ids_in_row_order: list[str]) -> list[dict[str, list[str]]]:
     return kfold(ids_in_row_order, 5, MATBENCH_SEED)
 
@@ -40,6 +53,29 @@ def transform_labels(y: pd.Series, transform: str) -> pd.Series:
     if transform == "log1p":
         return y.where(y >= 0)
     return y
+
+
+def class_name(v: object) -> str:
+    """A label as a class name: a whole number without its '.0' (1.0 -> '1'), anything else as text."""
+    if isinstance(v, float | np.floating) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def property_values(column: pd.Series, prop: dict[str, Any]) -> pd.Series:
+    """The property of each structure from its column (`prop`: a property's config): floats for a regression
+    (`transform_labels`), class names for a classification ('> t' / '<= t' with a threshold); NaN where missing."""
+    if prop.get("kind", "regression") == "regression":
+        return transform_labels(column.astype(float), prop.get("transform", "none"))
+    if prop.get("threshold") is not None:
+        t, v = prop["threshold"], pd.to_numeric(column, errors="coerce")
+        return pd.Series(np.where(v > t, f"> {t:g}", f"<= {t:g}"), index=column.index, dtype=object).where(v.notna())
+    return column.map(class_name, na_action="ignore").astype(object).where(column.notna())
+
+
+def class_codes(values: pd.Series, classes: list[str]) -> pd.Series:
+    """Class names as their positions in `classes` (-1 for a missing value)."""
+    return values.map({c: k for k, c in enumerate(classes)}).fillna(-1).astype(int)
 
 
 def atom_counts(numbers: pd.Series, per_atom: str) -> np.ndarray:
@@ -86,34 +122,60 @@ def run_splits(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     if prop.column not in columns:
         raise ValueError(f"property column {prop.column!r} is not a label of dataset {prop.dataset!r}: {columns}")
     df = read_table(ingest / "structures.parquet", columns=["id", "numbers", prop.column])
-    if prop.folds == "matbench":
+    y = property_values(df.set_index("id")[prop.column], prop.model_dump())
+    usable = set(y[y.notna()].index)
+    classes = sorted(set(y.dropna())) if prop.kind == "classification" else None
+    if classes is not None and len(classes) < 2:
+        raise ValueError(f"property {prop.column!r}: a classification needs two classes or more, found {classes}")
+    rejected = read_table(ingest / "rejected.parquet")["id"].tolist()
+    if prop.folds == "matbench" and classes is not None:
+        # Matbench's classification folds: StratifiedKFold(5, shuffle, its seed) over the task's rows and labels
+        if rejected or len(usable) < len(df):
+            raise ValueError(f"Matbench's stratified folds need the label of every row of the task: {len(rejected)} rows "
+                             f"were rejected at ingest and {len(df) - len(usable)} have no label; use folds: kfold")  # fmt: skip
+        folds = stratified_kfold(df["id"].tolist(), y.loc[df["id"]].tolist(), 5, MATBENCH_SEED)
+    elif prop.folds == "matbench":
         # folds are defined over the task's full row order: rejected rows keep their place
-        rejected = read_table(ingest / "rejected.parquet")["id"].tolist()
         folds = matbench_folds(sorted(set(df["id"]) | set(rejected)))
+    elif classes is not None:
+        ids = sorted(usable)
+        folds = stratified_kfold(ids, y.loc[ids].tolist(), prop.n_folds, prop.fold_seed)
     else:
         folds = kfold(sorted(df["id"]), prop.n_folds, prop.fold_seed)
-    y = transform_labels(df.set_index("id")[prop.column].astype(float), prop.transform)
-    usable = set(y[y.notna()].index)
     dropped = {"rejected_at_ingest": 0, "no_label_or_invalid_for_transform": int((~y.notna()).sum())}
     clean = []
     for f in folds:
         clean.append({k: [i for i in v if i in usable] for k, v in f.items()})
         dropped["rejected_at_ingest"] += sum(i not in y.index for i in f["test"])
-    rho = atoms_spearman(y, df.set_index("id")["numbers"].map(len).astype(float))
-    write_json({"scheme": prop.folds, "folds": clean, "dropped": dropped, "atoms_spearman": rho}, out / "folds.json")
-    return {"n_folds": len(clean), "n_usable": len(usable), "dropped": dropped, "atoms_spearman": rho}
+    if classes is None:
+        rho = atoms_spearman(y, df.set_index("id")["numbers"].map(len).astype(float))
+        extra = {"atoms_spearman": rho}
+    else:
+        extra = {"classes": classes, "class_counts": {c: int((y == c).sum()) for c in classes}}
+    write_json({"scheme": prop.folds, "kind": prop.kind, "folds": clean, "dropped": dropped, **extra}, out / "folds.json")
+    return {"n_folds": len(clean), "n_usable": len(usable), "dropped": dropped, **extra}
 
 
 def subset_size(n_train_fold: int, fraction: float) -> int:
     return max(2, math.ceil(fraction * n_train_fold))
 
 
-def label_subset(train_ids: list[str], fraction: float, seed: int, fold: int) -> list[str]:
+def label_subset(train_ids: list[str], fraction: float, seed: int, fold: int, classes: pd.Series | None = None) -> list[str]:
     """The first ceil(fraction * n) ids of a permutation fixed by (seed, fold): subsets are nested
-    across fractions and identical for every method."""
+    across fractions and identical for every method. With `classes` (each id's class), the same within each
+    class (at least one of each), so that the subset keeps the classes' shares, in an order mixed by (seed, fold)."""
     ids = sorted(train_ids)
-    order = np.random.default_rng([seed, fold]).permutation(len(ids))
-    return [ids[i] for i in order[: subset_size(len(ids), fraction)]]
+    if classes is None:
+        order = np.random.default_rng([seed, fold]).permutation(len(ids))
+        return [ids[i] for i in order[: subset_size(len(ids), fraction)]]
+    of = classes.loc[ids].to_numpy()
+    chosen = []
+    for k, c in enumerate(sorted(set(of))):
+        members = [i for i, ci in zip(ids, of, strict=True) if ci == c]
+        order = np.random.default_rng([seed, fold, k]).permutation(len(members))
+        chosen += [members[j] for j in order[: max(1, math.ceil(fraction * len(members)))]]
+    chosen.sort()
+    return [chosen[j] for j in np.random.default_rng([seed, fold]).permutation(len(chosen))]
 
 
 def n_validation(n_subset: int, val_fraction: float, min_val: int) -> int:
@@ -131,6 +193,27 @@ def subset_problem(n_subset: int, n_train_fold: int, val_fraction: float, min_va
         f"{n_subset} labelled training structures leave fewer than min_val={min_val} for training beside "
         f"{n_val} for validation; the smallest usable fraction is about {2 * min_val / n_train_fold:.3g}"
     )
+
+
+def classification_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """ROC-AUC (one-vs-rest, macro over the classes that the test set holds with both signs: for two classes the
+    usual binary AUC), accuracy and log loss of class probabilities `proba` [n, K] for class indices `y`."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    y = np.asarray(y, dtype=int)
+    k = proba.shape[1]
+    aucs = [roc_auc_score(y == c, proba[:, c]) for c in range(k) if 0 < (y == c).sum() < len(y)]
+    return {
+        "roc_auc": float(np.mean(aucs)) if aucs else float("nan"),
+        "accuracy": float((proba.argmax(axis=1) == y).mean()),
+        "log_loss": float(log_loss(y, np.clip(proba, 1e-7, 1.0), labels=list(range(k)))),
+    }
+
+
+def class_frequencies(y_train: np.ndarray, k: int) -> np.ndarray:
+    """The training classes' frequencies, add-one smoothed (a class absent from training is not impossible)."""
+    counts = np.bincount(np.asarray(y_train, dtype=int), minlength=k).astype(float)
+    return (counts + 1.0) / (counts.sum() + k)
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

@@ -5,9 +5,11 @@ fresh MLP head goes on the pooled embedding and everything trains with L1 on tar
 median and interquartile range (for a foundation method, the same head trains alone on the model's frozen crystal
 features). The head's output layer starts at zero: step 0 predicts the training median, and is validated like
 every later step, so a run that cannot beat that constant on validation keeps it.
+A classification property trains the same way with cross-entropy on one logit per class, validated on the log
+loss (`Classification`); a regression is `Regression`.
 The protocol is the same for every method (`config.FinetuneOptim`): for each learning rate of the grid,
-from the same initial weights, train until the validation MAE stops improving (patience, in optimiser
-steps) or the step cap is reached; the learning rate and the step with the best validation MAE are
+from the same initial weights, train until the validation score (MAE; log loss) stops improving (patience, in
+optimiser steps) or the step cap is reached; the learning rate and the step with the best validation score are
 kept. The validation split comes from the run's own training subset: no test label is read before the
 model is chosen. The run also scores the dummy baselines (the training subset's mean and median).
 """
@@ -29,13 +31,16 @@ from matssl.config import FinetuneConfig
 from matssl.encoders import Regressor, load_encoder, mlp_head
 from matssl.evaluate import (
     atom_counts,
+    class_codes,
+    class_frequencies,
+    classification_metrics,
     from_model,
     label_subset,
     n_validation,
+    property_values,
     regression_metrics,
     subset_problem,
     to_model,
-    transform_labels,
 )
 from matssl.foundation import MODELS, read_features
 from matssl.graphs import GraphSet
@@ -62,31 +67,33 @@ def predict(model: torch.nn.Module, inputs: Callable[[np.ndarray], Any], pos: np
 class FeatureRegressor(torch.nn.Module):
     """The finetuning head (as `Regressor`'s) on frozen features: a foundation model's crystal vectors."""
 
-    def __init__(self, dim: int, head_width: int = 128):
+    def __init__(self, dim: int, head_width: int = 128, n_out: int = 1):
         super().__init__()
-        self.head = mlp_head(dim, head_width)
+        self.head = mlp_head(dim, head_width, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x).squeeze(-1)
+        out = self.head(x)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 class FoundationRegressor(torch.nn.Module):
     """The finetuning head on a foundation model's crystal features, every weight of the model training with it.
-    Takes the model's own graphs; a structure it has none of (None) gets the output 0: the training median."""
+    Takes the model's own graphs; a structure it has none of (None) gets the output 0: the training median (for
+    classes: equal logits)."""
 
-    def __init__(self, name: str, head_width: int = 128):
+    def __init__(self, name: str, head_width: int = 128, n_out: int = 1):
         super().__init__()
         self.encoder = MODELS[name]()
-        self.head = mlp_head(self.encoder.dim, head_width)
+        self.head = mlp_head(self.encoder.dim, head_width, n_out)
 
     def forward(self, graphs: list[Any]) -> torch.Tensor:
-        device = self.head[0].weight.device
+        device, n_out = self.head[0].weight.device, self.head[2].out_features
         ok = [k for k, g in enumerate(graphs) if g is not None]
-        out = torch.zeros(len(graphs), device=device)
+        out = torch.zeros(len(graphs), n_out, device=device)
         if ok:
-            x = self.head(self.encoder([graphs[k].to(device) for k in ok])).squeeze(-1)
+            x = self.head(self.encoder([graphs[k].to(device) for k in ok]))
             out = out.index_put((torch.tensor(ok, device=device),), x.to(out.dtype))
-        return out
+        return out.squeeze(-1) if n_out == 1 else out
 
 
 def scaling(t: np.ndarray) -> tuple[float, float]:
@@ -99,13 +106,14 @@ def scaling(t: np.ndarray) -> tuple[float, float]:
 
 
 def save_model(model: torch.nn.Module, center: float, scale: float, path: Path, frozen: str | None = None,
-               foundation: str | None = None) -> None:  # fmt: skip
+               foundation: str | None = None, classes: list[str] | None = None) -> None:  # fmt: skip
     """The finetuned model (encoder and head, the head on `frozen` model's features, or a `foundation` model with its
-    head) and the target scaling: what predictions need."""
+    head) and the target scaling, or the classes its logits stand for: what predictions need."""
     from matssl.encoders import encoder_name
     from matssl.io import atomic_path
 
-    payload = {"head_width": model.head[0].out_features, "state_dict": model.state_dict(), "center": center, "scale": scale}
+    payload = {"head_width": model.head[0].out_features, "n_out": model.head[2].out_features, "state_dict": model.state_dict(),
+               "center": center, "scale": scale, "classes": classes}  # fmt: skip
     if frozen:
         payload |= {"frozen": frozen, "dim": model.head[0].in_features}
     elif foundation:
@@ -122,11 +130,11 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, float, float]:
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "frozen" in ckpt:
-        model = FeatureRegressor(ckpt["dim"], ckpt["head_width"])
+        model = FeatureRegressor(ckpt["dim"], ckpt["head_width"], ckpt["n_out"])
     elif "foundation" in ckpt:
-        model = FoundationRegressor(ckpt["foundation"], ckpt["head_width"])
+        model = FoundationRegressor(ckpt["foundation"], ckpt["head_width"], ckpt["n_out"])
     else:
-        model = Regressor(build_encoder(ckpt["encoder"], **ckpt["hparams"]), ckpt["head_width"])
+        model = Regressor(build_encoder(ckpt["encoder"], **ckpt["hparams"]), ckpt["head_width"], ckpt["n_out"])
     model.load_state_dict(ckpt["state_dict"], strict=True)
     return model, ckpt["center"], ckpt["scale"]
 
@@ -137,12 +145,21 @@ def thin(history: list[dict[str, float]], best_step: int) -> list[dict[str, floa
     return [h for k, h in enumerate(history) if k % every == 0 or h["step"] == best_step or k == len(history) - 1]
 
 
-def split_subset(subset: list[str], ft: FinetuneConfig, n_train_fold: int, fraction: float) -> tuple[list[str], list[str]]:
-    """(validation ids, fitting ids) of a training subset; refuses one too small for min_val of each."""
+def split_subset(subset: list[str], ft: FinetuneConfig, n_train_fold: int, fraction: float,
+                 classes: pd.Series | None = None) -> tuple[list[str], list[str]]:  # fmt: skip
+    """(validation ids, fitting ids) of a training subset; refuses one too small for min_val of each. With `classes`
+    (each id's class) the validation split is stratified where every class has two structures or more."""
     problem = subset_problem(len(subset), n_train_fold, ft.val_fraction, ft.min_val)
     if problem:
         raise ValueError(f"label fraction {fraction:g}: {problem}")
     n_val = n_validation(len(subset), ft.val_fraction, ft.min_val)
+    if classes is not None:
+        of = classes.loc[subset]
+        if of.value_counts().min() >= 2 and n_val >= of.nunique():
+            from sklearn.model_selection import train_test_split
+
+            val, fit = train_test_split(subset, train_size=n_val, stratify=of.to_numpy(), random_state=0)
+            return list(val), list(fit)
     return subset[:n_val], subset[n_val:]
 
 
@@ -154,6 +171,85 @@ def dummy_metrics(y_train: np.ndarray, y_test: np.ndarray) -> dict[str, dict[str
     }
 
 
+class Regression:
+    """A real-valued property: L1 on targets scaled by their training median and IQR (`scaling`), through the
+    property's per-atom and log1p transforms; validated and scored in the property's values."""
+
+    n_out = 1
+    val_key = "val_mae"
+
+    def __init__(self, y: pd.Series, p: dict[str, Any], df: pd.DataFrame):
+        self.y, self.transform = y, p["transform"]
+        self.atoms = pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"])
+        self.center, self.scale = 0.0, 1.0
+
+    def fit_on(self, fit_ids: list[str]) -> torch.Tensor:
+        """The training targets, in the model's scale (and that scale, from these ids)."""
+        t = to_model(self.y.loc[fit_ids].to_numpy(), self.transform, self.atoms.loc[fit_ids].to_numpy())
+        self.center, self.scale = scaling(t)
+        return torch.tensor((t - self.center) / self.scale, dtype=torch.float32)
+
+    def start(self, head: torch.nn.Sequential) -> None:
+        """Nothing to set: the output layer starts at 0, the training median once scaled back."""
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(out.float(), target)
+
+    def values(self, out: np.ndarray, ids: list[str]) -> np.ndarray:
+        return from_model(out * self.scale + self.center, self.transform, self.atoms.loc[ids].to_numpy())
+
+    def val_score(self, out: np.ndarray, ids: list[str]) -> float:
+        return float(np.abs(self.values(out, ids) - self.y.loc[ids].to_numpy()).mean())
+
+    def score(self, out: np.ndarray, ids: list[str], train_ids: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
+        """(test metrics with the dummies', the predictions table)."""
+        pred, y_test = self.values(out, ids), self.y.loc[ids].to_numpy()
+        metrics = regression_metrics(y_test, pred) | {"dummy": dummy_metrics(self.y.loc[train_ids].to_numpy(), y_test)}
+        return metrics, pd.DataFrame({"id": ids, "y_true": y_test, "y_pred": pred})
+
+
+class Classification:
+    """A class per structure: cross-entropy on logits, validated on the log loss; scored by ROC-AUC, accuracy and log
+    loss, against the training class frequencies (the majority-class dummy)."""
+
+    val_key = "val_log_loss"
+
+    def __init__(self, y: pd.Series, classes: list[str]):
+        self.classes, self.n_out = classes, len(classes)
+        self.y, self.codes = y, class_codes(y, classes)
+        self.center, self.scale = 0.0, 1.0  # (the model's outputs are logits: nothing to scale)
+
+    def fit_on(self, fit_ids: list[str]) -> torch.Tensor:
+        self.prior = class_frequencies(self.codes.loc[fit_ids].to_numpy(), self.n_out)
+        return torch.tensor(self.codes.loc[fit_ids].to_numpy(), dtype=torch.long)
+
+    def start(self, head: torch.nn.Sequential) -> None:
+        """The output layer's bias at the log class frequencies: the untrained model (weights 0) is the class-frequency
+        dummy, as a regression's starts at the training median."""
+        with torch.no_grad():
+            head[2].bias.copy_(torch.as_tensor(np.log(self.prior), dtype=head[2].bias.dtype))
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out.float(), target)
+
+    def val_score(self, out: np.ndarray, ids: list[str]) -> float:
+        return classification_metrics(self.codes.loc[ids].to_numpy(), softmax(out))["log_loss"]
+
+    def score(self, out: np.ndarray, ids: list[str], train_ids: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
+        proba, y_test = softmax(out), self.codes.loc[ids].to_numpy()
+        prior = np.tile(class_frequencies(self.codes.loc[train_ids].to_numpy(), self.n_out), (len(ids), 1))  # the dummy
+        metrics = classification_metrics(y_test, proba) | {"classes": self.classes,
+                                                           "dummy": {"majority": classification_metrics(y_test, prior)}}  # fmt: skip
+        names = np.array(self.classes, dtype=object)
+        table = pd.DataFrame({"id": ids, "y_true": names[y_test], "y_pred": names[proba.argmax(axis=1)],
+                              "proba": list(proba.astype(np.float32))})  # fmt: skip
+        return metrics, table
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.as_tensor(logits, dtype=torch.float64), dim=-1).numpy()
+
+
 def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     p, up, rt = spec["params"], spec["upstream"], spec["runtime"]
     ft = FinetuneConfig.model_validate(p["finetune"])
@@ -161,18 +257,21 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     torch.set_num_threads(rt.get("threads", 1))
     device = pick_device(rt.get("device", "auto"))
     graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
-    fold = read_json(Path(up["splits"]) / "folds.json")["folds"][p["fold"]]
+    splits = read_json(Path(up["splits"]) / "folds.json")
+    fold = splits["folds"][p["fold"]]
     df = read_table(Path(up["structures"]) / "structures.parquet", columns=["id", "numbers", p["column"]])
-    y = transform_labels(df.set_index("id")[p["column"]].astype(float), p["transform"])
-    # the model learns the property per atom (per_atom) and/or its log1p; every metric is in the property's values
-    transform, atoms = p["transform"], pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"])
+    # the property (its classes come with the splits), as the model learns it and as it is scored
+    values = property_values(df.set_index("id")[p["column"]], p)
+    classes = splits.get("classes")
+    task = Classification(values, classes) if classes else Regression(values, p, df)
+    strata = task.y if classes else None  # label subsets and validation splits keep the classes' shares
 
     frozen, foundation = p.get("frozen"), p.get("foundation")
     if foundation:
         # the foundation model's own graphs of every structure the run reads; one it cannot convert is left out of
-        # training and predicted as the training median (output 0), so that every method has the same test set
-        model = FoundationRegressor(foundation, ft.head_width)
-        wanted = set(label_subset(fold["train"], p["fraction"], p["seed"], p["fold"])) | set(fold["test"])
+        # training and predicted as the untrained output 0 (the training median; equal class logits)
+        model = FoundationRegressor(foundation, ft.head_width, task.n_out)
+        wanted = set(label_subset(fold["train"], p["fraction"], p["seed"], p["fold"], strata)) | set(fold["test"])
         table = read_table(Path(up["structures"]) / "structures.parquet")
         crystals = crystals_from_table(table[table["id"].isin(wanted & set(graphs.index))])
         own = dict(zip([c.id for c in crystals], model.encoder.graphs(crystals), strict=True))
@@ -194,38 +293,32 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         inputs = lambda pos: graphs.batch(pos).to(device)  # noqa: E731
         position = graphs.subset_index
 
-    subset = [i for i in label_subset(fold["train"], p["fraction"], p["seed"], p["fold"]) if i in trainable]
-    val_ids, fit_ids = split_subset(subset, ft, len(fold["train"]), p["fraction"])
+    subset = [i for i in label_subset(fold["train"], p["fraction"], p["seed"], p["fold"], strata) if i in trainable]
+    val_ids, fit_ids = split_subset(subset, ft, len(fold["train"]), p["fraction"], strata)
     test_ids = [i for i in fold["test"] if i in graphs.index]
     if not test_ids:
         raise ValueError(f"fold {p['fold']}: no test structure has a graph")
-    y_fit, y_val = y.loc[fit_ids].to_numpy(), y.loc[val_ids].to_numpy()
-    a_fit, a_val, a_test = (atoms.loc[ids].to_numpy() for ids in (fit_ids, val_ids, test_ids))
-    t_fit = to_model(y_fit, transform, a_fit)
-    center, scale = scaling(t_fit)
+    target = task.fit_on(fit_ids)
 
     torch.manual_seed(p["seed"])
     if foundation:
-        model.head = mlp_head(model.encoder.dim, ft.head_width)  # drawn by the finetuning seed, as every head
+        model.head = mlp_head(model.encoder.dim, ft.head_width, task.n_out)  # drawn by the finetuning seed, as every head
     elif frozen:
-        model = FeatureRegressor(features.shape[1], ft.head_width)
+        model = FeatureRegressor(features.shape[1], ft.head_width, task.n_out)
     else:
         encoder = load_encoder(str(Path(up["pretrain"]) / "encoder.pt"))
         if p["random_encoder"]:  # scratch: the encoder's random start, too, is drawn by the finetuning seed
             encoder = type(encoder)(**encoder.hparams)
-        model = Regressor(encoder, ft.head_width)
+        model = Regressor(encoder, ft.head_width, task.n_out)
+    task.start(model.head)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     fit_pos, val_pos, test_pos = (position(ids) for ids in (fit_ids, val_ids, test_ids))
-    target = torch.tensor((t_fit - center) / scale, dtype=torch.float32)
 
     def step(idx: np.ndarray):
-        pred = model(inputs(fit_pos[idx]))
-        return F.l1_loss(pred.float(), target[idx].to(device)), {}
+        return task.loss(model(inputs(fit_pos[idx])), target[idx].to(device)), {}
 
     def validate() -> float:
-        return float(
-            np.abs(from_model(predict(model, inputs, val_pos, device) * scale + center, transform, a_val) - y_val).mean()
-        )
+        return task.val_score(predict(model, inputs, val_pos, device), val_ids)
 
     # the learning-rate grid, resumable: finished rates and the best weights so far live in the checkpoint
     checkpoint = out / "checkpoint.pt"
@@ -239,36 +332,33 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
                         patience=o.patience, warmup_steps=o.warmup_steps, cosine=True)  # fmt: skip
         trainer = Trainer(model, budget, p["seed"], device, checkpoint=checkpoint, tag=f"lr{k}", extra=lambda: state)
         history = trainer.fit(len(fit_pos), step, validate)
-        if trainer.best_state is not None and all(trainer.best_score < g["val_mae"] for g in state["grid"]):
-            state["best_state"] = trainer.best_state  # (a run whose validation MAE was never finite has none)
-        state["grid"].append({"lr": lr, "val_mae": trainer.best_score, "best_step": trainer.best_step, "steps": trainer.step,
+        if trainer.best_state is not None and all(trainer.best_score < g["val_score"] for g in state["grid"]):
+            state["best_state"] = trainer.best_state  # (a run whose validation score was never finite has none)
+        state["grid"].append({"lr": lr, "val_score": trainer.best_score, "best_step": trainer.best_step, "steps": trainer.step,
                               "stopped": trainer.stopped, "resumed_from_epoch": trainer.resumed_from,
                               "history": thin(history, trainer.best_step)})  # fmt: skip
-        log.info("lr %g: validation MAE %.4g at step %d of %d (%s)", lr, trainer.best_score, trainer.best_step, trainer.step,
-                 trainer.stopped)  # fmt: skip
+        log.info("lr %g: validation %s %.4g at step %d of %d (%s)", lr, task.val_key, trainer.best_score, trainer.best_step,
+                 trainer.step, trainer.stopped)  # fmt: skip
     if state["best_state"] is None:
-        raise ValueError(f"no learning rate of {o.lrs} gave a finite validation MAE: every run diverged (try smaller ones)")
-    chosen = min(state["grid"], key=lambda g: g["val_mae"])  # the first of equals: the grid's order
+        raise ValueError(f"no learning rate of {o.lrs} gave a finite validation score: every run diverged (try smaller ones)")
+    chosen = min(state["grid"], key=lambda g: g["val_score"])  # the first of equals: the grid's order
     model.load_state_dict(state["best_state"])
 
     # only now the test labels
-    pred = from_model(predict(model, inputs, test_pos, device) * scale + center, transform, a_test)
-    y_test = y.loc[test_ids].to_numpy()
-    metrics = regression_metrics(y_test, pred)
+    metrics, predictions = task.score(predict(model, inputs, test_pos, device), test_ids, [*fit_ids, *val_ids])
     result = {**metrics, "n_train": len(fit_ids), "n_val": len(val_ids), "n_test": len(test_ids), "n_train_fold": len(fold["train"]),
               "n_test_without_graph": len(fold["test"]) - len(test_ids),
-              "lr": chosen["lr"], "val_mae": chosen["val_mae"], "best_step": chosen["best_step"], "steps": chosen["steps"],
-              "stopped": chosen["stopped"], "hit_cap": chosen["stopped"] == "cap", "max_steps": o.max_steps,
-              "dummy": dummy_metrics(np.concatenate([y_fit, y_val]), y_test), "grid": state["grid"],
+              "lr": chosen["lr"], task.val_key: chosen["val_score"], "best_step": chosen["best_step"], "steps": chosen["steps"],
+              "stopped": chosen["stopped"], "hit_cap": chosen["stopped"] == "cap", "max_steps": o.max_steps, "grid": state["grid"],
               "property": p["property"], "method": p["method"], "base_method": p["base_method"],
               "pretrain_epochs": p["pretrain_epochs"], "pretrain_seed": p["pretrain_seed"], "fold": p["fold"],
               "fraction": p["fraction"], "seed": p["seed"], **device_facts(device)}  # fmt: skip
     write_json(result, out / "metrics.json")
-    save_model(model.cpu(), center, scale, out / "model.pt", frozen, foundation)
-    write_table(pa.Table.from_pandas(pd.DataFrame({"id": test_ids, "y_true": y_test, "y_pred": pred}), preserve_index=False),
-                out / "predictions.parquet")  # fmt: skip
+    save_model(model.cpu(), task.center, task.scale, out / "model.pt", frozen, foundation, classes)
+    write_table(pa.Table.from_pandas(predictions, preserve_index=False), out / "predictions.parquet")
     checkpoint.unlink(missing_ok=True)
-    log.info("finetune %s: lr %g, best step %d (%s); test MAE %.4g  RMSE %.4g  R2 %.3f", spec["key"], chosen["lr"],
-             chosen["best_step"], chosen["stopped"], metrics["mae"], metrics["rmse"], metrics["r2"])  # fmt: skip
+    shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+    log.info("finetune %s: lr %g, best step %d (%s); test %s", spec["key"], chosen["lr"], chosen["best_step"], chosen["stopped"],
+             shown)  # fmt: skip
     resumed = [g["resumed_from_epoch"] for g in state["grid"] if g["resumed_from_epoch"] is not None]
-    return {**device_facts(device), "mae": metrics["mae"], "resumed_from_epoch": resumed[0] if resumed else None}
+    return {**device_facts(device), **shown, "resumed_from_epoch": resumed[0] if resumed else None}

@@ -9,7 +9,9 @@ For one property, every structure with a label and a graph gets these representa
   properties; and the eigenvalues of the sine Coulomb matrix.
 Each is fitted with ridge and a random forest (scikit-learn defaults, as CrystalCLR) and kernel ridge
 with a small cross-validated grid (as NEGNN) on the same label-fraction subsets of the same folds as
-finetuning. Feature and target scalers are fitted on the training subset only. The stage also writes
+finetuning. Feature and target scalers are fitted on the training subset only. A classification property takes
+logistic regression for ridge and a random-forest classifier (no kernel ridge), scored by ROC-AUC, accuracy and log
+loss. The stage also writes
 a 2-D PCA map of every method's embeddings for the report.
 """
 
@@ -29,7 +31,16 @@ import pyarrow.parquet as pq
 import torch
 
 from matssl.encoders import load_encoder, mean_pool
-from matssl.evaluate import atom_counts, from_model, label_subset, regression_metrics, to_model, transform_labels
+from matssl.evaluate import (
+    atom_counts,
+    class_codes,
+    classification_metrics,
+    from_model,
+    label_subset,
+    property_values,
+    regression_metrics,
+    to_model,
+)
 from matssl.fingerprints import LABELS, matrix
 from matssl.foundation import read_features
 from matssl.graphs import GraphSet
@@ -155,6 +166,28 @@ def make_model(name: str, n_features: int, seed: int, threads: int, trees: int, 
     return TransformedTargetRegressor(regressor=reg, transformer=StandardScaler())
 
 
+def make_classifier(name: str, seed: int, threads: int, trees: int):
+    """The classification probes: logistic regression for `ridge` (the L2-regularised linear model), a random-forest
+    classifier for `random_forest`; None for `kernel_ridge` (no classification counterpart here)."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "ridge":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    if name == "random_forest":
+        return make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=threads))
+    return None
+
+
+def class_probabilities(clf, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """[n, n_classes] probabilities from a fitted classifier (a class its training rows lacked: probability 0)."""
+    proba = np.zeros((len(x), n_classes))
+    proba[:, clf.classes_] = clf.predict_proba(x)
+    return proba
+
+
 def fit_rows(train: np.ndarray, model: str, cap: int, seed: int) -> np.ndarray:
     """The training rows a probe model is fitted on: all of them, except for kernel ridge above `cap` rows
     (its n x n kernels), a seeded random sub-sample of `cap`."""
@@ -215,15 +248,19 @@ def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     prop, cfg = p["property"], p["probes"]
     graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
     df = read_table(Path(up["structures"]) / "structures.parquet")
-    df["y"] = transform_labels(df[prop["column"]].astype(float), prop["transform"])
+    splits = read_json(Path(up["splits"]) / "folds.json")
+    folds, classes = splits["folds"], splits.get("classes")
+    df["y"] = property_values(df[prop["column"]], prop)
     df = df[df["y"].notna() & df["id"].isin(graphs.index)].reset_index(drop=True)
+    if classes:
+        df["y"] = class_codes(df["y"], classes)
+    strata = df.set_index("id")["y"] if classes else None  # label subsets keep the classes' shares, as in finetuning
     reps, family, missing = representations(spec, graphs, df)
     row = {id_: k for k, id_ in enumerate(df["id"])}
     y = df["y"].to_numpy()
     # fitted on what finetuning learns (per atom, log1p), scored in the property's values
     atoms = atom_counts(df["numbers"], prop.get("per_atom", "none"))
-    t = to_model(y, prop["transform"], atoms)
-    folds = read_json(Path(up["splits"]) / "folds.json")["folds"]
+    t = y if classes else to_model(y, prop["transform"], atoms)
 
     results = []
     for fold_no in p["folds"]:
@@ -231,14 +268,24 @@ def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         test = np.array([row[i] for i in fold["test"] if i in row])
         for frac in p["fractions"]:
             for seed in p["seeds"]:
-                train = np.array([row[i] for i in label_subset(fold["train"], frac, seed, fold_no) if i in row])
+                train = np.array([row[i] for i in label_subset(fold["train"], frac, seed, fold_no, strata) if i in row])
                 for rep, x in reps.items():
                     for model in cfg["models"]:
                         rows = fit_rows(train, model, cfg["kernel_ridge_max_train"], seed)
-                        reg = make_model(model, x.shape[1], seed, threads, cfg["rf_trees"], len(rows))
-                        reg.fit(x[rows], t[rows])
-                        metrics = regression_metrics(y[test], from_model(reg.predict(x[test]), prop["transform"], atoms[test]))
-                        results.append({"representation": rep, "family": family[rep], "model": model, "fold": fold_no,
+                        if classes:
+                            clf = make_classifier(model, seed, threads, cfg["rf_trees"])
+                            if clf is None:
+                                continue
+                            clf.fit(x[rows], t[rows])
+                            metrics = classification_metrics(y[test], class_probabilities(clf, x[test], len(classes)))
+                        else:
+                            reg = make_model(model, x.shape[1], seed, threads, cfg["rf_trees"], len(rows))
+                            reg.fit(x[rows], t[rows])
+                            metrics = regression_metrics(
+                                y[test], from_model(reg.predict(x[test]), prop["transform"], atoms[test])
+                            )
+                        name = "logistic" if classes and model == "ridge" else model
+                        results.append({"representation": rep, "family": family[rep], "model": name, "fold": fold_no,
                                         "fraction": frac, "seed": seed, **metrics, "n_train": len(train),
                                         "n_fit": len(rows), "n_test": len(test)})  # fmt: skip
                 log.info("probe %s: fold %d, %g of labels, seed %d done", prop["name"], fold_no, frac, seed)

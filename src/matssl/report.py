@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader  # noqa: E402
 from matssl.evaluate import EXTENSIVE_RHO  # noqa: E402
 from matssl.io import atomic_path, read_json  # noqa: E402
 from matssl.stages import OUTPUTS, spec_digest  # noqa: E402
-from matssl.stats import DUMMIES, compare_all  # noqa: E402
+from matssl.stats import DUMMIES, SCORES, Scores, compare_all  # noqa: E402
 from matssl.table import read_table  # noqa: E402
 
 KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
@@ -122,22 +122,23 @@ def unit_label(prop: dict[str, Any]) -> str:
     return unit
 
 
-def label_efficiency_plot(summary: pd.DataFrame, name: str, unit: str) -> str:
+def label_efficiency_plot(summary: pd.DataFrame, name: str, unit: str, sc: Scores) -> str:
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    m = sc.primary
     for method, g in summary.groupby("method"):
         g = g.sort_values("fraction")
         if method in DUMMIES:
-            ax.plot(100 * g["fraction"], g["mae_mean"], color="grey", linestyle=":", label=method)
+            ax.plot(100 * g["fraction"], g[f"{m}_mean"], color="grey", linestyle=":", label=method)
             continue
-        ax.errorbar(100 * g["fraction"], g["mae_mean"], yerr=g["mae_std"], marker="o", capsize=3, label=method,
+        ax.errorbar(100 * g["fraction"], g[f"{m}_mean"], yerr=g[f"{m}_std"], marker="o", capsize=3, label=method,
                     linestyle="--" if method == "scratch" else "-")  # fmt: skip
     ax.set_xscale("log")
     ticks = sorted(100 * summary["fraction"].unique())
     ax.set_xticks(ticks, [f"{t:g}%" for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("labels used (% of training fold)")
-    ax.set_ylabel(f"test MAE ({unit})" if unit else "test MAE")
-    ax.set_title(f"{name}: label efficiency")
+    ax.set_ylabel(f"test {sc.label} ({unit})" if unit and sc.lower_is_better else f"test {sc.label}")
+    ax.set_title(f"{name}: label efficiency ({'lower' if sc.lower_is_better else 'higher'} is better)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return png(fig)
@@ -159,6 +160,33 @@ def parity_plot(runs: pd.DataFrame, name: str, unit: str, methods: list[str]) ->
         ax.set_xlabel(f"true ({unit})" if unit else "true")
         ax.set_ylabel("predicted")
     fig.suptitle(f"{name}: test predictions, {100 * frac:g}% labels, all folds, seed {seed}", fontsize=10)
+    return png(fig)
+
+
+def roc_plot(runs: pd.DataFrame, name: str, classes: list[str], methods: list[str]) -> str:
+    """ROC curves of the test predictions (all folds, the largest label fraction, the first seed): for two classes
+    the second class's, for more each class against the rest."""
+    from sklearn.metrics import roc_curve
+
+    frac, seed = runs["fraction"].max(), runs["seed"].min()
+    shown = [1] if len(classes) == 2 else list(range(len(classes)))
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.4), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        sel = runs[(runs["method"] == method) & (runs["fraction"] == frac) & (runs["seed"] == seed)]
+        if len(sel):
+            pred = pd.concat([read_table(Path(d) / "predictions.parquet") for d in sel["dir"]])
+            proba = np.stack(pred["proba"].to_numpy())
+            for k in shown:
+                truth = (pred["y_true"] == classes[k]).to_numpy()
+                if 0 < truth.sum() < len(truth):
+                    fpr, tpr, _ = roc_curve(truth, proba[:, k])
+                    ax.plot(fpr, tpr, lw=1, label=classes[k], color=plt.cm.tab10(k % 10))
+            ax.legend(fontsize=6, title="positive class" if len(shown) == 1 else "class vs rest", title_fontsize=6)
+        ax.plot([0, 1], [0, 1], color="k", lw=0.8, linestyle=":")
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+    fig.suptitle(f"{name}: ROC curves of the test predictions, {100 * frac:g}% labels, all folds, seed {seed}", fontsize=10)
     return png(fig)
 
 
@@ -191,8 +219,8 @@ def loss_plot(histories: dict[str, list[dict[str, float]]]) -> str | None:
     return png(fig)
 
 
-def budget_plot(summary: pd.DataFrame, name: str) -> str | None:
-    """The change in test MAE against scratch (95 % interval) by pretraining budget, per method and label
+def budget_plot(summary: pd.DataFrame, name: str, sc: Scores) -> str | None:
+    """The change in the test metric (MAE, ROC-AUC) against scratch (95 % interval) by pretraining budget, per method and label
     fraction: tells 'this objective helps least' from 'this objective was trained least'."""
     swept = summary[summary["method"] != summary.get("base_method", summary["method"])].dropna(subset=["change_pct"])
     if swept.empty or swept["pretrain_epochs"].nunique() < 2:
@@ -209,19 +237,21 @@ def budget_plot(summary: pd.DataFrame, name: str) -> str | None:
         ax.set_xlabel("pretraining epochs")
         ax.set_title(f"{100 * f:g}% labels", fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test MAE vs scratch (%)")
+    axes[0][0].set_ylabel(f"test {sc.label} vs scratch (%)")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"{name}: gain against pretraining budget (lower is better; 95 % intervals)", fontsize=10)
+    better = "lower" if sc.lower_is_better else "higher"
+    fig.suptitle(f"{name}: gain against pretraining budget ({better} is better; 95 % intervals)", fontsize=10)
     return png(fig)
 
 
-PROBE_MODELS = {"ridge": "ridge", "random_forest": "random forest", "kernel_ridge": "kernel ridge"}
+PROBE_MODELS = {"ridge": "ridge", "random_forest": "random forest", "kernel_ridge": "kernel ridge",
+                "logistic": "logistic regression"}  # fmt: skip
 
 
-def probe_table(probes: pd.DataFrame) -> dict[str, Any]:
-    """MAE mean ± std over folds x seeds per representation (rows) and model x label fraction (columns).
-    No 'best' is marked: that would be a choice made on test data."""
-    stats = probes.groupby(["representation", "model", "fraction"], sort=False)["mae"].agg(["mean", "std", "count"])
+def probe_table(probes: pd.DataFrame, sc: Scores) -> dict[str, Any]:
+    """The primary metric (MAE, ROC-AUC) mean ± std over folds x seeds per representation (rows) and model x label
+    fraction (columns). No 'best' is marked: that would be a choice made on test data."""
+    stats = probes.groupby(["representation", "model", "fraction"], sort=False)[sc.primary].agg(["mean", "std", "count"])
     columns = [(m, f) for m in PROBE_MODELS if m in set(probes["model"]) for f in sorted(probes["fraction"].unique())]
     rows = []
     for rep, family in probes[["representation", "family"]].drop_duplicates().itertuples(index=False):
@@ -328,9 +358,13 @@ UNGUARDED = {
 }
 
 
-def table_cell(r: pd.Series, caveat: str | None = None) -> dict[str, Any]:
-    """One method at one label fraction: its errors, how its runs ended, and its comparison with scratch."""
-    spread = f" ± {fmt(r['mae_std'], 2)}" if r["n_runs"] > 1 else ""
+OTHER_LABELS = {"rmse": "RMSE", "r2": "R²", "accuracy": "accuracy", "log_loss": "log loss"}
+
+
+def table_cell(r: pd.Series, caveat: str | None = None, sc: Scores = SCORES["regression"]) -> dict[str, Any]:
+    """One method at one label fraction: its scores, how its runs ended, and its comparison with scratch."""
+    m = sc.primary
+    spread = f" ± {fmt(r[f'{m}_std'], 2)}" if r["n_runs"] > 1 else ""
     dummy = r["method"] in DUMMIES
     flags = [caveat] if caveat else []
     if not dummy and not r["beats_dummy"]:
@@ -339,7 +373,8 @@ def table_cell(r: pd.Series, caveat: str | None = None) -> dict[str, Any]:
         flags.append(f"{100 * r['cap_share']:.0f} % of runs hit the step cap")
     tested = math.isfinite(r.get("ci_low_pct", math.nan))  # a comparison with scratch over two or more pairs
     return {
-        "mae": f"{fmt(r['mae_mean'])}{spread}", "n": int(r["n_runs"]), "rmse": fmt(r["rmse_mean"]), "r2": fmt(r["r2_mean"], 2),
+        "value": f"{fmt(r[f'{m}_mean'])}{spread}", "n": int(r["n_runs"]),
+        "others": ", ".join(f"{OTHER_LABELS[o]} {fmt(r[f'{o}_mean'], 2 if o == 'r2' else 3)}" for o in sc.others),
         "change": f"{r['change_pct']:+.1f} % ({r['ci_low_pct']:+.1f} to {r['ci_high_pct']:+.1f})" if tested else "",
         "verdict": r.get("verdict") or "", "helps": str(r.get("verdict", "")).startswith("helps"),
         "hurts": str(r.get("verdict", "")).startswith("hurts"), "flags": flags,
@@ -363,14 +398,15 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
     for name, p in spec["properties"].items():
         summary = everything[everything["property"] == name]
         runs = pd.DataFrame(data[name]["runs"])
-        unit = unit_label(p)
+        sc, classes = SCORES[data[name].get("kind", "regression")], data[name].get("classes")
+        unit = unit_label(p) if sc.lower_is_better else ""
         fractions = sorted(summary["fraction"].unique())
         table = []
         for m in method_order(summary["method"]):
             cells = []
             for f in fractions:
                 r = summary[(summary["method"] == m) & (summary["fraction"] == f)]
-                cells.append(table_cell(r.iloc[0], caveats.get(m)) if len(r) else None)
+                cells.append(table_cell(r.iloc[0], caveats.get(m), sc) if len(r) else None)
             table.append({"method": m, "dummy": m in DUMMIES, "cells": cells})
         for f in fractions:
             cell = summary[summary["fraction"] == f]
@@ -382,13 +418,13 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
                 note.append("scratch does not beat the dummy: gains are against a failed baseline")
             for m in [m for m in method_order(cell["method"]) if m not in DUMMIES and m != "scratch"]:
                 r = cell[cell["method"] == m].iloc[0]
-                summary_rows.append({"property": name, "fraction": f"{100 * f:g}%", "method": m, "mae": fmt(r["mae_mean"]),
-                                     "unit": unit, "verdict": r["verdict"], "p": fmt_p(r["p_holm"]),
+                summary_rows.append({"property": name, "fraction": f"{100 * f:g}%", "method": m, "metric": sc.label,
+                                     "value": fmt(r[f"{sc.primary}_mean"]), "unit": unit, "verdict": r["verdict"], "p": fmt_p(r["p_holm"]),
                                      "helps": r["verdict"].startswith("helps"), "hurts": r["verdict"].startswith("hurts"),
                                      "note": "; ".join([*note, *([caveats[m]] if m in caveats else [])])})  # fmt: skip
-        # the parity plot's second method is chosen on validation MAE, never on test data
+        # the parity (ROC) plot's second method is chosen on the validation score, never on test data
         top = summary[(summary["fraction"] == max(fractions)) & ~summary["method"].isin([*DUMMIES, "scratch"])]
-        chosen = top.sort_values("val_mae_mean").iloc[0]["method"] if len(top) else None
+        chosen = top.sort_values("val_score_mean").iloc[0]["method"] if len(top) else None
         parity_methods = ["scratch"] + ([chosen] if chosen else [])
         probe_dir = spec["probes"].get(name)
         modes = sorted({m for v in summary["precision"].dropna() for m in v.split(", ")}) if "precision" in summary else []
@@ -396,9 +432,10 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
             "extensive": extensive_warning(data[name]), "mixed_precision": ", ".join(modes) if len(modes) > 1 else "",
             "name": name, "column": p["column"], "unit": unit, "dataset": p["dataset"], "folds": p["folds"],
             "fractions": [f"{100 * f:g}%" for f in fractions], "table": table, "parity_method": chosen,
-            "curve": label_efficiency_plot(summary, name, unit), "parity": parity_plot(runs, name, unit, parity_methods),
-            "budget": budget_plot(summary, name),
-            "probes": probe_table(read_table(Path(probe_dir) / "probes.parquet")) if probe_dir else None,
+            "metric": sc.label, "kind": data[name].get("kind", "regression"), "classes": classes or [],
+            "curve": label_efficiency_plot(summary, name, unit, sc), "budget": budget_plot(summary, name, sc),
+            "parity": roc_plot(runs, name, classes, parity_methods) if classes else parity_plot(runs, name, unit, parity_methods),
+            "probes": probe_table(read_table(Path(probe_dir) / "probes.parquet"), sc) if probe_dir else None,
             "map": embedding_map(read_table(Path(probe_dir) / "map.parquet"), name, unit) if probe_dir else None,
         })  # fmt: skip
     histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}

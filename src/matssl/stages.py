@@ -313,7 +313,8 @@ class Plan:
             for fold in self.fold_numbers(prop):
                 for frac in cfg.finetune.fractions:
                     for seed in cfg.finetune.seeds:
-                        params = {"property": prop, "column": p.column, "transform": p.transform, "per_atom": p.per_atom,
+                        params = {"property": prop, "column": p.column, "kind": p.kind, "threshold": p.threshold,
+                                  "transform": p.transform, "per_atom": p.per_atom,
                                   "method": method, **decided, "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
                         out.append(self._add(Stage("finetune", f"{prefix}-f{fold}-p{frac:g}-s{seed}", params, cfg.results,
                                                    data | upstream, runtime={"device": cfg.finetune.device})))  # fmt: skip
@@ -328,7 +329,7 @@ class Plan:
         if "fingerprints" in cfg.probes.baselines:
             upstream["fingerprints"] = self._fingerprints(p.dataset)
         params = {
-            "property": {"name": prop, "column": p.column, "transform": p.transform, "per_atom": p.per_atom},
+            "property": {"name": prop, **p.model_dump(include={"column", "kind", "threshold", "transform", "per_atom"})},
             "probes": cfg.probes.model_dump(exclude={"fractions"}),
             "methods": {key: stages[0].params["objective"] for key, stages in self.pretrain.items()},
             "fingerprint_kinds": cfg.fingerprints.kinds if "fingerprints" in cfg.probes.baselines else [],
@@ -366,7 +367,7 @@ class Plan:
 
     def property_spec(self, prop: str) -> dict[str, Any]:
         p = self.cfg.properties[prop]
-        return {"property": prop, "unit": p.unit, "transform": p.transform, "per_atom": p.per_atom,
+        return {"property": prop, "unit": p.unit, "kind": p.kind, "transform": p.transform, "per_atom": p.per_atom,
                 "splits": self.splits[prop].dir, "runs": [s.dir for s in self.finetune[prop]]}  # fmt: skip
 
     def property_target(self, prop: str) -> str:

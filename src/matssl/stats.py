@@ -8,6 +8,7 @@ cached stages, so a change here re-summarises finished runs without re-running t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,30 @@ import pandas as pd
 
 from matssl.io import read_json, write_json
 
-DUMMIES = ("dummy (mean)", "dummy (median)")  # the constant predictors, rows of every summary
 ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What a property kind is scored by: the metric its comparisons use (and whether lower is better), the others
+    shown beside it, the validation score its runs were chosen on, and its dummy rows (name -> key in a run's
+    `dummy` metrics)."""
+
+    primary: str
+    lower_is_better: bool
+    others: tuple[str, ...]
+    val: str
+    dummies: dict[str, str]
+    label: str
+
+
+SCORES = {
+    "regression": Scores("mae", True, ("rmse", "r2"), "val_mae", {"dummy (mean)": "mean", "dummy (median)": "median"}, "MAE"),
+    "classification": Scores(
+        "roc_auc", False, ("accuracy", "log_loss"), "val_log_loss", {"dummy (majority)": "majority"}, "ROC-AUC"
+    ),  # fmt: skip
+}
+DUMMIES = tuple(name for sc in SCORES.values() for name in sc.dummies)  # the constant predictors, rows of every summary
 
 
 def corrected_t(diffs: np.ndarray, n_train: float, n_test: float) -> dict[str, float]:
@@ -72,23 +95,27 @@ def holm(p_values: list[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return adjusted, levels
 
 
-def verdict(change_pct: float, lo_pct: float, hi_pct: float, p_holm: float) -> str:
-    """The words a comparison with scratch may use, from its corrected interval and Holm-adjusted p."""
+def verdict(change_pct: float, lo_pct: float, hi_pct: float, p_holm: float, lower_is_better: bool = True) -> str:
+    """The words a comparison with scratch may use, from its corrected interval and Holm-adjusted p (an error such as
+    MAE: lower is better; a score such as ROC-AUC: higher)."""
     interval = f"{lo_pct:+.1f} to {hi_pct:+.1f} %"
     if not math.isfinite(p_holm):
         return "not tested"
     if p_holm < ALPHA:
-        return f"{'helps' if change_pct < 0 else 'hurts'}: {change_pct:+.1f} % ({interval})"
+        return f"{'helps' if (change_pct < 0) == lower_is_better else 'hurts'}: {change_pct:+.1f} % ({interval})"
     return f"no detectable difference ({interval})"
 
 
-def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch") -> pd.DataFrame:
-    """Per (method, label fraction): MAE, RMSE and R² over runs, how runs stopped and which learning rate
-    they chose; against the baseline on the same (fold, finetuning seed) pairs, the mean difference in MAE,
-    over folds (each the mean over its seeds), its corrected standard error and p (`corrected_t`) and the 95 %
-    interval as a % of the baseline's MAE.
-    Two dummy rows per fraction (the training subset's mean and median, from the baseline's runs); a method
-    beats the dummy if its mean MAE is below both; a fraction where no trained method does is `failed`."""
+def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "regression") -> pd.DataFrame:
+    """Per (method, label fraction): the kind's metrics over runs (`SCORES`: MAE, RMSE, R²; ROC-AUC, accuracy, log
+    loss), how runs stopped and which learning rate they chose; against the baseline on the same (fold, finetuning
+    seed) pairs, the mean difference in the primary metric over folds (each the mean over its seeds), its corrected
+    standard error and p (`corrected_t`) and the 95 % interval as a % of the baseline's value.
+    Dummy rows per fraction (the training subset's mean and median; its class frequencies), from the baseline's runs;
+    a method beats the dummy if its mean primary metric is better than every dummy's; a fraction where no trained
+    method does is `failed`."""
+    sc = SCORES[kind]
+    m, better = sc.primary, (np.less if sc.lower_is_better else np.greater)
     # runs recorded before these fields were: the largest subset of the fold, the method itself, unrecorded
     if "n_train_fold" not in runs:
         runs = runs.assign(n_train_fold=(runs["n_train"] + runs["n_val"]).groupby(runs["fold"]).transform("max"))
@@ -96,10 +123,10 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch") -> pd.DataFram
                                             "precision": "unrecorded"}.items() if k not in runs})  # fmt: skip
     rows = []
     for (method, fraction), g in runs.groupby(["method", "fraction"], sort=True):
-        row = {"method": method, "fraction": fraction, "n_runs": len(g), "mae_mean": g["mae"].mean(),
+        row = {"method": method, "fraction": fraction, "n_runs": len(g), f"{m}_mean": g[m].mean(),
                "base_method": g["base_method"].iloc[0], "pretrain_epochs": g["pretrain_epochs"].iloc[0],
-               "mae_std": g["mae"].std(ddof=1) if len(g) > 1 else 0.0, "rmse_mean": g["rmse"].mean(),
-               "r2_mean": g["r2"].mean(), "val_mae_mean": g["val_mae"].mean(), "cap_share": g["hit_cap"].mean(),
+               f"{m}_std": g[m].std(ddof=1) if len(g) > 1 else 0.0, **{f"{o}_mean": g[o].mean() for o in sc.others},
+               "val_score_mean": g[sc.val].mean(), "cap_share": g["hit_cap"].mean(),
                "best_step_median": float(g["best_step"].median()), "precision": ", ".join(sorted(set(g["precision"]))),
                "lrs": ", ".join(f"{lr:g} ×{n}" for lr, n in sorted(g["lr"].value_counts().items()))}  # fmt: skip
         base = runs[(runs["method"] == baseline) & (runs["fraction"] == fraction)]
@@ -111,29 +138,32 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch") -> pd.DataFram
                 # the whole training fold: the label subsets of two folds overlap less than the folds do, so the
                 # folds' n_test/n_train (1/(k-1)) bounds their correlation, where a subset's own size would
                 # overstate it tenfold at 10 % of the labels.
-                folds = pairs.assign(d=pairs["mae"] - pairs["mae_base"]).groupby("fold")
+                folds = pairs.assign(d=pairs[m] - pairs[f"{m}_base"]).groupby("fold")
                 test = corrected_t(folds["d"].mean().to_numpy(), float(folds["n_train_fold"].mean().mean()),
                                    float(folds["n_test"].mean().mean()))  # fmt: skip
-                base_mae = float(pairs["mae_base"].mean())
+                base_score = float(pairs[f"{m}_base"].mean())
                 lo, hi = t_interval(test["diff_mean"], test["diff_se"], test["df"])
-                row.update(test, base_mae=base_mae, change_pct=100 * test["diff_mean"] / base_mae,
-                           ci_low_pct=100 * lo / base_mae, ci_high_pct=100 * hi / base_mae)  # fmt: skip
+                row.update(test, base_score=base_score, change_pct=100 * test["diff_mean"] / base_score,
+                           ci_low_pct=100 * lo / base_score, ci_high_pct=100 * hi / base_score)  # fmt: skip
         rows.append(row)
         if method == baseline:
             once = g.drop_duplicates(["fold", "seed"])
-            for name, key in zip(DUMMIES, ("mean", "median"), strict=True):
-                rows.append({"method": name, "fraction": fraction, "n_runs": len(once), "mae_mean": once[f"dummy_{key}_mae"].mean(),
-                             "mae_std": once[f"dummy_{key}_mae"].std(ddof=1) if len(once) > 1 else 0.0,
-                             "rmse_mean": once[f"dummy_{key}_rmse"].mean(), "r2_mean": once[f"dummy_{key}_r2"].mean()})  # fmt: skip
+            for name, key in sc.dummies.items():
+                col = f"dummy_{key}_{m}"
+                rows.append({"method": name, "fraction": fraction, "n_runs": len(once), f"{m}_mean": once[col].mean(),
+                             f"{m}_std": once[col].std(ddof=1) if len(once) > 1 else 0.0,
+                             **{f"{o}_mean": once[f"dummy_{key}_{o}"].mean() for o in sc.others}})  # fmt: skip
     out = pd.DataFrame(rows)
-    for col in ("diff_mean", "diff_se", "df", "p_value", "base_mae", "change_pct", "ci_low_pct", "ci_high_pct"):
+    for col in ("diff_mean", "diff_se", "df", "p_value", "base_score", "change_pct", "ci_low_pct", "ci_high_pct"):
         if col not in out:
             out[col] = np.nan
-    dummy = out[out["method"].isin(DUMMIES)].groupby("fraction")["mae_mean"].min()
-    out["beats_dummy"] = [m not in DUMMIES and f in dummy.index and mae < dummy[f]
-                          for m, f, mae in zip(out["method"], out["fraction"], out["mae_mean"], strict=True)]  # fmt: skip
+    dummies = out[out["method"].isin(DUMMIES)].groupby("fraction")[f"{m}_mean"]
+    best_dummy = dummies.min() if sc.lower_is_better else dummies.max()
+    out["beats_dummy"] = [method not in DUMMIES and f in best_dummy.index and bool(better(v, best_dummy[f]))
+                          for method, f, v in zip(out["method"], out["fraction"], out[f"{m}_mean"], strict=True)]  # fmt: skip
     ok = out[out["beats_dummy"]].groupby("fraction").size()
     out["failed"] = [f not in ok.index for f in out["fraction"]]
+    out["lower_is_better"] = sc.lower_is_better
     return out
 
 
@@ -149,32 +179,35 @@ def compare_all(summary: pd.DataFrame) -> pd.DataFrame:
     bounds = np.array([t_interval(m, se, int(df), a) if t else (np.nan, np.nan)
                        for m, se, df, a, t in zip(out["diff_mean"], out["diff_se"], out["df"].fillna(0), levels, tested, strict=True)],
                       dtype=float).reshape(-1, 2)  # fmt: skip
-    out["corrected_low_pct"] = 100 * bounds[:, 0] / out["base_mae"]
-    out["corrected_high_pct"] = 100 * bounds[:, 1] / out["base_mae"]
+    out["corrected_low_pct"] = 100 * bounds[:, 0] / out["base_score"]
+    out["corrected_high_pct"] = 100 * bounds[:, 1] / out["base_score"]
     compared = out["change_pct"].notna()  # every method but scratch and the dummies
+    lower = out["lower_is_better"] if "lower_is_better" in out else pd.Series(True, index=out.index)
     out["verdict"] = [
-        "" if not c else "failed: no model beats the dummy" if failed else verdict(ch, a, b, p) if t else "not tested"
-        for c, failed, t, ch, a, b, p in zip(compared, out["failed"], tested, out["change_pct"], out["corrected_low_pct"],
-                                              out["corrected_high_pct"], out["p_holm"], strict=True)
+        "" if not c else "failed: no model beats the dummy" if failed else verdict(ch, a, b, p, lo) if t else "not tested"
+        for c, failed, t, ch, a, b, p, lo in zip(compared, out["failed"], tested, out["change_pct"], out["corrected_low_pct"],
+                                                  out["corrected_high_pct"], out["p_holm"], lower, strict=True)
     ]  # fmt: skip
     return out
 
 
 def summarize_property(spec: dict[str, Any], out: Path) -> None:
     """The friendly per-property target: every run's metrics and the per-method summary."""
-    keep = ["method", "base_method", "pretrain_epochs", "pretrain_seed", "fold", "fraction", "seed", "precision", "mae", "rmse",
-            "r2", "n_train", "n_val", "n_test", "n_train_fold", "lr", "val_mae", "best_step", "steps", "stopped", "hit_cap"]  # fmt: skip
+    kind = spec.get("kind", "regression")
+    sc = SCORES[kind]
+    keep = ["method", "base_method", "pretrain_epochs", "pretrain_seed", "fold", "fraction", "seed", "precision", sc.primary,
+            *sc.others, "n_train", "n_val", "n_test", "n_train_fold", "lr", sc.val, "best_step", "steps", "stopped", "hit_cap"]  # fmt: skip
     rows = []
     for d in spec["runs"]:
         m = read_json(Path(d) / "metrics.json")
         dummy = {f"dummy_{k}_{metric}": v for k, scores in m["dummy"].items() for metric, v in scores.items()}
         rows.append({k: m[k] for k in keep} | dummy | {"dir": d})
     runs = pd.DataFrame(rows)
-    summary = summarize_runs(runs)
+    summary = summarize_runs(runs, kind=kind)
     from matssl.stages import spec_digest
 
     folds = read_json(Path(spec["splits"]) / "folds.json") if spec.get("splits") else {}
     write_json({"property": spec["property"], "spec_digest": spec_digest(spec), "unit": spec.get("unit", ""),
-                "transform": spec.get("transform", "none"), "per_atom": spec.get("per_atom", "none"),
-                "atoms_spearman": folds.get("atoms_spearman"),
+                "kind": kind, "classes": folds.get("classes"), "transform": spec.get("transform", "none"),
+                "per_atom": spec.get("per_atom", "none"), "atoms_spearman": folds.get("atoms_spearman"),
                 "summary": summary.to_dict("records"), "runs": runs.to_dict("records")}, out)  # fmt: skip
