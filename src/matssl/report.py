@@ -372,10 +372,13 @@ def table_cell(r: pd.Series, caveat: str | None = None, sc: Scores = SCORES["reg
     if not dummy and r.get("cap_share", 0) > CAP_WARNING:
         flags.append(f"{100 * r['cap_share']:.0f} % of runs hit the step cap")
     tested = math.isfinite(r.get("ci_low_pct", math.nan))  # a comparison with scratch over two or more pairs
+    also = [f"{OTHER_LABELS[o]} {r[f'{o}_change_pct']:+.1f} % ({r[f'{o}_ci_low_pct']:+.1f} to {r[f'{o}_ci_high_pct']:+.1f})"
+            for o in sc.paired if tested and math.isfinite(r.get(f"{o}_ci_low_pct", math.nan))]  # fmt: skip
     return {
         "value": f"{fmt(r[f'{m}_mean'])}{spread}", "n": int(r["n_runs"]),
         "others": ", ".join(f"{OTHER_LABELS[o]} {fmt(r[f'{o}_mean'], 2 if o == 'r2' else 3)}" for o in sc.others),
         "change": f"{r['change_pct']:+.1f} % ({r['ci_low_pct']:+.1f} to {r['ci_high_pct']:+.1f})" if tested else "",
+        "also": "; ".join(also),
         "verdict": r.get("verdict") or "", "helps": str(r.get("verdict", "")).startswith("helps"),
         "hurts": str(r.get("verdict", "")).startswith("hurts"), "flags": flags,
         "lrs": "" if dummy else f"lr {r['lrs']}; median best step {r['best_step_median']:.0f}",

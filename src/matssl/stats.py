@@ -32,14 +32,19 @@ class Scores:
     val: str
     dummies: dict[str, str]
     label: str
+    paired: tuple[str, ...] = ()  # other metrics compared with scratch too (an interval beside the cell, no verdict)
 
 
 SCORES = {
-    "regression": Scores("mae", True, ("rmse", "r2"), "val_mae", {"dummy (mean)": "mean", "dummy (median)": "median"}, "MAE"),
+    "regression": Scores(
+        primary="mae", lower_is_better=True, others=("rmse", "r2"), val="val_mae", label="MAE",
+        dummies={"dummy (mean)": "mean", "dummy (median)": "median"},
+    ),
     "classification": Scores(
-        "roc_auc", False, ("accuracy", "log_loss"), "val_log_loss", {"dummy (majority)": "majority"}, "ROC-AUC"
-    ),  # fmt: skip
-}
+        primary="roc_auc", lower_is_better=False, others=("accuracy", "log_loss"), val="val_log_loss", label="ROC-AUC",
+        dummies={"dummy (majority)": "majority"}, paired=("accuracy",),
+    ),
+}  # fmt: skip
 DUMMIES = tuple(name for sc in SCORES.values() for name in sc.dummies)  # the constant predictors, rows of every summary
 
 
@@ -106,6 +111,20 @@ def verdict(change_pct: float, lo_pct: float, hi_pct: float, p_holm: float, lowe
     return f"no detectable difference ({interval})"
 
 
+def paired_change(pairs: pd.DataFrame, metric: str) -> tuple[dict[str, float], float, float, float]:
+    """(corrected_t of the per-fold mean differences in `metric` against the baseline, the baseline's mean, the 95 %
+    interval's bounds) over runs merged with their baseline partners (columns `metric` and `metric`_base).
+    The fold is the unit: the runs of one fold (finetuning and pretraining seeds) share its test set and, at 100 %, its
+    training data, so their differences are averaged first. The correction uses the whole training fold: the label
+    subsets of two folds overlap less than the folds do, so the folds' n_test/n_train (1/(k-1)) bounds their
+    correlation, where a subset's own size would overstate it tenfold at 10 % of the labels."""
+    folds = pairs.assign(d=pairs[metric] - pairs[f"{metric}_base"]).groupby("fold")
+    test = corrected_t(folds["d"].mean().to_numpy(), float(folds["n_train_fold"].mean().mean()),
+                       float(folds["n_test"].mean().mean()))  # fmt: skip
+    lo, hi = t_interval(test["diff_mean"], test["diff_se"], test["df"])
+    return test, float(pairs[f"{metric}_base"].mean()), lo, hi
+
+
 def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "regression") -> pd.DataFrame:
     """Per (method, label fraction): the kind's metrics over runs (`SCORES`: MAE, RMSE, R²; ROC-AUC, accuracy, log
     loss), how runs stopped and which learning rate they chose; against the baseline on the same (fold, finetuning
@@ -133,18 +152,13 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "r
         if method != baseline and len(base):
             pairs = g.merge(base, on=["fold", "seed"], suffixes=("", "_base"))
             if len(pairs):
-                # The fold is the unit: the runs of one fold (finetuning and pretraining seeds) share its test set
-                # and, at 100 %, its training data, so their differences are averaged first. The correction uses
-                # the whole training fold: the label subsets of two folds overlap less than the folds do, so the
-                # folds' n_test/n_train (1/(k-1)) bounds their correlation, where a subset's own size would
-                # overstate it tenfold at 10 % of the labels.
-                folds = pairs.assign(d=pairs[m] - pairs[f"{m}_base"]).groupby("fold")
-                test = corrected_t(folds["d"].mean().to_numpy(), float(folds["n_train_fold"].mean().mean()),
-                                   float(folds["n_test"].mean().mean()))  # fmt: skip
-                base_score = float(pairs[f"{m}_base"].mean())
-                lo, hi = t_interval(test["diff_mean"], test["diff_se"], test["df"])
+                test, base_score, lo, hi = paired_change(pairs, m)
                 row.update(test, base_score=base_score, change_pct=100 * test["diff_mean"] / base_score,
                            ci_low_pct=100 * lo / base_score, ci_high_pct=100 * hi / base_score)  # fmt: skip
+                for o in sc.paired:  # the same comparison of a second metric, shown beside it (not in Holm's family)
+                    t2, b2, lo2, hi2 = paired_change(pairs, o)
+                    row.update({f"{o}_change_pct": 100 * t2["diff_mean"] / b2, f"{o}_ci_low_pct": 100 * lo2 / b2,
+                                f"{o}_ci_high_pct": 100 * hi2 / b2})  # fmt: skip
         rows.append(row)
         if method == baseline:
             once = g.drop_duplicates(["fold", "seed"])
