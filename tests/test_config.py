@@ -64,6 +64,22 @@ def test_committed_schema_is_current():
             lambda c: c["properties"]["dielectric"].update(column="refractive_index"),
             "properties.dielectric.column 'refractive_index': the label column of matbench_dielectric is 'n'",
         ),
+        (
+            lambda c: c["properties"]["dielectric"].update(column="crystal_system"),
+            "(a classification may also use the metadata ['crystal_system', 'spacegroup'] of a column-oriented file)",
+        ),
+        (
+            lambda c: c["properties"]["dielectric"].update(kind="classification", transform="log10"),
+            "a classification property takes neither transform nor per_atom",
+        ),
+        (lambda c: c["properties"]["dielectric"].update(threshold=2.0), "threshold makes two classes of a numeric column"),
+        (
+            lambda c: (
+                c.update(predict={"dielectric": {"dataset": "dielectric", "method": "negnn"}})
+                or c["properties"]["dielectric"].update(kind="classification", column="crystal_system")
+            ),
+            "predict.dielectric: predictions of a classification property are not implemented yet",
+        ),
         # dielectric: 3,811 structures per training fold, 0.3 % of them are 12: 10 validate and 2 train
         (
             lambda c: c["finetune"].update(fractions=[0.003, 1.0]),
