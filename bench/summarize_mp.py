@@ -22,7 +22,7 @@ import pandas as pd
 from matssl.config import load_config
 from matssl.report import CAP_WARNING, excluded_text, fmt, method_order
 from matssl.stages import Plan
-from matssl.stats import DUMMIES, compare_all, summarize_runs
+from matssl.stats import DUMMIES, SCORES, compare_all, summarize_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results"
@@ -41,7 +41,8 @@ NOT_COMPARABLE = (
 
 
 def cell(r: pd.Series) -> str:
-    text = f"{fmt(r['mae_mean'])} ± {fmt(r['mae_std'], 2)}"
+    m = SCORES[r["kind"]].primary
+    text = f"{fmt(r[f'{m}_mean'])} ± {fmt(r[f'{m}_std'], 2)}"
     if r["method"] in DUMMIES or r["method"] == "scratch":
         return text
     flags = "" if r["beats_dummy"] else "; does not beat the dummy"
@@ -58,13 +59,17 @@ def main() -> None:
     parser.add_argument(
         "--no-report", action="store_true", help="do not copy the run's report.html (e.g. one written by older code)"
     )
+    parser.add_argument("--properties", nargs="+", help="summarise only these properties of the config (a part of a run "
+                        "whose other properties have not finished)")  # fmt: skip
     args = parser.parse_args()
     root = Path(args.root)
     plan = Plan(load_config(ROOT / args.config))
     # the per-property targets (named by the plan, not hashed): their runs, summarised again with this code's
     # statistics, and through the runs' manifests the pretraining stages they used
-    props = {name: json.loads((root / plan.property_target(name)).read_text()) for name in plan.cfg.properties}
-    summary = compare_all(pd.concat([summarize_runs(pd.DataFrame(d["runs"])).assign(property=k, unit=d["unit"] or "")
+    props = {name: json.loads((root / plan.property_target(name)).read_text()) for name in args.properties or plan.cfg.properties}
+    kinds = {k: d.get("kind", "regression") for k, d in props.items()}
+    summary = compare_all(pd.concat([summarize_runs(pd.DataFrame(d["runs"]), kind=kinds[k]).assign(property=k, kind=kinds[k],
+                                                                                                    unit=d["unit"] or "")
                                      for k, d in props.items()], ignore_index=True))  # fmt: skip
     methods = method_order(summary["method"])
     fractions = sorted(summary["fraction"].unique())
@@ -83,12 +88,16 @@ def main() -> None:
     enc = plan.cfg.encoder
     o = plan.cfg.finetune.optim
     pre_epochs = sorted({m["params"]["optim"]["epochs"] for m in pre if m["params"]["optim"]})
+    guarded = (f"after the leakage guard removed {excluded_text(guard)}" if plan.cfg.pretrain.exclude_test_structures
+               else "(no leakage guard: the pool is the downstream structures, without their labels)")  # fmt: skip
     lines += [
-        f"Pretraining pool: {guard.get('n_pool', '?')} structures after the leakage guard removed {excluded_text(guard)}. "
+        f"Pretraining pool: {guard.get('n_pool', '?')} structures {guarded}. "
         f"{enc.name.upper()} {enc.layers} x {enc.width}; pretraining {', '.join(map(str, pre_epochs))} epochs "
-        f"(seeds {pseeds}); finetuning with learning rates {o.lrs} chosen on validation MAE, at most "
+        f"(seeds {pseeds}); finetuning with learning rates {o.lrs} chosen on validation MAE (log loss for a "
+        f"classification), at most "
         f"{o.max_steps} steps, patience {o.patience} (seeds {seeds}; {len(runs)} runs), on {guard.get('device', '?')}. "
-        f"MAE mean ± std over runs; in brackets the verdict against scratch on the same folds and seeds: the change "
+        f"Test MAE (ROC-AUC for a classification) mean ± std over runs; in brackets the verdict against scratch on the "
+        f"same folds and seeds: the change "
         f"with its interval from the corrected resampled t-test, Holm-corrected over all {int(summary['p_holm'].notna().sum())} "
         f"comparisons. Code at commit {commit}.",
         "",
@@ -106,19 +115,18 @@ def main() -> None:
         mean_change = ok.groupby("method")["change_pct"].mean().dropna()
         lines += ["", "Mean change against scratch over the properties whose cell did not fail (descriptive, no interval): "
                   + ", ".join(f"{m} {v:+.1f} %" for m, v in mean_change.sort_values().items()), ""]  # fmt: skip
-    lines += ["## Published numbers (all training labels)", ""]
-    for prop in props:
-        if prop in PUBLISHED:
-            lines.append(f"- {prop}: {PUBLISHED[prop]}")
-    lines += ["", NOT_COMPARABLE, ""]
+    if set(PUBLISHED) & set(props):
+        lines += ["## Published numbers (all training labels)", ""]
+        lines += [f"- {prop}: {PUBLISHED[prop]}" for prop in props if prop in PUBLISHED]
+        lines += ["", NOT_COMPARABLE, ""]
     lines += ["## Frozen-embedding probes (largest label fraction; every model, none chosen on test data)", ""]
-    for prop, stage in plan.probes.items():
+    for prop, stage in ((p, st) for p, st in plan.probes.items() if p in props):
         if not (root / stage.done).exists():
             lines += [f"{prop}: no probe stage of this code's plan in {root} (run the workflow with it)", ""]
             continue
         df = pd.read_parquet(root / stage.dir / "probes.parquet")
         df = df[df["fraction"] == df["fraction"].max()]
-        table = df.groupby(["representation", "model"], sort=False)["mae"].mean().unstack("model")
+        table = df.groupby(["representation", "model"], sort=False)[SCORES[kinds[prop]].primary].mean().unstack("model")
         lines += [
             f"### {prop}",
             "",
