@@ -111,10 +111,13 @@ def main() -> None:
             failed = " **failed: no model beats the dummy**" if s["failed"].any() else ""
             row = [cell(s.loc[m]) if m in s.index else "–" for m in methods]
             lines.append(f"| {prop} ({unit or '–'}){failed} | " + " | ".join(row) + " |")
-        ok = summary[(summary["fraction"] == f) & ~summary["failed"]]
-        mean_change = ok.groupby("method")["change_pct"].mean().dropna()
-        lines += ["", "Mean change against scratch over the properties whose cell did not fail (descriptive, no interval): "
-                  + ", ".join(f"{m} {v:+.1f} %" for m, v in mean_change.sort_values().items()), ""]  # fmt: skip
+        lines.append("")
+        for kind, ok in summary[(summary["fraction"] == f) & ~summary["failed"]].groupby("kind"):
+            sc = SCORES[kind]  # (the mean of a change in MAE and one in ROC-AUC would mean nothing: one line per kind)
+            mean_change = ok.groupby("method")["change_pct"].mean().dropna().sort_values(ascending=sc.lower_is_better)
+            lines += [f"Mean change in {sc.label} against scratch over the properties whose cell did not fail "
+                      f"({'lower' if sc.lower_is_better else 'higher'} is better; descriptive, no interval): "
+                      + ", ".join(f"{m} {v:+.1f} %" for m, v in mean_change.items()), ""]  # fmt: skip
     if set(PUBLISHED) & set(props):
         lines += ["## Published numbers (all training labels)", ""]
         lines += [f"- {prop}: {PUBLISHED[prop]}" for prop in props if prop in PUBLISHED]

@@ -131,10 +131,13 @@ def test_encoder_trains_under_bf16_autocast(batch, device):
     with CPU autocast."""
     torch.manual_seed(0)
     model = Regressor(CGCNN(width=16, layers=2, cutoff=6.0)).to(device)
+    torch.nn.init.normal_(model.head[2].weight)  # (the output layer starts at zero: outputs and gradients would be 0)
     batch = batch.to(device)
     exact = model(batch)
+    assert exact.abs().min() > 0
     with torch.autocast(device.type, dtype=torch.bfloat16):
         out = model(batch)
     out.float().sum().backward()
     torch.testing.assert_close(out.float(), exact, rtol=0.05, atol=0.05)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert all(p.grad.abs().sum() > 0 for p in model.encoder.parameters() if p.requires_grad)

@@ -15,6 +15,10 @@ from matssl.io import write_json
 from matssl.table import read_table
 
 MATBENCH_SEED = 18012019  # Matbench v0.1: KFold(5, shuffle=True, random_state=18012019) over row order
+# The targets of Matbench's classification tasks (mp_is_metal, expt_is_metal, glass), whose folds are stratified (the
+# same seed); any other column of a Matbench task (a class made of its target, its crystal system) takes the task's
+# own KFold folds.
+MATBENCH_CLASS_TARGETS = ("is_metal", "gfa")
 
 
 def kfold(ids: list[str], n_folds: int, seed: int) -> list[dict[str, list[str]]]:
@@ -128,8 +132,8 @@ def run_splits(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     if classes is not None and len(classes) < 2:
         raise ValueError(f"property {prop.column!r}: a classification needs two classes or more, found {classes}")
     rejected = read_table(ingest / "rejected.parquet")["id"].tolist()
-    if prop.folds == "matbench" and classes is not None:
-        # Matbench's classification folds: StratifiedKFold(5, shuffle, its seed) over the task's rows and labels
+    if prop.folds == "matbench" and classes is not None and prop.column in MATBENCH_CLASS_TARGETS:
+        # a Matbench classification task's folds: StratifiedKFold(5, shuffle, its seed) over its rows and labels
         if rejected or len(usable) < len(df):
             raise ValueError(f"Matbench's stratified folds need the label of every row of the task: {len(rejected)} rows "
                              f"were rejected at ingest and {len(df) - len(usable)} have no label; use folds: kfold")  # fmt: skip

@@ -11,7 +11,8 @@ The protocol is the same for every method (`config.FinetuneOptim`): for each lea
 from the same initial weights, train until the validation score (MAE; log loss) stops improving (patience, in
 optimiser steps) or the step cap is reached; the learning rate and the step with the best validation score are
 kept. The validation split comes from the run's own training subset: no test label is read before the
-model is chosen. The run also scores the dummy baselines (the training subset's mean and median).
+model is chosen. The run also scores the dummy baselines (the training subset's mean and median; for a
+classification its class frequencies).
 """
 
 from __future__ import annotations
@@ -78,18 +79,19 @@ class FeatureRegressor(torch.nn.Module):
 
 class FoundationRegressor(torch.nn.Module):
     """The finetuning head on a foundation model's crystal features, every weight of the model training with it.
-    Takes the model's own graphs; a structure it has none of (None) gets the output 0: the training median (for
-    classes: equal logits)."""
+    Takes the model's own graphs; a structure it has none of (None) gets the constant `fallback`: 0, the training
+    median, or the log class frequencies (set by the task's `start`)."""
 
     def __init__(self, name: str, head_width: int = 128, n_out: int = 1):
         super().__init__()
         self.encoder = MODELS[name]()
         self.head = mlp_head(self.encoder.dim, head_width, n_out)
+        self.register_buffer("fallback", torch.zeros(n_out))
 
     def forward(self, graphs: list[Any]) -> torch.Tensor:
         device, n_out = self.head[0].weight.device, self.head[2].out_features
         ok = [k for k, g in enumerate(graphs) if g is not None]
-        out = torch.zeros(len(graphs), n_out, device=device)
+        out = self.fallback.expand(len(graphs), n_out).clone()
         if ok:
             x = self.head(self.encoder([graphs[k].to(device) for k in ok]))
             out = out.index_put((torch.tensor(ok, device=device),), x.to(out.dtype))
@@ -189,7 +191,7 @@ class Regression:
         self.center, self.scale = scaling(t)
         return torch.tensor((t - self.center) / self.scale, dtype=torch.float32)
 
-    def start(self, head: torch.nn.Sequential) -> None:
+    def start(self, model: torch.nn.Module) -> None:
         """Nothing to set: the output layer starts at 0, the training median once scaled back."""
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -223,11 +225,14 @@ class Classification:
         self.prior = class_frequencies(self.codes.loc[fit_ids].to_numpy(), self.n_out)
         return torch.tensor(self.codes.loc[fit_ids].to_numpy(), dtype=torch.long)
 
-    def start(self, head: torch.nn.Sequential) -> None:
-        """The output layer's bias at the log class frequencies: the untrained model (weights 0) is the class-frequency
-        dummy, as a regression's starts at the training median."""
+    def start(self, model: torch.nn.Module) -> None:
+        """The output layer's bias at the log class frequencies of the fitting rows: the untrained model (weights 0)
+        predicts them, a constant like the dummy, as a regression's starts at the training median. A foundation
+        model's fallback (a structure it cannot read) too."""
         with torch.no_grad():
-            head[2].bias.copy_(torch.as_tensor(np.log(self.prior), dtype=head[2].bias.dtype))
+            for b in (model.head[2].bias, getattr(model, "fallback", None)):
+                if b is not None:
+                    b.copy_(torch.as_tensor(np.log(self.prior), dtype=b.dtype))
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out.float(), target)
@@ -269,7 +274,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     frozen, foundation = p.get("frozen"), p.get("foundation")
     if foundation:
         # the foundation model's own graphs of every structure the run reads; one it cannot convert is left out of
-        # training and predicted as the untrained output 0 (the training median; equal class logits)
+        # training and predicted as the constant the model starts from (the training median; the class frequencies)
         model = FoundationRegressor(foundation, ft.head_width, task.n_out)
         wanted = set(label_subset(fold["train"], p["fraction"], p["seed"], p["fold"], strata)) | set(fold["test"])
         table = read_table(Path(up["structures"]) / "structures.parquet")
@@ -310,7 +315,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         if p["random_encoder"]:  # scratch: the encoder's random start, too, is drawn by the finetuning seed
             encoder = type(encoder)(**encoder.hparams)
         model = Regressor(encoder, ft.head_width, task.n_out)
-    task.start(model.head)
+    task.start(model)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     fit_pos, val_pos, test_pos = (position(ids) for ids in (fit_ids, val_ids, test_ids))
 

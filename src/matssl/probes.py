@@ -251,10 +251,11 @@ def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     splits = read_json(Path(up["splits"]) / "folds.json")
     folds, classes = splits["folds"], splits.get("classes")
     df["y"] = property_values(df[prop["column"]], prop)
+    # label subsets keep the classes' shares, drawn as in finetuning: over every labelled structure of the fold
+    strata = df.set_index("id")["y"].dropna() if classes else None
     df = df[df["y"].notna() & df["id"].isin(graphs.index)].reset_index(drop=True)
     if classes:
         df["y"] = class_codes(df["y"], classes)
-    strata = df.set_index("id")["y"] if classes else None  # label subsets keep the classes' shares, as in finetuning
     reps, family, missing = representations(spec, graphs, df)
     row = {id_: k for k, id_ in enumerate(df["id"])}
     y = df["y"].to_numpy()

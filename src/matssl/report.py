@@ -266,11 +266,15 @@ def probe_table(probes: pd.DataFrame, sc: Scores) -> dict[str, Any]:
     return {"header": header, "rows": rows, "models": models}
 
 
-def embedding_map(points: pd.DataFrame, name: str, unit: str) -> str:
+def embedding_map(points: pd.DataFrame, name: str, unit: str, classes: list[str] | None = None) -> str:
     """PCA of each method's frozen graph embeddings, coloured by crystal system when known, else by the label."""
     methods = list(dict.fromkeys(points["representation"]))
     fig, axes = plt.subplots(1, len(methods), figsize=(3.0 * len(methods), 3.2), squeeze=False)
     systems = points["crystal_system"].dropna() if "crystal_system" in points else pd.Series([], dtype=str)
+    own_classes = len(systems) == 0 and bool(classes)
+    if own_classes:  # a classification's own classes (the labels are their positions)
+        points = points.assign(crystal_system=[classes[int(k)] for k in points["label"]])
+        systems = points["crystal_system"]
     by_system = len(systems) > 0
     for ax, method in zip(axes[0], methods, strict=True):
         g = points[points["representation"] == method]
@@ -290,7 +294,7 @@ def embedding_map(points: pd.DataFrame, name: str, unit: str) -> str:
         axes[0][-1].legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:
         fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.8, label=f"{name} ({unit})" if unit else name)
-    colour = "crystal system" if by_system else name
+    colour = ("its classes" if own_classes else "crystal system") if by_system else name
     clip = "" if by_system else " (2nd-98th percentile)"
     fig.suptitle(f"{name}: frozen embeddings, first two principal components, coloured by {colour}{clip}", fontsize=10)
     return png(fig)
@@ -439,7 +443,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
             "curve": label_efficiency_plot(summary, name, unit, sc), "budget": budget_plot(summary, name, sc),
             "parity": roc_plot(runs, name, classes, parity_methods) if classes else parity_plot(runs, name, unit, parity_methods),
             "probes": probe_table(read_table(Path(probe_dir) / "probes.parquet"), sc) if probe_dir else None,
-            "map": embedding_map(read_table(Path(probe_dir) / "map.parquet"), name, unit) if probe_dir else None,
+            "map": embedding_map(read_table(Path(probe_dir) / "map.parquet"), name, unit, classes) if probe_dir else None,
         })  # fmt: skip
     histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}
     pretrain_rows = []

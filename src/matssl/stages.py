@@ -44,7 +44,7 @@ CODE: dict[str, list[str]] = {
     # augment.py: the masking objectives' targets (groups, periods, stiffness) come from it
     "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "leakage.py", "augment.py", "objectives/*.py", *KERNELS],
     "foundation": ["foundation.py", "table.py"],
-    "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", "foundation.py", *KERNELS],
+    "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", "foundation.py", "table.py", *KERNELS],
     "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", "foundation.py", *KERNELS],
     "predict": ["predict.py", "finetune.py", "evaluate.py", "encoders.py", "graphs.py", *KERNELS],
     # not cached stages, but their rules take this as a parameter, so that new statistics re-summarise
@@ -75,7 +75,7 @@ COMPUTE: dict[str, list[str]] = {
     "splits": ["scikit-learn", "numpy"],
     "pretrain": ["torch", "numpy", "pymatgen"],
     "foundation": ["chgnet", "torch", "numpy", "pymatgen"],
-    "finetune": ["torch", "numpy", "scikit-learn"],
+    "finetune": ["torch", "numpy", "scikit-learn", "chgnet", "pymatgen"],  # (chgnet, pymatgen: a foundation model trained whole)
     "probe": ["torch", "numpy", "scikit-learn", "scipy", "pymatgen", "dscribe"],
     "predict": ["torch", "numpy"],
 }
