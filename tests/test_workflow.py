@@ -287,26 +287,42 @@ def test_per_atom_log1p_property_is_learnt_transformed_and_scored_in_its_unit(ru
 def test_classification_properties_run_end_to_end_and_reach_the_report(run, tmp_path):
     """A multi-class property (the crystal system of the demo file) and a binary one (n above a threshold): stratified
     folds, cross-entropy runs by the same protocol, ROC-AUC and accuracy against the class-frequency dummy, logistic
-    probes, and the report's tables and ROC curves."""
+    probes, and the report's tables and ROC curves. One labelled structure has no graph (an isolated atom): it is in
+    the folds and the label subsets are drawn over it, but no run or probe sees it."""
+    import gzip
     import shutil
 
     import numpy as np
     import pandas as pd
+    from pymatgen.core import Lattice, Structure
 
     workdir, cfg = run
     copy = tmp_path / "run"
     shutil.copytree(workdir, copy, symlinks=True)
+    with gzip.open(cfg["datasets"]["tiny"]["path"], "rt") as fh:
+        raw = json.load(fh)
+    lonely = Structure(Lattice.cubic(30.0), ["Si"], [[0, 0, 0]]).as_dict()
+    raw = {col: {**vals, "48": {"structure": lonely, "n": 2.5, "crystal_sys": "cubic"}.get(col, vals["0"])}
+           for col, vals in raw.items()}  # fmt: skip
+    with gzip.open(tmp_path / "tiny_plus.json.gz", "wt") as fh:
+        json.dump(raw, fh)
     changed = json.loads(json.dumps(cfg))
+    changed["datasets"]["plus"] = {**cfg["datasets"]["tiny"], "path": str(tmp_path / "tiny_plus.json.gz")}
     changed["pretrain"]["methods"] = {"scratch": {"objective": "scratch"}, "negnn": {"objective": "negnn"}}
     changed["probes"] = {"models": ["ridge", "random_forest", "kernel_ridge"], "baselines": ["magpie"], "rf_trees": 10,
                          "map_points": 40}  # fmt: skip
     changed["properties"] = {
-        "system": {"dataset": "tiny", "column": "crystal_system", "kind": "classification", "folds": "kfold", "n_folds": 2},
-        "high_n": {"dataset": "tiny", "column": "n", "kind": "classification", "threshold": 2.1, "folds": "kfold", "n_folds": 3},
+        "system": {"dataset": "plus", "column": "crystal_system", "kind": "classification", "folds": "kfold", "n_folds": 2},
+        "high_n": {"dataset": "plus", "column": "n", "kind": "classification", "threshold": 2.1, "folds": "kfold", "n_folds": 3},
     }
     write_config(copy, changed)
     snakemake(copy, "--cores", "2")
-    structures = pd.read_parquet(next((copy / "results" / "ingest").glob("tiny-*")) / "structures.parquet").set_index("id")
+    structures = pd.read_parquet(next((copy / "results" / "ingest").glob("plus-*")) / "structures.parquet").set_index("id")
+    lonely_id = structures.index[-1]
+    assert len(structures) == 49 and structures.loc[lonely_id, "n"] == 2.5
+    fold0 = [json.loads(next((copy / "results" / "splits").glob(f"{p}-*/folds.json")).read_text())["folds"][0]
+             for p in ("system", "high_n")]  # fmt: skip
+    assert any(lonely_id in f["train"] for f in fold0)  # the subsets of fold 0 are drawn over it
     for name, classes in (("system", sorted(set(structures["crystal_system"]))), ("high_n", ["<= 2.1", "> 2.1"])):
         prop = json.loads((copy / f"results/properties/{name}.json").read_text())
         assert prop["kind"] == "classification" and prop["classes"] == classes
