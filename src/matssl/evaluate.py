@@ -202,16 +202,23 @@ def subset_problem(n_subset: int, n_train_fold: int, val_fraction: float, min_va
 def classification_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """ROC-AUC (one-vs-rest, macro over the classes that the test set holds with both signs: for two classes the
     usual binary AUC), accuracy and log loss of class probabilities `proba` [n, K] for class indices `y`."""
-    from sklearn.metrics import log_loss, roc_auc_score
+    from sklearn.metrics import roc_auc_score
 
     y = np.asarray(y, dtype=int)
-    k = proba.shape[1]
-    aucs = [roc_auc_score(y == c, proba[:, c]) for c in range(k) if 0 < (y == c).sum() < len(y)]
+    aucs = [roc_auc_score(y == c, proba[:, c]) for c in range(proba.shape[1]) if 0 < (y == c).sum() < len(y)]
     return {
         "roc_auc": float(np.mean(aucs)) if aucs else float("nan"),
         "accuracy": float((proba.argmax(axis=1) == y).mean()),
-        "log_loss": float(log_loss(y, np.clip(proba, 1e-7, 1.0), labels=list(range(k)))),
+        "log_loss": log_loss(y, proba),
     }
+
+
+def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    """The mean negative log probability of the true classes (probabilities clipped at 1e-7): a classification's
+    validation score, and one of its test metrics."""
+    from sklearn.metrics import log_loss as sk_log_loss
+
+    return float(sk_log_loss(np.asarray(y, dtype=int), np.clip(proba, 1e-7, 1.0), labels=list(range(proba.shape[1]))))
 
 
 def class_frequencies(y_train: np.ndarray, k: int) -> np.ndarray:

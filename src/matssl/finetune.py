@@ -37,6 +37,7 @@ from matssl.evaluate import (
     classification_metrics,
     from_model,
     label_subset,
+    log_loss,
     n_validation,
     property_values,
     regression_metrics,
@@ -238,7 +239,7 @@ class Classification:
         return F.cross_entropy(out.float(), target)
 
     def val_score(self, out: np.ndarray, ids: list[str]) -> float:
-        return classification_metrics(self.codes.loc[ids].to_numpy(), softmax(out))["log_loss"]
+        return log_loss(self.codes.loc[ids].to_numpy(), softmax(out))
 
     def score(self, out: np.ndarray, ids: list[str], train_ids: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
         proba, y_test = softmax(out), self.codes.loc[ids].to_numpy()
@@ -270,13 +271,14 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     classes = splits.get("classes")
     task = Classification(values, classes) if classes else Regression(values, p, df)
     strata = task.y if classes else None  # label subsets and validation splits keep the classes' shares
+    drawn = label_subset(fold["train"], p["fraction"], p["seed"], p["fold"], strata)  # the run's labelled subset
 
     frozen, foundation = p.get("frozen"), p.get("foundation")
     if foundation:
         # the foundation model's own graphs of every structure the run reads; one it cannot convert is left out of
         # training and predicted as the constant the model starts from (the training median; the class frequencies)
         model = FoundationRegressor(foundation, ft.head_width, task.n_out)
-        wanted = set(label_subset(fold["train"], p["fraction"], p["seed"], p["fold"], strata)) | set(fold["test"])
+        wanted = set(drawn) | set(fold["test"])
         table = read_table(Path(up["structures"]) / "structures.parquet")
         crystals = crystals_from_table(table[table["id"].isin(wanted & set(graphs.index))])
         own = dict(zip([c.id for c in crystals], model.encoder.graphs(crystals), strict=True))
@@ -298,7 +300,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         inputs = lambda pos: graphs.batch(pos).to(device)  # noqa: E731
         position = graphs.subset_index
 
-    subset = [i for i in label_subset(fold["train"], p["fraction"], p["seed"], p["fold"], strata) if i in trainable]
+    subset = [i for i in drawn if i in trainable]
     val_ids, fit_ids = split_subset(subset, ft, len(fold["train"]), p["fraction"], strata)
     test_ids = [i for i in fold["test"] if i in graphs.index]
     if not test_ids:

@@ -397,10 +397,8 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
     )
     methods = spec["config"]["pretrain"]["methods"]
     caveats = {m: UNGUARDED[v["objective"]] for m, v in methods.items() if v["objective"] in UNGUARDED}
-    for m, v in methods.items():  # which foundation rows are frozen and which finetuned every weight
-        if v["objective"] == "foundation":
-            mode = "every weight finetuned" if v.get("params", {}).get("train") == "all" else "frozen, head only"
-            caveats[m] = f"{mode}; {caveats[m]}"
+    for m, mode in spec.get("foundation", {}).items():  # which foundation rows are frozen, which trained whole
+        caveats[m] = f"{mode}; {caveats[m]}"
     props, summary_rows = [], []
     for name, p in spec["properties"].items():
         summary = everything[everything["property"] == name]

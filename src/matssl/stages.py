@@ -384,6 +384,8 @@ class Plan:
             "pretrain": {s.label: s.dir for stages in self.pretrain.values() for s in stages},
             "probes": {name: s.dir for name, s in self.probes.items()},
             "stages": sorted(s.dir for s in self.stages.values() if s.kind != "predict"),  # predictions are not results
+            "foundation": {m: "frozen, head only" for m in self.frozen}
+            | {m: "every weight finetuned" for m in self.foundation_all},
             "pool": cfg.pretrain.pool,
             "exclude_test_structures": cfg.pretrain.exclude_test_structures,
             "config": cfg.model_dump(mode="json", exclude={"threads"}),  # how jobs run is not part of the report
