@@ -101,10 +101,12 @@ def test_plan_wires_the_leakage_guard_and_hashes_stably():
 
     cfg = demo()
     plain = Plan(parse_config(cfg))
-    assert not any(k.startswith("splits:") for k in plain.pretrain["crystalclr"][0].upstream)
+    assert plain.leakage is None and "leakage" not in plain.pretrain["crystalclr"][0].upstream
     cfg["pretrain"]["exclude_test_structures"] = True
     guarded = Plan(parse_config(cfg))
-    assert {"splits:dielectric", "structures:dielectric", "structures"} <= set(guarded.pretrain["crystalclr"][0].upstream)
+    # one leakage stage (the pool's structures and every property's test structures) upstream of every pretraining job
+    assert {"splits:dielectric", "structures:dielectric", "structures"} == set(guarded.leakage.upstream)
+    assert {s[0].upstream["leakage"].key for s in guarded.pretrain.values()} == {guarded.leakage.key}
     # the guard changes pretraining (and what follows), not the data stages
     assert guarded.pretrain["crystalclr"][0].key != plain.pretrain["crystalclr"][0].key
     assert guarded.graphs["dielectric"].key == plain.graphs["dielectric"].key

@@ -75,6 +75,31 @@ def test_pretrain_change_reruns_pretraining_and_downstream_only(run):
     assert planned_jobs(workdir) == {}
 
 
+def test_the_leakage_guard_is_one_stage_before_every_pretraining_job(run, tmp_path):
+    """The guard's matching (the structure matcher takes CPU hours on a real pool) runs once, in its own cached
+    stage; every pretraining job reads its ids. The pool (the bad-input corpus) holds the first 18 tiny structures
+    under other ids, as CIFs: every tiny structure is in some test fold, so those 18 are found."""
+    import shutil
+
+    workdir, cfg = run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    guarded = json.loads(json.dumps(cfg))
+    guarded["pretrain"].update(exclude_test_structures=True, exclude_match=["id", "composition_volume", "structure"])
+    write_config(copy, guarded)
+    jobs = planned_jobs(copy)
+    assert jobs["leakage"] == 1 and jobs["pretrain"] == len(cfg["pretrain"]["methods"])
+    assert not {"ingest", "graphs", "splits"} & set(jobs)
+    snakemake(copy, "--cores", "2", "--until", "leakage")
+    (stage,) = (copy / "results" / "leakage").glob("corpus-*")
+    manifest = json.loads((stage / "manifest.json").read_text())
+    excluded = json.loads((stage / "excluded.json").read_text())
+    good = {f"good-{k:02d}" for k in range(18)}
+    assert manifest["n_test"] == 48 and excluded["id"] == []
+    assert good <= set(excluded["composition_volume"]) and good <= set(excluded["structure"])
+    assert manifest["n_excluded"] == len(set(excluded["composition_volume"]) | set(excluded["structure"]))
+
+
 def test_damaged_stage_and_only_its_dependents_rerun(run, tmp_path):
     import shutil
     import subprocess

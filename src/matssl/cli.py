@@ -35,6 +35,8 @@ def _runner(kind: str):
         from matssl.features import run_fingerprints as f
     elif kind == "splits":
         from matssl.evaluate import run_splits as f
+    elif kind == "leakage":
+        from matssl.leakage import run_leakage as f
     elif kind == "pretrain":
         from matssl.pretrain import run_pretrain as f
     elif kind == "finetune":

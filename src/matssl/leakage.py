@@ -6,16 +6,30 @@ Three ways to recognise one, combined as configured (`pretrain.exclude_match`):
   (cheap, and robust to different ids, settings and cell choices of the same relaxed crystal);
 - `structure`: pymatgen's `StructureMatcher` (default tolerances) among pool rows with the same reduced
   composition (the strictest test; polymorphs of one composition are told apart).
+
+The `leakage` stage finds them once per pool and set of test folds (`excluded.json`); every pretraining job reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from functools import reduce
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from matssl.io import read_json, write_json
+from matssl.table import read_table
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["id", "numbers", "lattice", "frac_coords"]  # what a criterion reads of a structure table
 
 
 def composition_key(numbers) -> str:
@@ -54,31 +68,50 @@ def composition_volume_matches(pool: pd.DataFrame, test: pd.DataFrame, tolerance
     return out
 
 
-def structure_matches(pool: pd.DataFrame, test: pd.DataFrame) -> set[str]:
-    """Pool ids that pymatgen's StructureMatcher finds equal to a test structure of the same composition."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
+Row = tuple[str, Any, Any, Any]  # (id, numbers, lattice, frac_coords): a structure-table row, picklable
+
+
+def _structure(row: Row):
     from pymatgen.core import Lattice, Structure
 
-    def structure(row) -> Structure:
-        return Structure(Lattice(np.asarray(row.lattice).reshape(3, 3)), list(row.numbers),
-                         np.asarray(row.frac_coords).reshape(-1, 3))  # fmt: skip
+    _, numbers, lattice, frac = row
+    return Structure(Lattice(np.asarray(lattice).reshape(3, 3)), list(numbers), np.asarray(frac).reshape(-1, 3))
 
-    by_key: dict[str, list] = defaultdict(list)
-    for row in test.itertuples(index=False):
-        by_key[composition_key(row.numbers)].append(row)
+
+def _matching(pairs: list[tuple[Row, list[Row]]]) -> list[str]:
+    """The pool ids among (pool row, same-composition test rows) pairs that StructureMatcher finds equal to one."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
     matcher = StructureMatcher()
-    out = set()
-    for row in pool.itertuples(index=False):
-        candidates = by_key.get(composition_key(row.numbers))
-        if not candidates:
-            continue
-        s = structure(row)
-        if any(matcher.fit(s, structure(t)) for t in candidates):
-            out.add(row.id)
+    return [row[0] for row, candidates in pairs if any(matcher.fit(_structure(row), _structure(t)) for t in candidates)]
+
+
+def structure_matches(pool: pd.DataFrame, test: pd.DataFrame, threads: int = 1) -> set[str]:
+    """Pool ids that pymatgen's StructureMatcher (default tolerances) finds equal to a test structure of the same
+    reduced composition; the pairs are shared among `threads` worker processes."""
+    by_key: dict[str, list[Row]] = defaultdict(list)
+    for row in test[COLUMNS].itertuples(index=False, name=None):
+        by_key[composition_key(row[1])].append(row)
+    pairs = [(row, by_key[k]) for row in pool[COLUMNS].itertuples(index=False, name=None)
+             if (k := composition_key(row[1])) in by_key]  # fmt: skip
+    log.info("structure matching: %d pool structures share a composition with a test structure (%d pairs)",
+             len(pairs), sum(len(c) for _, c in pairs))  # fmt: skip
+    n = min(len(pairs), max(20, threads * 4))
+    chunks = [pairs[i::n] for i in range(n)]  # interleaved: the many pairs of a common composition spread out
+    out: set[str] = set()
+    with contextlib.ExitStack() as stack:
+        mapped = (
+            map(_matching, chunks) if threads <= 1 else stack.enter_context(ProcessPoolExecutor(threads)).map(_matching, chunks)
+        )
+        for i, found in enumerate(mapped, 1):
+            out.update(found)
+            log.info("structure matching: %d/%d of the pairs' chunks done, %d matches", i, n, len(out))
     return out
 
 
-def leaked_ids(pool: pd.DataFrame, test: pd.DataFrame, match: list[str], tolerance: float) -> dict[str, set[str]]:
+def leaked_ids(
+    pool: pd.DataFrame, test: pd.DataFrame, match: list[str], tolerance: float, threads: int = 1
+) -> dict[str, set[str]]:
     """For each criterion in `match`, the pool ids it recognises as test structures."""
     found: dict[str, set[str]] = {}
     if "id" in match:
@@ -86,5 +119,41 @@ def leaked_ids(pool: pd.DataFrame, test: pd.DataFrame, match: list[str], toleran
     if "composition_volume" in match:
         found["composition_volume"] = composition_volume_matches(pool, test, tolerance)
     if "structure" in match:
-        found["structure"] = structure_matches(pool, test)
+        found["structure"] = structure_matches(pool, test, threads)
     return found
+
+
+def downstream_test_structures(up: dict[str, str]) -> pd.DataFrame:
+    """Every structure in a test fold of a property (upstream `splits:<p>` and `structures:<p>`)."""
+    tests = []
+    for name, d in up.items():
+        if name.startswith("splits:"):
+            ids = {i for fold in read_json(Path(d) / "folds.json")["folds"] for i in fold["test"]}
+            df = read_table(Path(up["structures:" + name.split(":", 1)[1]]) / "structures.parquet", columns=COLUMNS)
+            tests.append(df[df["id"].isin(ids)])
+    return pd.concat(tests, ignore_index=True).drop_duplicates("id")
+
+
+def run_leakage(spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The `leakage` stage: the pool ids each criterion recognises as a downstream test structure (`excluded.json`)."""
+    p, up = spec["params"], spec["upstream"]
+    pool = read_table(Path(up["structures"]) / "structures.parquet", columns=COLUMNS)
+    test = downstream_test_structures(up)
+    found = leaked_ids(pool, test, p["exclude_match"], p["volume_tolerance"], spec["runtime"].get("threads", 1))
+    write_json({k: sorted(v) for k, v in found.items()}, out / "excluded.json")
+    facts = counts(found, set(pool["id"]))
+    log.info("leakage: %d of %d pool structures are test structures (%s)", facts["n_excluded"], len(pool),
+             ", ".join(f"{k} {v}" for k, v in facts["excluded_by"].items()))  # fmt: skip
+    return {"n_pool": len(pool), "n_test": len(test), **facts}
+
+
+def counts(found: dict[str, set[str]], among: set[str]) -> dict[str, Any]:
+    """How many of `among` the guard excludes: in all, per criterion, and only by that criterion (what it adds to
+    the others, e.g. how many more the structure matcher removes)."""
+    found = {k: v & among for k, v in found.items()}
+    others = {k: set().union(*(v for o, v in found.items() if o != k)) for k in found}
+    return {
+        "n_excluded": len(set().union(*found.values())),
+        "excluded_by": {k: len(v) for k, v in found.items()},
+        "only_by": {k: len(v - others[k]) for k, v in found.items()},
+    }

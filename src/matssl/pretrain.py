@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import torch
 from torch import nn
@@ -16,30 +15,19 @@ from matssl.config import Optim
 from matssl.encoders import build_encoder, check_fits, configured, load_encoder, save_encoder
 from matssl.graphs import GraphSet
 from matssl.io import read_json, sha256_file, write_json
-from matssl.leakage import leaked_ids
+from matssl.leakage import counts
 from matssl.objectives import OBJECTIVES, PretrainData
 from matssl.objectives.fingerprint import aligned_fingerprints
-from matssl.table import read_table
 from matssl.train import Budget, Trainer, device_facts, pick_device
 
 log = logging.getLogger(__name__)
 
 
 def excluded_ids(spec: dict[str, Any]) -> dict[str, set[str]]:
-    """Pool ids recognised as downstream test structures, per criterion (empty when the guard is off)."""
-    p, up = spec["params"], spec["upstream"]
-    if not p["exclude_test_structures"]:
-        return {}
-    columns = ["id", "numbers", "lattice", "frac_coords"]
-    tests = []
-    for name, d in up.items():
-        if name.startswith("splits:"):
-            test_ids = {i for fold in read_json(Path(d) / "folds.json")["folds"] for i in fold["test"]}
-            df = read_table(Path(up["structures:" + name.split(":", 1)[1]]) / "structures.parquet", columns=columns)
-            tests.append(df[df["id"].isin(test_ids)])
-    pool = read_table(Path(up["structures"]) / "structures.parquet", columns=columns)
-    test = pd.concat(tests, ignore_index=True).drop_duplicates("id")
-    return leaked_ids(pool, test, p["exclude_match"], p["volume_tolerance"])
+    """Pool ids recognised as downstream test structures, per criterion (the `leakage` stage's; empty when the guard
+    is off)."""
+    leakage = spec["upstream"].get("leakage")
+    return {k: set(v) for k, v in read_json(Path(leakage) / "excluded.json").items()} if leakage else {}
 
 
 def views_index(pool: GraphSet, views: GraphSet) -> tuple[np.ndarray, np.ndarray]:
@@ -128,8 +116,7 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     return {
         **device_facts(device),
         "n_pool": int(len(pool_idx)),
-        "n_excluded": int(is_excluded.sum()),
-        "excluded_by": {k: int(np.isin(graphs.ids, list(v)).sum()) for k, v in excluded.items()},
+        **counts(excluded, set(graphs.ids.tolist())),
         "resumed_from_epoch": resumed_from,
         "epochs_run": len(history) - (resumed_from or 0),
         "graphs_per_s": round(float(np.median(speeds)), 1) if speeds else None,

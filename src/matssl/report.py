@@ -301,11 +301,14 @@ def embedding_map(points: pd.DataFrame, name: str, unit: str, classes: list[str]
 
 
 def excluded_text(manifest: dict[str, Any]) -> str:
-    """'412 (id 380, composition + volume 402)': the guard's total and what each criterion found."""
+    """'412 (id 380, composition + volume 402; structure 395, 6 found by it alone)': the guard's total and what
+    each criterion found."""
     if manifest.get("imported_from"):
         return "unknown: trained elsewhere, the leakage guard cannot apply"
-    n, by = manifest.get("n_excluded", 0), manifest.get("excluded_by") or {}
-    parts = ", ".join(f"{k.replace('_', ' + ')} {v}" for k, v in by.items())
+    n, by, alone = manifest.get("n_excluded", 0), manifest.get("excluded_by") or {}, manifest.get("only_by") or {}
+    parts = ", ".join(f"{k.replace('_', ' + ')} {v}" for k, v in by.items() if k != "structure")
+    if "structure" in by:
+        parts += f"{'; ' if parts else ''}structure {by['structure']}, {alone.get('structure', 0)} found by it alone"
     return f"{n} ({parts})" if by else str(n)
 
 

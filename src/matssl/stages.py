@@ -41,8 +41,9 @@ CODE: dict[str, list[str]] = {
     "augment": ["features.py", "augment.py", "graphs.py", "table.py"],
     "fingerprints": ["features.py", "fingerprints.py", "table.py"],
     "splits": ["evaluate.py"],
+    "leakage": ["leakage.py", "table.py"],
     # augment.py: the masking objectives' targets (groups, periods, stiffness) come from it
-    "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "leakage.py", "augment.py", "objectives/*.py", *KERNELS],
+    "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "augment.py", "objectives/*.py", *KERNELS],
     "foundation": ["foundation.py", "table.py"],
     "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", "foundation.py", "table.py", *KERNELS],
     "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", "foundation.py", *KERNELS],
@@ -59,6 +60,7 @@ OUTPUTS: dict[str, list[str]] = {
     "augment": ["views.parquet", "graphs.npz", "manifest.json"],
     "fingerprints": ["atoms.parquet", "manifest.json"],
     "splits": ["folds.json", "manifest.json"],
+    "leakage": ["excluded.json", "manifest.json"],
     "pretrain": ["encoder.pt", "history.json", "manifest.json"],
     "foundation": ["features.parquet", "rejected.parquet", "manifest.json"],
     "finetune": ["metrics.json", "model.pt", "predictions.parquet", "manifest.json"],
@@ -73,6 +75,7 @@ COMPUTE: dict[str, list[str]] = {
     "augment": ["pymatgen", "numpy"],
     "fingerprints": ["dscribe", "ase", "numpy", "scipy", "pymatgen"],
     "splits": ["scikit-learn", "numpy"],
+    "leakage": ["pymatgen", "numpy", "pandas", "pyarrow"],
     "pretrain": ["torch", "numpy", "pymatgen"],
     "foundation": ["chgnet", "torch", "numpy", "pymatgen"],
     "finetune": ["torch", "numpy", "scikit-learn", "chgnet", "pymatgen"],  # (chgnet, pymatgen: a foundation model trained whole)
@@ -180,6 +183,7 @@ class Plan:
             name: self._add(Stage("splits", name, {"property": p.model_dump()}, r, {"structures": self.ingest[p.dataset]}))
             for name, p in cfg.properties.items()
         }
+        self.leakage = self._leakage() if cfg.pretrain.exclude_test_structures else None
         # per method key (a method, or '<method>-e<epochs>' in a budget sweep), one stage per pretraining seed
         # (scratch, which does not train: one stage, the first seed)
         self.pretrain: dict[str, list[Stage]] = {}
@@ -232,6 +236,17 @@ class Plan:
         return self._add(Stage("foundation", f"{model}-{dataset}", {"model": model}, self.cfg.results,
                                {"structures": self.ingest[dataset]}))  # fmt: skip
 
+    def _leakage(self) -> Stage:
+        """The pool structures that are downstream test structures (the leakage guard): found once, read by every
+        pretraining job."""
+        cfg = self.cfg
+        upstream = {"structures": self.ingest[cfg.pretrain.pool]}
+        for name, prop in cfg.properties.items():
+            upstream[f"splits:{name}"] = self.splits[name]
+            upstream[f"structures:{name}"] = self.ingest[prop.dataset]
+        params = {"exclude_match": cfg.pretrain.exclude_match, "volume_tolerance": cfg.pretrain.volume_tolerance}
+        return self._add(Stage("leakage", cfg.pretrain.pool, params, cfg.results, upstream))
+
     def _pretrain_seeds(self, method: str) -> list[int]:
         seeds = self.cfg.pretrain.methods[method].seeds or self.cfg.pretrain.seeds
         return seeds if self._trains(method) else seeds[:1]
@@ -258,12 +273,8 @@ class Plan:
             upstream["augment"] = self._add(self.augment)
         if obj.needs_fingerprints:
             upstream["fingerprints"] = self._fingerprints(cfg.pretrain.pool)
-        guard = cfg.pretrain.exclude_test_structures
-        if guard:  # the pool's structures and every property's test structures
-            upstream["structures"] = self.ingest[cfg.pretrain.pool]
-            for name, prop in cfg.properties.items():
-                upstream[f"splits:{name}"] = self.splits[name]
-                upstream[f"structures:{name}"] = self.ingest[prop.dataset]
+        if self.leakage is not None:
+            upstream["leakage"] = self.leakage
         params = {
             "method": method,
             "objective": m.objective,
@@ -273,9 +284,6 @@ class Plan:
             "graphs": cfg.graphs.model_dump(),
             "max_z": cfg.ingest.max_z,
             "seed": seed,
-            "exclude_test_structures": guard,
-            "exclude_match": cfg.pretrain.exclude_match if guard else None,
-            "volume_tolerance": cfg.pretrain.volume_tolerance if guard else None,
         }
         runtime = {"device": cfg.pretrain.device}
         label = f"{method}-e{epochs}-s{seed}" if epochs is not None else f"{method}-s{seed}"

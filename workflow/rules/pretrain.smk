@@ -1,3 +1,23 @@
+# The leakage guard: the pool structures that are downstream test structures, found once for every pretraining job.
+
+
+rule leakage:
+    input:
+        stage_inputs("leakage"),
+    output:
+        f"{RESULTS}/leakage/{{key}}/excluded.json",
+        f"{RESULTS}/leakage/{{key}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/leakage/{{key}}.log",
+    # every core it may have (structure matching: worker processes over the candidate pairs)
+    threads: ALL_CORES
+    params:
+        spec=stage_spec("leakage"),
+        dir=stage_dir("leakage"),
+    shell:
+        "matssl stage leakage --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
+
+
 # One self-supervised objective on the pool (scratch: the untrained encoder). GPU when there is one.
 
 
