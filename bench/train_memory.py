@@ -30,7 +30,8 @@ def one_run(keep: bool, threads: int, steps: int) -> dict:
     import torch.nn.functional as F
 
     from matssl import kernels
-    from matssl.encoders import CGCNN, Regressor
+    from matssl.encoders import CGCNN
+    from matssl.finetune import Regressor
     from matssl.graphs import GraphSet
     from matssl.train import keep_freed_memory
 

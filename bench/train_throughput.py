@@ -37,7 +37,8 @@ from torch_geometric.data import Data
 from torch_geometric.nn import CGConv
 
 from matssl import kernels
-from matssl.encoders import CGCNN, GaussianExpansion, Regressor, mean_pool
+from matssl.encoders import CGCNN, GaussianExpansion, mean_pool
+from matssl.finetune import Regressor
 from matssl.graphs import Batch, GraphSet
 from matssl.train import keep_freed_memory
 

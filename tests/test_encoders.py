@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch_geometric.nn import CGConv
 
-from matssl.encoders import CGCNN, DenseCGConv, GatedConvolution, Regressor, load_encoder, save_encoder
+from matssl.encoders import CGCNN, DenseCGConv, GatedConvolution, load_encoder, save_encoder
+from matssl.finetune import Regressor
 from matssl.graphs import GraphSet
 
 

@@ -280,28 +280,3 @@ def load_encoder(path: str, map_location: str | torch.device = "cpu") -> nn.Modu
     encoder = build_encoder(ckpt["name"], **ckpt["hparams"])
     encoder.load_state_dict(ckpt["state_dict"], strict=True)  # fails on a missing or unexpected key
     return encoder
-
-
-def mlp_head(dim: int, head_width: int, n_out: int = 1) -> nn.Sequential:
-    """The finetuning head every method gets: dim -> head_width -> n_out (1, or a logit per class). Its output layer
-    starts at zero, so an untrained model predicts the centre of the scaled targets (the training median, see
-    finetune.scaling; a classification then sets the bias to the log class frequencies): step 0 of every run is a
-    constant predictor, the dummy, and training starts from it instead of a random offset."""
-    head = nn.Sequential(nn.Linear(dim, head_width), nn.Softplus(), nn.Linear(head_width, n_out))
-    nn.init.zeros_(head[2].weight)
-    nn.init.zeros_(head[2].bias)
-    return head
-
-
-class Regressor(nn.Module):
-    """A pretrained (or fresh) encoder with an MLP head on the pooled embedding."""
-
-    def __init__(self, encoder: nn.Module, head_width: int = 128, n_out: int = 1):
-        super().__init__()
-        self.encoder = encoder
-        self.head = mlp_head(encoder.width, head_width, n_out)
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        """[n] values, or [n, n_out] logits."""
-        out = self.head(self.encoder(batch).graph)
-        return out.squeeze(-1) if out.shape[-1] == 1 else out

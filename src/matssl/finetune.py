@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from matssl.config import FinetuneConfig
-from matssl.encoders import Regressor, load_encoder, mlp_head
+from matssl.encoders import load_encoder
 from matssl.evaluate import (
     atom_counts,
     class_codes,
@@ -45,7 +45,7 @@ from matssl.evaluate import (
     to_model,
 )
 from matssl.foundation import MODELS, read_features
-from matssl.graphs import GraphSet
+from matssl.graphs import Batch, GraphSet
 from matssl.io import read_json, write_json
 from matssl.table import crystals_from_table, read_table, write_table
 from matssl.train import Budget, Trainer, autocast, device_facts, pick_device, read_checkpoint
@@ -64,6 +64,31 @@ def predict(model: torch.nn.Module, inputs: Callable[[np.ndarray], Any], pos: np
         for i in range(0, len(pos), batch_size):
             out.append(model(inputs(pos[i : i + batch_size])).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def mlp_head(dim: int, head_width: int, n_out: int = 1) -> torch.nn.Sequential:
+    """The finetuning head every method gets: dim -> head_width -> n_out (1, or a logit per class). Its output layer
+    starts at zero, so an untrained model predicts the centre of the scaled targets (the training median, see
+    finetune.scaling; a classification then sets the bias to the log class frequencies): step 0 of every run is a
+    constant predictor, the dummy, and training starts from it instead of a random offset."""
+    head = torch.nn.Sequential(torch.nn.Linear(dim, head_width), torch.nn.Softplus(), torch.nn.Linear(head_width, n_out))
+    torch.nn.init.zeros_(head[2].weight)
+    torch.nn.init.zeros_(head[2].bias)
+    return head
+
+
+class Regressor(torch.nn.Module):
+    """A pretrained (or fresh) encoder with an MLP head on the pooled embedding."""
+
+    def __init__(self, encoder: torch.nn.Module, head_width: int = 128, n_out: int = 1):
+        super().__init__()
+        self.encoder = encoder
+        self.head = mlp_head(encoder.width, head_width, n_out)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """[n] values, or [n, n_out] logits."""
+        out = self.head(self.encoder(batch).graph)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 class FeatureRegressor(torch.nn.Module):
