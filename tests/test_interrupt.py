@@ -3,6 +3,7 @@ and identical, bit for bit, to an uninterrupted run with the same seed (on the C
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from matssl.config import parse_config
 from matssl.stages import OUTPUTS, Plan
 
+from .conftest import demo_slice
 from .test_resume import stage_command
 from .workflow import tiny_config, without_timing
 
@@ -25,9 +27,15 @@ def same_output(a: Path, b: Path) -> bool:
     return a.read_bytes() == b.read_bytes()
 
 
-def stages_in_order(tiny_demo: Path) -> list:
+def stages_in_order(tiny_demo: Path, tmp_path: Path) -> list:
     cfg = tiny_config(tiny_demo)
     cfg["datasets"]["tiny"] = {"kind": "matbench", "task": "matbench_dielectric", "url": tiny_demo.as_uri()}  # download
+    # a pool of 60 demo structures, the tiny set's 48 among them under the same ids: the leakage guard leaves 12
+    pool = tmp_path / "pool.json.gz"
+    with gzip.open(pool, "wt") as fh:
+        json.dump(demo_slice(60), fh)
+    cfg["datasets"]["pool"] = {"kind": "matbench", "task": "matbench_dielectric", "path": str(pool)}
+    cfg["pretrain"].update(pool="pool", exclude_test_structures=True)
     cfg["pretrain"]["methods"] = {m: cfg["pretrain"]["methods"][m] for m in ("scratch", "crystalclr", "fingerprint")}
     cfg["pretrain"]["methods"]["chgnet"] = {"objective": "foundation"}
     cfg["predict"] = {"n": {"dataset": "tiny", "method": "fingerprint"}}
@@ -57,7 +65,7 @@ def run(stage, workdir: Path, **env: str) -> subprocess.CompletedProcess:
 
 def test_every_stage_kind_survives_sigkill(tiny_demo, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    stages = stages_in_order(tiny_demo)
+    stages = stages_in_order(tiny_demo, tmp_path)
     assert {s.kind for s in stages} == set(OUTPUTS)
     for stage in stages:
         assert run(stage, straight).returncode == 0, stage.kind
@@ -74,3 +82,5 @@ def test_every_stage_kind_survives_sigkill(tiny_demo, tmp_path):
         m1, m2 = (json.loads((d / stage.dir / "manifest.json").read_text()) for d in (straight, killed))
         data = lambda m: {k: v for k, v in m["files"].items() if not k.endswith(".json")}  # noqa: E731 (JSON has timings)
         assert data(m1) == data(m2), stage.kind  # the same sizes and SHA-256 as the uninterrupted run
+        if stage.kind == "leakage":
+            assert m1["n_excluded"] == 48 and m1["n_pool"] == 60
