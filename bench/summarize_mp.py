@@ -145,7 +145,7 @@ def main() -> None:
     ]
     for man in pre:
         lines.append(f"| {man['params']['method']} | {man['params']['seed']} | "
-                     f"{man['params']['optim']['epochs'] if man['params']['optim'] else 0} | {man['n_pool']} | {man['wall_s']:.0f} | "
+                     f"{man['params']['optim']['epochs'] if man['params']['optim'] else 0} | {man.get('n_pool') or '–'} | {man['wall_s']:.0f} | "
                      f"{man.get('graphs_per_s') or '–'} | {man['device']} |")  # fmt: skip
     (OUT / f"{args.name}_benchmark.md").write_text("\n".join(lines) + "\n")
     (OUT / f"{args.name}_benchmark.json").write_text(json.dumps(summary.to_dict("records"), indent=1, default=str) + "\n")

@@ -106,7 +106,21 @@ def test_plan_wires_the_leakage_guard_and_hashes_stably():
     guarded = Plan(parse_config(cfg))
     # one leakage stage (the pool's structures and every property's test structures) upstream of every pretraining job
     assert {"splits:dielectric", "structures:dielectric", "structures"} == set(guarded.leakage.upstream)
-    assert {s[0].upstream["leakage"].key for s in guarded.pretrain.values()} == {guarded.leakage.key}
+    trained = [m for m in guarded.pretrain if m != "scratch"]
+    assert {guarded.pretrain[m][0].upstream["leakage"].key for m in trained} == {guarded.leakage.key}
+    assert "leakage" not in guarded.pretrain["scratch"][0].upstream  # scratch does not see the pool
+    assert guarded.pretrain["scratch"][0].key == plain.pretrain["scratch"][0].key
+    # found once for every pretraining setting: its key depends on the pool, the test folds and how it matches
+    cfg["encoder"]["width"] = 8
+    cfg["pretrain"]["exclude_match"] = ["composition_volume", "id", "id"]  # order and repeats change nothing
+    assert Plan(parse_config(cfg)).leakage.key == guarded.leakage.key
+    cfg["pretrain"].update(exclude_match=["id"], volume_tolerance=0.1)  # a tolerance it does not use changes nothing
+    assert (
+        Plan(parse_config(cfg)).leakage.key
+        == Plan(parse_config({**cfg, "pretrain": {**cfg["pretrain"], "volume_tolerance": 0.02}})).leakage.key
+    )
+    cfg["pretrain"]["methods"] = {"scratch": {"objective": "scratch"}}  # nothing trains on the pool: no matching
+    assert not any(kind == "leakage" for kind, _ in Plan(parse_config(cfg)).stages)
     # the guard changes pretraining (and what follows), not the data stages
     assert guarded.pretrain["crystalclr"][0].key != plain.pretrain["crystalclr"][0].key
     assert guarded.graphs["dielectric"].key == plain.graphs["dielectric"].key

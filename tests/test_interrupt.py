@@ -84,3 +84,5 @@ def test_every_stage_kind_survives_sigkill(tiny_demo, tmp_path):
         assert data(m1) == data(m2), stage.kind  # the same sizes and SHA-256 as the uninterrupted run
         if stage.kind == "leakage":
             assert m1["n_excluded"] == 48 and m1["n_pool"] == 60
+        if stage.kind == "pretrain" and stage.params["objective"] != "scratch":  # it trained on what the guard left
+            assert m1["n_excluded"] == 48 and 0 < m1["n_pool"] <= 12, m1

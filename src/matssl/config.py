@@ -253,6 +253,7 @@ class PretrainConfig(Strict):
     exclude_test_structures: bool = Field(False, description="drop every downstream test structure from the pool")
     exclude_match: list[Literal["id", "composition_volume", "structure"]] = Field(
         default_factory=lambda: ["id", "composition_volume"],
+        min_length=1,
         description="how a pool structure is recognised as a downstream test structure: same id; same reduced "
         "composition and volume per atom within volume_tolerance; or pymatgen's StructureMatcher",
     )

@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import multiprocessing
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,9 @@ COLUMNS = ["id", "numbers", "lattice", "frac_coords"]  # what a criterion reads 
 
 def composition_key(numbers) -> str:
     """Reduced composition as a canonical string, e.g. 'Z8:3 Z26:2' for Fe2O3 in any cell."""
-    counts = Counter(int(z) for z in numbers)
-    g = reduce(math.gcd, counts.values())
-    return " ".join(f"Z{z}:{n // g}" for z, n in sorted(counts.items()))
+    tally = Counter(int(z) for z in numbers)
+    g = reduce(math.gcd, tally.values())
+    return " ".join(f"Z{z}:{n // g}" for z, n in sorted(tally.items()))
 
 
 def volume_per_atom(lattice, n_atoms: int) -> float:
@@ -83,7 +84,14 @@ def _matching(pairs: list[tuple[Row, list[Row]]]) -> list[str]:
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     matcher = StructureMatcher()
-    return [row[0] for row, candidates in pairs if any(matcher.fit(_structure(row), _structure(t)) for t in candidates)]
+    tests: dict[str, Any] = {}  # each test structure built once
+
+    def test(row: Row):
+        if row[0] not in tests:
+            tests[row[0]] = _structure(row)
+        return tests[row[0]]
+
+    return [row[0] for row, candidates in pairs if any(matcher.fit(_structure(row), test(t)) for t in candidates)]
 
 
 def structure_matches(pool: pd.DataFrame, test: pd.DataFrame, threads: int = 1) -> set[str]:
@@ -100,10 +108,12 @@ def structure_matches(pool: pd.DataFrame, test: pd.DataFrame, threads: int = 1) 
     chunks = [pairs[i::n] for i in range(n)]  # interleaved: the many pairs of a common composition spread out
     out: set[str] = set()
     with contextlib.ExitStack() as stack:
-        mapped = (
-            map(_matching, chunks) if threads <= 1 else stack.enter_context(ProcessPoolExecutor(threads)).map(_matching, chunks)
-        )
-        for i, found in enumerate(mapped, 1):
+        if threads <= 1:
+            done = map(_matching, chunks)
+        else:  # spawned, not forked: the job process has threads (torch's, pyarrow's) whose locks a fork could copy
+            ex = stack.enter_context(ProcessPoolExecutor(threads, mp_context=multiprocessing.get_context("spawn")))
+            done = (f.result() for f in as_completed([ex.submit(_matching, c) for c in chunks]))
+        for i, found in enumerate(done, 1):
             out.update(found)
             log.info("structure matching: %d/%d of the pairs' chunks done, %d matches", i, n, len(out))
     return out
@@ -124,14 +134,16 @@ def leaked_ids(
 
 
 def downstream_test_structures(up: dict[str, str]) -> pd.DataFrame:
-    """Every structure in a test fold of a property (upstream `splits:<p>` and `structures:<p>`)."""
-    tests = []
+    """Every structure in a test fold of a property (upstream `splits:<p>` and `structures:<p>`), each dataset read
+    once (two properties of one dataset share their structures)."""
+    ids: dict[str, set[str]] = defaultdict(set)  # structure table -> its test ids
     for name, d in up.items():
         if name.startswith("splits:"):
-            ids = {i for fold in read_json(Path(d) / "folds.json")["folds"] for i in fold["test"]}
-            df = read_table(Path(up["structures:" + name.split(":", 1)[1]]) / "structures.parquet", columns=COLUMNS)
-            tests.append(df[df["id"].isin(ids)])
-    return pd.concat(tests, ignore_index=True).drop_duplicates("id")
+            folds = read_json(Path(d) / "folds.json")["folds"]
+            ids[up["structures:" + name.split(":", 1)[1]]].update(i for fold in folds for i in fold["test"])
+    tests = [read_table(Path(table) / "structures.parquet", columns=COLUMNS) for table in ids]
+    tests = [df[df["id"].isin(ids[table])] for table, df in zip(ids, tests, strict=True)]
+    return pd.concat(tests, ignore_index=True) if tests else pd.DataFrame(columns=COLUMNS)
 
 
 def run_leakage(spec: dict[str, Any], out: Path) -> dict[str, Any]:

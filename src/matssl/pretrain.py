@@ -115,8 +115,12 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     speeds = [h["graphs_per_s"] for h in history]
     return {
         **device_facts(device),
-        "n_pool": int(len(pool_idx)),
-        **counts(excluded, set(graphs.ids.tolist())),
+        # (an objective that does not train, scratch, sees no pool)
+        **(
+            {"n_pool": int(len(pool_idx)), **counts(excluded, set(graphs.ids.tolist()))}
+            if objective_cls.trains
+            else {"n_pool": None}
+        ),
         "resumed_from_epoch": resumed_from,
         "epochs_run": len(history) - (resumed_from or 0),
         "graphs_per_s": round(float(np.median(speeds)), 1) if speeds else None,

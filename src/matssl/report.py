@@ -301,14 +301,20 @@ def embedding_map(points: pd.DataFrame, name: str, unit: str, classes: list[str]
 
 
 def excluded_text(manifest: dict[str, Any]) -> str:
-    """'412 (id 380, composition + volume 402; structure 395, 6 found by it alone)': the guard's total and what
-    each criterion found."""
+    """'412 (composition + volume 402, id 380; structure 395, 6 found by it alone)': the guard's total and what each
+    criterion found; '–' where nothing pretrained on the pool."""
     if manifest.get("imported_from"):
         return "unknown: trained elsewhere, the leakage guard cannot apply"
+    if manifest.get("n_pool") is None:
+        return "–"
     n, by, alone = manifest.get("n_excluded", 0), manifest.get("excluded_by") or {}, manifest.get("only_by") or {}
     parts = ", ".join(f"{k.replace('_', ' + ')} {v}" for k, v in by.items() if k != "structure")
     if "structure" in by:
-        parts += f"{'; ' if parts else ''}structure {by['structure']}, {alone.get('structure', 0)} found by it alone"
+        parts += (
+            f"; structure {by['structure']}, {alone.get('structure', 0)} found by it alone"
+            if parts
+            else f"structure {by['structure']}"
+        )
     return f"{n} ({parts})" if by else str(n)
 
 
@@ -454,7 +460,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
         if man["params"].get("objective_params"):
             objective += " (" + ", ".join(f"{k}={v}" for k, v in man["params"]["objective_params"].items()) + ")"
         pretrain_rows.append({"method": m, "objective": objective, "epochs": len(histories[m]),
-                              "pool": man.get("n_pool"), "excluded": excluded_text(man),
+                              "pool": man.get("n_pool") or "–", "excluded": excluded_text(man),
                               "speed": fmt(man.get("graphs_per_s") or float("nan")), "device": man.get("device"),
                               "wall": fmt(man["wall_s"])})  # fmt: skip
     methods = sorted({m["objective"] for m in spec["config"]["pretrain"]["methods"].values()})

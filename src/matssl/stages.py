@@ -75,7 +75,7 @@ COMPUTE: dict[str, list[str]] = {
     "augment": ["pymatgen", "numpy"],
     "fingerprints": ["dscribe", "ase", "numpy", "scipy", "pymatgen"],
     "splits": ["scikit-learn", "numpy"],
-    "leakage": ["pymatgen", "numpy", "pandas", "pyarrow"],
+    "leakage": ["pymatgen", "numpy"],
     "pretrain": ["torch", "numpy", "pymatgen"],
     "foundation": ["chgnet", "torch", "numpy", "pymatgen"],
     "finetune": ["torch", "numpy", "scikit-learn", "chgnet", "pymatgen"],  # (chgnet, pymatgen: a foundation model trained whole)
@@ -183,6 +183,7 @@ class Plan:
             name: self._add(Stage("splits", name, {"property": p.model_dump()}, r, {"structures": self.ingest[p.dataset]}))
             for name, p in cfg.properties.items()
         }
+        # the leakage guard's stage (added to the plan only when a method trains on the pool, see _pretrain)
         self.leakage = self._leakage() if cfg.pretrain.exclude_test_structures else None
         # per method key (a method, or '<method>-e<epochs>' in a budget sweep), one stage per pretraining seed
         # (scratch, which does not train: one stage, the first seed)
@@ -244,8 +245,11 @@ class Plan:
         for name, prop in cfg.properties.items():
             upstream[f"splits:{name}"] = self.splits[name]
             upstream[f"structures:{name}"] = self.ingest[prop.dataset]
-        params = {"exclude_match": cfg.pretrain.exclude_match, "volume_tolerance": cfg.pretrain.volume_tolerance}
-        return self._add(Stage("leakage", cfg.pretrain.pool, params, cfg.results, upstream))
+        match = sorted(set(cfg.pretrain.exclude_match))  # (their order and repeats change nothing)
+        params = {"exclude_match": match}
+        if "composition_volume" in match:
+            params["volume_tolerance"] = cfg.pretrain.volume_tolerance
+        return Stage("leakage", cfg.pretrain.pool, params, cfg.results, upstream)
 
     def _pretrain_seeds(self, method: str) -> list[int]:
         seeds = self.cfg.pretrain.methods[method].seeds or self.cfg.pretrain.seeds
@@ -273,8 +277,8 @@ class Plan:
             upstream["augment"] = self._add(self.augment)
         if obj.needs_fingerprints:
             upstream["fingerprints"] = self._fingerprints(cfg.pretrain.pool)
-        if self.leakage is not None:
-            upstream["leakage"] = self.leakage
+        if self.leakage is not None and obj.trains:  # (scratch does not see the pool)
+            upstream["leakage"] = self._add(self.leakage)
         params = {
             "method": method,
             "objective": m.objective,
