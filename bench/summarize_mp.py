@@ -45,7 +45,7 @@ def cell(r: pd.Series) -> str:
     text = f"{fmt(r[f'{m}_mean'])} ± {fmt(r[f'{m}_std'], 2)}"
     if r["method"] in DUMMIES or r["method"] == "scratch":
         return text
-    flags = "" if r["beats_dummy"] else "; does not beat the dummy"
+    flags = "" if r["beats_dummy"] or r["failed"] else "; does not beat the dummy"  # (a failed cell says so already)
     flags += f"; {100 * r['cap_share']:.0f} % hit the step cap" if r["cap_share"] > CAP_WARNING else ""
     return f"{text} ({r['verdict'] or '–'}{flags})"
 
@@ -77,25 +77,28 @@ def main() -> None:
                                            text=True).stdout.strip()  # fmt: skip
 
     lines = [f"# Real-data benchmark ({args.config})", ""]
-    upstream = [
-        json.loads((root / r["dir"] / "manifest.json").read_text())["upstream"] for d in props.values() for r in d["runs"]
-    ]
+    run_manifests = [json.loads((root / r["dir"] / "manifest.json").read_text()) for d in props.values() for r in d["runs"]]
+    upstream = [m["upstream"] for m in run_manifests]
+    devices = ", ".join(sorted({m.get("device", "cpu") for m in run_manifests}))
     used = {u["pretrain"]["dir"] for u in upstream if "pretrain" in u}  # (a foundation method's runs have none)
     pre = [json.loads((root / d / "manifest.json").read_text()) for d in sorted(used)]
-    guard = next((m for m in pre if m.get("excluded_by")), pre[0])
+    trained = [m for m in pre if m["params"]["optim"]]  # (scratch does not pretrain)
+    guard = next((m for m in trained if m.get("excluded_by")), trained[0] if trained else {})
     runs = pd.concat([pd.DataFrame(d["runs"]) for d in props.values()])
     seeds, pseeds = sorted(set(runs["seed"])), sorted(set(runs.get("pretrain_seed", pd.Series([0]))))  # what ran
     enc = plan.cfg.encoder
     o = plan.cfg.finetune.optim
-    pre_epochs = sorted({m["params"]["optim"]["epochs"] for m in pre if m["params"]["optim"]})
+    pre_epochs = sorted({m["params"]["optim"]["epochs"] for m in trained})
     guarded = (f"after the leakage guard removed {excluded_text(guard)}" if plan.cfg.pretrain.exclude_test_structures
                else "(no leakage guard: the pool is the downstream structures, without their labels)")  # fmt: skip
+    pretraining = (f"Pretraining pool: {guard.get('n_pool', '?')} structures {guarded}. "
+                   f"{enc.name.upper()} {enc.layers} x {enc.width}; pretraining {', '.join(map(str, pre_epochs))} epochs "
+                   f"(seeds {pseeds})" if trained else
+                   f"No pretraining in this part (scratch only). {enc.name.upper()} {enc.layers} x {enc.width}")  # fmt: skip
     lines += [
-        f"Pretraining pool: {guard.get('n_pool', '?')} structures {guarded}. "
-        f"{enc.name.upper()} {enc.layers} x {enc.width}; pretraining {', '.join(map(str, pre_epochs))} epochs "
-        f"(seeds {pseeds}); finetuning with learning rates {o.lrs} chosen on validation MAE (log loss for a "
+        f"{pretraining}; finetuning with learning rates {o.lrs} chosen on validation MAE (log loss for a "
         f"classification), at most "
-        f"{o.max_steps} steps, patience {o.patience} (seeds {seeds}; {len(runs)} runs), on {guard.get('device', '?')}. "
+        f"{o.max_steps} steps, patience {o.patience} (seeds {seeds}; {len(runs)} runs), on {devices}. "
         f"Test MAE (ROC-AUC for a classification) mean ± std over runs; in brackets the verdict against scratch on the "
         f"same folds and seeds: the change "
         f"with its interval from the corrected resampled t-test, Holm-corrected over all {int(summary['p_holm'].notna().sum())} "
@@ -112,9 +115,14 @@ def main() -> None:
             row = [cell(s.loc[m]) if m in s.index else "–" for m in methods]
             lines.append(f"| {prop} ({unit or '–'}){failed} | " + " | ".join(row) + " |")
         lines.append("")
+        at_f = summary[(summary["fraction"] == f) & ~summary["method"].isin(DUMMIES)]
+        lines += [f"Runs that hit the {o.max_steps}-step cap: " + ", ".join(
+            f"{m} {100 * g['cap_share'].mean():.0f} %" for m, g in at_f.groupby("method", sort=False)), ""]  # fmt: skip
         for kind, ok in summary[(summary["fraction"] == f) & ~summary["failed"]].groupby("kind"):
             sc = SCORES[kind]  # (the mean of a change in MAE and one in ROC-AUC would mean nothing: one line per kind)
             mean_change = ok.groupby("method")["change_pct"].mean().dropna().sort_values(ascending=sc.lower_is_better)
+            if mean_change.empty:
+                continue
             lines += [f"Mean change in {sc.label} against scratch over the properties whose cell did not fail "
                       f"({'lower' if sc.lower_is_better else 'higher'} is better; descriptive, no interval): "
                       + ", ".join(f"{m} {v:+.1f} %" for m, v in mean_change.items()), ""]  # fmt: skip
@@ -122,7 +130,8 @@ def main() -> None:
         lines += ["## Published numbers (all training labels)", ""]
         lines += [f"- {prop}: {PUBLISHED[prop]}" for prop in props if prop in PUBLISHED]
         lines += ["", NOT_COMPARABLE, ""]
-    lines += ["## Frozen-embedding probes (largest label fraction; every model, none chosen on test data)", ""]
+    if set(plan.probes) & set(props):
+        lines += ["## Frozen-embedding probes (largest label fraction; every model, none chosen on test data)", ""]
     for prop, stage in ((p, st) for p, st in plan.probes.items() if p in props):
         if not (root / stage.done).exists():
             lines += [f"{prop}: no probe stage of this code's plan in {root} (run the workflow with it)", ""]
