@@ -88,3 +88,6 @@ def test_the_leakage_stage_finds_test_structures_once_for_every_pretraining_job(
     assert facts["n_test"] == 2 and facts["n_pool"] == 4
     assert excluded_text(facts) == "3 (id 1, composition + volume 2; structure 2, 1 found by it alone)"
     assert excluded_ids({"upstream": {}}) == {}  # the guard off: no leakage stage upstream
+    # by id alone: the plan leaves the unused tolerance out of the parameters
+    facts = run_leakage({**spec, "params": {"exclude_match": ["id"]}}, out)
+    assert facts["excluded_by"] == {"id": 1} and excluded_ids({"upstream": {"leakage": str(out)}}) == {"id": {"shared-id"}}

@@ -120,7 +120,7 @@ def structure_matches(pool: pd.DataFrame, test: pd.DataFrame, threads: int = 1) 
 
 
 def leaked_ids(
-    pool: pd.DataFrame, test: pd.DataFrame, match: list[str], tolerance: float, threads: int = 1
+    pool: pd.DataFrame, test: pd.DataFrame, match: list[str], tolerance: float | None, threads: int = 1
 ) -> dict[str, set[str]]:
     """For each criterion in `match`, the pool ids it recognises as test structures."""
     found: dict[str, set[str]] = {}
@@ -151,7 +151,8 @@ def run_leakage(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     p, up = spec["params"], spec["upstream"]
     pool = read_table(Path(up["structures"]) / "structures.parquet", columns=COLUMNS)
     test = downstream_test_structures(up)
-    found = leaked_ids(pool, test, p["exclude_match"], p["volume_tolerance"], spec["runtime"].get("threads", 1))
+    # (the tolerance is a parameter only where composition + volume matching uses it)
+    found = leaked_ids(pool, test, p["exclude_match"], p.get("volume_tolerance"), spec["runtime"].get("threads", 1))
     write_json({k: sorted(v) for k, v in found.items()}, out / "excluded.json")
     facts = counts(found, set(pool["id"]))
     log.info("leakage: %d of %d pool structures are test structures (%s)", facts["n_excluded"], len(pool),
