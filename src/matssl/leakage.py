@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from matssl.io import read_json, write_json
-from matssl.table import read_table
+from matssl.table import Crystal, crystals_from_table, read_table
 
 log = logging.getLogger(__name__)
 
@@ -69,39 +69,35 @@ def composition_volume_matches(pool: pd.DataFrame, test: pd.DataFrame, tolerance
     return out
 
 
-Row = tuple[str, Any, Any, Any]  # (id, numbers, lattice, frac_coords): a structure-table row, picklable
-
-
-def _structure(row: Row):
+def _structure(c: Crystal):
     from pymatgen.core import Lattice, Structure
 
-    _, numbers, lattice, frac = row
-    return Structure(Lattice(np.asarray(lattice).reshape(3, 3)), list(numbers), np.asarray(frac).reshape(-1, 3))
+    return Structure(Lattice(c.lattice), c.numbers.tolist(), c.frac)
 
 
-def _matching(pairs: list[tuple[Row, list[Row]]]) -> list[str]:
-    """The pool ids among (pool row, same-composition test rows) pairs that StructureMatcher finds equal to one."""
+def _matching(pairs: list[tuple[Crystal, list[Crystal]]]) -> list[str]:
+    """The pool ids among (pool crystal, same-composition test crystals) pairs that StructureMatcher finds equal to
+    one."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     matcher = StructureMatcher()
     tests: dict[str, Any] = {}  # each test structure built once
 
-    def test(row: Row):
-        if row[0] not in tests:
-            tests[row[0]] = _structure(row)
-        return tests[row[0]]
+    def test(c: Crystal):
+        if c.id not in tests:
+            tests[c.id] = _structure(c)
+        return tests[c.id]
 
-    return [row[0] for row, candidates in pairs if any(matcher.fit(_structure(row), test(t)) for t in candidates)]
+    return [c.id for c, candidates in pairs if any(matcher.fit(_structure(c), test(t)) for t in candidates)]
 
 
 def structure_matches(pool: pd.DataFrame, test: pd.DataFrame, threads: int = 1) -> set[str]:
     """Pool ids that pymatgen's StructureMatcher (default tolerances) finds equal to a test structure of the same
     reduced composition; the pairs are shared among `threads` worker processes."""
-    by_key: dict[str, list[Row]] = defaultdict(list)
-    for row in test[COLUMNS].itertuples(index=False, name=None):
-        by_key[composition_key(row[1])].append(row)
-    pairs = [(row, by_key[k]) for row in pool[COLUMNS].itertuples(index=False, name=None)
-             if (k := composition_key(row[1])) in by_key]  # fmt: skip
+    by_key: dict[str, list[Crystal]] = defaultdict(list)
+    for c in crystals_from_table(test):
+        by_key[composition_key(c.numbers)].append(c)
+    pairs = [(c, by_key[k]) for c in crystals_from_table(pool) if (k := composition_key(c.numbers)) in by_key]
     log.info("structure matching: %d pool structures share a composition with a test structure (%d pairs)",
              len(pairs), sum(len(c) for _, c in pairs))  # fmt: skip
     n = min(len(pairs), max(20, threads * 4))
@@ -141,8 +137,10 @@ def downstream_test_structures(up: dict[str, str]) -> pd.DataFrame:
         if name.startswith("splits:"):
             folds = read_json(Path(d) / "folds.json")["folds"]
             ids[up["structures:" + name.split(":", 1)[1]]].update(i for fold in folds for i in fold["test"])
-    tests = [read_table(Path(table) / "structures.parquet", columns=COLUMNS) for table in ids]
-    tests = [df[df["id"].isin(ids[table])] for table, df in zip(ids, tests, strict=True)]
+    tests = []
+    for table, wanted in ids.items():
+        df = read_table(Path(table) / "structures.parquet", columns=COLUMNS)
+        tests.append(df[df["id"].isin(wanted)])
     return pd.concat(tests, ignore_index=True) if tests else pd.DataFrame(columns=COLUMNS)
 
 
