@@ -1,7 +1,9 @@
 """End to end: the real workflow on 48 structures of the demo data, a couple of epochs."""
 
 import json
+import os
 import re
+import time
 
 import pytest
 
@@ -31,6 +33,25 @@ def test_report_and_property_target(run):
 
 def test_rerun_does_nothing(run):
     assert planned_jobs(run[0]) == {}
+
+
+def test_data_with_new_timestamps_reruns_nothing(run, tiny_demo):
+    """The data's bytes are in the stage keys, not its timestamps: a copy, a remount or a `touch` that leaves the
+    bytes alone re-runs nothing (before, Snakemake's mtime trigger re-ran ingest and every stage after it), while
+    new bytes plan the stages that read them."""
+    workdir, _ = run
+    corpus = workdir / "corpus"
+    later = time.time() + 3600
+    for path in (tiny_demo, corpus, *corpus.iterdir()):
+        os.utime(path, (later, later))
+    assert planned_jobs(workdir) == {}
+    extra = corpus / "extra.cif"
+    extra.write_bytes(next(corpus.glob("*.cif")).read_bytes())
+    try:
+        assert planned_jobs(workdir).get("ingest") == 1  # the pool's new key; the property's dataset is untouched
+    finally:
+        extra.unlink()
+    assert planned_jobs(workdir) == {}
 
 
 def test_report_escapes_text_from_the_config(run):

@@ -158,8 +158,9 @@ class Stage:
             "runtime": self.runtime,
         }
 
-    def input_files(self) -> list[str]:
-        return [s.done for s in self.upstream.values()] + list(self.external.values())
+    def upstream_files(self) -> list[str]:
+        """The manifests of the stages this one reads (the last file each writes)."""
+        return [s.done for s in self.upstream.values()]
 
 
 class Plan:

@@ -28,7 +28,15 @@ wildcard_constraints:
 
 
 def stage_inputs(kind):
-    return lambda wc: PLAN.get(kind, wc.key).input_files()
+    """A stage's inputs: the manifests of its upstream stages, and its files outside the results folder (the data).
+    Those are in the stage's key by their content, so their timestamps are ignored (`ancient`): a copy, a remount
+    or a `touch` that leaves the bytes alone re-runs nothing, while new bytes make a new key, a stage not yet made."""
+
+    def inputs(wc):
+        stage = PLAN.get(kind, wc.key)
+        return stage.upstream_files() + [ancient(p) for p in stage.external.values()]
+
+    return inputs
 
 
 def stage_spec(kind):
