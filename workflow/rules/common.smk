@@ -30,7 +30,8 @@ wildcard_constraints:
 def stage_inputs(kind):
     """A stage's inputs: the manifests of its upstream stages, and its files outside the results folder (the data).
     Those are in the stage's key by their content, so their timestamps are ignored (`ancient`): a copy, a remount
-    or a `touch` that leaves the bytes alone re-runs nothing, while new bytes make a new key, a stage not yet made."""
+    or a `touch` that leaves the bytes alone re-runs nothing, while new bytes make a new key, a stage not yet made.
+    """
 
     def inputs(wc):
         stage = PLAN.get(kind, wc.key)
