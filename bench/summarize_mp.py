@@ -6,7 +6,8 @@
 Asks the config's plan for exactly the stages of the run (never globs the results folder, which may hold
 stages of older configs): the per-property targets, the probe stages and the pretraining manifests. Writes
 a Markdown summary with the verdicts of the report's statistics, the comparable published numbers apart
-from the others, and copies the report.
+from the others, and copies the report. A benchmark run in parts (bench/parts.py) is summarised from the parts
+saved in git: `--parts NAME ...` (every part's runs in one Holm family; no probes, no report).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +23,7 @@ from matssl.config import load_config
 from matssl.report import CAP_WARNING, excluded_text, fmt, method_order
 from matssl.stages import Plan
 from matssl.stats import DUMMIES, SCORES, compare_all, summarize_runs
+from parts import PARTS, from_parts, from_root, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results"
@@ -53,38 +54,41 @@ def cell(r: pd.Series) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="bench/configs/mp.yaml", help="the benchmark's config (its plan names every stage)")
-    parser.add_argument("--commit", help="the commit the run used (default: this checkout's HEAD)")
+    parser.add_argument("--commit", help="the commit the run used (default: this checkout's HEAD; with --parts, each part's)")
     parser.add_argument("--name", default="mp", help="writes bench/results/NAME_benchmark.{md,json} and NAME_report.html")
     parser.add_argument("--root", default=str(ROOT), help="the folder the run was made in (default: this checkout)")
+    parser.add_argument("--parts", nargs="+", help="summarise these saved parts (bench/parts/NAME, see bench/parts.py) "
+                        "together instead of a results folder")  # fmt: skip
     parser.add_argument(
         "--no-report", action="store_true", help="do not copy the run's report.html (e.g. one written by older code)"
     )
     parser.add_argument("--properties", nargs="+", help="summarise only these properties of the config (a part of a run "
                         "whose other properties have not finished)")  # fmt: skip
+    parser.add_argument("--out", default=str(OUT), help=argparse.SUPPRESS)  # (tests write elsewhere)
+    parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    root = Path(args.root)
+    root, out = Path(args.root), Path(args.out)
     plan = Plan(load_config(ROOT / args.config))
-    # the per-property targets (named by the plan, not hashed): their runs, summarised again with this code's
-    # statistics, and through the runs' manifests the pretraining stages they used
-    props = {name: json.loads((root / plan.property_target(name)).read_text()) for name in args.properties or plan.cfg.properties}
+    if args.parts:  # runs saved in git, maybe by several machines
+        found = from_parts(args.parts, args.properties, Path(args.parts_dir))
+        commit = ", ".join(f"{c} ({name})" for name, c in found.commits.items())
+    else:  # the run's results folder: the per-property targets named by the plan, summarised again with this code
+        found = from_root(root, plan, args.properties or list(plan.cfg.properties))
+        commit = args.commit or git_commit()
+    props = found.props
     kinds = {k: d.get("kind", "regression") for k, d in props.items()}
     summary = compare_all(pd.concat([summarize_runs(pd.DataFrame(d["runs"]), kind=kinds[k]).assign(property=k, kind=kinds[k],
                                                                                                     unit=d["unit"] or "")
                                      for k, d in props.items()], ignore_index=True))  # fmt: skip
     methods = method_order(summary["method"])
     fractions = sorted(summary["fraction"].unique())
-    commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                           text=True).stdout.strip()  # fmt: skip
 
     lines = [f"# Real-data benchmark ({args.config})", ""]
-    run_manifests = [json.loads((root / r["dir"] / "manifest.json").read_text()) for d in props.values() for r in d["runs"]]
-    upstream = [m["upstream"] for m in run_manifests]
-    devices = ", ".join(sorted({m.get("device", "cpu") for m in run_manifests}))
-    used = {u["pretrain"]["dir"] for u in upstream if "pretrain" in u}  # (a foundation method's runs have none)
-    pre = [json.loads((root / d / "manifest.json").read_text()) for d in sorted(used)]
+    runs = pd.concat([pd.DataFrame(d["runs"]) for d in props.values()])
+    devices = ", ".join(sorted(set(runs["device"])))
+    pre = [found.pretrain[k] for k in sorted(set(runs["pretrain"].dropna()))]
     trained = [m for m in pre if m["params"]["optim"]]  # (scratch does not pretrain)
     guard = next((m for m in trained if m.get("excluded_by")), trained[0] if trained else {})
-    runs = pd.concat([pd.DataFrame(d["runs"]) for d in props.values()])
     seeds, pseeds = sorted(set(runs["seed"])), sorted(set(runs.get("pretrain_seed", pd.Series([0]))))  # what ran
     enc = plan.cfg.encoder
     o = plan.cfg.finetune.optim
@@ -133,6 +137,9 @@ def main() -> None:
     if set(plan.probes) & set(props):
         lines += ["## Frozen-embedding probes (largest label fraction; every model, none chosen on test data)", ""]
     for prop, stage in ((p, st) for p, st in plan.probes.items() if p in props):
+        if args.parts:
+            lines += [f"{prop}: probes are not saved in parts (run the workflow with them)", ""]
+            continue
         if not (root / stage.done).exists():
             lines += [f"{prop}: no probe stage of this code's plan in {root} (run the workflow with it)", ""]
             continue
@@ -156,10 +163,10 @@ def main() -> None:
         lines.append(f"| {man['params']['method']} | {man['params']['seed']} | "
                      f"{man['params']['optim']['epochs'] if man['params']['optim'] else 0} | {man.get('n_pool') or '–'} | {man['wall_s']:.0f} | "
                      f"{man.get('graphs_per_s') or '–'} | {man['device']} |")  # fmt: skip
-    (OUT / f"{args.name}_benchmark.md").write_text("\n".join(lines) + "\n")
-    (OUT / f"{args.name}_benchmark.json").write_text(json.dumps(summary.to_dict("records"), indent=1, default=str) + "\n")
-    if not args.no_report:
-        shutil.copy(root / plan.report_target, OUT / f"{args.name}_report.html")
+    (out / f"{args.name}_benchmark.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.name}_benchmark.json").write_text(json.dumps(summary.to_dict("records"), indent=1, default=str) + "\n")
+    if not (args.no_report or args.parts):  # (parts have no report: it is made by a run over every stage)
+        shutil.copy(root / plan.report_target, out / f"{args.name}_report.html")
     print("\n".join(lines))
 
 

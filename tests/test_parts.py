@@ -1,0 +1,103 @@
+"""A benchmark run in parts (bench/parts.py): the parts saved from a run merge into the summary of the whole run, a
+run of one part made with other code is refused, and saved encoders restore into a later run's results folder."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .workflow import ROOT, planned_jobs, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+def bench(script: str, *args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=cwd, capture_output=True, text=True)
+
+
+def save(workdir, parts, name: str) -> dict:
+    out = bench("parts.py", "save", "--name", name, "--config", str(workdir / "config.yaml"), "--root", str(workdir),
+                "--parts-dir", str(parts), "--commit", "abc1234", cwd=workdir)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return json.loads((parts / name / "properties" / "n.json").read_text())
+
+
+def summary(workdir, out, name: str, *args: str) -> list[dict]:
+    proc = bench("summarize_mp.py", "--config", str(workdir / "config.yaml"), "--root", str(workdir), "--out", str(out),
+                 "--name", name, "--no-report", "--commit", "abc1234", *args, cwd=workdir)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / f"{name}_benchmark.json").read_text())
+
+
+def split(parts, name: str, keep, new: str) -> None:
+    """A copy of part `name` with only the runs `keep(run)` is true of."""
+    shutil.copytree(parts / name, parts / new)
+    path = parts / new / "properties" / "n.json"
+    d = json.loads(path.read_text())
+    path.write_text(json.dumps({**d, "runs": [r for r in d["runs"] if keep(r)]}))
+
+
+def test_parts_merge_into_the_summary_of_the_whole_run(workflow_run, tmp_path):
+    workdir, cfg = workflow_run
+    parts, out = tmp_path / "parts", tmp_path / "out"
+    out.mkdir()
+    saved = save(workdir, parts, "all")
+    assert len(saved["runs"]) == 12 and {r["device"] for r in saved["runs"]} == {"cpu"}
+    assert all(r["wall_s"] > 0 and r["pretrain"].startswith(r["method"] + "-s0-") for r in saved["runs"])
+    stages = sorted(p.name.split("-")[0] for p in (parts / "all" / "pretrain").iterdir())
+    assert stages == sorted(cfg["pretrain"]["methods"])
+    assert all((p / "encoder.pt").stat().st_size > 0 for p in (parts / "all" / "pretrain").iterdir())
+
+    whole = summary(workdir, out, "whole")
+    # the run as two parts, one per label fraction (as if two machines had run them), and a part given twice
+    split(parts, "all", lambda r: r["fraction"] == 0.5, "half")
+    split(parts, "all", lambda r: r["fraction"] == 1.0, "full")
+    assert summary(workdir, out, "parts", "--parts", "half", "full", "all", "--parts-dir", str(parts)) == whole
+    text = (out / "parts_benchmark.md").read_text()
+    assert "abc1234 (half), abc1234 (full), abc1234 (all)" in text and "probes are not saved in parts" in text
+
+    # a run of the same (method, fold, fraction, seed) with another stage key: other code or settings
+    split(parts, "full", lambda r: True, "other")
+    path = parts / "other" / "properties" / "n.json"
+    d = json.loads(path.read_text())
+    d["runs"][0]["dir"] = d["runs"][0]["dir"][:-12] + "0" * 12
+    path.write_text(json.dumps(d))
+    proc = bench("summarize_mp.py", "--config", str(workdir / "config.yaml"), "--parts", "full", "other", "--parts-dir",
+                 str(parts), "--out", str(out), cwd=workdir)  # fmt: skip
+    assert proc.returncode != 0 and "made with other code or settings" in proc.stderr
+
+
+def test_saved_encoders_restore_into_a_later_run(workflow_run, tmp_path):
+    """A later part on another machine: the data stages made, no pretraining, finetuning or summary yet."""
+    workdir, cfg = workflow_run
+    copy, parts = tmp_path / "run", tmp_path / "parts"
+    shutil.copytree(workdir, copy, symlinks=True)
+    save(copy, parts, "p")
+    for made in ("pretrain", "finetune", "probe", "properties"):
+        shutil.rmtree(copy / "results" / made)
+    (copy / "results" / "report.html").unlink()
+    n = len(cfg["pretrain"]["methods"])
+    assert planned_jobs(copy)["pretrain"] == n
+    restore = ["restore", "--name", "p", "--config", str(copy / "config.yaml"), "--root", str(copy), "--parts-dir", str(parts)]
+
+    # an input of a pretraining stage not made yet: a restored stage would be older than it, and made again
+    (copy / "results" / "augment").rename(copy / "aside")
+    out = bench("parts.py", *restore, cwd=copy)
+    assert out.returncode != 0 and "make the pretraining stages' inputs first" in out.stderr and "augment/" in out.stderr
+    (copy / "aside").rename(copy / "results" / "augment")
+
+    out = bench("parts.py", *restore, cwd=copy)
+    assert out.returncode == 0 and f"restored {n} pretraining stages" in out.stdout, out.stderr
+    negnn = next((copy / "results" / "pretrain").glob("negnn-s0-*"))
+    assert (negnn / "encoder.pt").read_bytes() == (parts / "p" / "pretrain" / negnn.name / "encoder.pt").read_bytes()
+    planned = planned_jobs(copy)
+    assert "pretrain" not in planned and planned["finetune"] == 12
+
+    # other pretraining settings make other stages: nothing of the part is theirs
+    changed = json.loads(json.dumps(cfg))
+    changed["pretrain"]["optim"]["epochs"] = 3
+    write_config(copy, changed)
+    out = bench("parts.py", *restore, cwd=copy)
+    assert out.returncode == 0 and "restored 0 pretraining stages" in out.stdout and "trained again" in out.stdout
