@@ -1,17 +1,23 @@
 """Parts of a benchmark that runs longer than one sitting: each part's finetuning results and pretrained encoders,
 kept in git (bench/parts/NAME/), merged by bench/summarize_mp.py --parts.
 
-    # after a part's run (e.g. one property, or the config's fractions cut to two):
+    # after a part's run: one property's summary as the target, or the config's fractions or methods cut
     .venv/bin/python bench/parts.py save --config bench/configs/mp.yaml --name kvrh-scratch --properties log10_K_VRH
     # a later part on another machine: put the saved encoders back, so that pretraining is not run again
     .venv/bin/python bench/parts.py restore --config bench/configs/mp.yaml --name kvrh-scratch
     # every part together, one summary with one Holm family
     .venv/bin/python bench/summarize_mp.py --config bench/configs/mp.yaml --parts kvrh-scratch kvrh-negnn --name mp
 
+Never cut a config's properties for a part: their test structures are what the leakage guard removes from the pool,
+so they are upstream of every trained encoder, and another property set trains other encoders.
+
 A part holds, per property, every run's row of the property summary (the run's metrics, chosen learning rate and
-step, and where it ran: device, wall time, the pretraining stage it started from), and the pretraining stages those
-runs used (manifest, history and encoder.pt: ~0.3 MB each for CGCNN 3 x 64). Not the finetuned models or
-predictions (a run's model.pt is as large as its encoder, and a benchmark has thousands of runs).
+step, and where it ran: device, wall time, the pretraining stage it started from) with the run's finetuning settings,
+splits and code, and the pretraining stages those runs used (manifest, history and encoder.pt: ~0.3 MB each for
+CGCNN 3 x 64). Not the finetuned models or predictions (a run's model.pt is as large as its encoder, and a benchmark
+has thousands of runs). Parts merge only where they are one protocol: per property one set of folds, and over all
+properties one set of finetuning settings and finetuning code; per pretrained method (and seed and budget) one
+encoder, by the SHA-256 of its bytes; a run in two parts gave the same numbers in both.
 
 A restored encoder is reused only where the later run's plan gives its pretraining stage the same key (the same
 pretraining parameters, pool, leakage guard, code and library versions); any change there trains it again.
@@ -20,7 +26,9 @@ pretraining parameters, pool, leakage guard, code and library versions); any cha
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -32,8 +40,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ROOT / "bench" / "parts"
 PRETRAIN_FILES = ("encoder.pt", "history.json", "manifest.json")  # the stage's outputs, the manifest last
+# what a property summary's runs share, kept once per property of a part
+PROPERTY_FIELDS = ("property", "unit", "transform", "kind", "per_atom", "classes")
+# what one protocol shares: per property, and (the first two) over every property
+PROTOCOL_FIELDS = ("finetune", "finetune_code", "splits")
 # what identifies a run within a property: two parts with the same of these but another stage key disagree
 RUN_ID = ("method", "pretrain_seed", "pretrain_epochs", "fold", "fraction", "seed")
+WHERE = ("dir", "device", "wall_s")  # where and how long a run ran: may differ for the same run
+
+
+def stage_key(run: dict) -> str:
+    return run["dir"].rsplit("/", 1)[-1]
+
+
+def run_id(run: dict) -> tuple:
+    return tuple(run.get(k) for k in RUN_ID)
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -43,45 +68,72 @@ class Runs:
     props: dict[str, dict] = field(default_factory=dict)  # property -> its fields (unit, transform, kind) and "runs"
     pretrain: dict[str, dict] = field(default_factory=dict)  # pretraining stage key -> its manifest
     pretrain_dirs: dict[str, Path] = field(default_factory=dict)  # pretraining stage key -> its folder (from_root)
-    commits: dict[str, str] = field(default_factory=dict)  # part name (or "run") -> the commit of the code that ran it
+    commits: dict[str, str] = field(default_factory=dict)  # part name (or "run") -> the commit it was saved as
 
-    def add(self, name: str, prop: str, d: dict, commit: str) -> None:
+    def add(self, name: str, d: dict, commit: str) -> None:
         """Adds the runs of one property of one part; a run already here (the same stage key) is kept once."""
-        have = self.props.setdefault(prop, {**{k: v for k, v in d.items() if k != "runs"}, "runs": []})
-        for k in ("unit", "transform", "kind", "per_atom", "classes"):
+        prop = d["property"]
+        have = self.props.setdefault(prop, {**{k: d.get(k) for k in PROPERTY_FIELDS + PROTOCOL_FIELDS}, "runs": []})
+        for k in PROPERTY_FIELDS + PROTOCOL_FIELDS:
             if have.get(k) != d.get(k):
-                raise SystemExit(f"part {name}: property {prop} has {k} {d.get(k)!r}, an earlier part {have.get(k)!r}")
-        seen = {r["dir"].rsplit("/", 1)[-1]: r for r in have["runs"]}
-        ids = {tuple(r.get(k) for k in RUN_ID): r for r in have["runs"]}
+                raise SystemExit(f"part {name}: property {prop} has another {k} than an earlier part: "
+                                 f"{d.get(k)!r} against {have.get(k)!r}")  # fmt: skip
+        seen = {stage_key(r): r for r in have["runs"]}
+        ids = {run_id(r): r for r in have["runs"]}
         for r in d["runs"]:
-            key = r["dir"].rsplit("/", 1)[-1]
-            if key in seen:
-                continue
-            twin = ids.get(tuple(r.get(k) for k in RUN_ID))
+            twin = seen.get(stage_key(r))
             if twin is not None:
-                raise SystemExit(f"part {name}: run {key} of {prop} is run {twin['dir'].rsplit('/', 1)[-1]} of an earlier "
-                                 "part made with other code or settings: merge parts of one protocol only")  # fmt: skip
+                if {k: v for k, v in twin.items() if k not in WHERE} != {k: v for k, v in r.items() if k not in WHERE}:
+                    raise SystemExit(f"part {name}: run {stage_key(r)} of {prop} gave other numbers in an earlier part "
+                                     "(a GPU is not bit-reproducible): keep one of the two parts")  # fmt: skip
+                continue
+            if run_id(r) in ids:
+                raise SystemExit(f"part {name}: run {stage_key(r)} of {prop} is run {stage_key(ids[run_id(r)])} of an "
+                                 "earlier part made with other code or settings: merge parts of one protocol only")  # fmt: skip
             have["runs"].append(r)
-            seen[key], ids[tuple(r.get(k) for k in RUN_ID)] = r, r
+            seen[stage_key(r)] = ids[run_id(r)] = r
         self.commits[name] = commit
+
+    def check(self) -> None:
+        """One protocol over every property, and one encoder per pretrained method, seed and budget."""
+        for k in ("finetune", "finetune_code"):
+            if len({digest(d[k]) for d in self.props.values()}) > 1:
+                raise SystemExit(f"the properties were finetuned with other {k.replace('_', ' ')}: not one protocol")
+        encoders: dict[tuple, set[str]] = {}
+        for d in self.props.values():
+            for r in d["runs"]:
+                if r.get("pretrain"):
+                    sha = self.pretrain[r["pretrain"]]["files"]["encoder.pt"]["sha256"]
+                    encoders.setdefault((r["method"], r.get("pretrain_seed"), r.get("pretrain_epochs")), set()).add(sha)
+        two = {m: s for m, s in encoders.items() if len(s) > 1}
+        if two:
+            raise SystemExit(f"runs of one method started from different encoders (other pool, guard or code): {two}")
 
 
 def from_root(root: Path, plan, properties: list[str]) -> Runs:
     """The runs of `properties` in a results folder, through the plan's per-property targets (named by the plan,
-    not hashed) and the runs' manifests (where each ran, the pretraining stage it started from)."""
+    not hashed) and the runs' manifests (where each ran, with what settings and code, from which pretraining stage)."""
     runs = Runs()
     for prop in properties:
         d = json.loads((root / plan.property_target(prop)).read_text())
-        rows = []
+        rows, protocol = [], {k: set() for k in PROTOCOL_FIELDS}
         for r in d["runs"]:
             man = json.loads((root / r["dir"] / "manifest.json").read_text())
             pre = man["upstream"].get("pretrain", {}).get("dir")  # (a foundation method's runs have none)
             rows.append({**r, "device": man.get("device", "cpu"), "wall_s": man.get("wall_s"),
                          "pretrain": pre.rsplit("/", 1)[-1] if pre else None})  # fmt: skip
+            for k, v in (("finetune", man["params"]["finetune"]), ("finetune_code", digest(man["code"])),
+                         ("splits", man["upstream"]["splits"]["hash"])):  # fmt: skip
+                protocol[k].add(json.dumps(v, sort_keys=True))
             if pre and rows[-1]["pretrain"] not in runs.pretrain:
                 runs.pretrain[rows[-1]["pretrain"]] = json.loads((root / pre / "manifest.json").read_text())
                 runs.pretrain_dirs[rows[-1]["pretrain"]] = root / pre
-        runs.add("run", prop, {**d, "runs": rows}, "")
+        mixed = [k for k, v in protocol.items() if len(v) > 1]
+        if mixed:
+            raise SystemExit(f"{prop}: the runs of {plan.property_target(prop)} differ in {mixed}")
+        one = {k: json.loads(next(iter(v))) for k, v in protocol.items() if v}
+        runs.add("run", {**d, "property": prop, **one, "runs": rows}, "")
+    runs.check()
     return runs
 
 
@@ -90,14 +142,15 @@ def from_parts(names: list[str], properties: list[str] | None, parts: Path = PAR
     for name in names:
         folder = parts / name
         meta = json.loads((folder / "part.json").read_text())
-        for f in sorted((folder / "properties").glob("*.json")):
-            if properties is None or f.stem in properties:
-                runs.add(name, f.stem, json.loads(f.read_text()), meta["commit"])
         for m in sorted((folder / "pretrain").glob("*/manifest.json")):
             runs.pretrain.setdefault(m.parent.name, json.loads(m.read_text()))
+        for f in sorted((folder / "properties").glob("*.json")):
+            if properties is None or f.stem in properties:
+                runs.add(name, json.loads(f.read_text()), meta["commit"])
     missing = sorted(set(properties or []) - set(runs.props))
     if missing:
         raise SystemExit(f"no part of {names} has {missing}")
+    runs.check()
     return runs
 
 
@@ -106,54 +159,54 @@ def git_commit() -> str:
 
 
 def save(args: argparse.Namespace, plan) -> None:
-    root, folder = Path(args.root), Path(args.parts_dir) / args.name
+    root, folder = Path.cwd(), Path(args.parts_dir) / args.name
     if folder.exists():
         raise SystemExit(f"{folder} exists: a part is written once (remove it to write it again)")
     runs = from_root(root, plan, args.properties or list(plan.cfg.properties))
-    (folder / "properties").mkdir(parents=True)
+    tmp = folder.with_name(f".tmp-{folder.name}")  # renamed into place when whole
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "properties").mkdir(parents=True)
+    (tmp / "pretrain").mkdir()
     for prop, d in runs.props.items():
-        (folder / "properties" / f"{prop}.json").write_text(json.dumps(d, indent=1) + "\n")
+        (tmp / "properties" / f"{prop}.json").write_text(json.dumps(d, indent=1) + "\n")
     for key, src in runs.pretrain_dirs.items():
-        (folder / "pretrain" / key).mkdir(parents=True)
+        (tmp / "pretrain" / key).mkdir()
         for name in PRETRAIN_FILES:  # (scratch's encoder.pt is a random start, which its runs redraw: small all the same)
-            shutil.copyfile(src / name, folder / "pretrain" / key / name)
+            shutil.copyfile(src / name, tmp / "pretrain" / key / name)
     meta = {"name": args.name, "config": args.config, "commit": args.commit or git_commit(), "root": str(root),
             "properties": sorted(runs.props), "n_runs": {p: len(d["runs"]) for p, d in runs.props.items()},
             "pretrain": sorted(runs.pretrain), "saved": time.strftime("%Y-%m-%d"), "host": socket.gethostname()}  # fmt: skip
-    (folder / "part.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (tmp / "part.json").write_text(json.dumps(meta, indent=1) + "\n")
+    tmp.rename(folder)
     print(f"saved {sum(meta['n_runs'].values())} runs of {meta['properties']} and {len(runs.pretrain)} pretraining stages "
           f"to {folder}")  # fmt: skip
 
 
 def restore(args: argparse.Namespace, plan) -> None:
-    """Copies a part's pretraining stages into the results folder where this plan has a stage of the same key.
-    Its inputs (the pool's graphs, the leakage guard, fingerprints) must exist first: a stage older than its
-    inputs would be made again by Snakemake's timestamp check."""
+    """Copies a part's pretraining stages into the results folder where this plan has a stage of the same key, dated
+    just after their newest input (the pool's graphs, the leakage guard, fingerprints): Snakemake takes them as up to
+    date, and finetuning runs already made from them stay so. Those inputs must exist first."""
     folder = Path(args.parts_dir) / args.name
     wanted = {s.key: s for s in plan.stages.values() if s.kind == "pretrain"}
-    missing_inputs, copied, other = set(), [], []
-    for src in sorted((folder / "pretrain").iterdir()):
-        stage = wanted.get(src.name)
-        if stage is None:
-            other.append(src.name)
+    saved = sorted(p for p in (folder / "pretrain").glob("*") if all((p / f).is_file() for f in PRETRAIN_FILES))
+    ours = [(src, wanted[src.name]) for src in saved if src.name in wanted]
+    missing = sorted({f for _, stage in ours for f in stage.upstream_files() if not Path(f).exists()})
+    if missing:
+        raise SystemExit(f"make the pretraining stages' inputs first:\n  snakemake --cores all {' '.join(missing)} "
+                         f"--configfile {args.config}")  # fmt: skip
+    copied = []
+    for src, stage in ours:
+        dest = Path(stage.dir)
+        if (dest / "manifest.json").exists():
             continue
-        missing_inputs |= {f for f in stage.upstream_files() if not (Path(args.root) / f).exists()}
-    if missing_inputs:
-        files = " ".join(sorted(missing_inputs))
-        raise SystemExit(
-            f"make the pretraining stages' inputs first:\n  snakemake --cores all {files} --configfile {args.config}"
-        )
-    for src in sorted((folder / "pretrain").iterdir()):
-        if src.name in wanted:
-            dest = Path(args.root) / wanted[src.name].dir
-            if (dest / "manifest.json").exists():
-                continue
-            dest.mkdir(parents=True, exist_ok=True)
-            for name in PRETRAIN_FILES:
-                if (src / name).exists():
-                    shutil.copyfile(src / name, dest / name)
-            copied.append(src.name)
+        dest.mkdir(parents=True, exist_ok=True)
+        when = max((Path(f).stat().st_mtime for f in stage.upstream_files()), default=time.time()) + 1
+        for name in PRETRAIN_FILES:  # the manifest last: its presence means done
+            shutil.copyfile(src / name, dest / name)
+            os.utime(dest / name, (when, when))
+        copied.append(src.name)
     print(f"restored {len(copied)} pretraining stages: {', '.join(copied) or 'none'}")
+    other = [src.name for src in saved if src.name not in wanted]
     if other:
         print(f"not in this plan (other settings, code or library versions; they will be trained again): {', '.join(other)}")
 
@@ -163,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("action", choices=["save", "restore"])
     parser.add_argument("--config", required=True, help="the benchmark's config, as the part was run with it")
     parser.add_argument("--name", required=True, help="the part: bench/parts/NAME")
-    parser.add_argument("--root", default=str(ROOT), help="the folder the run was made in (default: this checkout)")
+    parser.add_argument("--root", default=".", help="the folder the run was made in, where its config's relative paths "
+                        "start (default: the current folder)")  # fmt: skip
     parser.add_argument("--properties", nargs="+", help="save only these properties of the config")
     parser.add_argument("--commit", help="save: the commit of the code that ran the part (default: this checkout's HEAD)")
     parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)  # (tests write elsewhere)
@@ -171,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     from matssl.config import load_config
     from matssl.stages import Plan
 
-    config = Path(args.config) if Path(args.config).is_absolute() else Path(args.root) / args.config
+    config, args.parts_dir = Path(args.config).resolve(), Path(args.parts_dir).resolve()
+    os.chdir(args.root)  # the config's results folder and data paths are relative to the run's folder
     plan = Plan(load_config(config))
     save(args, plan) if args.action == "save" else restore(args, plan)
 

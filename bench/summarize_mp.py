@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from matssl.config import load_config
+from matssl.config import FinetuneConfig, load_config
 from matssl.report import CAP_WARNING, excluded_text, fmt, method_order
 from matssl.stages import Plan
 from matssl.stats import DUMMIES, SCORES, compare_all, summarize_runs
@@ -56,7 +57,8 @@ def main() -> None:
     parser.add_argument("--config", default="bench/configs/mp.yaml", help="the benchmark's config (its plan names every stage)")
     parser.add_argument("--commit", help="the commit the run used (default: this checkout's HEAD; with --parts, each part's)")
     parser.add_argument("--name", default="mp", help="writes bench/results/NAME_benchmark.{md,json} and NAME_report.html")
-    parser.add_argument("--root", default=str(ROOT), help="the folder the run was made in (default: this checkout)")
+    parser.add_argument("--root", default=".", help="the folder the run was made in, where its config's relative paths "
+                        "start (default: the current folder)")  # fmt: skip
     parser.add_argument("--parts", nargs="+", help="summarise these saved parts (bench/parts/NAME, see bench/parts.py) "
                         "together instead of a results folder")  # fmt: skip
     parser.add_argument(
@@ -67,13 +69,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(OUT), help=argparse.SUPPRESS)  # (tests write elsewhere)
     parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    root, out = Path(args.root), Path(args.out)
-    plan = Plan(load_config(ROOT / args.config))
+    config, out, parts_dir = (Path(a).resolve() for a in (args.config, args.out, args.parts_dir))
+    os.chdir(args.root)  # the config's results folder and data paths are relative to the run's folder
+    plan = Plan(load_config(config))
     if args.parts:  # runs saved in git, maybe by several machines
-        found = from_parts(args.parts, args.properties, Path(args.parts_dir))
+        found = from_parts(args.parts, args.properties, parts_dir)
         commit = ", ".join(f"{c} ({name})" for name, c in found.commits.items())
     else:  # the run's results folder: the per-property targets named by the plan, summarised again with this code
-        found = from_root(root, plan, args.properties or list(plan.cfg.properties))
+        found = from_root(Path("."), plan, args.properties or list(plan.cfg.properties))
         commit = args.commit or git_commit()
     props = found.props
     kinds = {k: d.get("kind", "regression") for k, d in props.items()}
@@ -88,17 +91,19 @@ def main() -> None:
     devices = ", ".join(sorted(set(runs["device"])))
     pre = [found.pretrain[k] for k in sorted(set(runs["pretrain"].dropna()))]
     trained = [m for m in pre if m["params"]["optim"]]  # (scratch does not pretrain)
-    guard = next((m for m in trained if m.get("excluded_by")), trained[0] if trained else {})
     seeds, pseeds = sorted(set(runs["seed"])), sorted(set(runs.get("pretrain_seed", pd.Series([0]))))  # what ran
-    enc = plan.cfg.encoder
-    o = plan.cfg.finetune.optim
+    # what ran, from the runs and their pretraining stages (a part may have run with another config than this one)
+    enc = next(iter(pre), {"params": {"encoder": plan.cfg.encoder.model_dump()}})["params"]["encoder"]
+    o = FinetuneConfig.model_validate(next(iter(props.values()))["finetune"]).optim
     pre_epochs = sorted({m["params"]["optim"]["epochs"] for m in trained})
-    guarded = (f"after the leakage guard removed {excluded_text(guard)}" if plan.cfg.pretrain.exclude_test_structures
-               else "(no leakage guard: the pool is the downstream structures, without their labels)")  # fmt: skip
-    pretraining = (f"Pretraining pool: {guard.get('n_pool', '?')} structures {guarded}. "
-                   f"{enc.name.upper()} {enc.layers} x {enc.width}; pretraining {', '.join(map(str, pre_epochs))} epochs "
-                   f"(seeds {pseeds})" if trained else
-                   f"No pretraining in this part (scratch only). {enc.name.upper()} {enc.layers} x {enc.width}")  # fmt: skip
+    pools = sorted({f"{m.get('n_pool', '?')} structures after the leakage guard removed {excluded_text(m)}"
+                    if m["params"].get("exclude_test_structures") else
+                    f"{m.get('n_pool', '?')} structures (no leakage guard: the pool is the downstream structures, "
+                    "without their labels)" for m in trained})  # fmt: skip
+    pretraining = (f"Pretraining pool: {'; '.join(pools)}. "
+                   f"{enc['name'].upper()} {enc['layers']} x {enc['width']}; pretraining {', '.join(map(str, pre_epochs))} "
+                   f"epochs (seeds {pseeds})" if trained else
+                   f"No pretraining in this part (scratch only). {enc['name'].upper()} {enc['layers']} x {enc['width']}")  # fmt: skip
     lines += [
         f"{pretraining}; finetuning with learning rates {o.lrs} chosen on validation MAE (log loss for a "
         f"classification), at most "
@@ -140,10 +145,10 @@ def main() -> None:
         if args.parts:
             lines += [f"{prop}: probes are not saved in parts (run the workflow with them)", ""]
             continue
-        if not (root / stage.done).exists():
-            lines += [f"{prop}: no probe stage of this code's plan in {root} (run the workflow with it)", ""]
+        if not Path(stage.done).exists():
+            lines += [f"{prop}: no probe stage of this code's plan in {args.root} (run the workflow with it)", ""]
             continue
-        df = pd.read_parquet(root / stage.dir / "probes.parquet")
+        df = pd.read_parquet(Path(stage.dir) / "probes.parquet")
         df = df[df["fraction"] == df["fraction"].max()]
         table = df.groupby(["representation", "model"], sort=False)[SCORES[kinds[prop]].primary].mean().unstack("model")
         lines += [
@@ -166,7 +171,7 @@ def main() -> None:
     (out / f"{args.name}_benchmark.md").write_text("\n".join(lines) + "\n")
     (out / f"{args.name}_benchmark.json").write_text(json.dumps(summary.to_dict("records"), indent=1, default=str) + "\n")
     if not (args.no_report or args.parts):  # (parts have no report: it is made by a run over every stage)
-        shutil.copy(root / plan.report_target, out / f"{args.name}_report.html")
+        shutil.copy(plan.report_target, out / f"{args.name}_report.html")
     print("\n".join(lines))
 
 

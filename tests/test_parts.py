@@ -31,6 +31,11 @@ def summary(workdir, out, name: str, *args: str) -> list[dict]:
     return json.loads((out / f"{name}_benchmark.json").read_text())
 
 
+def merge(workdir, parts, out, *names: str) -> subprocess.CompletedProcess:
+    return bench("summarize_mp.py", "--config", str(workdir / "config.yaml"), "--parts", *names, "--parts-dir", str(parts),
+                 "--out", str(out), "--root", str(workdir), cwd=workdir)  # fmt: skip
+
+
 def split(parts, name: str, keep, new: str) -> None:
     """A copy of part `name` with only the runs `keep(run)` is true of."""
     shutil.copytree(parts / name, parts / new)
@@ -64,9 +69,32 @@ def test_parts_merge_into_the_summary_of_the_whole_run(workflow_run, tmp_path):
     d = json.loads(path.read_text())
     d["runs"][0]["dir"] = d["runs"][0]["dir"][:-12] + "0" * 12
     path.write_text(json.dumps(d))
-    proc = bench("summarize_mp.py", "--config", str(workdir / "config.yaml"), "--parts", "full", "other", "--parts-dir",
-                 str(parts), "--out", str(out), cwd=workdir)  # fmt: skip
+    proc = merge(workdir, parts, out, "full", "other")
     assert proc.returncode != 0 and "made with other code or settings" in proc.stderr
+
+    # parts that share no run, but whose NEGNN runs started from two different encoders
+    split(parts, "full", lambda r: True, "retrained")
+    old = next((parts / "retrained" / "pretrain").glob("negnn-s0-*"))
+    new = old.with_name("negnn-s0-" + "0" * 12)
+    old.rename(new)
+    manifest = json.loads((new / "manifest.json").read_text())
+    manifest["files"]["encoder.pt"]["sha256"] = "0" * 64
+    (new / "manifest.json").write_text(json.dumps(manifest))
+    path = parts / "retrained" / "properties" / "n.json"
+    d = json.loads(path.read_text())
+    d["runs"] = [{**r, "pretrain": new.name if r["pretrain"] == old.name else r["pretrain"]} for r in d["runs"]]
+    path.write_text(json.dumps(d))
+    proc = merge(workdir, parts, out, "half", "retrained")
+    assert proc.returncode != 0 and "runs of one method started from different encoders" in proc.stderr
+
+    # parts finetuned with other settings
+    split(parts, "full", lambda r: True, "longer")
+    path = parts / "longer" / "properties" / "n.json"
+    d = json.loads(path.read_text())
+    d["finetune"]["optim"]["max_steps"] += 1
+    path.write_text(json.dumps(d))
+    proc = merge(workdir, parts, out, "half", "longer")
+    assert proc.returncode != 0 and "property n has another finetune than an earlier part" in proc.stderr
 
 
 def test_saved_encoders_restore_into_a_later_run(workflow_run, tmp_path):
@@ -95,9 +123,12 @@ def test_saved_encoders_restore_into_a_later_run(workflow_run, tmp_path):
     planned = planned_jobs(copy)
     assert "pretrain" not in planned and planned["finetune"] == 12
 
-    # other pretraining settings make other stages: nothing of the part is theirs
+    # other pretraining settings make other stages: the part's trained encoders are not theirs (scratch does not
+    # pretrain: its stage is the same)
     changed = json.loads(json.dumps(cfg))
     changed["pretrain"]["optim"]["epochs"] = 3
     write_config(copy, changed)
     out = bench("parts.py", *restore, cwd=copy)
-    assert out.returncode == 0 and "restored 0 pretraining stages" in out.stdout and "trained again" in out.stdout
+    assert out.returncode == 0 and "restored 0 pretraining stages" in out.stdout, out.stderr
+    other = out.stdout.split("trained again): ", 1)[1].split()
+    assert sorted(k.split("-s0-")[0] for k in other) == sorted(m for m in cfg["pretrain"]["methods"] if m != "scratch")

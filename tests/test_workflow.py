@@ -41,17 +41,23 @@ def test_data_with_new_timestamps_reruns_nothing(run, tiny_demo):
     new bytes plan the stages that read them."""
     workdir, _ = run
     corpus = workdir / "corpus"
+    paths = [tiny_demo, corpus, *corpus.iterdir()]
+    before = {path: path.stat() for path in paths}
     later = time.time() + 3600
-    for path in (tiny_demo, corpus, *corpus.iterdir()):
-        os.utime(path, (later, later))
-    assert planned_jobs(workdir) == {}
-    extra = corpus / "extra.cif"
-    extra.write_bytes(next(corpus.glob("*.cif")).read_bytes())
     try:
-        assert planned_jobs(workdir).get("ingest") == 1  # the pool's new key; the property's dataset is untouched
-    finally:
-        extra.unlink()
-    assert planned_jobs(workdir) == {}
+        for path in paths:
+            os.utime(path, (later, later))
+        assert planned_jobs(workdir) == {}
+        extra = corpus / "extra.cif"
+        extra.write_bytes(next(corpus.glob("*.cif")).read_bytes())
+        try:
+            assert planned_jobs(workdir).get("ingest") == 1  # the pool's new key; the property's dataset is untouched
+        finally:
+            extra.unlink()
+        assert planned_jobs(workdir) == {}
+    finally:  # (the data is shared by the session's tests)
+        for path, st in before.items():
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def test_report_escapes_text_from_the_config(run):
