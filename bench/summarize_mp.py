@@ -71,11 +71,11 @@ def main() -> None:
     args = parser.parse_args()
     config, out, parts_dir = (Path(a).resolve() for a in (args.config, args.out, args.parts_dir))
     os.chdir(args.root)  # the config's results folder and data paths are relative to the run's folder
-    plan = Plan(load_config(config))
-    if args.parts:  # runs saved in git, maybe by several machines
-        found = from_parts(args.parts, args.properties, parts_dir)
+    if args.parts:  # runs saved in git, maybe by several machines (the config is not read: it needs the data)
+        plan, found = None, from_parts(args.parts, args.properties, parts_dir)
         commit = ", ".join(f"{c} ({name})" for name, c in found.commits.items())
     else:  # the run's results folder: the per-property targets named by the plan, summarised again with this code
+        plan = Plan(load_config(config))
         found = from_root(Path("."), plan, args.properties or list(plan.cfg.properties))
         commit = args.commit or git_commit()
     props = found.props
@@ -93,7 +93,13 @@ def main() -> None:
     trained = [m for m in pre if m["params"]["optim"]]  # (scratch does not pretrain)
     seeds, pseeds = sorted(set(runs["seed"])), sorted(set(runs.get("pretrain_seed", pd.Series([0]))))  # what ran
     # what ran, from the runs and their pretraining stages (a part may have run with another config than this one)
-    enc = next(iter(pre), {"params": {"encoder": plan.cfg.encoder.model_dump()}})["params"]["encoder"]
+    enc = (
+        pre[0]["params"]["encoder"]
+        if pre
+        else plan.cfg.encoder.model_dump()
+        if plan
+        else {"name": "?", "layers": "?", "width": "?"}
+    )
     o = FinetuneConfig.model_validate(next(iter(props.values()))["finetune"]).optim
     pre_epochs = sorted({m["params"]["optim"]["epochs"] for m in trained})
     pools = sorted({f"{m.get('n_pool', '?')} structures after the leakage guard removed {excluded_text(m)}"
@@ -139,12 +145,12 @@ def main() -> None:
         lines += ["## Published numbers (all training labels)", ""]
         lines += [f"- {prop}: {PUBLISHED[prop]}" for prop in props if prop in PUBLISHED]
         lines += ["", NOT_COMPARABLE, ""]
-    if set(plan.probes) & set(props):
+    probes = {} if plan is None else {p: st for p, st in plan.probes.items() if p in props}
+    if probes or args.parts:
         lines += ["## Frozen-embedding probes (largest label fraction; every model, none chosen on test data)", ""]
-    for prop, stage in ((p, st) for p, st in plan.probes.items() if p in props):
-        if args.parts:
-            lines += [f"{prop}: probes are not saved in parts (run the workflow with them)", ""]
-            continue
+    if args.parts:
+        lines += ["Probes are not saved in parts: run the workflow with them.", ""]
+    for prop, stage in probes.items():
         if not Path(stage.done).exists():
             lines += [f"{prop}: no probe stage of this code's plan in {args.root} (run the workflow with it)", ""]
             continue
@@ -170,7 +176,7 @@ def main() -> None:
                      f"{man.get('graphs_per_s') or '–'} | {man['device']} |")  # fmt: skip
     (out / f"{args.name}_benchmark.md").write_text("\n".join(lines) + "\n")
     (out / f"{args.name}_benchmark.json").write_text(json.dumps(summary.to_dict("records"), indent=1, default=str) + "\n")
-    if not (args.no_report or args.parts):  # (parts have no report: it is made by a run over every stage)
+    if plan is not None and not args.no_report:  # (parts have no report: it is made by a run over every stage)
         shutil.copy(plan.report_target, out / f"{args.name}_report.html")
     print("\n".join(lines))
 

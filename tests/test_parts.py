@@ -59,9 +59,15 @@ def test_parts_merge_into_the_summary_of_the_whole_run(workflow_run, tmp_path):
     # the run as two parts, one per label fraction (as if two machines had run them), and a part given twice
     split(parts, "all", lambda r: r["fraction"] == 0.5, "half")
     split(parts, "all", lambda r: r["fraction"] == 1.0, "full")
-    assert summary(workdir, out, "parts", "--parts", "half", "full", "all", "--parts-dir", str(parts)) == whole
+    # (merged where the data is not: the config is not read)
+    elsewhere = json.loads(json.dumps(cfg))
+    elsewhere["datasets"]["tiny"]["path"] = str(tmp_path / "not-here.json.gz")
+    write_config(tmp_path, elsewhere)
+    merged = summary(workdir, out, "parts", "--parts", "half", "full", "all", "--parts-dir", str(parts), "--config",
+                     str(tmp_path / "config.yaml"))  # fmt: skip
+    assert merged == whole
     text = (out / "parts_benchmark.md").read_text()
-    assert "abc1234 (half), abc1234 (full), abc1234 (all)" in text and "probes are not saved in parts" in text
+    assert "abc1234 (half), abc1234 (full), abc1234 (all)" in text and "Probes are not saved in parts" in text
 
     # a run of the same (method, fold, fraction, seed) with another stage key: other code or settings
     split(parts, "full", lambda r: True, "other")
