@@ -13,6 +13,7 @@ saved in git: `--parts NAME ...` (every part's runs in one Holm family; no probe
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from matssl.config import FinetuneConfig, load_config
-from matssl.report import CAP_WARNING, excluded_text, fmt, method_order
+from matssl.report import CAP_WARNING, budget_plot, excluded_text, fmt, method_order
 from matssl.stages import Plan
 from matssl.stats import DUMMIES, SCORES, compare_all, summarize_runs
 from parts import PARTS, from_parts, from_root, git_commit
@@ -141,6 +142,13 @@ def main() -> None:
             lines += [f"Mean change in {sc.label} against scratch over the properties whose cell did not fail "
                       f"({'lower' if sc.lower_is_better else 'higher'} is better; descriptive, no interval): "
                       + ", ".join(f"{m} {v:+.1f} %" for m, v in mean_change.items()), ""]  # fmt: skip
+    # the gain against the pretraining budget (a config with pretrain.budgets), as the report draws it
+    for prop in props:
+        figure = budget_plot(summary[summary["property"] == prop], prop, SCORES[kinds[prop]])
+        if figure is not None:
+            name = f"{args.name}_budget_{prop}.png"
+            (out / name).write_bytes(base64.b64decode(figure.split(",", 1)[1]))
+            lines += [f"![{prop}: the change against scratch by pretraining budget]({name})", ""]
     if set(PUBLISHED) & set(props):
         lines += ["## Published numbers (all training labels)", ""]
         lines += [f"- {prop}: {PUBLISHED[prop]}" for prop in props if prop in PUBLISHED]
