@@ -94,13 +94,8 @@ def main() -> None:
     trained = [m for m in pre if m["params"]["optim"]]  # (scratch does not pretrain)
     seeds, pseeds = sorted(set(runs["seed"])), sorted(set(runs.get("pretrain_seed", pd.Series([0]))))  # what ran
     # what ran, from the runs and their pretraining stages (a part may have run with another config than this one)
-    enc = (
-        pre[0]["params"]["encoder"]
-        if pre
-        else plan.cfg.encoder.model_dump()
-        if plan
-        else {"name": "?", "layers": "?", "width": "?"}
-    )
+    default = plan.cfg.encoder.model_dump() if plan else {"name": "?", "layers": "?", "width": "?"}
+    enc = next((m["params"]["encoder"] for m in pre if "encoder" in m["params"]), default)
     o = FinetuneConfig.model_validate(next(iter(props.values()))["finetune"]).optim
     pre_epochs = sorted({m["params"]["optim"]["epochs"] for m in trained})
     pools = sorted({f"{m.get('n_pool', '?')} structures after the leakage guard removed {excluded_text(m)}"
