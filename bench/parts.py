@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from matssl.io import read_json
+
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ROOT / "bench" / "parts"
 PRETRAIN_FILES = ("encoder.pt", "history.json", "manifest.json")  # the stage's outputs, the manifest last
@@ -115,23 +117,23 @@ def from_root(root: Path, plan, properties: list[str]) -> Runs:
     not hashed) and the runs' manifests (where each ran, with what settings and code, from which pretraining stage)."""
     runs = Runs()
     for prop in properties:
-        d = json.loads((root / plan.property_target(prop)).read_text())
-        rows, protocol = [], {k: set() for k in PROTOCOL_FIELDS}
+        d = read_json(root / plan.property_target(prop))
+        rows, protocol = [], {k: {} for k in PROTOCOL_FIELDS}  # field -> {digest: value} over the runs
         for r in d["runs"]:
-            man = json.loads((root / r["dir"] / "manifest.json").read_text())
+            man = read_json(root / r["dir"] / "manifest.json")
             pre = man["upstream"].get("pretrain", {}).get("dir")  # (a foundation method's runs have none)
-            rows.append({**r, "device": man.get("device", "cpu"), "wall_s": man.get("wall_s"),
-                         "pretrain": pre.rsplit("/", 1)[-1] if pre else None})  # fmt: skip
+            key = Path(pre).name if pre else None
+            rows.append({**r, "device": man.get("device", "cpu"), "wall_s": man.get("wall_s"), "pretrain": key})
             for k, v in (("finetune", man["params"]["finetune"]), ("finetune_code", digest(man["code"])),
                          ("splits", man["upstream"]["splits"]["hash"])):  # fmt: skip
-                protocol[k].add(json.dumps(v, sort_keys=True))
-            if pre and rows[-1]["pretrain"] not in runs.pretrain:
-                runs.pretrain[rows[-1]["pretrain"]] = json.loads((root / pre / "manifest.json").read_text())
-                runs.pretrain_dirs[rows[-1]["pretrain"]] = root / pre
+                protocol[k][digest(v)] = v
+            if pre and key not in runs.pretrain:
+                runs.pretrain[key] = read_json(root / pre / "manifest.json")
+                runs.pretrain_dirs[key] = root / pre
         mixed = [k for k, v in protocol.items() if len(v) > 1]
         if mixed:
             raise SystemExit(f"{prop}: the runs of {plan.property_target(prop)} differ in {mixed}")
-        one = {k: json.loads(next(iter(v))) for k, v in protocol.items() if v}
+        one = {k: next(iter(v.values())) for k, v in protocol.items() if v}
         runs.add("run", {**d, "property": prop, **one, "runs": rows}, "")
     runs.check()
     return runs
@@ -141,12 +143,12 @@ def from_parts(names: list[str], properties: list[str] | None, parts: Path = PAR
     runs = Runs()
     for name in names:
         folder = parts / name
-        meta = json.loads((folder / "part.json").read_text())
+        meta = read_json(folder / "part.json")
         for m in sorted((folder / "pretrain").glob("*/manifest.json")):
-            runs.pretrain.setdefault(m.parent.name, json.loads(m.read_text()))
+            runs.pretrain.setdefault(m.parent.name, read_json(m))
         for f in sorted((folder / "properties").glob("*.json")):
             if properties is None or f.stem in properties:
-                runs.add(name, json.loads(f.read_text()), meta["commit"])
+                runs.add(name, read_json(f), meta["commit"])
     missing = sorted(set(properties or []) - set(runs.props))
     if missing:
         raise SystemExit(f"no part of {names} has {missing}")

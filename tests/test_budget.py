@@ -1,15 +1,13 @@
 """The pretraining-budget sweep and the collapse signal, end to end on the tiny workflow."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from matssl.pretrain import collapse_signals
 
-from .workflow import ROOT, snakemake, tiny_config, write_config
+from .workflow import bench, snakemake, tiny_config, write_config
 
 
 def test_collapse_signals_by_construction():
@@ -48,8 +46,7 @@ def test_budget_sweep_reaches_the_report_and_a_summary_of_parts(tiny_demo, tmp_p
     common = ["--config", str(tmp_path / "config.yaml"), "--parts-dir", str(parts)]
     for cmd in (["parts.py", "save", "--name", "sweep", "--commit", "abc1234", *common],
                 ["summarize_mp.py", "--parts", "sweep", "--name", "sweep", "--out", str(out), *common]):  # fmt: skip
-        proc = subprocess.run([sys.executable, str(ROOT / "bench" / cmd[0]), *cmd[1:]], cwd=tmp_path, capture_output=True,
-                              text=True)  # fmt: skip
+        proc = bench(*cmd, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
     figure = out / "sweep_budget_n.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "](sweep_budget_n.png)" in (out / "sweep_benchmark.md").read_text()

@@ -4,17 +4,12 @@ run of one part made with other code is refused, and saved encoders restore into
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from .workflow import ROOT, planned_jobs, write_config
+from .workflow import bench, planned_jobs, write_config
 
 pytestmark = pytest.mark.e2e
-
-
-def bench(script: str, *args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=cwd, capture_output=True, text=True)
 
 
 def save(workdir, parts, name: str) -> dict:

@@ -63,6 +63,11 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
     return proc
 
 
+def bench(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Runs bench/SCRIPT with this interpreter in `cwd` (the bench scripts are not a package)."""
+    return subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=cwd, capture_output=True, text=True)
+
+
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """Job counts per rule of a dry run ({} when there is nothing to do)."""
     out = snakemake(workdir, "--dry-run", "--cores", "1", *args)
