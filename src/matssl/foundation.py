@@ -44,11 +44,9 @@ class Chgnet(torch.nn.Module):
 
     def graph(self, c: Crystal) -> Any:
         """The model's own graph of a crystal; raises where it cannot make one."""
-        from pymatgen.core import Lattice, Structure
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return self.model.graph_converter(Structure(Lattice(c.lattice), c.numbers.tolist(), c.frac))
+            return self.model.graph_converter(c.structure())
 
     def graphs(self, crystals: list[Crystal]) -> list[Any]:
         """Graphs of crystals, None for one it cannot make."""

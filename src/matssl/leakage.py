@@ -69,12 +69,6 @@ def composition_volume_matches(pool: pd.DataFrame, test: pd.DataFrame, tolerance
     return out
 
 
-def _structure(c: Crystal):
-    from pymatgen.core import Lattice, Structure
-
-    return Structure(Lattice(c.lattice), c.numbers.tolist(), c.frac)
-
-
 def _matching(pairs: list[tuple[Crystal, list[Crystal]]]) -> list[str]:
     """The pool ids among (pool crystal, same-composition test crystals) pairs that StructureMatcher finds equal to
     one."""
@@ -85,10 +79,10 @@ def _matching(pairs: list[tuple[Crystal, list[Crystal]]]) -> list[str]:
 
     def test(c: Crystal):
         if c.id not in tests:
-            tests[c.id] = _structure(c)
+            tests[c.id] = c.structure()
         return tests[c.id]
 
-    return [c.id for c, candidates in pairs if any(matcher.fit(_structure(c), test(t)) for t in candidates)]
+    return [c.id for c, candidates in pairs if any(matcher.fit(c.structure(), test(t)) for t in candidates)]
 
 
 def structure_matches(pool: pd.DataFrame, test: pd.DataFrame, threads: int = 1) -> set[str]:

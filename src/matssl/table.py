@@ -44,6 +44,12 @@ class Crystal:
         counts = Counter(int(z) for z in self.numbers)
         return " ".join(f"{Element.from_Z(z).symbol}{n}" for z, n in sorted(counts.items()))
 
+    def structure(self):
+        """The crystal as a pymatgen Structure (for pymatgen's and other models' own tools)."""
+        from pymatgen.core import Lattice, Structure
+
+        return Structure(Lattice(self.lattice), self.numbers.tolist(), self.frac)
+
 
 def periodic_pairs(lattice: np.ndarray, cart: np.ndarray, r: float) -> tuple[np.ndarray, ...]:
     """(centre, neighbour, image, distance) of every atom pair within `r`, periodic images included;
