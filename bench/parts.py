@@ -7,11 +7,14 @@ kept in git (bench/parts/NAME/), merged by bench/summarize_mp.py --parts.
     .venv/bin/python bench/parts.py restore --config bench/configs/mp.yaml --name kvrh-scratch
     # every part together, one summary with one Holm family
     .venv/bin/python bench/summarize_mp.py --config bench/configs/mp.yaml --parts kvrh-scratch kvrh-negnn --name mp
+    # what of the config's finetuning runs the saved parts hold, and what is left to run
+    .venv/bin/python bench/parts.py status --config bench/configs/mp.yaml
 
 Never cut a config's properties for a part: their test structures are what the leakage guard removes from the pool,
 so they are upstream of every trained encoder, and another property set trains other encoders.
 
-A part holds, per property, every run's row of the property summary (the run's metrics, chosen learning rate and
+A part holds the config it was run with (config.yaml: a part's config may cut the benchmark's fractions or
+methods), per property every run's row of the property summary (the run's metrics, chosen learning rate and
 step, and where it ran: device, wall time, the pretraining stage it started from) with the run's finetuning settings,
 splits and code, and the pretraining stages those runs used (manifest, history and encoder.pt: ~0.3 MB each for
 CGCNN 3 x 64). Not the finetuned models or predictions (a run's model.pt is as large as its encoder, and a benchmark
@@ -179,6 +182,7 @@ def save(args: argparse.Namespace, plan) -> None:
             "properties": sorted(runs.props), "n_runs": {p: len(d["runs"]) for p, d in runs.props.items()},
             "pretrain": sorted(runs.pretrain), "saved": time.strftime("%Y-%m-%d"), "host": socket.gethostname()}  # fmt: skip
     (tmp / "part.json").write_text(json.dumps(meta, indent=1) + "\n")
+    shutil.copyfile(args.config_file, tmp / "config.yaml")
     tmp.rename(folder)
     print(f"saved {sum(meta['n_runs'].values())} runs of {meta['properties']} and {len(runs.pretrain)} pretraining stages "
           f"to {folder}")  # fmt: skip
@@ -213,24 +217,48 @@ def restore(args: argparse.Namespace, plan) -> None:
         print(f"not in this plan (other settings, code or library versions; they will be trained again): {', '.join(other)}")
 
 
+def status(args: argparse.Namespace, plan) -> None:
+    """Prints, per property and label fraction, how many of the plan's finetuning runs the saved parts hold (by stage
+    key: a run saved from other code or settings does not count), and per method and pretraining seed what is left."""
+    saved = {stage_key(r) for f in Path(args.parts_dir).glob("*/properties/*.json") for r in read_json(f)["runs"]}
+    total = done = 0
+    for prop, stages in plan.finetune.items():
+        print(prop)
+        for frac in plan.cfg.finetune.fractions:
+            cell: dict[str, list[int]] = {}  # method (and pretraining seed) -> [saved, planned]
+            for s in stages:
+                if s.params["fraction"] == frac:
+                    name = s.params["method"] + (f" ps{s.params['pretrain_seed']}" if s.params["pretrain_seed"] else "")
+                    n = cell.setdefault(name, [0, 0])
+                    n[0] += s.key in saved
+                    n[1] += 1
+            have, want = sum(n[0] for n in cell.values()), sum(n[1] for n in cell.values())
+            left = ", ".join(f"{m} {a}/{b}" for m, (a, b) in cell.items() if a < b)
+            print(f"  {frac:g} of the labels: {have}/{want} saved" + (f"; to run: {left}" if left else ""))
+            total, done = total + want, done + have
+    print(f"{done} of {total} finetuning runs saved in {args.parts_dir}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["save", "restore"])
+    parser.add_argument("action", choices=["save", "restore", "status"])
     parser.add_argument("--config", required=True, help="the benchmark's config, as the part was run with it")
-    parser.add_argument("--name", required=True, help="the part: bench/parts/NAME")
+    parser.add_argument("--name", help="save, restore: the part, bench/parts/NAME")
     parser.add_argument("--root", default=".", help="the folder the run was made in, where its config's relative paths "
                         "start (default: the current folder)")  # fmt: skip
     parser.add_argument("--properties", nargs="+", help="save only these properties of the config")
     parser.add_argument("--commit", help="save: the commit of the code that ran the part (default: this checkout's HEAD)")
     parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)  # (tests write elsewhere)
     args = parser.parse_args(argv)
+    if args.action != "status" and not args.name:
+        parser.error(f"{args.action} needs --name")
     from matssl.config import load_config
     from matssl.stages import Plan
 
-    config, args.parts_dir = Path(args.config).resolve(), Path(args.parts_dir).resolve()
+    args.config_file, args.parts_dir = Path(args.config).resolve(), Path(args.parts_dir).resolve()
     os.chdir(args.root)  # the config's results folder and data paths are relative to the run's folder
-    plan = Plan(load_config(config))
-    save(args, plan) if args.action == "save" else restore(args, plan)
+    plan = Plan(load_config(args.config_file))
+    {"save": save, "restore": restore, "status": status}[args.action](args, plan)
 
 
 if __name__ == "__main__":

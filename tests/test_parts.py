@@ -49,11 +49,23 @@ def test_parts_merge_into_the_summary_of_the_whole_run(workflow_run, tmp_path):
     stages = sorted(p.name.split("-")[0] for p in (parts / "all" / "pretrain").iterdir())
     assert stages == sorted(cfg["pretrain"]["methods"])
     assert all((p / "encoder.pt").stat().st_size > 0 for p in (parts / "all" / "pretrain").iterdir())
+    assert (parts / "all" / "config.yaml").read_text() == (workdir / "config.yaml").read_text()
 
     whole = summary(workdir, out, "whole")
     # the run as two parts, one per label fraction (as if two machines had run them), and a part given twice
     split(parts, "all", lambda r: r["fraction"] == 0.5, "half")
     split(parts, "all", lambda r: r["fraction"] == 1.0, "full")
+    # what is left to run when only the part with half the labels is saved: every method's runs with all of them
+    only = tmp_path / "only-half"
+    shutil.copytree(parts / "half", only / "half")
+    proc = bench("parts.py", "status", "--config", str(workdir / "config.yaml"), "--root", str(workdir), "--parts-dir",
+                 str(only), cwd=workdir)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    methods = cfg["pretrain"]["methods"]
+    left = ", ".join(f"{m} 0/{6 // len(methods)}" for m in sorted(methods))
+    assert "  0.5 of the labels: 6/6 saved\n" in proc.stdout
+    assert f"  1 of the labels: 0/6 saved; to run: {left}\n" in proc.stdout
+    assert proc.stdout.endswith(f"6 of 12 finetuning runs saved in {only}\n")
     # (merged where the data is not: the config is not read)
     elsewhere = json.loads(json.dumps(cfg))
     elsewhere["datasets"]["tiny"]["path"] = str(tmp_path / "not-here.json.gz")
