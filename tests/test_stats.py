@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from matssl.stats import compare_all, corrected_t, holm, summarize_runs, t_interval
+from matssl.stats import against, compare_all, corrected_t, holm, summarize_runs, t_interval
 
 
 def t3_cdf(t: float) -> float:
@@ -117,3 +117,18 @@ def test_a_classification_is_compared_on_roc_auc_where_higher_is_better():
     a = summarize_runs(acc, kind="classification").set_index("method")
     assert a.loc["clear", "accuracy_change_pct"] == pytest.approx(100 / 6)
     assert a.loc["clear", "accuracy_ci_low_pct"] == pytest.approx(100 / 6)  # no spread: a zero-width interval
+
+
+def test_pretrained_encoders_against_a_foundation_model_name_the_winner():
+    # CHGNet 15 % below scratch; `clear` 30 % below (so about 18 % below CHGNet), `noisy` on either side of it
+    runs = runs_frame({"clear": [-0.30, -0.32, -0.28], "noisy": [-0.45, 0.15, -0.4, 0.13, -0.14], "chgnet": [-0.15],
+                       "weak": [0.0]})  # fmt: skip
+    s = against({"p": (runs, "regression"), "none": (runs[runs["method"] != "chgnet"], "regression")}, "chgnet",
+                ["clear", "noisy", "weak"]).set_index("method")  # fmt: skip
+    assert list(s.index) == ["clear", "noisy", "weak"] and set(s["property"]) == {"p"}  # no CHGNet, no comparison
+    assert s.loc["clear", "verdict"].startswith("beats chgnet: -17.")
+    assert s.loc["clear", "base_score"] == pytest.approx(runs[runs["method"] == "chgnet"]["mae"].mean())
+    assert s.loc["noisy", "verdict"].startswith("no detectable difference (")
+    assert s.loc["weak", "verdict"].startswith("chgnet better: +17.")
+    # Holm over the three comparisons with CHGNet (a family of its own): the smallest p is tested at 0.05 / 3
+    assert s["p_holm"].min() == pytest.approx(3 * s["p_value"].min())

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .workflow import UNSAFE_UNIT, planned_jobs, snakemake, write_config
+from .workflow import UNSAFE_UNIT, bench, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -322,6 +322,22 @@ def test_foundation_model_baseline_end_to_end(run, tmp_path):
     html = (copy / "results/report.html").read_text()
     assert "trained on MPtrj (Materials Project structures)" in html and "Foundation model" in html
     assert "frozen, head only; trained on MPtrj" in html and "every weight finetuned; trained on MPtrj" in html
+    # every pretrained encoder against each foundation model, in the report and in the benchmark summary (one fold:
+    # no interval, so no winner is named)
+    pretrained = sorted(m for m in cfg["pretrain"]["methods"] if m != "scratch")
+    for model in ("chgnet", "chgnet_all"):
+        section = html.split(f'id="against-{model}"', 1)[1].split("</table>", 1)[0]
+        assert [r.split('<td class="l">')[2].split("<")[0] for r in section.split("<tr>")[2:]] == pretrained * 2
+        assert section.count("not tested") == 2 * len(pretrained)
+    out = tmp_path / "summary"
+    out.mkdir()
+    proc = bench("summarize_mp.py", "--config", str(copy / "config.yaml"), "--root", str(copy), "--out", str(out), "--name",
+                 "f", "--no-report", "--commit", "abc1234", cwd=copy)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "f_benchmark.md").read_text()
+    for model in ("chgnet", "chgnet_all"):
+        rows = text.split(f"## Pretrained encoders against {model}\n", 1)[1].split("\n\n")[1].splitlines()[2:]
+        assert sorted(r.split(" | ")[2] for r in rows) == sorted(pretrained * 2) and all("not tested" in r for r in rows)
 
 
 def test_per_atom_log1p_property_is_learnt_transformed_and_scored_in_its_unit(run, tmp_path):

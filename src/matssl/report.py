@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader  # noqa: E402
 from matssl.evaluate import EXTENSIVE_RHO  # noqa: E402
 from matssl.io import atomic_path, read_json  # noqa: E402
 from matssl.stages import OUTPUTS, spec_digest  # noqa: E402
-from matssl.stats import DUMMIES, SCORES, Scores, compare_all  # noqa: E402
+from matssl.stats import DUMMIES, SCORES, Scores, against, compare_all  # noqa: E402
 from matssl.table import read_table  # noqa: E402
 
 KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
@@ -398,6 +398,23 @@ def table_cell(r: pd.Series, caveat: str | None = None, sc: Scores = SCORES["reg
     }  # fmt: skip
 
 
+def against_foundation_rows(spec: dict[str, Any], data: dict[str, dict]) -> dict[str, list[dict[str, Any]]]:
+    """Per foundation model: every pretrained encoder against it (which wins, by how much; `stats.against`)."""
+    runs = {n: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for n, d in data.items()}
+    foundation = spec.get("foundation", {})
+    ran = {m for r, _ in runs.values() for m in r["method"]}
+    pretrained = [m for m in method_order(ran) if m != "scratch" and m not in foundation]
+    out = {}
+    for model in foundation:
+        vs = against(runs, model, pretrained) if pretrained else pd.DataFrame()
+        out[model] = [{"property": r["property"], "fraction": f"{100 * r['fraction']:g}%", "method": r["method"],
+                       "metric": SCORES[r["kind"]].label, "value": fmt(r[f"{SCORES[r['kind']].primary}_mean"]),
+                       "base": fmt(r["base_score"]), "verdict": r["verdict"], "p": fmt_p(r["p_holm"]),
+                       "helps": r["verdict"].startswith("beats"), "hurts": r["verdict"].startswith(model)}
+                      for _, r in vs.sort_values(["property", "fraction"], kind="stable").iterrows()]  # fmt: skip
+    return {m: rows for m, rows in out.items() if rows}
+
+
 def write_report(spec: dict[str, Any], out: Path) -> None:
     data = {name: read_json(p["target"]) for name, p in spec["properties"].items()}
     # every comparison with scratch on this page is one family for the Holm correction
@@ -452,6 +469,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
             "probes": probe_table(read_table(Path(probe_dir) / "probes.parquet"), sc) if probe_dir else None,
             "map": embedding_map(read_table(Path(probe_dir) / "map.parquet"), name, unit, classes) if probe_dir else None,
         })  # fmt: skip
+    foundation_rows = against_foundation_rows(spec, data)
     histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}
     pretrain_rows = []
     for m, d in spec["pretrain"].items():
@@ -471,7 +489,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
     html = env.get_template("report.html.j2").render(
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), spec_digest=spec_digest(spec), n_tested=n_tested, cap_warning=int(100 * CAP_WARNING),
         config=spec["config"], pool=spec["pool"], leakage=spec["exclude_test_structures"], props=props,
-        summary_rows=summary_rows, pretrain_rows=pretrain_rows, loss_plot=loss_plot(histories),
+        summary_rows=summary_rows, foundation_rows=foundation_rows, pretrain_rows=pretrain_rows, loss_plot=loss_plot(histories),
         stages=stage_rows(spec["stages"]), rejections=rejection_rows(spec["stages"]),
         unlabelled=unlabelled_rows(spec["stages"]),
         methods=[(m, *METHOD_INFO.get(m, (m, "", ""))) for m in methods],

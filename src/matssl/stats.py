@@ -100,14 +100,21 @@ def holm(p_values: list[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return adjusted, levels
 
 
-def verdict(change_pct: float, lo_pct: float, hi_pct: float, p_holm: float, lower_is_better: bool = True) -> str:
+def verdict(
+    change_pct: float,
+    lo_pct: float,
+    hi_pct: float,
+    p_holm: float,
+    lower_is_better: bool = True,
+    words: tuple[str, str] = ("helps", "hurts"),
+) -> str:
     """The words a comparison with scratch may use, from its corrected interval and Holm-adjusted p (an error such as
-    MAE: lower is better; a score such as ROC-AUC: higher)."""
+    MAE: lower is better; a score such as ROC-AUC: higher); `words`: what to say when the method is better, worse."""
     interval = f"{lo_pct:+.1f} to {hi_pct:+.1f} %"
     if not math.isfinite(p_holm):
         return "not tested"
     if p_holm < ALPHA:
-        return f"{'helps' if (change_pct < 0) == lower_is_better else 'hurts'}: {change_pct:+.1f} % ({interval})"
+        return f"{words[0] if (change_pct < 0) == lower_is_better else words[1]}: {change_pct:+.1f} % ({interval})"
     return f"no detectable difference ({interval})"
 
 
@@ -181,7 +188,7 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "r
     return out
 
 
-def compare_all(summary: pd.DataFrame) -> pd.DataFrame:
+def compare_all(summary: pd.DataFrame, words: tuple[str, str] = ("helps", "hurts")) -> pd.DataFrame:
     """Every comparison with scratch shown in one report (rows of `summarize_runs`, several properties):
     Holm-adjusted p over all of them, the interval at the level Holm tests each one at (the corrected
     interval: it excludes 0 whenever the adjusted p is below 0.05) and the verdict. Failed cells (no model
@@ -198,11 +205,26 @@ def compare_all(summary: pd.DataFrame) -> pd.DataFrame:
     compared = out["change_pct"].notna()  # every method but scratch and the dummies
     lower = out["lower_is_better"] if "lower_is_better" in out else pd.Series(True, index=out.index)
     out["verdict"] = [
-        "" if not c else "failed: no model beats the dummy" if failed else verdict(ch, a, b, p, lo) if t else "not tested"
+        "" if not c else "failed: no model beats the dummy" if failed else verdict(ch, a, b, p, lo, words) if t else "not tested"
         for c, failed, t, ch, a, b, p, lo in zip(compared, out["failed"], tested, out["change_pct"], out["corrected_low_pct"],
                                                   out["corrected_high_pct"], out["p_holm"], lower, strict=True)
     ]  # fmt: skip
     return out
+
+
+def against(runs: dict[str, tuple[pd.DataFrame, str]], baseline: str, methods: list[str]) -> pd.DataFrame:
+    """`methods` against another model than scratch (a foundation model: which wins, by how much) on the same folds
+    and finetuning seeds, per property (name -> (its runs, its kind)) and label fraction: `summarize_runs`' rows of
+    those methods, Holm-corrected over all of them (a family of its own: another question than the comparisons with
+    scratch), the verdict naming the winner. A cell where neither they nor the baseline beat the dummy is failed."""
+    rows = []
+    for prop, (r, kind) in runs.items():
+        if baseline in set(r["method"]):
+            s = summarize_runs(r[r["method"].isin([baseline, *methods])], baseline=baseline, kind=kind)
+            rows.append(s[s["method"].isin(methods)].assign(property=prop, kind=kind))
+    if not rows:
+        return pd.DataFrame()
+    return compare_all(pd.concat(rows, ignore_index=True), words=(f"beats {baseline}", f"{baseline} better"))
 
 
 def summarize_property(spec: dict[str, Any], out: Path) -> None:
