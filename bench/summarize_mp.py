@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from matssl.config import FinetuneConfig, load_config
-from matssl.report import CAP_WARNING, budget_plot, excluded_text, fmt, method_order
+from matssl.report import CAP_WARNING, against_foundation_rows, budget_plot, excluded_text, fmt, method_order
 from matssl.stages import Plan
-from matssl.stats import DUMMIES, SCORES, against, compare_all, summarize_runs
+from matssl.stats import DUMMIES, SCORES, compare_all, summarize_runs
 from parts import PARTS, from_parts, from_root, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,27 +53,20 @@ def cell(r: pd.Series) -> str:
     return f"{text} ({r['verdict'] or '–'}{flags})"
 
 
-def against_foundation(props: dict[str, dict], kinds: dict[str, str], runs: pd.DataFrame) -> list[str]:
-    """Per foundation model (a method with no pretraining stage of ours, e.g. CHGNet): every encoder pretrained here
-    against it on the same folds and seeds, which wins and by how much, Holm-corrected over those comparisons."""
+def against_foundation(props: dict[str, dict], runs: pd.DataFrame) -> list[str]:
+    """Per foundation model (a method with no pretraining stage of ours, e.g. CHGNet): every pretrained encoder against
+    it on the same folds and seeds, which wins and by how much, Holm-corrected over those comparisons."""
     has_stage = runs.groupby("method")["pretrain"].agg(lambda v: v.notna().all())
-    pretrained = [m for m in method_order(has_stage.index) if has_stage[m] and m != "scratch"]
     lines = []
-    for model in [m for m in method_order(has_stage.index) if not has_stage[m]]:
-        vs = against({k: (pd.DataFrame(d["runs"]), kinds[k]) for k, d in props.items()}, model, pretrained)
-        if vs.empty or not pretrained:
-            continue
+    for model, rows in against_foundation_rows(props, [m for m, has in has_stage.items() if not has]).items():
         lines += [f"## Pretrained encoders against {model}", "",
                   f"Each pretrained encoder against {model} (the same head and finetuning on its features) on the same "
                   f"folds and seeds: test MAE (ROC-AUC for a classification) mean over runs, the change against {model} "
-                  f"with its interval, Holm-corrected over these {int(vs['p_holm'].notna().sum())} comparisons (a family of "
-                  f"its own). {model} was trained on Materials Project structures: the leakage guard cannot apply to it.", "",
-                  f"| labels | property | method | method's score | {model}'s score | against {model} |", "|---" * 6 + "|"]  # fmt: skip
-        for _, r in vs.sort_values(["fraction", "property"], kind="stable").iterrows():
-            m = SCORES[r["kind"]].primary
-            lines.append(f"| {100 * r['fraction']:g} % | {r['property']} | {r['method']} | {fmt(r[f'{m}_mean'])} | "
-                         f"{fmt(r['base_score'])} | {r['verdict']} |")  # fmt: skip
-        lines.append("")
+                  f"with its interval, Holm-corrected over these {sum(r['tested'] for r in rows)} comparisons (a family "
+                  f"of its own). {model} was trained on Materials Project structures: the leakage guard cannot apply to it.",
+                  "", f"| property | labels | method | method's score | {model}'s score | against {model} |", "|---" * 6 + "|"]  # fmt: skip
+        lines += [f"| {r['property']} | {r['fraction']} | {r['method']} | {r['value']} | {r['base']} | {r['verdict']} |"
+                  for r in rows] + [""]  # fmt: skip
     return lines
 
 
@@ -168,7 +161,7 @@ def main() -> None:
             name = f"{args.name}_budget_{prop}.png"
             (out / name).write_bytes(base64.b64decode(figure.split(",", 1)[1]))
             lines += [f"![{prop}: the change against scratch by pretraining budget]({name})", ""]
-    lines += against_foundation(props, kinds, runs)
+    lines += against_foundation(props, runs)
     if set(PUBLISHED) & set(props):
         lines += ["## Published numbers (all training labels)", ""]
         lines += [f"- {prop}: {PUBLISHED[prop]}" for prop in props if prop in PUBLISHED]

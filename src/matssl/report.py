@@ -398,10 +398,10 @@ def table_cell(r: pd.Series, caveat: str | None = None, sc: Scores = SCORES["reg
     }  # fmt: skip
 
 
-def against_foundation_rows(spec: dict[str, Any], data: dict[str, dict]) -> dict[str, list[dict[str, Any]]]:
-    """Per foundation model: every pretrained encoder against it (which wins, by how much; `stats.against`)."""
+def against_foundation_rows(data: dict[str, dict], foundation: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Per foundation model (property name -> its summary with "runs" and "kind"): every pretrained encoder against
+    it, which wins and by how much (`stats.against`), by property and label fraction."""
     runs = {n: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for n, d in data.items()}
-    foundation = spec.get("foundation", {})
     ran = {m for r, _ in runs.values() for m in r["method"]}
     pretrained = [m for m in method_order(ran) if m != "scratch" and m not in foundation]
     out = {}
@@ -410,7 +410,8 @@ def against_foundation_rows(spec: dict[str, Any], data: dict[str, dict]) -> dict
         out[model] = [{"property": r["property"], "fraction": f"{100 * r['fraction']:g}%", "method": r["method"],
                        "metric": SCORES[r["kind"]].label, "value": fmt(r[f"{SCORES[r['kind']].primary}_mean"]),
                        "base": fmt(r["base_score"]), "verdict": r["verdict"], "p": fmt_p(r["p_holm"]),
-                       "helps": r["verdict"].startswith("beats"), "hurts": r["verdict"].startswith(model)}
+                       "tested": math.isfinite(r["p_holm"]), "helps": r["verdict"].startswith("beats"),
+                       "hurts": r["verdict"].startswith(model)}
                       for _, r in vs.sort_values(["property", "fraction"], kind="stable").iterrows()]  # fmt: skip
     return {m: rows for m, rows in out.items() if rows}
 
@@ -469,7 +470,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
             "probes": probe_table(read_table(Path(probe_dir) / "probes.parquet"), sc) if probe_dir else None,
             "map": embedding_map(read_table(Path(probe_dir) / "map.parquet"), name, unit, classes) if probe_dir else None,
         })  # fmt: skip
-    foundation_rows = against_foundation_rows(spec, data)
+    foundation_rows = against_foundation_rows(data, list(spec.get("foundation", {})))
     histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}
     pretrain_rows = []
     for m, d in spec["pretrain"].items():
