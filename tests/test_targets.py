@@ -1,0 +1,61 @@
+"""The issue-20 targets in bench/summarize_mp.py's summary, from constructed summary rows: each one met, missed (with
+the cells that miss it) or not measurable yet (with what is not run), a foundation model never counted as ours."""
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from summarize_mp import targets  # noqa: E402
+
+PROPS = ["jdft2d", "dielectric", "log10_K_VRH", "log10_G_VRH"]
+
+
+def rows(changes: dict[str, float], helps: set[str], fraction: float = 0.1, scratch_beats: bool = True) -> list[dict]:
+    """One property's cell: the dummy (MAE 10), scratch (MAE 8 or, not beating the dummy, 11) and negnn / chgnet with
+    the given change against scratch (negnn's verdict "helps" where `helps` names the property)."""
+    out = []
+    for prop, change in changes.items():
+        base = 8.0 if scratch_beats else 11.0
+        out += [
+            {"property": prop, "fraction": fraction, "method": "dummy (median)", "mae_mean": 10.0, "beats_dummy": False},
+            {"property": prop, "fraction": fraction, "method": "scratch", "mae_mean": base, "beats_dummy": scratch_beats},
+            {"property": prop, "fraction": fraction, "method": "negnn", "mae_mean": base * (1 + change / 100),
+             "change_pct": change, "verdict": f"helps: {change:+.1f} %" if prop in helps else "no detectable difference",
+             "beats_dummy": True},
+            {"property": prop, "fraction": fraction, "method": "chgnet", "mae_mean": 1.0, "change_pct": -90.0,
+             "verdict": "helps: -90.0 %", "beats_dummy": True},
+        ]  # fmt: skip
+    return out
+
+
+def lines(*cells: list[dict]) -> str:
+    summary = pd.DataFrame([r for c in cells for r in c]).assign(kind="regression")
+    return "\n".join(targets(summary, foundation=["chgnet"], expected=PROPS))
+
+
+def test_ten_percent_target_met_and_missed():
+    met = lines(rows(dict.fromkeys(PROPS, -20.0), helps=set(PROPS[:3])))
+    assert "on at least 3: met: negnn -20.0 % on average" in met and "in its favour on 3 of 4" in met
+    assert "Scratch beats the dummy in every cell: met (4 of 4 cells)" in met
+    # the same mean with its interval excluding 0 on two properties only; CHGNet's -90 % is never the best "SSL" method
+    two = lines(rows(dict.fromkeys(PROPS, -20.0), helps=set(PROPS[:2])))
+    assert "on at least 3: missed: negnn -20.0 %" in two and "on 2 of 4" in two
+    small = lines(rows({"jdft2d": -40.0, "dielectric": -5.0, "log10_K_VRH": -5.0, "log10_G_VRH": -5.0}, helps=set(PROPS)))
+    assert "missed: negnn -13.8 %" in small
+
+
+def test_not_measurable_until_every_property_ran():
+    text = lines(rows({"jdft2d": -30.0}, helps={"jdft2d"}))
+    assert "not measurable yet (summarised: jdft2d; not run: dielectric, log10_G_VRH, log10_K_VRH)" in text
+    assert "jdft2d with all labels below ALIGNN's 43.42: not measurable yet (not run)" in text
+
+
+def test_scratch_against_the_dummy_and_the_published_bar():
+    text = lines(rows({"jdft2d": -10.0}, helps=set(), scratch_beats=False),
+                 rows({"jdft2d": -10.0, "dielectric": 5.0}, helps=set(), fraction=1.0))  # fmt: skip
+    assert "Scratch beats the dummy in every cell: missed (2 of 3 cells; not in jdft2d 10 % (11.0 against 10.0))" in text
+    # at all labels the best of ours (negnn 7.2 on jdft2d) is below 43.42; CHGNet's 1.0 is not ours and not counted
+    assert "jdft2d with all labels below ALIGNN's 43.42 (a CGCNN-sized encoder): met: best negnn 7.20" in text
+    assert "dielectric with all labels below ALIGNN's 0.3449 (a CGCNN-sized encoder): missed: best scratch 8.00" in text
