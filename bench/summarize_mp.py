@@ -117,6 +117,15 @@ def targets(summary: pd.DataFrame, foundation: list[str], expected: list[str]) -
     return lines + [""]
 
 
+def pool_text(manifest: dict) -> str:
+    """What a pretraining stage's pool was, from its manifest: its size, and what the leakage guard removed (the
+    guard's counts per criterion; empty where the config had no guard)."""
+    n = manifest.get("n_pool", "?")
+    if manifest.get("excluded_by"):
+        return f"{n} structures after the leakage guard removed {excluded_text(manifest)}"
+    return f"{n} structures (no leakage guard)"
+
+
 def expected_properties(config: Path) -> list[str]:
     """The config's property names, read as YAML (validating the config needs its data, which a parts summary lacks)."""
     return list(yaml.safe_load(config.read_text())["properties"])
@@ -167,10 +176,7 @@ def main() -> None:
     enc = next((m["params"]["encoder"] for m in pre if "encoder" in m["params"]), default)
     o = FinetuneConfig.model_validate(next(iter(props.values()))["finetune"]).optim
     pre_epochs = sorted({m["params"]["optim"]["epochs"] for m in trained})
-    pools = sorted({f"{m.get('n_pool', '?')} structures after the leakage guard removed {excluded_text(m)}"
-                    if m["params"].get("exclude_test_structures") else
-                    f"{m.get('n_pool', '?')} structures (no leakage guard: the pool is the downstream structures, "
-                    "without their labels)" for m in trained})  # fmt: skip
+    pools = sorted({pool_text(m) for m in trained})
     pretraining = (f"Pretraining pool: {'; '.join(pools)}. "
                    f"{enc['name'].upper()} {enc['layers']} x {enc['width']}; pretraining {', '.join(map(str, pre_epochs))} "
                    f"epochs (seeds {pseeds})" if trained else
