@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from matssl.config import parse_config
-from matssl.finetune import FeatureRegressor, scaling
+from matssl.finetune import FeatureRegressor, Regression, Scaling
 from matssl.stages import Plan
 from matssl.table import read_table, write_table
 
@@ -20,10 +20,25 @@ from .test_resume import stage_command
 
 def test_scaling_is_median_and_iqr_by_hand():
     t = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 1000.0])  # a long tail: the std (372) would squeeze the bulk to +-0.01
-    center, scale = scaling(t)
-    assert center == 3.5 and scale == pytest.approx((4.75 - 2.25) / 1.349)  # numpy's linear percentiles
-    assert scaling(np.array([2.0, 2.0, 2.0, 2.0, 7.0])) == (2.0, pytest.approx(2.0))  # IQR 0: the std
-    assert scaling(np.array([3.0, 3.0])) == (3.0, 1.0)
+    s = Scaling.of(t)
+    assert s.center == 3.5 and s.scale == pytest.approx((4.75 - 2.25) / 1.349)  # numpy's linear percentiles
+    assert (s.low, s.high) == (1.0, 1000.0)
+    s = Scaling.of(np.array([2.0, 2.0, 2.0, 2.0, 7.0]))  # IQR 0: the std
+    assert (s.center, s.scale) == (2.0, pytest.approx(2.0))
+    assert Scaling.of(np.array([3.0, 3.0])) == Scaling(3.0, 1.0, 3.0, 3.0)
+
+
+def test_predictions_stay_within_the_training_targets_range():
+    """A log1p target: an output far above every training target would come back through expm1 as an astronomically
+    large value; it is clipped, in the learnt space, to the largest training target (and likewise below)."""
+    y = pd.Series([10.0, 20.0, 40.0, 80.0, 1600.0], index=list("abcde"))
+    df = pd.DataFrame({"id": list("abcde"), "numbers": [[1]] * 5})
+    task = Regression(y, {"transform": "log1p", "per_atom": "none"}, df)
+    target = task.fit_on(list("abcde")).numpy()
+    assert task.values(target, list("abcde")) == pytest.approx(y.to_numpy(), rel=1e-5)  # inside the range: unchanged
+    far = np.array([1e3, -1e3, 0.0])
+    assert task.values(far, list("abc")) == pytest.approx([1600.0, 10.0, 40.0])  # 0: the median; the others clipped
+    assert Scaling().back(far).tolist() == far.tolist()  # logits (a classification): never clipped
 
 
 def test_an_untrained_head_predicts_the_centre():

@@ -46,8 +46,8 @@ def run_predict(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     atoms = pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"]).loc[graphs.ids].to_numpy()
     preds = []
     for d in models:
-        model, center, scale = load_model(Path(d) / "model.pt")
-        t = predict(model.to(device), lambda at: graphs.batch(at).to(device), pos, device) * scale + center
+        model, scaling = load_model(Path(d) / "model.pt")
+        t = scaling.back(predict(model.to(device), lambda at: graphs.batch(at).to(device), pos, device))
         preds.append(from_model(t, p["transform"], atoms))
     mu, sd = ensemble(np.stack(preds))
     table = pd.DataFrame({"id": graphs.ids, "y_pred_mean": mu, "y_pred_std": sd, "n_models": len(models)})

@@ -237,7 +237,8 @@ def summarize_property(spec: dict[str, Any], out: Path) -> None:
     for d in spec["runs"]:
         m = read_json(Path(d) / "metrics.json")
         dummy = {f"dummy_{k}_{metric}": v for k, scores in m["dummy"].items() for metric, v in scores.items()}
-        rows.append({k: m[k] for k in keep} | dummy | {"dir": d})
+        clipped = {"n_test_clipped": m.get("n_test_clipped", math.nan)}  # (a regression's; NaN: runs from before it was)
+        rows.append({k: m[k] for k in keep} | clipped | dummy | {"dir": d})
     runs = pd.DataFrame(rows)
     summary = summarize_runs(runs, kind=kind)
     from matssl.stages import spec_digest
