@@ -2,6 +2,7 @@
 run of one part made with other code is refused, and saved encoders restore into a later run's results folder."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -75,6 +76,8 @@ def test_parts_merge_into_the_summary_of_the_whole_run(workflow_run, tmp_path):
     assert merged == whole
     text = (out / "parts_benchmark.md").read_text()
     assert "abc1234 (half), abc1234 (full), abc1234 (all)" in text and "Probes are not saved in parts" in text
+    held = [line for line in text.splitlines() if line.startswith("Test predictions held at the training targets' range")]
+    assert len(held) == 2 and all(re.search(rf"\b{m} \d+ of [1-9]\d*\b", held[0]) for m in methods)  # a fraction each
 
     # a run of the same (method, fold, fraction, seed) with another stage key: other code or settings
     split(parts, "full", lambda r: True, "other")

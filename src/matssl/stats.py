@@ -180,6 +180,7 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "r
             out[col] = np.nan
     dummies = out[out["method"].isin(DUMMIES)].groupby("fraction")[f"{m}_mean"]
     best_dummy = dummies.min() if sc.lower_is_better else dummies.max()
+    out["best_dummy"] = out["fraction"].map(best_dummy)  # the score every trained method's mean has to beat
     out["beats_dummy"] = [method not in DUMMIES and f in best_dummy.index and bool(better(v, best_dummy[f]))
                           for method, f, v in zip(out["method"], out["fraction"], out[f"{m}_mean"], strict=True)]  # fmt: skip
     ok = out[out["beats_dummy"]].groupby("fraction").size()
