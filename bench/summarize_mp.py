@@ -82,8 +82,11 @@ def targets(summary: pd.DataFrame, foundation: list[str], expected: list[str]) -
         return []
     lines = ["## Targets (issue 20)", ""]
     scratch = s[s["method"] == "scratch"]
-    missed = [f"{r['property']} {100 * r['fraction']:g} % ({fmt(r['mae_mean'])} against {fmt(r['best_dummy'])})"
-              for _, r in scratch.iterrows() if not r["beats_dummy"]]
+    missed = [
+        f"{r['property']} {100 * r['fraction']:g} % ({fmt(r['mae_mean'])} against {fmt(r['best_dummy'])})"
+        for _, r in scratch.iterrows()
+        if not r["beats_dummy"]
+    ]
     lines.append(f"- Scratch beats the dummy in every cell: {'met' if not missed else 'missed'} "
                  f"({len(scratch) - len(missed)} of {len(scratch)} cells" + (f"; not in {', '.join(missed)}" if missed else "")
                  + ")")  # fmt: skip

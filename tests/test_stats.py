@@ -75,7 +75,7 @@ def test_wording_follows_the_corrected_interval():
     assert s.loc["slow", "cap_share"] == 1.0 and s.loc["clear", "cap_share"] == 0.0
     # scratch is the baseline, not a comparison; dummies are rows with their own MAE
     assert s.loc["scratch", "verdict"] == "" and s.loc["dummy (median)", "mae_mean"] == pytest.approx(1.9)
-    assert s["best_dummy"].tolist() == pytest.approx([1.9] * len(s))  # the better of the two dummies, on every row of the fraction
+    assert s["best_dummy"].tolist() == pytest.approx([1.9] * len(s))  # the better dummy, on every row of the fraction
     assert s.loc["clear", "beats_dummy"] and not s["failed"].any()
 
 
