@@ -181,8 +181,8 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "r
     dummies = out[out["method"].isin(DUMMIES)].groupby("fraction")[f"{m}_mean"]
     best_dummy = dummies.min() if sc.lower_is_better else dummies.max()
     out["best_dummy"] = out["fraction"].map(best_dummy)  # the score every trained method's mean has to beat
-    out["beats_dummy"] = [method not in DUMMIES and f in best_dummy.index and bool(better(v, best_dummy[f]))
-                          for method, f, v in zip(out["method"], out["fraction"], out[f"{m}_mean"], strict=True)]  # fmt: skip
+    out["beats_dummy"] = [method not in DUMMIES and bool(better(v, bar))  # (NaN: no dummy at that fraction, never beaten)
+                          for method, v, bar in zip(out["method"], out[f"{m}_mean"], out["best_dummy"], strict=True)]  # fmt: skip
     ok = out[out["beats_dummy"]].groupby("fraction").size()
     out["failed"] = [f not in ok.index for f in out["fraction"]]
     out["lower_is_better"] = sc.lower_is_better
