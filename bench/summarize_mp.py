@@ -48,11 +48,28 @@ NOT_COMPARABLE = (
 def cell(r: pd.Series) -> str:
     m = SCORES[r["kind"]].primary
     text = f"{fmt(r[f'{m}_mean'])} ± {fmt(r[f'{m}_std'], 2)}"
+    text += f", R² {r['r2_mean']:.2f}" if "r2" in SCORES[r["kind"]].others and pd.notna(r.get("r2_mean")) else ""
     if r["method"] in DUMMIES or r["method"] == "scratch":
         return text
     flags = "" if r["beats_dummy"] or r["failed"] else "; does not beat the dummy"  # (a failed cell says so already)
     flags += f"; {100 * r['cap_share']:.0f} % hit the step cap" if r["cap_share"] > CAP_WARNING else ""
-    return f"{text} ({r['verdict'] or '–'}{flags})"
+    return f"{text}: {r['verdict'] or '–'}{flags}"
+
+
+def table(summary: pd.DataFrame, props: dict[str, dict], methods: list[str]) -> list[str]:
+    """One label fraction's table: a row per method, a column per property (each column one cell of the benchmark:
+    its dummies, scratch and the verdicts against scratch), "–" where a method has not run on a property."""
+    cells = {prop: summary[summary["property"] == prop].set_index("method", drop=False) for prop in props}
+    cells = {prop: s for prop, s in cells.items() if len(s)}
+    header = []
+    for prop, s in cells.items():
+        unit = ("log10 " if props[prop].get("transform") == "log10" else "") + (props[prop]["unit"] or "")
+        header.append(f"{prop} ({unit or '–'})" + (" **failed: no model beats the dummy**" if s["failed"].any() else ""))
+    lines = ["| method | " + " | ".join(header) + " |", "|---" * (len(cells) + 1) + "|"]
+    for m in methods:
+        if any(m in s.index for s in cells.values()):
+            lines.append(f"| {m} | " + " | ".join(cell(s.loc[m]) if m in s.index else "–" for s in cells.values()) + " |")
+    return lines + [""]
 
 
 def against_foundation(props: dict[str, dict], foundation: list[str]) -> list[str]:
@@ -187,7 +204,7 @@ def main() -> None:
         f"{pretraining}; finetuning with learning rates {o.lrs} chosen on validation MAE (log loss for a "
         f"classification), at most "
         f"{o.max_steps} steps, patience {o.patience} (seeds {seeds}; {len(runs)} runs), on {devices}. "
-        f"Test MAE (ROC-AUC for a classification) mean ± std over runs; in brackets the verdict against scratch on the "
+        f"Test MAE (ROC-AUC for a classification) mean ± std over runs and mean R² (a regression), then the verdict against scratch on the "
         f"same folds and seeds: the change "
         f"with its interval from the corrected resampled t-test, Holm-corrected over all {int(summary['p_holm'].notna().sum())} "
         f"comparisons. Code at commit {commit}.",
@@ -195,14 +212,7 @@ def main() -> None:
     ]
     for f in fractions:
         lines += [f"## {100 * f:g} % of the training labels", ""]
-        lines += ["| property (unit) | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
-        for prop, d in props.items():
-            s = summary[(summary["property"] == prop) & (summary["fraction"] == f)].set_index("method", drop=False)
-            unit = d["unit"] + (" (log10)" if d.get("transform") == "log10" else "")
-            failed = " **failed: no model beats the dummy**" if s["failed"].any() else ""
-            row = [cell(s.loc[m]) if m in s.index else "–" for m in methods]
-            lines.append(f"| {prop} ({unit or '–'}){failed} | " + " | ".join(row) + " |")
-        lines.append("")
+        lines += table(summary[summary["fraction"] == f], props, methods)
         at_f = summary[(summary["fraction"] == f) & ~summary["method"].isin(DUMMIES)]
         lines += [f"Runs that hit the {o.max_steps}-step cap: " + ", ".join(
             f"{m} {100 * g['cap_share'].mean():.0f} %" for m, g in at_f.groupby("method", sort=False)), ""]  # fmt: skip

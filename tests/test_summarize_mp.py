@@ -1,5 +1,6 @@
 """bench/summarize_mp.py from constructed rows: the issue-20 targets (each one met, missed with the cells that miss it,
-or not measurable yet with what is not run; a foundation model never counted as ours) and the pool each encoder saw."""
+or not measurable yet with what is not run; a foundation model never counted as ours), the pool each encoder saw and
+the table of a label fraction."""
 
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from summarize_mp import pool_text, targets  # noqa: E402
+from summarize_mp import pool_text, table, targets  # noqa: E402
 
 PROPS = ["jdft2d", "dielectric", "log10_K_VRH", "log10_G_VRH"]
 
@@ -69,3 +70,28 @@ def test_pool_text_from_the_manifest_facts():
     assert pool_text({"n_pool": 36737, "n_excluded": 0, "excluded_by": {}, "only_by": {}}) == (
         "36737 structures (no leakage guard)"
     )
+
+
+def test_table_has_a_row_per_method_and_a_column_per_property():
+    def row(prop, method, mae, verdict=None, beats=True, failed=False):
+        return {"property": prop, "method": method, "kind": "regression", "mae_mean": mae, "mae_std": 0.5, "r2_mean": 0.8,
+                "verdict": verdict, "beats_dummy": beats, "failed": failed, "cap_share": 0.0}
+
+    summary = pd.DataFrame([
+        row("jdft2d", "dummy (median)", 10.0), row("jdft2d", "scratch", 11.0, beats=False, failed=True),
+        row("jdft2d", "negnn", 10.5, "no detectable difference (-9.0 to +1.0 %)", beats=False, failed=True),
+        row("log10_K_VRH", "dummy (median)", 0.27), row("log10_K_VRH", "scratch", 0.107),
+        row("log10_K_VRH", "negnn", 0.0954, "helps: -11.3 % (-22.3 to -0.2 %)"), row("log10_K_VRH", "dssl", 0.0994, "x"),
+    ])  # fmt: skip
+    props = {"jdft2d": {"unit": "meV/atom", "transform": "log1p"}, "log10_K_VRH": {"unit": "GPa", "transform": "log10"},
+             "dielectric": {"unit": ""}}  # (dielectric has not run: no column)
+    text = table(summary, props, ["dummy (median)", "scratch", "crystalclr", "dssl", "negnn"])
+    assert text[0] == "| method | jdft2d (meV/atom) **failed: no model beats the dummy** | log10_K_VRH (log10 GPa) |"
+    assert text[2:] == [
+        "| dummy (median) | 10.0 ± 0.50, R² 0.80 | 0.270 ± 0.50, R² 0.80 |",
+        "| scratch | 11.0 ± 0.50, R² 0.80 | 0.107 ± 0.50, R² 0.80 |",
+        "| dssl | – | 0.0994 ± 0.50, R² 0.80: x |",  # crystalclr ran nowhere: no row; dssl not on jdft2d
+        "| negnn | 10.5 ± 0.50, R² 0.80: no detectable difference (-9.0 to +1.0 %) | "
+        "0.0954 ± 0.50, R² 0.80: helps: -11.3 % (-22.3 to -0.2 %) |",
+        "",
+    ]
