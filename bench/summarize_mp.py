@@ -256,14 +256,14 @@ def main() -> None:
             continue
         df = pd.read_parquet(Path(stage.dir) / "probes.parquet")
         df = df[df["fraction"] == df["fraction"].max()]
-        table = df.groupby(["representation", "model"], sort=False)[SCORES[kinds[prop]].primary].mean().unstack("model")
+        probes = df.groupby(["representation", "model"], sort=False)[SCORES[kinds[prop]].primary].mean().unstack("model")
         lines += [
             f"### {prop}",
             "",
-            "| representation | " + " | ".join(table.columns) + " |",
-            "|---" * (len(table.columns) + 1) + "|",
+            "| representation | " + " | ".join(probes.columns) + " |",
+            "|---" * (len(probes.columns) + 1) + "|",
         ]
-        lines += [f"| {rep} | " + " | ".join(fmt(v) for v in r) + " |" for rep, r in table.iterrows()] + [""]
+        lines += [f"| {rep} | " + " | ".join(fmt(v) for v in r) + " |" for rep, r in probes.iterrows()] + [""]
     lines += [
         "## Pretraining",
         "",

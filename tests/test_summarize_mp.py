@@ -74,8 +74,18 @@ def test_pool_text_from_the_manifest_facts():
 
 def test_table_has_a_row_per_method_and_a_column_per_property():
     def row(prop, method, mae, verdict=None, beats=True, failed=False):
-        return {"property": prop, "method": method, "kind": "regression", "mae_mean": mae, "mae_std": 0.5, "r2_mean": 0.8,
-                "verdict": verdict, "beats_dummy": beats, "failed": failed, "cap_share": 0.0}
+        return {
+            "property": prop,
+            "method": method,
+            "kind": "regression",
+            "mae_mean": mae,
+            "mae_std": 0.5,
+            "r2_mean": 0.8,
+            "verdict": verdict,
+            "beats_dummy": beats,
+            "failed": failed,
+            "cap_share": 0.0,
+        }
 
     summary = pd.DataFrame([
         row("jdft2d", "dummy (median)", 10.0), row("jdft2d", "scratch", 11.0, beats=False, failed=True),
@@ -83,8 +93,11 @@ def test_table_has_a_row_per_method_and_a_column_per_property():
         row("log10_K_VRH", "dummy (median)", 0.27), row("log10_K_VRH", "scratch", 0.107),
         row("log10_K_VRH", "negnn", 0.0954, "helps: -11.3 % (-22.3 to -0.2 %)"), row("log10_K_VRH", "dssl", 0.0994, "x"),
     ])  # fmt: skip
-    props = {"jdft2d": {"unit": "meV/atom", "transform": "log1p"}, "log10_K_VRH": {"unit": "GPa", "transform": "log10"},
-             "dielectric": {"unit": ""}}  # (dielectric has not run: no column)
+    props = {
+        "jdft2d": {"unit": "meV/atom", "transform": "log1p"},
+        "log10_K_VRH": {"unit": "GPa", "transform": "log10"},
+        "dielectric": {"unit": ""},
+    }  # (dielectric has not run: no column)
     text = table(summary, props, ["dummy (median)", "scratch", "crystalclr", "dssl", "negnn"])
     assert text[0] == "| method | jdft2d (meV/atom) **failed: no model beats the dummy** | log10_K_VRH (log10 GPa) |"
     assert text[2:] == [
