@@ -204,8 +204,8 @@ def main() -> None:
         f"{pretraining}; finetuning with learning rates {o.lrs} chosen on validation MAE (log loss for a "
         f"classification), at most "
         f"{o.max_steps} steps, patience {o.patience} (seeds {seeds}; {len(runs)} runs), on {devices}. "
-        f"Test MAE (ROC-AUC for a classification) mean ± std over runs and mean R² (a regression), then the verdict against scratch on the "
-        f"same folds and seeds: the change "
+        f"Test MAE (ROC-AUC for a classification) mean ± std over runs and mean R² (a regression), then the verdict "
+        f"against scratch on the same folds and seeds: the change "
         f"with its interval from the corrected resampled t-test, Holm-corrected over all {int(summary['p_holm'].notna().sum())} "
         f"comparisons. Code at commit {commit}.",
         "",
