@@ -72,6 +72,52 @@ def table(summary: pd.DataFrame, props: dict[str, dict], methods: list[str]) -> 
     return lines + [""]
 
 
+# The README's names for mp.yaml's methods (a method not named here keeps its config name).
+LABELS = {
+    "crystalclr": "CrystalCLR (composition similarity)",
+    "dssl": "DSSL (stiffness)",
+    "fingerprint": "fingerprint targets, wACSF",
+    "fingerprint_geometry": "fingerprint targets, geometry only",
+    "negnn": "NEGNN",
+    "barlow": "Barlow Twins",
+    "chgnet": "CHGNet, frozen features",
+}
+
+
+def minus(text: str) -> str:
+    return text.replace("-", "−")  # (the README's minus sign)
+
+
+def readme_table(summary: pd.DataFrame, props: list[str], methods: list[str]) -> list[str]:
+    """One label fraction's table as the README shows it (regression properties, in the order of `props`, rows in
+    the order of `methods`): the dummies in one row (mean / median of the training labels), then per method the test
+    MAE mean, its mean R² and, against scratch, the Holm-corrected interval of the change; a detectable change in bold
+    with its mean."""
+    s = summary[summary["kind"] == "regression"]
+    cells = {prop: s[s["property"] == prop].set_index("method") for prop in props}
+    cells = {prop: c for prop, c in cells.items() if len(c)}
+    header = [prop + (" (failed: no model beats the dummy)" if c["failed"].any() else "") for prop, c in cells.items()]
+    lines = ["| model | " + " | ".join(header) + " |", "|---" * (len(cells) + 1) + "|"]
+    dummies = [" / ".join(fmt(c.loc[d, "mae_mean"]) for d in DUMMIES if d in c.index) for c in cells.values()]
+    lines.append("| dummy (mean / median of the training labels) | " + " | ".join(dummies) + " |")
+
+    def cell(r: pd.Series) -> str:
+        text = minus(f"{fmt(r['mae_mean'])}, R² {r['r2_mean']:.2f}")
+        if r.name == "scratch" or pd.isna(r.get("corrected_low_pct")):
+            return text
+        interval = minus(f"{r['corrected_low_pct']:+.1f} to {r['corrected_high_pct']:+.1f} %")
+        if r["p_holm"] < 0.05:
+            change = minus(f"{r['change_pct']:+.1f} %")
+            return f"**{text}; {change} ({interval})**"
+        return f"{text}; {interval}"
+
+    for m in methods:
+        if m not in DUMMIES and any(m in c.index for c in cells.values()):
+            lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cell(c.loc[m]) if m in c.index else "–"
+                                                                    for c in cells.values()) + " |")  # fmt: skip
+    return lines + [""]
+
+
 def against_foundation(props: dict[str, dict], foundation: list[str]) -> list[str]:
     """Per foundation model (a method with no pretraining stage of ours, e.g. CHGNet): every pretrained encoder against
     it on the same folds and seeds, which wins and by how much, Holm-corrected over those comparisons."""
@@ -150,6 +196,11 @@ def expected_properties(config: Path) -> list[str]:
     return list(yaml.safe_load(config.read_text())["properties"])
 
 
+def config_methods(config: Path) -> list[str]:
+    """The config's pretraining methods in its order (read as YAML, as `expected_properties`)."""
+    return list(yaml.safe_load(config.read_text())["pretrain"]["methods"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="bench/configs/mp.yaml", help="the benchmark's config (its plan names every stage)")
@@ -164,6 +215,8 @@ def main() -> None:
     )
     parser.add_argument("--properties", nargs="+", help="summarise only these properties of the config (a part of a run "
                         "whose other properties have not finished)")  # fmt: skip
+    parser.add_argument("--readme", action="store_true", help="print the README's tables (one per label fraction) "
+                        "instead of the summary")  # fmt: skip
     parser.add_argument("--out", default=str(OUT), help=argparse.SUPPRESS)  # (tests write elsewhere)
     parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -278,6 +331,12 @@ def main() -> None:
     (out / f"{args.name}_benchmark.json").write_text(json.dumps(summary.to_dict("records"), indent=1, default=str) + "\n")
     if plan is not None and not args.no_report:  # (parts have no report: it is made by a run over every stage)
         shutil.copy(plan.report_target, out / f"{args.name}_report.html")
+    if args.readme:  # (the config's order of methods, then any other the parts ran)
+        named = config_methods(config)
+        order = [m for m in named if m in methods] + [m for m in methods if m not in named]
+        lines = [line for f in fractions for line in [f"With {100 * f:g} % of the labels:", "",
+                                                      *readme_table(summary[summary["fraction"] == f],
+                                                                    expected_properties(config), order)]]  # fmt: skip
     print("\n".join(lines))
 
 

@@ -1,6 +1,6 @@
 """bench/summarize_mp.py from constructed rows: the issue-20 targets (each one met, missed with the cells that miss it,
 or not measurable yet with what is not run; a foundation model never counted as ours), the pool each encoder saw and
-the table of a label fraction."""
+the tables of a label fraction (the summary's and the README's)."""
 
 import sys
 from pathlib import Path
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from summarize_mp import pool_text, table, targets  # noqa: E402
+from summarize_mp import pool_text, readme_table, table, targets  # noqa: E402
 
 PROPS = ["jdft2d", "dielectric", "log10_K_VRH", "log10_G_VRH"]
 
@@ -106,5 +106,31 @@ def test_table_has_a_row_per_method_and_a_column_per_property():
         "| dssl | – | 0.0994 ± 0.50, R² 0.80: x |",  # crystalclr ran nowhere: no row; dssl not on jdft2d
         "| negnn | 10.5 ± 0.50, R² 0.80: no detectable difference (-9.0 to +1.0 %) | "
         "0.0954 ± 0.50, R² 0.80: helps: -11.3 % (-22.3 to -0.2 %) |",
+        "",
+    ]
+
+
+def test_readme_table_bolds_only_a_detectable_change():
+    def row(prop, method, mae, r2=0.8, p=None, change=None, low=None, high=None, failed=False):
+        return {"property": prop, "method": method, "kind": "regression", "mae_mean": mae, "r2_mean": r2,
+                "p_holm": p, "change_pct": change, "corrected_low_pct": low, "corrected_high_pct": high,
+                "failed": failed}  # fmt: skip
+
+    summary = pd.DataFrame([
+        row("log10_K_VRH", "dummy (mean)", 0.278), row("log10_K_VRH", "dummy (median)", 0.271),
+        row("log10_K_VRH", "scratch", 0.107, r2=0.76),
+        row("log10_K_VRH", "negnn", 0.0954, p=0.01, change=-11.3, low=-22.3, high=-0.2),
+        row("log10_K_VRH", "dssl", 0.0994, p=0.2, change=-7.0, low=-34.9, high=19.9),
+        row("jdft2d", "dummy (mean)", 67.9), row("jdft2d", "dummy (median)", 55.5),
+        row("jdft2d", "scratch", 56.6, r2=-0.07, failed=True),
+    ])  # fmt: skip
+    text = readme_table(summary, ["jdft2d", "dielectric", "log10_K_VRH"], ["scratch", "crystalclr", "negnn", "dssl"])
+    assert text == [
+        "| model | jdft2d (failed: no model beats the dummy) | log10_K_VRH |",  # dielectric has not run: no column
+        "|---|---|---|",
+        "| dummy (mean / median of the training labels) | 67.9 / 55.5 | 0.278 / 0.271 |",
+        "| scratch | 56.6, R² −0.07 | 0.107, R² 0.76 |",
+        "| NEGNN | – | **0.0954, R² 0.80; −11.3 % (−22.3 to −0.2 %)** |",  # crystalclr ran nowhere: no row
+        "| DSSL (stiffness) | – | 0.0994, R² 0.80; −34.9 to +19.9 % |",
         "",
     ]
