@@ -25,7 +25,7 @@ import yaml
 from matssl.config import FinetuneConfig, load_config
 from matssl.report import CAP_WARNING, against_foundation_rows, budget_plot, excluded_text, fmt, method_order
 from matssl.stages import Plan
-from matssl.stats import DUMMIES, SCORES, compare_all, summarize_runs
+from matssl.stats import ALPHA, DUMMIES, SCORES, compare_all, summarize_runs
 from parts import PARTS, from_parts, from_root, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def readme_table(summary: pd.DataFrame, props: list[str], methods: list[str]) ->
         if r.name == "scratch" or pd.isna(r.get("corrected_low_pct")):
             return text
         interval = minus(f"{r['corrected_low_pct']:+.1f} to {r['corrected_high_pct']:+.1f} %")
-        if r["p_holm"] < 0.05:
+        if r["p_holm"] < ALPHA:  # (as the verdicts: the Holm interval excludes 0)
             change = minus(f"{r['change_pct']:+.1f} %")
             return f"**{text}; {change} ({interval})**"
         return f"{text}; {interval}"
@@ -332,11 +332,10 @@ def main() -> None:
     if plan is not None and not args.no_report:  # (parts have no report: it is made by a run over every stage)
         shutil.copy(plan.report_target, out / f"{args.name}_report.html")
     if args.readme:  # (the config's order of methods, then any other the parts ran)
-        named = config_methods(config)
+        named, columns = config_methods(config), expected_properties(config)
         order = [m for m in named if m in methods] + [m for m in methods if m not in named]
         lines = [line for f in fractions for line in [f"With {100 * f:g} % of the labels:", "",
-                                                      *readme_table(summary[summary["fraction"] == f],
-                                                                    expected_properties(config), order)]]  # fmt: skip
+                                                      *readme_table(summary[summary["fraction"] == f], columns, order)]]  # fmt: skip
     print("\n".join(lines))
 
 
