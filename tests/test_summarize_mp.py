@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from summarize_mp import pool_text, readme_table, table, targets  # noqa: E402
+from summarize_mp import mean_changes, pool_text, readme_table, table, targets  # noqa: E402
 
 PROPS = ["jdft2d", "dielectric", "log10_K_VRH", "log10_G_VRH"]
 
@@ -134,3 +134,17 @@ def test_readme_table_bolds_only_a_detectable_change():
         "| DSSL (stiffness) | – | 0.0994, R² 0.80; −34.9 to +19.9 % |",
         "",
     ]
+
+
+def test_mean_change_names_its_properties_only_where_the_methods_ran_on_different_ones():
+    def frame(cells: list[dict]) -> pd.DataFrame:
+        return pd.DataFrame([r for c in cells for r in c]).assign(kind="regression", failed=False)
+
+    same = "\n".join(mean_changes(frame([rows({"jdft2d": -10.0, "dielectric": -20.0}, helps=set())])))
+    assert "chgnet -90.0 %, negnn -15.0 %" in same and "(over" not in same
+    # a part that ran negnn alone on dielectric: chgnet's mean is over jdft2d only, and each line says so
+    cut = frame(
+        [rows({"jdft2d": -10.0}, helps=set()), [r for r in rows({"dielectric": -20.0}, helps=set()) if r["method"] != "chgnet"]]
+    )
+    text = "\n".join(mean_changes(cut))
+    assert "negnn -15.0 % (over dielectric, jdft2d)" in text and "chgnet -90.0 % (over jdft2d)" in text
