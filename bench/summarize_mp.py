@@ -201,6 +201,20 @@ def config_methods(config: Path) -> list[str]:
     return list(yaml.safe_load(config.read_text())["pretrain"]["methods"])
 
 
+def where_they_ran(runs: pd.DataFrame) -> list[str]:
+    """Per property, how many runs ran on which device in which numeric mode, where not all on one (a GPU trains in
+    bf16 autocast, a CPU in fp32: numbers from both in one cell are said to be)."""
+    runs = runs.reset_index(drop=True)
+    if "precision" not in runs:
+        runs = runs.assign(precision="unrecorded")
+    modes = runs["device"].astype(str) + " (" + runs["precision"].astype(str) + ")"
+    if modes.nunique() < 2:
+        return []
+    per = [f"{prop} " + ", ".join(f"{n} on {mode}" for mode, n in modes[g.index].value_counts().items())
+           for prop, g in runs.groupby("property", sort=False)]  # fmt: skip
+    return ["Where the runs ran: " + "; ".join(per) + ".", ""]
+
+
 def mean_changes(at_fraction: pd.DataFrame) -> list[str]:
     """Per kind of property, each method's mean change against scratch over the properties whose cell did not fail
     (descriptive: the mean of a change in MAE and one in ROC-AUC would mean nothing, so one line per kind). Where the
@@ -257,7 +271,7 @@ def main() -> None:
     fractions = sorted(summary["fraction"].unique())
 
     lines = [f"# Real-data benchmark ({args.config})", ""]
-    runs = pd.concat([pd.DataFrame(d["runs"]) for d in props.values()])
+    runs = pd.concat([pd.DataFrame(d["runs"]).assign(property=k) for k, d in props.items()])
     devices = ", ".join(sorted(set(runs["device"])))
     pre = [found.pretrain[k] for k in sorted(set(runs["pretrain"].dropna()))]
     trained = [m for m in pre if m["params"]["optim"]]  # (scratch does not pretrain)
@@ -294,6 +308,7 @@ def main() -> None:
             held = recorded.groupby("method", sort=False)[["n_test_clipped", "n_test"]].sum()
             lines += ["Test predictions held at the training targets' range (over properties): " + ", ".join(
                 f"{m} {int(r['n_test_clipped'])} of {int(r['n_test'])}" for m, r in held.iterrows()), ""]  # fmt: skip
+        lines += where_they_ran(runs[runs["fraction"] == f])
         lines += mean_changes(summary[summary["fraction"] == f])
     # the gain against the pretraining budget (a config with pretrain.budgets), as the report draws it
     for prop in props:

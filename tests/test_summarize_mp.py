@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from summarize_mp import mean_changes, pool_text, readme_table, table, targets  # noqa: E402
+from summarize_mp import mean_changes, pool_text, readme_table, table, targets, where_they_ran  # noqa: E402
 
 PROPS = ["jdft2d", "dielectric", "log10_K_VRH", "log10_G_VRH"]
 
@@ -148,3 +148,17 @@ def test_mean_change_names_its_properties_only_where_the_methods_ran_on_differen
     )
     text = "\n".join(mean_changes(cut))
     assert "negnn -15.0 % (over dielectric, jdft2d)" in text and "chgnet -90.0 % (over jdft2d)" in text
+
+
+def test_where_the_runs_ran_is_said_where_they_ran_on_more_than_one_device():
+    def runs(*cells: tuple[str, str, str, int]) -> pd.DataFrame:
+        return pd.DataFrame([{"property": p, "device": d, "precision": m} for p, d, m, n in cells for _ in range(n)])
+
+    assert where_they_ran(runs(("jdft2d", "cpu", "fp32", 150), ("dielectric", "cpu", "fp32", 150))) == []
+    mixed = where_they_ran(runs(("jdft2d", "cpu", "fp32", 150), ("dielectric", "cuda", "bf16-autocast", 135),
+                                ("dielectric", "cpu", "fp32", 15)))  # fmt: skip
+    assert mixed == ["Where the runs ran: jdft2d 150 on cpu (fp32); dielectric 135 on cuda (bf16-autocast), "
+                     "15 on cpu (fp32).", ""]  # fmt: skip
+    # runs from before the numeric mode was recorded
+    old = runs(("jdft2d", "cpu", "fp32", 2), ("dielectric", "cuda", "bf16-autocast", 1)).drop(columns="precision")
+    assert where_they_ran(old) == ["Where the runs ran: jdft2d 2 on cpu (unrecorded); dielectric 1 on cuda (unrecorded).", ""]

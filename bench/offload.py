@@ -1,0 +1,145 @@
+"""Finetuning runs of a benchmark on a machine without Snakemake (a GPU machine lent for minutes): `export` writes the
+runs that the plan still lacks as a queue (each run's spec, the stage folders it reads, the matssl code that plans
+them), `bench/offload_queue.py` runs the queue there, many runs at once until a deadline, and `import` puts the
+finished runs back into the results folder, where Snakemake and bench/parts.py take them as made here.
+
+    # here, once the runs' inputs exist (graphs, splits, features; pretraining restored by bench/parts.py restore)
+    .venv/bin/python bench/offload.py export --config bench/configs/mp.yaml --properties dielectric --out .devdata/q
+    # there, from the folder holding the queue (only PyTorch, NumPy, pandas, pyarrow, scikit-learn, pydantic and
+    # pymatgen-core are needed; no Snakemake)
+    python3 q/offload_queue.py --queue q --workers 16 --deadline-s 480
+    # here again, with the archives it wrote
+    .venv/bin/python bench/offload.py import --config bench/configs/mp.yaml --archives DIR
+
+A run keeps its key (planned here, from this machine's library versions); its manifest records where it ran (host,
+device, the versions there), which bench/parts.py carries into the part, so the summary says which numbers came
+from where. Runs already finished here or saved in a part (bench/parts) are not exported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from matssl.config import load_config
+from matssl.stages import Plan
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from parts import PARTS, stage_key  # noqa: E402
+
+
+def saved_keys(parts: Path = PARTS) -> set[str]:
+    return {stage_key(r) for f in parts.glob("*/properties/*.json") for r in json.loads(f.read_text())["runs"]}
+
+
+def export(args: argparse.Namespace, plan: Plan) -> None:
+    out = Path(args.out)
+    if out.exists():
+        raise SystemExit(f"{out} exists: export into a new folder")
+    saved = saved_keys(Path(args.parts_dir))
+    order = {m: i for i, m in enumerate(args.methods or plan.cfg.pretrain.methods)}
+    jobs = []
+    for prop in args.properties:
+        stages = [s for s in plan.finetune[prop] if not Path(s.done).exists() and s.key not in saved
+                  and (not args.methods or s.params["method"] in args.methods)
+                  and (not args.fractions or s.params["fraction"] in args.fractions)]  # fmt: skip
+        # method by method, so that a queue cut by its deadline leaves whole methods done
+        stages.sort(key=lambda s: (order.get(s.params["method"], len(order)), s.params["pretrain_seed"],
+                                   s.params["fraction"], s.params["fold"], s.params["seed"]))  # fmt: skip
+        jobs += stages
+    if not jobs:
+        raise SystemExit("nothing to export: every run asked for is finished or saved")
+    foundation = [s.key for s in jobs if s.params.get("foundation")]
+    if foundation:
+        raise SystemExit(f"runs that train a foundation model whole need its package there too: {foundation[:3]}")
+    (out / "specs").mkdir(parents=True)
+    inputs = sorted({d for s in jobs for d in s.spec()["upstream"].values()})
+    with tarfile.open(out / "inputs.tar", "w") as tar:
+        for d in inputs:
+            tar.add(d)
+    shutil.copytree(Path(sys.modules["matssl"].__file__).parent, out / "src" / "matssl",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))  # fmt: skip
+    shutil.copy(BENCH / "offload_queue.py", out / "offload_queue.py")
+    with open(out / "jobs.tsv", "w") as f:
+        for s in jobs:
+            (out / "specs" / f"{s.key}.json").write_text(json.dumps(s.spec()))
+            f.write(f"{s.key}\t{s.dir}\n")
+    mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
+    print(f"{len(jobs)} runs of {', '.join(args.properties)} reading {len(inputs)} stage folders: {out} ({mb:.1f} MB)")
+
+
+def import_(args: argparse.Namespace, plan: Plan) -> None:
+    """Unpacks the queue's archives (finetune/KEY/ folders) where the plan has those stages, each stage's files dated
+    now and its manifest last (its presence means done), so that Snakemake takes them as newer than their inputs."""
+    wanted = {s.key: s for stages in plan.finetune.values() for s in stages}
+    parts = sorted(Path(args.archives).glob("runs.tar.*"))
+    if not parts:
+        raise SystemExit(f"no runs.tar.* in {args.archives}")
+    staging = Path(plan.cfg.results) / ".offload"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    cat = subprocess.Popen(["cat", *map(str, parts)], stdout=subprocess.PIPE)
+    with tarfile.open(fileobj=cat.stdout, mode="r|") as tar:
+        tar.extractall(staging, filter="data")
+    cat.wait()
+    done, other, lacking = [], [], 0
+    for d in sorted((staging / "finetune").glob("*")):
+        stage = wanted.get(d.name)
+        if stage is None or not (d / "manifest.json").is_file():
+            other.append(d.name)
+            continue
+        dest = Path(stage.dir)
+        if (dest / "manifest.json").exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.move(d, dest)
+        now = time.time()
+        for f in sorted(dest.iterdir(), key=lambda f: f.name == "manifest.json"):
+            os.utime(f, (now, now))
+        done.append(d.name)
+        lacking += not (dest / "model.pt").is_file()
+    logs = staging / "logs"
+    if logs.is_dir():
+        for log in logs.glob("*.log"):
+            dest = Path(plan.cfg.results) / "logs" / "finetune" / log.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, dest)
+    shutil.rmtree(staging)
+    print(f"imported {len(done)} finished runs" + (f"; not this plan's or unfinished: {len(other)}" if other else "")
+          + (f"; {lacking} without their model.pt (left out there: Snakemake re-runs them, parts need them not)"
+             if lacking else ""))  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["export", "import"])
+    parser.add_argument("--config", required=True, help="the benchmark's config (run from the folder it is run in)")
+    parser.add_argument("--properties", nargs="+", help="export: these properties' runs, in this order")
+    parser.add_argument("--methods", nargs="+", help="export: only these methods, in this order (default: all, in the config's)")
+    parser.add_argument("--fractions", nargs="+", type=float, help="export: only these label fractions")
+    parser.add_argument("--out", help="export: the queue's folder (new)")
+    parser.add_argument("--archives", help="import: the folder holding the queue's runs.tar.* archives")
+    parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)  # (tests write elsewhere)
+    args = parser.parse_args(argv)
+    plan = Plan(load_config(args.config))
+    if args.action == "export":
+        if not args.properties or not args.out:
+            parser.error("export needs --properties and --out")
+        export(args, plan)
+    else:
+        if not args.archives:
+            parser.error("import needs --archives")
+        import_(args, plan)
+
+
+if __name__ == "__main__":
+    main()
