@@ -7,8 +7,8 @@ finished runs back into the results folder, where Snakemake and bench/parts.py t
     .venv/bin/python bench/offload.py export --config bench/configs/mp.yaml --properties dielectric --out .devdata/q
     # there, from the folder holding the queue (only PyTorch, NumPy, pandas, pyarrow, scikit-learn, pydantic and
     # pymatgen-core are needed; no Snakemake)
-    python3 q/offload_queue.py --queue q --workers 16 --deadline-s 480
-    # here again, with the archives it wrote
+    python3 q/offload_queue.py --queue q --workers 16 --deadline-s 480 --out DIR
+    # here again, with the archives it wrote (runs.NNN.tar)
     .venv/bin/python bench/offload.py import --config bench/configs/mp.yaml --archives DIR
 
 A run keeps its key (planned here, from this machine's library versions); its manifest records where it ran (host,
@@ -22,22 +22,17 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import time
 from pathlib import Path
 
 from matssl.config import load_config
-from matssl.stages import Plan
+from matssl.stages import Plan, damaged_files
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from parts import PARTS, stage_key  # noqa: E402
-
-
-def saved_keys(parts: Path = PARTS) -> set[str]:
-    return {stage_key(r) for f in parts.glob("*/properties/*.json") for r in json.loads(f.read_text())["runs"]}
+from parts import PARTS, saved_keys  # noqa: E402
 
 
 def export(args: argparse.Namespace, plan: Plan) -> None:
@@ -60,13 +55,19 @@ def export(args: argparse.Namespace, plan: Plan) -> None:
     foundation = [s.key for s in jobs if s.params.get("foundation")]
     if foundation:
         raise SystemExit(f"runs that train a foundation model whole need its package there too: {foundation[:3]}")
-    (out / "specs").mkdir(parents=True)
     inputs = sorted({d for s in jobs for d in s.spec()["upstream"].values()})
+    if Path(plan.cfg.results).is_absolute():
+        raise SystemExit(f"results: {plan.cfg.results} is absolute: the queue runs in another folder, give it relative")
+    missing = [d for d in inputs if not (Path(d) / "manifest.json").is_file()]
+    if missing:
+        raise SystemExit("make the runs' inputs first:\n  snakemake --cores all "
+                         + " ".join(f"{d}/manifest.json" for d in missing) + f" --configfile {args.config}")  # fmt: skip
+    (out / "specs").mkdir(parents=True)
     with tarfile.open(out / "inputs.tar", "w") as tar:
         for d in inputs:
             tar.add(d)
     shutil.copytree(Path(sys.modules["matssl"].__file__).parent, out / "src" / "matssl",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))  # fmt: skip
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copy(BENCH / "offload_queue.py", out / "offload_queue.py")
     with open(out / "jobs.tsv", "w") as f:
         for s in jobs:
@@ -77,46 +78,40 @@ def export(args: argparse.Namespace, plan: Plan) -> None:
 
 
 def import_(args: argparse.Namespace, plan: Plan) -> None:
-    """Unpacks the queue's archives (finetune/KEY/ folders) where the plan has those stages, each stage's files dated
-    now and its manifest last (its presence means done), so that Snakemake takes them as newer than their inputs."""
+    """Unpacks the queue's archives (finetune/KEY/ folders) where the plan has those stages: a run whose files match
+    its manifest only, dated now with its manifest last (its presence means done), so that Snakemake takes it as
+    newer than its inputs; a run already here is left as it is."""
     wanted = {s.key: s for stages in plan.finetune.values() for s in stages}
-    parts = sorted(Path(args.archives).glob("runs.tar.*"))
-    if not parts:
-        raise SystemExit(f"no runs.tar.* in {args.archives}")
+    archives = sorted(Path(args.archives).glob("runs.*.tar"))
+    if not archives:
+        raise SystemExit(f"no runs.*.tar in {args.archives}")
     staging = Path(plan.cfg.results) / ".offload"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    cat = subprocess.Popen(["cat", *map(str, parts)], stdout=subprocess.PIPE)
-    with tarfile.open(fileobj=cat.stdout, mode="r|") as tar:
-        tar.extractall(staging, filter="data")
-    cat.wait()
-    done, other, lacking = [], [], 0
-    for d in sorted((staging / "finetune").glob("*")):
-        stage = wanted.get(d.name)
-        if stage is None or not (d / "manifest.json").is_file():
-            other.append(d.name)
-            continue
-        dest = Path(stage.dir)
-        if (dest / "manifest.json").exists():
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(dest, ignore_errors=True)
-        shutil.move(d, dest)
-        now = time.time()
-        for f in sorted(dest.iterdir(), key=lambda f: f.name == "manifest.json"):
-            os.utime(f, (now, now))
-        done.append(d.name)
-        lacking += not (dest / "model.pt").is_file()
-    logs = staging / "logs"
-    if logs.is_dir():
-        for log in logs.glob("*.log"):
-            dest = Path(plan.cfg.results) / "logs" / "finetune" / log.name
+    count = dict.fromkeys(("imported", "here already", "not this plan's", "damaged"), 0)
+    try:
+        for archive in archives:
+            with tarfile.open(archive) as tar:
+                tar.extractall(staging, filter="data")
+        for d in sorted((staging / "finetune").glob("*")):
+            stage = wanted.get(d.name)
+            dest = Path(stage.dir) if stage else None
+            why = ("not this plan's" if stage is None else "here already" if (dest / "manifest.json").exists()
+                   else "damaged" if not (d / "manifest.json").is_file() or damaged_files(d, full=True) else "imported")  # fmt: skip
+            count[why] += 1
+            if why != "imported":
+                continue
+            shutil.rmtree(dest, ignore_errors=True)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(log, dest)
-    shutil.rmtree(staging)
-    print(f"imported {len(done)} finished runs" + (f"; not this plan's or unfinished: {len(other)}" if other else "")
-          + (f"; {lacking} without their model.pt (left out there: Snakemake re-runs them, parts need them not)"
-             if lacking else ""))  # fmt: skip
+            shutil.move(d, dest)
+            now = time.time()
+            for f in dest.iterdir():
+                os.utime(f, (now + (f.name == "manifest.json"),) * 2)
+        for log in (staging / "logs").glob("*.log"):
+            (Path(plan.cfg.results) / "logs" / "finetune").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, Path(plan.cfg.results) / "logs" / "finetune" / log.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(", ".join(f"{n} {what}" for what, n in count.items() if n or what == "imported"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", help="export: only these methods, in this order (default: all, in the config's)")
     parser.add_argument("--fractions", nargs="+", type=float, help="export: only these label fractions")
     parser.add_argument("--out", help="export: the queue's folder (new)")
-    parser.add_argument("--archives", help="import: the folder holding the queue's runs.tar.* archives")
+    parser.add_argument("--archives", help="import: the folder holding the queue's runs.*.tar archives")
     parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)  # (tests write elsewhere)
     args = parser.parse_args(argv)
     plan = Plan(load_config(args.config))

@@ -1,8 +1,9 @@
 """Runs a queue that bench/offload.py exported: each finetuning run as its own `matssl stage finetune` process
 (as Snakemake would), `--workers` at once, in the queue's order, starting none after `--deadline-s` and stopping
-those still running at `--kill-s`; then packs every finished run (and every log) into `runs.tar.NN` archives of at
-most `--chunk-mb` each, for bench/offload.py import. Only the standard library here: the machine it runs on has
-PyTorch and little else.
+those still running at `--kill-s`; then packs the finished runs, whole, into `runs.NNN.tar` archives of about
+`--chunk-mb` each and at most `--max-mb` together (what a lent machine sends back is limited; queue.json names the
+runs left out), for bench/offload.py import. Only the standard library here: the machine it runs on has PyTorch
+and little else.
 
     python3 q/offload_queue.py --queue q --workers 16 --deadline-s 480 --kill-s 540 --out "$OUT"
 """
@@ -10,7 +11,6 @@ PyTorch and little else.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
@@ -18,6 +18,34 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+
+
+def pack(finished: list[str], logs: Path, out: Path, chunk: float, most: float) -> tuple[int, list[str]]:
+    """Whole runs (every file of a run's folder) into archives runs.NNN.tar of about `chunk` bytes each, each a tar of
+    its own (an archive lost in transfer loses its runs only), in the queue's order until `most` bytes; the runs beyond
+    are left out (named in queue.json; run them again). The logs go last, as far as they fit."""
+    archives: list[list[tuple[Path, str]]] = [[]]
+    size, total, left_out = 0, 0, []
+    for run in finished:
+        files = [(f, f"finetune/{Path(run).name}/{f.name}") for f in sorted(Path(run).iterdir()) if f.is_file()]
+        n = sum(f.stat().st_size + 1024 for f, _ in files)
+        if total + n > most:
+            left_out.append(Path(run).name)
+            continue
+        if size and size + n > chunk:
+            archives.append([])
+            size = 0
+        archives[-1] += files
+        size, total = size + n, total + n
+    for log in sorted(logs.iterdir()):
+        if total + log.stat().st_size + 1024 <= most:
+            archives[-1].append((log, f"logs/{log.name}"))
+            total += log.stat().st_size + 1024
+    for i, files in enumerate(archives):
+        with tarfile.open(out / f"runs.{i:03d}.tar", "w") as tar:
+            for f, name in files:
+                tar.add(f, arcname=name)
+    return len(finished) - len(left_out), left_out
 
 
 def main() -> None:
@@ -28,9 +56,11 @@ def main() -> None:
     p.add_argument("--kill-s", type=float, default=540, help="stop the runs still going after this many seconds")
     p.add_argument("--gpus", type=int, default=1, help="passed to each run: 1 makes a run without a GPU fail")
     p.add_argument("--out", default=".", help="where the archives go")
-    p.add_argument("--chunk-mb", type=float, default=15.0, help="the size of one archive")
-    p.add_argument("--max-mb", type=float, default=60.0, help="the archives together (model.pt files left out beyond)")
+    p.add_argument("--chunk-mb", type=float, default=15.0, help="about the size of one archive (MiB; a run is not cut)")
+    p.add_argument("--max-mb", type=float, default=60.0, help="the archives together (MiB): the runs beyond stay there")
     args = p.parse_args()
+    if args.kill_s < args.deadline_s:
+        p.error("--kill-s must not come before --deadline-s")
     q, t0 = Path(args.queue).resolve(), time.time()
     with tarfile.open(q / "inputs.tar") as tar:
         tar.extractall(".", filter="data")
@@ -58,39 +88,23 @@ def main() -> None:
         for key, (proc, started) in list(running.items()):
             if proc.poll() is not None:
                 (done if proc.returncode == 0 else failed).append(key)
-                walls.append(time.time() - started)
+                walls.append((time.time() - started, key))
                 del running[key]
                 print(f"{time.time() - t0:6.0f} s  {len(done)} done, {len(failed)} failed: {key} "
-                      f"({walls[-1]:.0f} s, rc {proc.returncode})", flush=True)  # fmt: skip
+                      f"({walls[-1][0]:.0f} s, rc {proc.returncode})", flush=True)  # fmt: skip
             elif time.time() - t0 > args.kill_s:
                 proc.kill()
                 proc.wait()
                 stopped.append(key)
                 del running[key]
         time.sleep(0.5)
-    finished = [out for key, out in (line.split("\t") for line in (q / "jobs.tsv").read_text().splitlines())
+    finished = [out for _, out in (line.split("\t") for line in (q / "jobs.tsv").read_text().splitlines())
                 if (Path(out) / "manifest.json").is_file()]  # fmt: skip
-    # every run's metrics, predictions and manifest, and its model.pt while the archives stay under --max-mb (what
-    # comes back from a lent machine is limited; a run without its model.pt serves a summary, not a prediction)
-    files = [(f, f"finetune/{Path(out).name}/{f.name}") for out in finished for f in sorted(Path(out).iterdir())]
-    files += [(f, f"logs/{f.name}") for f in sorted(logs.iterdir())]
-    budget = args.max_mb * 1e6 - sum(f.stat().st_size + 1024 for f, _ in files if f.name != "model.pt")
-    left_out = 0
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for f, name in files:
-            if f.name == "model.pt":
-                budget -= f.stat().st_size + 1024
-                if budget < 0:
-                    left_out += 1
-                    continue
-            tar.add(f, arcname=name)
-    data, size = buf.getvalue(), int(args.chunk_mb * 2**20)
-    for i in range(0, len(data), size):
-        Path(args.out, f"runs.tar.{i // size:02d}").write_bytes(data[i : i + size])
-    summary = {"finished": len(finished), "failed": failed, "stopped": stopped, "wall_s": round(time.time() - t0, 1),
-               "median_run_s": sorted(walls)[len(walls) // 2] if walls else None, "archive_mb": round(len(data) / 1e6, 1),
-               "models_left_out": left_out}  # fmt: skip
+    packed, left_out = pack(finished, logs, Path(args.out), args.chunk_mb * 2**20, args.max_mb * 2**20)
+    ok = [w for w, key in walls if key in done]
+    summary = {"finished": len(finished), "packed": packed, "failed": failed, "stopped": stopped,
+               "left_out": left_out, "wall_s": round(time.time() - t0, 1),
+               "median_run_s": round(sorted(ok)[len(ok) // 2], 1) if ok else None}  # fmt: skip
     Path(args.out, "queue.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
 

@@ -58,6 +58,11 @@ def stage_key(run: dict) -> str:
     return run["dir"].rsplit("/", 1)[-1]
 
 
+def saved_keys(parts: Path = PARTS) -> set[str]:
+    """The stage keys of every finetuning run the saved parts hold."""
+    return {stage_key(r) for f in parts.glob("*/properties/*.json") for r in read_json(f)["runs"]}
+
+
 def run_id(run: dict) -> tuple:
     return tuple(run.get(k) for k in RUN_ID)
 
@@ -220,7 +225,7 @@ def restore(args: argparse.Namespace, plan) -> None:
 def status(args: argparse.Namespace, plan) -> None:
     """Prints, per property and label fraction, how many of the plan's finetuning runs the saved parts hold (by stage
     key: a run saved from other code or settings does not count), and per method and pretraining seed what is left."""
-    saved = {stage_key(r) for f in Path(args.parts_dir).glob("*/properties/*.json") for r in read_json(f)["runs"]}
+    saved = saved_keys(Path(args.parts_dir))
     total = done = 0
     for prop, stages in plan.finetune.items():
         print(prop)

@@ -207,8 +207,7 @@ def where_they_ran(runs: pd.DataFrame) -> list[str]:
     """Per property, how many runs ran on which device in which numeric mode, where not all on one (a GPU trains in
     bf16 autocast, a CPU in fp32: numbers from both in one cell are said to be)."""
     runs = runs.reset_index(drop=True)
-    if "precision" not in runs:
-        runs = runs.assign(precision="unrecorded")
+    runs = runs.assign(precision=runs["precision"].fillna("unrecorded") if "precision" in runs else "unrecorded")
     modes = runs["device"].astype(str) + " (" + runs["precision"].astype(str) + ")"
     if modes.nunique() < 2:
         return []

@@ -6,10 +6,15 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
+from pathlib import Path
 
 import pytest
 
 from .workflow import bench, planned_jobs, without_timing
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from offload_queue import pack  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -35,14 +40,59 @@ def test_offloaded_runs_come_back_as_done(workflow_run, tmp_path):
                           cwd=there, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     ran = json.loads((there / "queue.json").read_text())
-    assert ran["finished"] == 3 and ran["failed"] == [] and ran["models_left_out"] == 0
-    assert len(list(there.glob("runs.tar.*"))) > 1  # cut into archives of the size asked for
+    assert ran["finished"] == ran["packed"] == 3 and ran["failed"] == ran["left_out"] == []
+    archives = sorted(there.glob("runs.*.tar"))
+    assert len(archives) > 1  # cut into archives of about the size asked for, whole runs each
+
+    # a run damaged on the way (a truncated file) is not taken; the intact ones are
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with tarfile.open(archives[0]) as tar:
+        names = tar.getnames()
+        tar.extractall(bad / "x", filter="data")
+    run = next(n for n in names if n.endswith("predictions.parquet"))
+    (bad / "x" / run).write_bytes((bad / "x" / run).read_bytes()[:100])
+    with tarfile.open(bad / archives[0].name, "w") as tar:
+        for n in names:
+            tar.add(bad / "x" / n, arcname=n, recursive=False)
+    for a in archives[1:]:
+        shutil.copy(a, bad)
+    out = bench("offload.py", "import", *common, "--archives", str(bad), cwd=copy)
+    assert out.returncode == 0 and out.stdout.strip() == "2 imported, 1 damaged", out.stdout + out.stderr
+    assert planned_jobs(copy)["finetune"] == 1
 
     out = bench("offload.py", "import", *common, "--archives", str(there), cwd=copy)
-    assert out.returncode == 0 and out.stdout.strip() == "imported 3 finished runs", out.stdout + out.stderr
+    assert out.returncode == 0 and out.stdout.strip() == "1 imported, 2 here already", out.stdout + out.stderr
     for name, metrics in before.items():
         back = json.loads((copy / "results" / "finetune" / name / "metrics.json").read_text())
         assert without_timing(back) == without_timing(metrics)
     assert "finetune" not in planned_jobs(copy)  # done; the property summary and the report are made again
     again = bench("offload.py", "export", *common, "--properties", "n", "--out", str(tmp_path / "q2"), cwd=copy)
     assert again.returncode != 0 and "nothing to export" in again.stderr
+
+
+def test_archives_hold_whole_runs_up_to_the_limit(tmp_path):
+    """What comes back from a lent machine is limited: whole runs in queue order until the limit, the rest named."""
+    runs = []
+    for i, size in enumerate([300, 300, 500, 200]):
+        run = tmp_path / "results" / "finetune" / f"r{i}"
+        run.mkdir(parents=True)
+        (run / "model.pt").write_bytes(b"x" * size)
+        (run / "manifest.json").write_text("{}")
+        runs.append(str(run))
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    logs.mkdir()
+    out.mkdir()
+    (logs / "r0.log").write_text("done")
+    # (each file counts 1,024 bytes of tar header): r0 and r1 in one archive, r2 in a second, r3 beyond the limit,
+    # the log still within it
+    packed, left_out = pack(runs, logs, out, chunk=4800, most=8300)
+    assert packed == 3 and left_out == ["r3"]
+    contents = []
+    for a in sorted(out.glob("runs.*.tar")):
+        with tarfile.open(a) as tar:
+            contents.append(sorted(tar.getnames()))
+    assert contents == [
+        [f"finetune/r{i}/{f}" for i in (0, 1) for f in ("manifest.json", "model.pt")],
+        ["finetune/r2/manifest.json", "finetune/r2/model.pt", "logs/r0.log"],
+    ]
