@@ -4,10 +4,10 @@ them), `bench/offload_queue.py` runs the queue there, many runs at once until a 
 finished runs back into the results folder, where Snakemake and bench/parts.py take them as made here.
 
     # here, once the runs' inputs exist (graphs, splits, features; pretraining restored by bench/parts.py restore)
-    .venv/bin/python bench/offload.py export --config bench/configs/mp.yaml --properties dielectric --out .devdata/q
+    .venv/bin/python bench/offload.py export --config bench/configs/mp.yaml --properties dielectric --out /tmp/queue
     # there, from the folder holding the queue (only PyTorch, NumPy, pandas, pyarrow, scikit-learn, pydantic and
     # pymatgen-core are needed; no Snakemake)
-    python3 q/offload_queue.py --queue q --workers 16 --deadline-s 480 --out DIR
+    python3 queue/offload_queue.py --queue queue --workers 16 --deadline-s 480 --out DIR
     # here again, with the archives it wrote (runs.NNN.tar)
     .venv/bin/python bench/offload.py import --config bench/configs/mp.yaml --archives DIR
 

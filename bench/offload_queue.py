@@ -5,7 +5,7 @@ those still running at `--kill-s`; then packs the finished runs, whole, into `ru
 runs left out), for bench/offload.py import. Only the standard library here: the machine it runs on has PyTorch
 and little else.
 
-    python3 q/offload_queue.py --queue q --workers 16 --deadline-s 480 --kill-s 540 --out "$OUT"
+    python3 queue/offload_queue.py --queue queue --workers 16 --deadline-s 480 --kill-s 540 --out "$OUT"
 """
 
 from __future__ import annotations
