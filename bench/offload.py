@@ -55,7 +55,8 @@ def export(args: argparse.Namespace, plan: Plan) -> None:
     foundation = [s.key for s in jobs if s.params.get("foundation")]
     if foundation:
         raise SystemExit(f"runs that train a foundation model whole need its package there too: {foundation[:3]}")
-    inputs = sorted({d for s in jobs for d in s.spec()["upstream"].values()})
+    specs = {s.key: s.spec() for s in jobs}
+    inputs = sorted({d for spec in specs.values() for d in spec["upstream"].values()})
     if Path(plan.cfg.results).is_absolute():
         raise SystemExit(f"results: {plan.cfg.results} is absolute: the queue runs in another folder, give it relative")
     missing = [d for d in inputs if not (Path(d) / "manifest.json").is_file()]
@@ -71,7 +72,7 @@ def export(args: argparse.Namespace, plan: Plan) -> None:
     shutil.copy(BENCH / "offload_queue.py", out / "offload_queue.py")
     with open(out / "jobs.tsv", "w") as f:
         for s in jobs:
-            (out / "specs" / f"{s.key}.json").write_text(json.dumps(s.spec()))
+            (out / "specs" / f"{s.key}.json").write_text(json.dumps(specs[s.key]))
             f.write(f"{s.key}\t{s.dir}\n")
     mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
     print(f"{len(jobs)} runs of {', '.join(args.properties)} reading {len(inputs)} stage folders: {out} ({mb:.1f} MB)")
@@ -106,9 +107,10 @@ def import_(args: argparse.Namespace, plan: Plan) -> None:
             now = time.time()
             for f in dest.iterdir():
                 os.utime(f, (now + (f.name == "manifest.json"),) * 2)
+        logs = Path(plan.cfg.results) / "logs" / "finetune"
+        logs.mkdir(parents=True, exist_ok=True)
         for log in (staging / "logs").glob("*.log"):
-            (Path(plan.cfg.results) / "logs" / "finetune").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(log, Path(plan.cfg.results) / "logs" / "finetune" / log.name)
+            shutil.copyfile(log, logs / log.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(", ".join(f"{n} {what}" for what, n in count.items() if n or what == "imported"))

@@ -65,7 +65,8 @@ def main() -> None:
     with tarfile.open(q / "inputs.tar") as tar:
         tar.extractall(".", filter="data")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(q / "src"), os.environ.get("PYTHONPATH", "")])}
-    jobs = [line.split("\t") for line in (q / "jobs.tsv").read_text().splitlines()]
+    queue = [line.split("\t") for line in (q / "jobs.tsv").read_text().splitlines()]  # (key, stage folder)
+    jobs = list(queue)
     logs = Path("logs")
     logs.mkdir(exist_ok=True)
     running: dict[str, tuple[subprocess.Popen, float]] = {}
@@ -98,8 +99,7 @@ def main() -> None:
                 stopped.append(key)
                 del running[key]
         time.sleep(0.5)
-    finished = [out for _, out in (line.split("\t") for line in (q / "jobs.tsv").read_text().splitlines())
-                if (Path(out) / "manifest.json").is_file()]  # fmt: skip
+    finished = [out for _, out in queue if (Path(out) / "manifest.json").is_file()]
     packed, left_out = pack(finished, logs, Path(args.out), args.chunk_mb * 2**20, args.max_mb * 2**20)
     ok = [w for w, key in walls if key in done]
     summary = {"finished": len(finished), "packed": packed, "failed": failed, "stopped": stopped,

@@ -206,12 +206,11 @@ def config_methods(config: Path) -> list[str]:
 def where_they_ran(runs: pd.DataFrame) -> list[str]:
     """Per property, how many runs ran on which device in which numeric mode, where not all on one (a GPU trains in
     bf16 autocast, a CPU in fp32: numbers from both in one cell are said to be)."""
-    runs = runs.reset_index(drop=True)
-    runs = runs.assign(precision=runs["precision"].fillna("unrecorded") if "precision" in runs else "unrecorded")
-    modes = runs["device"].astype(str) + " (" + runs["precision"].astype(str) + ")"
-    if modes.nunique() < 2:
+    precision = runs["precision"].fillna("unrecorded") if "precision" in runs else "unrecorded"
+    runs = runs.assign(mode=runs["device"].astype(str) + " (" + precision + ")")
+    if runs["mode"].nunique() < 2:
         return []
-    per = [f"{prop} " + ", ".join(f"{n} on {mode}" for mode, n in modes[g.index].value_counts().items())
+    per = [f"{prop} " + ", ".join(f"{n} on {mode}" for mode, n in g["mode"].value_counts().items())
            for prop, g in runs.groupby("property", sort=False)]  # fmt: skip
     return ["Where the runs ran: " + "; ".join(per) + ".", ""]
 
