@@ -3,6 +3,9 @@ kept in git (bench/parts/NAME/), merged by bench/summarize_mp.py --parts.
 
     # after a part's run: one property's summary as the target, or the config's fractions or methods cut
     .venv/bin/python bench/parts.py save --config bench/configs/mp.yaml --name kvrh-scratch --properties log10_K_VRH
+    # or the runs of some methods, made by their finetuning targets (scratch's runs saved in another part)
+    .venv/bin/python bench/parts.py save --config bench/configs/mp.yaml --name kvrh-negnn --properties log10_K_VRH \
+        --methods negnn
     # a later part on another machine: put the saved encoders back, so that pretraining is not run again
     .venv/bin/python bench/parts.py restore --config bench/configs/mp.yaml --name kvrh-scratch
     # every part together, one summary with one Holm family
@@ -36,6 +39,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,12 +124,34 @@ class Runs:
             raise SystemExit(f"runs of one method started from different encoders (other pool, guard or code): {two}")
 
 
-def from_root(root: Path, plan, properties: list[str]) -> Runs:
+def cut_target(plan, prop: str, methods: list[str], out: Path) -> Path:
+    """The property summary of only `methods`' finished runs, written to `out`: a part of some of a config's methods
+    (a config keeps scratch, whose runs may be saved in another part), summarised as the workflow would have."""
+    from matssl.stats import summarize_property
+
+    unknown = sorted(set(methods) - set(plan.cfg.pretrain.methods))
+    if unknown:
+        raise SystemExit(f"--methods {unknown}: not methods of this config ({', '.join(plan.cfg.pretrain.methods)})")
+    spec = plan.property_spec(prop)
+    made = {s.dir for s in plan.finetune[prop] if s.params["method"] in methods and Path(s.done).exists()}
+    spec["runs"] = [d for d in spec["runs"] if d in made]
+    if not spec["runs"]:
+        raise SystemExit(f"{prop}: no finished run of {methods} here")
+    summarize_property(spec, out)
+    return out
+
+
+def from_root(root: Path, plan, properties: list[str], methods: list[str] | None = None) -> Runs:
     """The runs of `properties` in a results folder, through the plan's per-property targets (named by the plan,
-    not hashed) and the runs' manifests (where each ran, with what settings and code, from which pretraining stage)."""
+    not hashed) or, given `methods`, a summary of only their finished runs, and the runs' manifests (where each ran,
+    with what settings and code, from which pretraining stage)."""
     runs = Runs()
     for prop in properties:
-        d = read_json(root / plan.property_target(prop))
+        if methods:
+            with tempfile.TemporaryDirectory() as tmp:
+                d = read_json(cut_target(plan, prop, methods, Path(tmp) / f"{prop}.json"))
+        else:
+            d = read_json(root / plan.property_target(prop))
         rows, protocol = [], {k: {} for k in PROTOCOL_FIELDS}  # field -> {digest: value} over the runs
         for r in d["runs"]:
             man = read_json(root / r["dir"] / "manifest.json")
@@ -172,7 +198,7 @@ def save(args: argparse.Namespace, plan) -> None:
     root, folder = Path.cwd(), Path(args.parts_dir) / args.name
     if folder.exists():
         raise SystemExit(f"{folder} exists: a part is written once (remove it to write it again)")
-    runs = from_root(root, plan, args.properties or list(plan.cfg.properties))
+    runs = from_root(root, plan, args.properties or list(plan.cfg.properties), args.methods)
     tmp = folder.with_name(f".tmp-{folder.name}")  # renamed into place when whole
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "properties").mkdir(parents=True)
@@ -252,6 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", default=".", help="the folder the run was made in, where its config's relative paths "
                         "start (default: the current folder)")  # fmt: skip
     parser.add_argument("--properties", nargs="+", help="save only these properties of the config")
+    parser.add_argument("--methods", nargs="+", help="save: only these methods' finished runs (their other runs, and "
+                        "the config's other methods, saved in other parts or left to run)")  # fmt: skip
     parser.add_argument("--commit", help="save: the commit of the code that ran the part (default: this checkout's HEAD)")
     parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)  # (tests write elsewhere)
     args = parser.parse_args(argv)

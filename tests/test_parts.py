@@ -13,9 +13,9 @@ from .workflow import bench, planned_jobs, write_config
 pytestmark = pytest.mark.e2e
 
 
-def save(workdir, parts, name: str) -> dict:
+def save(workdir, parts, name: str, *args: str) -> dict:
     out = bench("parts.py", "save", "--name", name, "--config", str(workdir / "config.yaml"), "--root", str(workdir),
-                "--parts-dir", str(parts), "--commit", "abc1234", cwd=workdir)  # fmt: skip
+                "--parts-dir", str(parts), "--commit", "abc1234", *args, cwd=workdir)  # fmt: skip
     assert out.returncode == 0, out.stderr
     return json.loads((parts / name / "properties" / "n.json").read_text())
 
@@ -111,6 +111,25 @@ def test_parts_merge_into_the_summary_of_the_whole_run(workflow_run, tmp_path):
     path.write_text(json.dumps(d))
     proc = merge(workdir, parts, out, "half", "longer")
     assert proc.returncode != 0 and "property n has another finetune than an earlier part" in proc.stderr
+
+
+def test_a_part_of_some_methods(workflow_run, tmp_path):
+    """`save --methods`: a part of some of a config's methods (scratch's runs saved in another part); the two merge
+    into the summary of the whole run."""
+    workdir, cfg = workflow_run
+    parts, out = tmp_path / "parts", tmp_path / "out"
+    out.mkdir()
+    others = sorted(m for m in cfg["pretrain"]["methods"] if m != "scratch")
+    assert len(save(workdir, parts, "scratch", "--methods", "scratch")["runs"]) == 12 // (len(others) + 1)
+    rest = save(workdir, parts, "rest", "--methods", *others)
+    assert sorted({r["method"] for r in rest["runs"]}) == others
+    assert not list((parts / "rest" / "pretrain").glob("scratch-*"))
+    assert summary(workdir, out, "parts", "--parts", "scratch", "rest", "--parts-dir", str(parts)) == summary(
+        workdir, out, "whole")
+    proc = bench("parts.py", "save", "--name", "typo", "--config", str(workdir / "config.yaml"), "--root", str(workdir),
+                 "--parts-dir", str(parts), "--methods", "scrach", cwd=workdir)  # fmt: skip
+    assert proc.returncode != 0 and "--methods ['scrach']: not methods of this config" in proc.stderr
+    assert not (parts / "typo").exists()
 
 
 def test_saved_encoders_restore_into_a_later_run(workflow_run, tmp_path):
