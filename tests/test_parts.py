@@ -124,8 +124,8 @@ def test_a_part_of_some_methods(workflow_run, tmp_path):
     rest = save(workdir, parts, "rest", "--methods", *others)
     assert sorted({r["method"] for r in rest["runs"]}) == others
     assert not list((parts / "rest" / "pretrain").glob("scratch-*"))
-    assert summary(workdir, out, "parts", "--parts", "scratch", "rest", "--parts-dir", str(parts)) == summary(
-        workdir, out, "whole")
+    merged = summary(workdir, out, "parts", "--parts", "scratch", "rest", "--parts-dir", str(parts))
+    assert merged == summary(workdir, out, "whole")
     proc = bench("parts.py", "save", "--name", "typo", "--config", str(workdir / "config.yaml"), "--root", str(workdir),
                  "--parts-dir", str(parts), "--methods", "scrach", cwd=workdir)  # fmt: skip
     assert proc.returncode != 0 and "--methods ['scrach']: not methods of this config" in proc.stderr
