@@ -1,0 +1,100 @@
+"""A question of protocol, measured run by run: the runs of some parts (finetuned with twice the step cap, say) paired
+with the runs of other parts of the same method, pretraining seed and budget, fold, label fraction and finetuning seed;
+per method and fraction, the mean change of the primary metric with the corrected interval, Holm over every comparison
+(the test of the comparisons with scratch, `matssl.stats`). The finetuning settings that differ are named.
+
+    .venv/bin/python bench/compare_parts.py --property log10_K_VRH --parts mp-stepcap-kvrh \\
+        --against mp-kvrh-100a mp-kvrh-100b mp-kvrh-100c --name mp_stepcap   # -> bench/results/mp_stepcap_comparison.md
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from matssl.report import fmt
+from matssl.stats import SCORES, compare_all, summarize_runs
+from parts import PARTS, RUN_ID, from_parts
+
+OUT = Path(__file__).resolve().parent / "results"
+MODEL = ["method", "pretrain_seed", "pretrain_epochs"]  # what one encoder is; the rest of RUN_ID is where it ran
+
+
+def settings_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The settings that differ, as 'optim.max_steps: 3000 → 6000'."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += settings_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a} → {b}")
+    return out
+
+
+def compare(new: dict, old: dict) -> pd.DataFrame:
+    """Per encoder (method, pretraining seed and budget) and label fraction, `summarize_runs`' comparison of the new
+    protocol's runs against the old's, on the runs both have; Holm over all of them, a verdict each."""
+    sc = SCORES[new["kind"]]
+    a, b = (pd.DataFrame(d["runs"]).astype({"pretrain_epochs": float}) for d in (new, old))
+    both = a[list(RUN_ID)].merge(b[list(RUN_ID)]).drop_duplicates()
+    rows = []
+    for key, pairs in both.groupby(MODEL + ["fraction"], dropna=False, sort=True):
+        runs = pd.concat([old_new.merge(pairs).assign(protocol=p) for p, old_new in (("old", b), ("new", a))])
+        s = summarize_runs(runs.assign(method=runs["protocol"]), baseline="old", kind=new["kind"]).set_index("method")
+        row = s.loc["new"].to_dict() | dict(zip(MODEL + ["fraction"], key, strict=True)) | {"n_pairs": len(pairs)}
+        row |= {f"old_{k}": s.loc["old", k] for k in (f"{sc.primary}_mean", "cap_share", "best_step_median")}
+        rows.append(row)
+    words = ("better with the new settings", "worse with the new settings")
+    return compare_all(pd.DataFrame(rows), words=words)
+
+
+def markdown(prop: str, new: dict, old: dict, out: pd.DataFrame, names: tuple[list[str], list[str]], commits: dict) -> str:
+    sc = SCORES[new["kind"]]
+    m, unit = sc.primary, f", {new['unit']}" if new.get("unit") else ""
+    lines = [f"# {prop}: {', '.join(names[0])} against {', '.join(names[1])}", "",
+             f"Settings that differ (old → new): {'; '.join(settings_diff(old['finetune'], new['finetune'])) or 'none'}"
+             + ("" if old["finetune_code"] == new["finetune_code"] else "; the finetuning code") + ".",
+             f"Parts and their commits: {', '.join(f'{c} ({n})' for n, c in commits.items())}.", "",
+             f"Test {sc.label} (mean over the paired runs{unit}), runs at the step cap, median best step; the change of "
+             f"the new settings' runs against the old ones' on the same folds and seeds, its 95 % interval "
+             f"Holm-corrected over the {len(out)} comparisons.", "",
+             f"| model | labels | pairs | old: {sc.label}, at the cap, best step | new: {sc.label}, at the cap, best step | "
+             "change |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in out.to_dict("records"):
+        name = r["method"] + (f" (pretraining seed {r['pretrain_seed']:g})" if r["pretrain_seed"] > 0 else "")
+        cap_old, cap_new = round(r["old_cap_share"] * r["n_pairs"]), round(r["cap_share"] * r["n_pairs"])
+        lines.append(f"| {name} | {100 * r['fraction']:g} % | {r['n_pairs']} | {fmt(r[f'old_{m}_mean'])}, {cap_old}, "
+                     f"{r['old_best_step_median']:,.0f} | {fmt(r[f'{m}_mean'])}, {cap_new}, {r['best_step_median']:,.0f} | "
+                     f"{r['verdict']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--property", required=True)
+    parser.add_argument("--parts", nargs="+", required=True, help="the new settings' parts")
+    parser.add_argument("--against", nargs="+", required=True, help="the old settings' parts")
+    parser.add_argument("--name", required=True, help="bench/results/NAME_comparison.{md,json}")
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)  # (tests write elsewhere)
+    args = parser.parse_args(argv)
+    sides = [from_parts(names, [args.property], Path(args.parts_dir)) for names in (args.parts, args.against)]
+    new, old = (s.props[args.property] for s in sides)
+    if new["splits"] != old["splits"]:
+        raise SystemExit(f"{args.property}: the two sides' folds differ: no run of one pairs with a run of the other")
+    out = compare(new, old)
+    if out.empty:
+        raise SystemExit(f"{args.property}: no run of {args.parts} has a partner in {args.against}")
+    commits = sides[1].commits | sides[0].commits
+    text = markdown(args.property, new, old, out, (args.parts, args.against), commits)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / f"{args.name}_comparison.md").write_text(text)
+    (Path(args.out) / f"{args.name}_comparison.json").write_text(out.to_json(orient="records", indent=1) + "\n")
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""bench/compare_parts.py: runs of two protocols paired run by run (same method, fold, fraction and seed), a change
+where every pair moved is detectable, none where no run changed, and runs without a partner left out."""
+
+import json
+
+from .workflow import bench
+
+SETTINGS = {"head_width": 128, "min_val": 10, "val_fraction": 0.1,
+            "optim": {"batch_size": 64, "lrs": [0.001], "max_steps": 3000, "patience": 400, "warmup_steps": 50}}  # fmt: skip
+
+
+def run(method: str, fold: int, seed: int, mae: float, cap: bool) -> dict:
+    dummy = {f"dummy_{k}_{m}": v for k in ("mean", "median") for m, v in (("mae", 0.3), ("rmse", 0.4), ("r2", 0.0))}
+    return {"method": method, "base_method": method, "pretrain_seed": 0, "pretrain_epochs": 0 if method == "scratch" else 4,
+            "fold": fold, "fraction": 1.0, "seed": seed, "mae": mae, "rmse": 1.3 * mae, "r2": 0.8, "val_mae": mae,
+            "n_train": 900, "n_val": 100, "n_test": 250, "n_train_fold": 1000, "n_test_clipped": 0, "lr": 0.001,
+            "best_step": 2990 if cap else 1500, "steps": 3000 if cap else 1900, "stopped": "cap" if cap else "early",
+            "hit_cap": cap, "precision": "fp32", "pretrain": None, "device": "cpu", "wall_s": 60.0,
+            "dir": f"results/finetune/p-{method}-f{fold}-s{seed}"} | dummy  # fmt: skip
+
+
+def write_part(parts, name: str, max_steps: int, runs: list[dict]) -> None:
+    folder = parts / name
+    (folder / "properties").mkdir(parents=True)
+    (folder / "pretrain").mkdir()
+    (folder / "part.json").write_text(json.dumps({"name": name, "commit": f"{name}1"}))
+    finetune = {**SETTINGS, "optim": {**SETTINGS["optim"], "max_steps": max_steps}}
+    prop = {"property": "p", "unit": "GPa", "transform": "none", "kind": "regression", "per_atom": "none", "classes": None,
+            "finetune": finetune, "finetune_code": "c0de", "splits": "f01d", "runs": runs}  # fmt: skip
+    (folder / "properties" / "p.json").write_text(json.dumps(prop))
+
+
+def test_two_protocols_compared_run_by_run(tmp_path):
+    parts, out = tmp_path / "parts", tmp_path / "out"
+    wobble = [0.0, 0.0007, -0.0004, 0.0002, -0.0006]
+    old = [run(m, f, s, 0.10 + 0.01 * f + 0.002 * s, cap=m == "fp" and f < 3) for m in ("scratch", "fp")
+           for f in range(5) for s in range(3)]  # fmt: skip
+    new = [run("scratch", f, 0, 0.10 + 0.01 * f, cap=False) for f in range(5)]  # unchanged
+    new += [run("fp", f, 0, 0.09 + 0.01 * f + wobble[f], cap=False) for f in range(5)]  # 0.01 lower in every fold
+    new += [run("other", f, 0, 0.2, cap=False) for f in range(5)]  # no partner among the old runs
+    write_part(parts, "old", 3000, old)
+    write_part(parts, "new", 6000, new)
+    proc = bench("compare_parts.py", "--property", "p", "--parts", "new", "--against", "old", "--name", "cap",
+                 "--out", str(out), "--parts-dir", str(parts), cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "cap_comparison.md").read_text()
+    assert "Settings that differ (old → new): optim.max_steps: 3000 → 6000." in text
+    assert "Parts and their commits: old1 (old), new1 (new)." in text and "over the 2 comparisons" in text
+    rows = {r["method"]: r for r in json.loads((out / "cap_comparison.json").read_text())}
+    assert sorted(rows) == ["fp", "scratch"] and {r["n_pairs"] for r in rows.values()} == {5}
+    fp = rows["fp"]
+    assert abs(fp["mae_mean"] - fp["old_mae_mean"] + 0.01) < 0.001 and fp["verdict"].startswith("better with the new")
+    assert fp["old_cap_share"] == 0.6 and fp["cap_share"] == 0.0
+    assert (
+        "| fp | 100 % | 5 | 0.120, 3, 2,990 | 0.110, 0, 1,500 | better with the new settings: -8.4 % (-9.4 to -7.3 %) |" in text
+    )
+    assert rows["scratch"]["verdict"].startswith("no detectable difference") and rows["scratch"]["change_pct"] == 0
