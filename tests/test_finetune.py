@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from matssl.config import parse_config
-from matssl.finetune import FeatureRegressor, Regression, Scaling
+from matssl.finetune import FeatureRegressor, Regression, Scaling, load_model, save_model
 from matssl.stages import Plan
 from matssl.table import read_table, write_table
 
@@ -39,6 +39,21 @@ def test_predictions_stay_within_the_training_targets_range():
     far = np.array([1e3, -1e3, 0.0])
     assert task.values(far, list("abc")) == pytest.approx([1600.0, 10.0, 40.0])  # 0: the median; the others clipped
     assert Scaling().back(far).tolist() == far.tolist()  # logits (a classification): never clipped
+    # a diverged output (NaN) is held at the median, and counted with the clipped ones
+    assert task.values(np.array([np.nan, 0.0]), list("ab")) == pytest.approx([40.0, 40.0])
+    metrics, _ = task.score(np.array([np.nan, 1e3, 0.0, target[3]]), list("abcd"), list("abcde"))
+    assert metrics["n_test_clipped"] == 2 and np.isfinite(metrics["mae"])
+
+
+def test_a_model_saved_without_its_scaling_is_refused(tmp_path):
+    model = FeatureRegressor(8, head_width=16)
+    save_model(model, Scaling(), tmp_path / "model.pt", frozen="chgnet")
+    assert load_model(tmp_path / "model.pt")[1] == Scaling()
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    del ckpt["scaling"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="without its target scaling by an older matssl"):
+        load_model(tmp_path / "old.pt")
 
 
 def test_an_untrained_head_predicts_the_centre():

@@ -71,7 +71,7 @@ def predict(model: torch.nn.Module, inputs: Callable[[np.ndarray], Any], pos: np
 def mlp_head(dim: int, head_width: int, n_out: int = 1) -> torch.nn.Sequential:
     """The finetuning head every method gets: dim -> head_width -> n_out (1, or a logit per class). Its output layer
     starts at zero, so an untrained model predicts the centre of the scaled targets (the training median, see
-    finetune.scaling; a classification then sets the bias to the log class frequencies): step 0 of every run is a
+    `Scaling.of`; a classification then sets the bias to the log class frequencies): step 0 of every run is a
     constant predictor, the dummy, and training starts from it instead of a random offset."""
     head = torch.nn.Sequential(torch.nn.Linear(dim, head_width), torch.nn.Softplus(), torch.nn.Linear(head_width, n_out))
     torch.nn.init.zeros_(head[2].weight)
@@ -132,7 +132,8 @@ class Scaling:
     clipped to [low, high], the range of the training targets (a regression; a classification's logits are
     unbounded). The clip keeps a prediction far outside everything the model was trained on from going through an
     inverse transform that explodes it (expm1 of a log1p target: one such structure once gave a run a test MAE of
-    92,884 meV/atom on jdft2d, whose labels span 0-1,600)."""
+    92,884 meV/atom on jdft2d, whose labels span 0-1,600); an output that is not a number (a model that diverged on
+    that input) is held at the centre, the untrained model's prediction, instead of making every metric NaN."""
 
     center: float = 0.0
     scale: float = 1.0
@@ -152,8 +153,16 @@ class Scaling:
         """Outputs in the learnt space, unclipped."""
         return np.asarray(out, dtype=float) * self.scale + self.center
 
+    def hold(self, learnt: np.ndarray) -> np.ndarray:
+        """Outputs in the learnt space held within the training targets' range (NaN at the centre)."""
+        return np.clip(np.where(np.isnan(learnt), self.center, learnt), self.low, self.high)
+
+    def n_held(self, learnt: np.ndarray) -> int:
+        """How many outputs in the learnt space `hold` changes: outside the range, or NaN."""
+        return int((np.isnan(learnt) | (learnt < self.low) | (learnt > self.high)).sum())
+
     def back(self, out: np.ndarray) -> np.ndarray:
-        return np.clip(self.learnt(out), self.low, self.high)
+        return self.hold(self.learnt(out))
 
 
 def save_model(model: torch.nn.Module, scaling: Scaling, path: Path, frozen: str | None = None, foundation: str | None = None,
@@ -180,6 +189,8 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, Scaling]:
     from matssl.encoders import build_encoder
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if "scaling" not in ckpt:
+        raise ValueError(f"{path}: a model saved without its target scaling by an older matssl: finetune it again")
     if "frozen" in ckpt:
         model = FeatureRegressor(ckpt["dim"], ckpt["head_width"], ckpt["n_out"])
     elif "foundation" in ckpt:
@@ -255,11 +266,10 @@ class Regression:
 
     def score(self, out: np.ndarray, ids: list[str], train_ids: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
         """(test metrics with the dummies', the predictions table)."""
-        pred, y_test = self.values(out, ids), self.y.loc[ids].to_numpy()
-        learnt = self.scaling.learnt(out)
-        clipped = int(((learnt < self.scaling.low) | (learnt > self.scaling.high)).sum())  # predictions held at a bound
+        learnt, y_test = self.scaling.learnt(out), self.y.loc[ids].to_numpy()
+        pred = from_model(self.scaling.hold(learnt), self.transform, self.atoms.loc[ids].to_numpy())
         metrics = regression_metrics(y_test, pred) | {"dummy": dummy_metrics(self.y.loc[train_ids].to_numpy(), y_test),
-                                                      "n_test_clipped": clipped}  # fmt: skip
+                                                      "n_test_clipped": self.scaling.n_held(learnt)}  # fmt: skip
         return metrics, pd.DataFrame({"id": ids, "y_true": y_test, "y_pred": pred})
 
 
