@@ -1,7 +1,8 @@
 """A question of protocol, measured run by run: the runs of some parts (finetuned with twice the step cap, say) paired
-with the runs of other parts of the same method, pretraining seed and budget, fold, label fraction and finetuning seed;
-per method and fraction, the mean change of the primary metric with the corrected interval, Holm over every comparison
-(the test of the comparisons with scratch, `matssl.stats`). The finetuning settings that differ are named.
+with the runs of other parts of the same method, pretraining seed and budget, fold, label fraction and finetuning seed,
+started from the same encoder; per encoder and label fraction, the mean change of the primary metric with the corrected
+interval, Holm over every comparison (the test of the comparisons with scratch, `matssl.stats`). The finetuning
+settings that differ are named.
 
     .venv/bin/python bench/compare_parts.py --property log10_K_VRH --parts mp-stepcap-kvrh \\
         --against mp-kvrh-100a mp-kvrh-100b mp-kvrh-100c --name mp_stepcap   # -> bench/results/mp_stepcap_comparison.md
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from matssl.report import fmt
+from matssl.report import fmt, unit_label
 from matssl.stats import SCORES, compare_all, summarize_runs
-from parts import PARTS, RUN_ID, from_parts
+from parts import PARTS, PROPERTY_FIELDS, RUN_ID, from_parts
 
 OUT = Path(__file__).resolve().parent / "results"
 MODEL = ["method", "pretrain_seed", "pretrain_epochs"]  # what one encoder is; the rest of RUN_ID is where it ran
@@ -34,14 +35,25 @@ def settings_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def where(d: dict) -> str:
+    """The devices and numeric modes a side's runs ran in: 'cpu fp32', 'cuda bf16 and cpu fp32'."""
+    return " and ".join(sorted({f"{r.get('device', 'cpu')} {r.get('precision', 'unrecorded')}" for r in d["runs"]}))
+
+
 def compare(new: dict, old: dict) -> pd.DataFrame:
     """Per encoder (method, pretraining seed and budget) and label fraction, `summarize_runs`' comparison of the new
-    protocol's runs against the old's, on the runs both have; Holm over all of them, a verdict each."""
+    protocol's runs against the old's, on the runs both have (each pair from one encoder); Holm over all of them."""
     sc = SCORES[new["kind"]]
-    a, b = (pd.DataFrame(d["runs"]).astype({"pretrain_epochs": float}) for d in (new, old))
-    both = a[list(RUN_ID)].merge(b[list(RUN_ID)]).drop_duplicates()
+    a, b = pd.DataFrame(new["runs"]), pd.DataFrame(old["runs"])
+    both = a[[*RUN_ID, "pretrain"]].merge(b[[*RUN_ID, "pretrain"]], on=list(RUN_ID), suffixes=("", "_old"))
+    other = both[both["pretrain"].fillna("") != both["pretrain_old"].fillna("")]  # (a foundation model's runs: none)
+    if len(other):
+        raise SystemExit(f"{len(other)} paired runs started from other pretraining stages (other pretraining settings, "
+                         f"pool or code), e.g. {other['pretrain'].iloc[0]} against {other['pretrain_old'].iloc[0]}: "
+                         "the change would not be the finetuning settings' alone")  # fmt: skip
+    both = both[list(RUN_ID)].drop_duplicates()
     rows = []
-    for key, pairs in both.groupby(MODEL + ["fraction"], dropna=False, sort=True):
+    for key, pairs in both.groupby(MODEL + ["fraction"], sort=True):
         runs = pd.concat([old_new.merge(pairs).assign(protocol=p) for p, old_new in (("old", b), ("new", a))])
         s = summarize_runs(runs.assign(method=runs["protocol"]), baseline="old", kind=new["kind"]).set_index("method")
         row = s.loc["new"].to_dict() | dict(zip(MODEL + ["fraction"], key, strict=True)) | {"n_pairs": len(pairs)}
@@ -53,18 +65,22 @@ def compare(new: dict, old: dict) -> pd.DataFrame:
 
 def markdown(prop: str, new: dict, old: dict, out: pd.DataFrame, names: tuple[list[str], list[str]], commits: dict) -> str:
     sc = SCORES[new["kind"]]
-    m, unit = sc.primary, f", {new['unit']}" if new.get("unit") else ""
+    differ = settings_diff(old["finetune"], new["finetune"]) + ([] if old["finetune_code"] == new["finetune_code"] else
+                                                                 ["the finetuning code"])  # fmt: skip
+    m, unit = sc.primary, f", {unit_label(new)}" if unit_label(new) else ""
     lines = [f"# {prop}: {', '.join(names[0])} against {', '.join(names[1])}", "",
-             f"Settings that differ (old → new): {'; '.join(settings_diff(old['finetune'], new['finetune'])) or 'none'}"
-             + ("" if old["finetune_code"] == new["finetune_code"] else "; the finetuning code") + ".",
-             f"Parts and their commits: {', '.join(f'{c} ({n})' for n, c in commits.items())}.", "",
+             f"Settings that differ (old → new): {'; '.join(differ) or 'none'}.",
+             f"Parts and their commits: {', '.join(f'{c} ({n})' for n, c in commits.items())}; where the runs ran: "
+             f"old {where(old)}, new {where(new)}.", "",
              f"Test {sc.label} (mean over the paired runs{unit}), runs at the step cap, median best step; the change of "
-             f"the new settings' runs against the old ones' on the same folds and seeds, its 95 % interval "
-             f"Holm-corrected over the {len(out)} comparisons.", "",
+             f"the new settings' runs against the old ones' on the same folds and seeds (the mean over folds of each "
+             f"fold's mean difference), its 95 % interval Holm-corrected over the {int(out['p_holm'].notna().sum())} "
+             "comparisons tested.", "",
              f"| model | labels | pairs | old: {sc.label}, at the cap, best step | new: {sc.label}, at the cap, best step | "
              "change |", "|---|---|---|---|---|---|"]  # fmt: skip
+    seeds = out.groupby("method")["pretrain_seed"].nunique()
     for r in out.to_dict("records"):
-        name = r["method"] + (f" (pretraining seed {r['pretrain_seed']:g})" if r["pretrain_seed"] > 0 else "")
+        name = r["method"] + (f", pretraining seed {r['pretrain_seed']}" if seeds[r["method"]] > 1 else "")
         cap_old, cap_new = round(r["old_cap_share"] * r["n_pairs"]), round(r["cap_share"] * r["n_pairs"])
         lines.append(f"| {name} | {100 * r['fraction']:g} % | {r['n_pairs']} | {fmt(r[f'old_{m}_mean'])}, {cap_old}, "
                      f"{r['old_best_step_median']:,.0f} | {fmt(r[f'{m}_mean'])}, {cap_new}, {r['best_step_median']:,.0f} | "
@@ -83,8 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sides = [from_parts(names, [args.property], Path(args.parts_dir)) for names in (args.parts, args.against)]
     new, old = (s.props[args.property] for s in sides)
-    if new["splits"] != old["splits"]:
-        raise SystemExit(f"{args.property}: the two sides' folds differ: no run of one pairs with a run of the other")
+    differ = [k for k in (*PROPERTY_FIELDS, "splits") if new.get(k) != old.get(k)]
+    if differ:
+        raise SystemExit(f"{args.property}: the two sides differ in {differ} (the splits stage: its folds, the split "
+                         "code or library versions): their runs do not pair")  # fmt: skip
     out = compare(new, old)
     if out.empty:
         raise SystemExit(f"{args.property}: no run of {args.parts} has a partner in {args.against}")

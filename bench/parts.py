@@ -132,9 +132,8 @@ def cut_target(plan, prop: str, methods: list[str], out: Path) -> Path:
     unknown = sorted(set(methods) - set(plan.cfg.pretrain.methods))
     if unknown:
         raise SystemExit(f"--methods {unknown}: not methods of this config ({', '.join(plan.cfg.pretrain.methods)})")
-    spec = plan.property_spec(prop)
-    made = {s.dir for s in plan.finetune[prop] if s.params["method"] in methods and Path(s.done).exists()}
-    spec["runs"] = [d for d in spec["runs"] if d in made]
+    spec = plan.property_spec(prop)  # (a method of a budget sweep: its runs at every budget)
+    spec["runs"] = [s.dir for s in plan.finetune[prop] if s.params["base_method"] in methods and Path(s.done).exists()]
     if not spec["runs"]:
         raise SystemExit(f"{prop}: no finished run of {methods} here")
     summarize_property(spec, out)

@@ -43,6 +43,9 @@ def test_predictions_stay_within_the_training_targets_range():
     assert task.values(np.array([np.nan, 0.0]), list("ab")) == pytest.approx([40.0, 40.0])
     metrics, _ = task.score(np.array([np.nan, 1e3, 0.0, target[3]]), list("abcd"), list("abcde"))
     assert metrics["n_test_clipped"] == 2 and np.isfinite(metrics["mae"])
+    # validation is strict: weights with a NaN output on a validation structure score NaN, and are never chosen
+    assert np.isnan(task.val_score(np.array([np.nan, 0.0]), list("ab")))
+    assert task.val_score(np.array([1e3, 0.0]), list("ab")) == pytest.approx((1590.0 + 20.0) / 2)
 
 
 def test_a_model_saved_without_its_scaling_is_refused(tmp_path):

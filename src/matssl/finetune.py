@@ -132,8 +132,9 @@ class Scaling:
     clipped to [low, high], the range of the training targets (a regression; a classification's logits are
     unbounded). The clip keeps a prediction far outside everything the model was trained on from going through an
     inverse transform that explodes it (expm1 of a log1p target: one such structure once gave a run a test MAE of
-    92,884 meV/atom on jdft2d, whose labels span 0-1,600); an output that is not a number (a model that diverged on
-    that input) is held at the centre, the untrained model's prediction, instead of making every metric NaN."""
+    92,884 meV/atom on jdft2d, whose labels span 0-1,600). A test or prediction output that is not a number is held
+    at the centre, the untrained model's prediction, instead of making every metric NaN (validation is strict:
+    `Regression.val_score`)."""
 
     center: float = 0.0
     scale: float = 1.0
@@ -262,10 +263,14 @@ class Regression:
         return from_model(self.scaling.back(out), self.transform, self.atoms.loc[ids].to_numpy())
 
     def val_score(self, out: np.ndarray, ids: list[str]) -> float:
+        """The validation MAE; NaN where an output is not a number, so that such weights are never chosen."""
+        if np.isnan(out).any():
+            return float("nan")
         return float(np.abs(self.values(out, ids) - self.y.loc[ids].to_numpy()).mean())
 
     def score(self, out: np.ndarray, ids: list[str], train_ids: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
-        """(test metrics with the dummies', the predictions table)."""
+        """(test metrics with the dummies', the predictions table); an output that is not a number (chosen weights
+        that diverge on a test structure only) held at the median and counted."""
         learnt, y_test = self.scaling.learnt(out), self.y.loc[ids].to_numpy()
         pred = from_model(self.scaling.hold(learnt), self.transform, self.atoms.loc[ids].to_numpy())
         metrics = regression_metrics(y_test, pred) | {"dummy": dummy_metrics(self.y.loc[train_ids].to_numpy(), y_test),

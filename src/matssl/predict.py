@@ -44,11 +44,12 @@ def run_predict(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     pos = np.arange(len(graphs))
     df = read_table(Path(up["structures"]) / "structures.parquet")
     atoms = pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"]).loc[graphs.ids].to_numpy()
-    preds = []
+    preds, held = [], 0
     for d in models:
         model, scaling = load_model(Path(d) / "model.pt")
-        t = scaling.back(predict(model.to(device), lambda at: graphs.batch(at).to(device), pos, device))
-        preds.append(from_model(t, p["transform"], atoms))
+        learnt = scaling.learnt(predict(model.to(device), lambda at: graphs.batch(at).to(device), pos, device))
+        held += scaling.n_held(learnt)  # outside the training targets' range, or not a number
+        preds.append(from_model(scaling.hold(learnt), p["transform"], atoms))
     mu, sd = ensemble(np.stack(preds))
     table = pd.DataFrame({"id": graphs.ids, "y_pred_mean": mu, "y_pred_std": sd, "n_models": len(models)})
     if p["column"] in df:  # labels where the dataset has them (the property's values, as the predictions)
@@ -57,6 +58,7 @@ def run_predict(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     write_table(pa.Table.from_pandas(table, preserve_index=False), out / "predictions.parquet")
     rejected = pd.concat([read_table(Path(up[k]) / "rejected.parquet").assign(stage=k) for k in ("structures", "graphs")])
     write_table(pa.Table.from_pandas(rejected.reset_index(drop=True), preserve_index=False), out / "rejected.parquet")
-    log.info("predict %s with %s: %d structures, %d models, %d rejected", p["property"], p["method"], len(table), len(models),
-             len(rejected))  # fmt: skip
-    return {**device_facts(device), "n_structures": len(table), "n_models": len(models), "n_rejected": len(rejected)}
+    log.info("predict %s with %s: %d structures, %d models, %d rejected, %d model outputs held at the training targets' "
+             "range", p["property"], p["method"], len(table), len(models), len(rejected), held)  # fmt: skip
+    return {**device_facts(device), "n_structures": len(table), "n_models": len(models), "n_rejected": len(rejected),
+            "n_held": held}  # fmt: skip
