@@ -48,7 +48,8 @@ NOT_COMPARABLE = (
 def cell(r: pd.Series) -> str:
     m = SCORES[r["kind"]].primary
     text = f"{fmt(r[f'{m}_mean'])} ± {fmt(r[f'{m}_std'], 2)}"
-    text += f", R² {r['r2_mean']:.2f}" if "r2" in SCORES[r["kind"]].others and pd.notna(r.get("r2_mean")) else ""
+    for other, shown in (("rmse", lambda v: f"RMSE {fmt(v)}"), ("r2", lambda v: f"R² {v:.2f}")):  # (a regression's)
+        text += f", {shown(r[f'{other}_mean'])}" if other in SCORES[r["kind"]].others and pd.notna(r.get(f"{other}_mean")) else ""
     if r["method"] in DUMMIES or r["method"] == "scratch":
         return text
     flags = "" if r["beats_dummy"] or r["failed"] else "; does not beat the dummy"  # (a failed cell says so already)
@@ -290,7 +291,7 @@ def main() -> None:
         f"{pretraining}; finetuning with learning rates {o.lrs} chosen on validation MAE (log loss for a "
         f"classification), at most "
         f"{o.max_steps} steps, patience {o.patience} (seeds {seeds}; {len(runs)} runs), on {devices}. "
-        f"Test MAE (ROC-AUC for a classification) mean ± std over runs and mean R² (a regression), then the verdict "
+        f"Test MAE (ROC-AUC for a classification) mean ± std over runs, mean RMSE and R² (a regression), then the verdict "
         f"against scratch on the same folds and seeds: the change "
         f"with its interval from the corrected resampled t-test, Holm-corrected over all {int(summary['p_holm'].notna().sum())} "
         f"comparisons. Code at commit {commit}.",

@@ -80,6 +80,7 @@ def test_table_has_a_row_per_method_and_a_column_per_property():
             "kind": "regression",
             "mae_mean": mae,
             "mae_std": 0.5,
+            "rmse_mean": 2 * mae,
             "r2_mean": 0.8,
             "verdict": verdict,
             "beats_dummy": beats,
@@ -101,11 +102,11 @@ def test_table_has_a_row_per_method_and_a_column_per_property():
     text = table(summary, props, ["dummy (median)", "scratch", "crystalclr", "dssl", "negnn"])
     assert text[0] == "| method | jdft2d (meV/atom) **failed: no model beats the dummy** | log10_K_VRH (log10 GPa) |"
     assert text[2:] == [
-        "| dummy (median) | 10.0 ± 0.50, R² 0.80 | 0.270 ± 0.50, R² 0.80 |",
-        "| scratch | 11.0 ± 0.50, R² 0.80 | 0.107 ± 0.50, R² 0.80 |",
-        "| dssl | – | 0.0994 ± 0.50, R² 0.80: x |",  # crystalclr ran nowhere: no row; dssl not on jdft2d
-        "| negnn | 10.5 ± 0.50, R² 0.80: no detectable difference (-9.0 to +1.0 %) | "
-        "0.0954 ± 0.50, R² 0.80: helps: -11.3 % (-22.3 to -0.2 %) |",
+        "| dummy (median) | 10.0 ± 0.50, RMSE 20.0, R² 0.80 | 0.270 ± 0.50, RMSE 0.540, R² 0.80 |",
+        "| scratch | 11.0 ± 0.50, RMSE 22.0, R² 0.80 | 0.107 ± 0.50, RMSE 0.214, R² 0.80 |",
+        "| dssl | – | 0.0994 ± 0.50, RMSE 0.199, R² 0.80: x |",  # crystalclr ran nowhere: no row; dssl not on jdft2d
+        "| negnn | 10.5 ± 0.50, RMSE 21.0, R² 0.80: no detectable difference (-9.0 to +1.0 %) | "
+        "0.0954 ± 0.50, RMSE 0.191, R² 0.80: helps: -11.3 % (-22.3 to -0.2 %) |",
         "",
     ]
 
