@@ -249,22 +249,33 @@ def restore(args: argparse.Namespace, plan) -> None:
 
 def status(args: argparse.Namespace, plan) -> None:
     """Prints, per property and label fraction, how many of the plan's finetuning runs the saved parts hold (by stage
-    key: a run saved from other code or settings does not count), and per method and pretraining seed what is left."""
+    key: a run saved from other code or settings does not count, but is named with its part's commit), and per method
+    and pretraining seed what is left."""
     saved = saved_keys(Path(args.parts_dir))
+    elsewhere: dict[tuple, set[str]] = {}  # (property, run id) -> the commits of the parts holding it, any code or settings
+    for f in Path(args.parts_dir).glob("*/properties/*.json"):
+        commit = read_json(f.parents[1] / "part.json")["commit"]
+        for r in read_json(f)["runs"]:
+            elsewhere.setdefault((f.stem, run_id(r)), set()).add(commit)
     total = done = 0
     for prop, stages in plan.finetune.items():
         print(prop)
         for frac in plan.cfg.finetune.fractions:
             cell: dict[str, list[int]] = {}  # method (and pretraining seed) -> [saved, planned]
+            other = {}  # commit -> runs of this cell saved from other code or settings
             for s in stages:
                 if s.params["fraction"] == frac:
+                    for commit in elsewhere.get((prop, run_id(s.params)), ()) if s.key not in saved else ():
+                        other[commit] = other.get(commit, 0) + 1
                     name = s.params["method"] + (f" ps{s.params['pretrain_seed']}" if s.params["pretrain_seed"] else "")
                     n = cell.setdefault(name, [0, 0])
                     n[0] += s.key in saved
                     n[1] += 1
             have, want = sum(n[0] for n in cell.values()), sum(n[1] for n in cell.values())
             left = ", ".join(f"{m} {a}/{b}" for m, (a, b) in cell.items() if a < b)
-            print(f"  {frac:g} of the labels: {have}/{want} saved" + (f"; to run: {left}" if left else ""))
+            print(f"  {frac:g} of the labels: {have}/{want} saved" + (f"; to run: {left}" if left else "")
+                  + (f"; saved from other code or settings: {', '.join(f'{n} at {c}' for c, n in sorted(other.items()))}"
+                     if other else ""))  # fmt: skip
             total, done = total + want, done + have
     print(f"{done} of {total} finetuning runs saved in {args.parts_dir}")
 

@@ -87,6 +87,14 @@ def test_parts_merge_into_the_summary_of_the_whole_run(workflow_run, tmp_path):
     path.write_text(json.dumps(d))
     proc = merge(workdir, parts, out, "full", "other")
     assert proc.returncode != 0 and "made with other code or settings" in proc.stderr
+    # status counts it as not saved, and says which part's commit holds it
+    alone = tmp_path / "only-other"
+    shutil.copytree(parts / "other", alone / "other")
+    proc = bench("parts.py", "status", "--config", str(workdir / "config.yaml"), "--root", str(workdir), "--parts-dir",
+                 str(alone), cwd=workdir)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "  1 of the labels: 5/6 saved; to run: " in proc.stdout
+    assert "; saved from other code or settings: 1 at abc1234\n" in proc.stdout
 
     # parts that share no run, but whose NEGNN runs started from two different encoders
     split(parts, "full", lambda r: True, "retrained")
