@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -262,11 +263,11 @@ def status(args: argparse.Namespace, plan) -> None:
         print(prop)
         for frac in plan.cfg.finetune.fractions:
             cell: dict[str, list[int]] = {}  # method (and pretraining seed) -> [saved, planned]
-            other = {}  # commit -> runs of this cell saved from other code or settings
+            other: Counter[str] = Counter()  # commit -> runs of this cell saved from other code or settings
             for s in stages:
                 if s.params["fraction"] == frac:
-                    for commit in elsewhere.get((prop, run_id(s.params)), ()) if s.key not in saved else ():
-                        other[commit] = other.get(commit, 0) + 1
+                    if s.key not in saved:
+                        other.update(elsewhere.get((prop, run_id(s.params)), ()))
                     name = s.params["method"] + (f" ps{s.params['pretrain_seed']}" if s.params["pretrain_seed"] else "")
                     n = cell.setdefault(name, [0, 0])
                     n[0] += s.key in saved

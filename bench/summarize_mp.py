@@ -48,8 +48,9 @@ NOT_COMPARABLE = (
 def cell(r: pd.Series) -> str:
     m = SCORES[r["kind"]].primary
     text = f"{fmt(r[f'{m}_mean'])} ± {fmt(r[f'{m}_std'], 2)}"
-    for other, shown in (("rmse", lambda v: f"RMSE {fmt(v)}"), ("r2", lambda v: f"R² {v:.2f}")):  # (a regression's)
-        text += f", {shown(r[f'{other}_mean'])}" if other in SCORES[r["kind"]].others and pd.notna(r.get(f"{other}_mean")) else ""
+    others = SCORES[r["kind"]].others  # (a regression's RMSE and R²)
+    text += f", RMSE {fmt(r['rmse_mean'])}" if "rmse" in others and pd.notna(r.get("rmse_mean")) else ""
+    text += f", R² {r['r2_mean']:.2f}" if "r2" in others and pd.notna(r.get("r2_mean")) else ""
     if r["method"] in DUMMIES or r["method"] == "scratch":
         return text
     flags = "" if r["beats_dummy"] or r["failed"] else "; does not beat the dummy"  # (a failed cell says so already)
