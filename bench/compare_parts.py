@@ -1,7 +1,7 @@
 """A question of protocol, measured run by run: the runs of some parts (finetuned with twice the step cap, say) paired
 with the runs of other parts of the same method, pretraining seed and budget, fold, label fraction and finetuning seed,
-started from the same encoder; per encoder and label fraction, the mean change of the primary metric with the corrected
-interval, Holm over every comparison (the test of the comparisons with scratch, `matssl.stats`). The finetuning
+started from the same encoder; per encoder and label fraction, the mean change of the primary metric with its 95 %
+interval from the two-level model of the comparisons with scratch (`matssl.stats`), Holm over every comparison. The finetuning
 settings that differ are named.
 
     .venv/bin/python bench/compare_parts.py --property log10_K_VRH --parts mp-stepcap-kvrh \\
@@ -60,7 +60,7 @@ def compare(new: dict, old: dict) -> pd.DataFrame:
         row |= {f"old_{k}": s.loc["old", k] for k in (f"{sc.primary}_mean", "cap_share", "best_step_median")}
         rows.append(row)
     words = ("better with the new settings", "worse with the new settings")
-    return compare_all(pd.DataFrame(rows), words=words)
+    return compare_all(pd.DataFrame(rows), words=words, adjust="holm", family="protocol comparisons")
 
 
 def markdown(prop: str, new: dict, old: dict, out: pd.DataFrame, names: tuple[list[str], list[str]], commits: dict) -> str:
@@ -73,8 +73,8 @@ def markdown(prop: str, new: dict, old: dict, out: pd.DataFrame, names: tuple[li
              f"Parts and their commits: {', '.join(f'{c} ({n})' for n, c in commits.items())}; where the runs ran: "
              f"old {where(old)}, new {where(new)}.", "",
              f"Test {sc.label} (mean over the paired runs{unit}), runs at the step cap, median best step; the change of "
-             f"the new settings' runs against the old ones' on the same folds and seeds (the mean over folds of each "
-             f"fold's mean difference), its 95 % interval Holm-corrected over the {int(out['p_holm'].notna().sum())} "
+             f"the new settings' runs against the old ones' on the same folds and seeds (the mean log ratio of the paired "
+             f"runs' {sc.label}, as a %, with the two-level model's 95 % interval), the verdict Holm-corrected over the {int(out['p_adjusted'].notna().sum())} "
              "comparisons tested.", "",
              f"| model | labels | pairs | old: {sc.label}, at the cap, best step | new: {sc.label}, at the cap, best step | "
              "change |", "|---|---|---|---|---|---|"]  # fmt: skip

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -23,9 +24,9 @@ import pandas as pd
 import yaml
 
 from matssl.config import FinetuneConfig, load_config
-from matssl.report import CAP_WARNING, against_foundation_rows, budget_plot, excluded_text, fmt, method_order
+from matssl.report import CAP_WARNING, budget_plot, excluded_text, fmt, fmt_p, method_order
 from matssl.stages import Plan
-from matssl.stats import ALPHA, DUMMIES, SCORES, compare_all, summarize_runs
+from matssl.stats import ALPHA, DUMMIES, SCORES, Analysis, analyse
 from parts import PARTS, from_parts, from_root, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,8 +94,8 @@ def minus(text: str) -> str:
 def readme_table(summary: pd.DataFrame, props: list[str], methods: list[str]) -> list[str]:
     """One label fraction's table as the README shows it (regression properties, in the order of `props`, rows in
     the order of `methods`): the dummies in one row (mean / median of the training labels), then per method the test
-    MAE mean, its mean R² and, against scratch, the Holm-corrected interval of the change; a detectable change in bold
-    with its mean."""
+    MAE mean, its mean R² and, against scratch, the 95 % interval of the change; a change the per-cell screen finds
+    (Benjamini-Hochberg q < 0.05) in bold with its mean."""
     s = summary[summary["kind"] == "regression"]
     cells = {prop: s[s["property"] == prop].set_index("method") for prop in props}
     cells = {prop: c for prop, c in cells.items() if len(c)}
@@ -105,10 +106,10 @@ def readme_table(summary: pd.DataFrame, props: list[str], methods: list[str]) ->
 
     def cell(r: pd.Series) -> str:
         text = minus(f"{fmt(r['mae_mean'])}, R² {r['r2_mean']:.2f}")
-        if r.name == "scratch" or pd.isna(r.get("corrected_low_pct")):
+        if r.name == "scratch" or pd.isna(r.get("ci_low_pct")):
             return text
-        interval = minus(f"{r['corrected_low_pct']:+.1f} to {r['corrected_high_pct']:+.1f} %")
-        if r["p_holm"] < ALPHA:  # (as the verdicts: the Holm interval excludes 0)
+        interval = minus(f"{r['ci_low_pct']:+.1f} to {r['ci_high_pct']:+.1f} %")
+        if r["p_adjusted"] < ALPHA:  # (as the verdicts: q below 0.05)
             change = minus(f"{r['change_pct']:+.1f} %")
             return f"**{text}; {change} ({interval})**"
         return f"{text}; {interval}"
@@ -120,27 +121,59 @@ def readme_table(summary: pd.DataFrame, props: list[str], methods: list[str]) ->
     return lines + [""]
 
 
-def against_foundation(props: dict[str, dict], foundation: list[str]) -> list[str]:
-    """Per foundation model (a method with no pretraining stage of ours, e.g. CHGNet): every pretrained encoder against
-    it on the same folds and seeds, which wins and by how much, Holm-corrected over those comparisons."""
-    lines = []
-    for model, rows in against_foundation_rows(props, foundation).items():
-        lines += [f"## Pretrained encoders against {model}", "",
-                  f"Each pretrained encoder against {model} (the same head and finetuning on its features) on the same "
-                  f"folds and seeds: test MAE (ROC-AUC for a classification) mean over runs, the change against {model} "
-                  f"with its interval, Holm-corrected over these {sum(r['tested'] for r in rows)} comparisons (a family "
-                  f"of its own). {model} was trained on Materials Project structures: the leakage guard cannot apply to it.",
-                  "", f"| property | labels | method | method's score | {model}'s score | against {model} |", "|---" * 6 + "|"]  # fmt: skip
-        lines += [f"| {r['property']} | {r['fraction']} | {r['method']} | {r['value']} | {r['base']} | {r['verdict']} |"
-                  for r in rows] + [""]  # fmt: skip
+def family_table(df: pd.DataFrame, keys: list[str], title: str) -> list[str]:
+    """One family's rows as a Markdown table: its keys, the verdict (with the 95 % interval), p and adjusted p."""
+    if df.empty:
+        return []
+    fam = df.iloc[0]
+    lines = [f"### {title}: {fam['family']} ({fam['adjust']} over {int(fam['n_family'])})", "",
+             "| " + " | ".join(keys) + " | verdict | p | p adjusted |", "|---" * (len(keys) + 3) + "|"]  # fmt: skip
+    for _, r in df.iterrows():
+        key = [f"{100 * r[k]:g} %" if k == "fraction" else ", ".join(r[k]) if k == "properties" else str(r[k]) for k in keys]
+        note = (
+            f" (failed cells pooled: {', '.join(f'{100 * f:g} %' for f in r['failed_fractions'])})"
+            if len(r.get("failed_fractions") or [])
+            else ""
+        )
+        lines.append(f"| {' | '.join(key)} | {minus(r['verdict'])}{note} | {fmt_p(r['p_value'])} | {fmt_p(r['p_adjusted'])} |")
+    return lines + [""]
+
+
+def families(a: Analysis) -> list[str]:
+    """The answer, family by family (`matssl.stats.analyse`): across properties, per method x property pooled over the
+    label fractions, the foundation models against scratch and the pretrained methods against them."""
+    lines = ["## The answer, family by family", "",
+             "Every interval is a plain 95 % interval; each family has its own correction (the families: "
+             + "; ".join(f"{f['family']}, {f['adjust']} over {f['n']}" for f in a.families()) + "). A change is the "
+             "ratio of the test MAE to scratch's on the same fold and seed, averaged on a log scale; its uncertainty has "
+             "two levels (folds with the Nadeau-Bengio correction, seeds without it).", ""]  # fmt: skip
+    if len(a.across):
+        tau = a.across.assign(tau=[f"{100 * math.expm1(t):.1f} %" for t in a.across["tau"]],
+                              i2=[f"{100 * i:.0f} %" for i in a.across["i2"]])  # fmt: skip
+        whole = tau["fraction"].isna()
+        lines += family_table(tau[whole], ["method", "k", "tau", "i2"], "On average across the properties (random effects)")
+        lines += family_table(tau[~whole].sort_values(["fraction", "method"]), ["method", "fraction", "tau"],
+                              "On average across the properties, per label fraction")  # fmt: skip
+    for _, g in a.primary.groupby("family", sort=False) if len(a.primary) else []:
+        lines += family_table(
+            g.sort_values(["property", "method"]),
+            ["property", "method"],
+            "Per method and property, pooled over the label fractions",
+        )
+    if len(a.foundation):
+        lines += family_table(a.foundation, ["property", "method"], "Foundation models against scratch")
+    for _, g in a.versus.groupby("family", sort=False) if len(a.versus) else []:
+        lines += family_table(
+            g.sort_values(["property", "method"]), ["property", "method"], "Pretrained methods against a foundation model"
+        )
     return lines
 
 
 def targets(summary: pd.DataFrame, foundation: list[str], expected: list[str]) -> list[str]:
     """The benchmark's targets (issue 20), each measured or said to be not measurable yet and why, from the summary
     rows alone (regression properties): scratch beats the dummy in every cell; at 10 % of the labels the best
-    pretrained method's mean change against scratch over the `expected` properties is -15 % or better, with a Holm
-    interval excluding 0 (in its favour) on at least three; at all labels a CGCNN-sized encoder (not a foundation model)
+    pretrained method's mean change against scratch over the `expected` properties is -15 % or better, found by the
+    per-cell screen (in its favour) on at least three; at all labels a CGCNN-sized encoder (not a foundation model)
     below ALIGNN on jdft2d and dielectric. A target whose cells are not in the summary is "not measurable yet"."""
     s = summary[summary["kind"] == "regression"]
     if s.empty:
@@ -168,8 +201,8 @@ def targets(summary: pd.DataFrame, foundation: list[str], expected: list[str]) -
         wins = int(g.get_group(best)["verdict"].str.startswith("helps").sum())
         ok = mean.iloc[0] <= -15 and wins >= 3
         lines.append(f"- With 10 % of the labels, the best pretrained method beats scratch by 15 % or more on average "
-                     f"over the {len(have)} properties, its interval excluding 0 on at least 3: {'met' if ok else 'missed'}: "
-                     f"{best} {mean.iloc[0]:+.1f} % on average (descriptive), its interval excludes 0 in its favour "
+                     f"over the {len(have)} properties, found by the per-cell screen on at least 3: {'met' if ok else 'missed'}: "
+                     f"{best} {mean.iloc[0]:+.1f} % on average (descriptive), found in its favour "
                      f"on {wins} of {len(have)}")  # fmt: skip
     full = s[(s["fraction"] == 1.0) & ~s["method"].isin([*DUMMIES, *foundation])]
     for prop, (maes, _) in PUBLISHED.items():
@@ -266,14 +299,17 @@ def main() -> None:
         commit = args.commit or git_commit()
     props = found.props
     kinds = {k: d.get("kind", "regression") for k, d in props.items()}
-    summary = compare_all(pd.concat([summarize_runs(pd.DataFrame(d["runs"]), kind=kinds[k]).assign(property=k, kind=kinds[k],
-                                                                                                    unit=d["unit"] or "")
-                                     for k, d in props.items()], ignore_index=True))  # fmt: skip
+    runs = pd.concat([pd.DataFrame(d["runs"]).assign(property=k) for k, d in props.items()])
+    # a method with no pretraining stage of ours (e.g. CHGNet): a foundation model
+    foundation = [m for m, has in runs.groupby("method")["pretrain"].agg(lambda v: v.notna().all()).items() if not has]
+    named = yaml.safe_load(config.read_text()).get("statistics", {}).get("confirmatory")
+    a = analyse({k: (pd.DataFrame(d["runs"]), kinds[k]) for k, d in props.items()}, foundation=foundation,
+                confirmatory=None if named is None else [(c["method"], c.get("property")) for c in named])  # fmt: skip
+    summary = a.cells.assign(unit=[props[p]["unit"] or "" for p in a.cells["property"]])
     methods = method_order(summary["method"])
     fractions = sorted(summary["fraction"].unique())
 
     lines = [f"# Real-data benchmark ({args.config})", ""]
-    runs = pd.concat([pd.DataFrame(d["runs"]).assign(property=k) for k, d in props.items()])
     devices = ", ".join(sorted(set(runs["device"])))
     pre = [found.pretrain[k] for k in sorted(set(runs["pretrain"].dropna()))]
     trained = [m for m in pre if m["params"]["optim"]]  # (scratch does not pretrain)
@@ -292,14 +328,21 @@ def main() -> None:
         f"{pretraining}; finetuning with learning rates {o.lrs} chosen on validation MAE (log loss for a "
         f"classification), at most "
         f"{o.max_steps} steps, patience {o.patience} (seeds {seeds}; {len(runs)} runs), on {devices}. "
-        f"Test MAE (ROC-AUC for a classification) mean ± std over runs, mean RMSE and R² (a regression), then the verdict "
-        f"against scratch on the same folds and seeds: the change "
-        f"with its interval from the corrected resampled t-test, Holm-corrected over all {int(summary['p_holm'].notna().sum())} "
-        f"comparisons. Code at commit {commit}.",
+        f"Code at commit {commit}.",
+        "",
+    ]
+    lines += families(a)
+    lines += [
+        "## Per cell (exploratory screen)",
+        "",
+        "Test MAE (ROC-AUC for a classification) mean ± std over runs, mean RMSE and R² (a regression), then the "
+        "per-cell screen against scratch on the same folds and seeds: the change with its 95 % interval, "
+        f"Benjamini-Hochberg over the {int(summary.loc[summary['family'] == 'per cell', 'p_adjusted'].notna().sum())} "
+        "cells of the pretrained methods (the foundation models' cells a family of their own).",
         "",
     ]
     for f in fractions:
-        lines += [f"## {100 * f:g} % of the training labels", ""]
+        lines += [f"### {100 * f:g} % of the training labels", ""]
         lines += table(summary[summary["fraction"] == f], props, methods)
         at_f = summary[(summary["fraction"] == f) & ~summary["method"].isin(DUMMIES)]
         lines += [f"Runs that hit the {o.max_steps}-step cap: " + ", ".join(
@@ -319,9 +362,7 @@ def main() -> None:
             name = f"{args.name}_budget_{prop}.png"
             (out / name).write_bytes(base64.b64decode(figure.split(",", 1)[1]))
             lines += [f"![{prop}: the change against scratch by pretraining budget]({name})", ""]
-    foundation = [m for m, has in runs.groupby("method")["pretrain"].agg(lambda v: v.notna().all()).items() if not has]
     lines += targets(summary, foundation, expected_properties(config))
-    lines += against_foundation(props, foundation)
     if set(PUBLISHED) & set(props):
         lines += ["## Published numbers (all training labels)", ""]
         lines += [f"- {prop}: Matbench v0.1: {', '.join(f'{m} {v:g}' for m, v in PUBLISHED[prop][0].items())}{PUBLISHED[prop][1]}"

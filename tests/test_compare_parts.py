@@ -64,7 +64,8 @@ def test_two_protocols_compared_run_by_run(tmp_path):
     assert abs(fp["mae_mean"] - fp["old_mae_mean"] + 0.01) < 0.001 and fp["verdict"].startswith("better with the new")
     assert fp["old_cap_share"] == 0.6 and fp["cap_share"] == 0.0
     assert (
-        "| fp | 100 % | 5 | 0.120, 3, 2,990 | 0.110, 0, 1,500 | better with the new settings: -8.4 % (-9.4 to -7.3 %) |" in text
+        "| fp | 100 % | 5 | 0.120, 3, 2,990 | 0.110, 0, 1,500 | better with the new settings: -8.5 % (95 % interval -10.3 to -6.6 %) |"
+        in text
     )
     assert rows["scratch"]["verdict"].startswith("no detectable difference") and rows["scratch"]["change_pct"] == 0
 

@@ -37,7 +37,7 @@ def test_report_renders_with_tables_and_plots(chromium, workflow_run, tmp_path):
     dom = render(chromium, page, tmp_path, "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
-    assert 'id="summary-table"' in html and 'id="provenance-table"' in html
+    assert 'id="families-table"' in html and 'id="family-1"' in html and 'id="provenance-table"' in html
     assert html.count('class="mae-table"') == len(cfg["properties"])
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', html)
     # per property a label-efficiency plot, a parity plot and the embedding map, plus the pretraining loss curves

@@ -6,7 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from matssl.stats import against, compare_all, corrected_t, holm, summarize_runs, t_interval
+from matssl.stats import (
+    Estimate,
+    analyse,
+    benjamini_hochberg,
+    compare_all,
+    corrected_t,
+    holm,
+    random_effects,
+    summarize_runs,
+    two_level,
+)
 
 
 def t3_cdf(t: float) -> float:
@@ -23,7 +33,7 @@ def test_corrected_t_by_hand():
     assert r["p_value"] == pytest.approx(2 * (1 - t3_cdf(0.2 / se)))
     # the naive paired t-test would divide by s^2 / 4: the correction makes p larger
     assert r["p_value"] > 2 * (1 - t3_cdf(0.2 / math.sqrt(0.02 / 3 / 4)))
-    lo, hi = t_interval(r["diff_mean"], r["diff_se"], r["df"])
+    lo, hi = Estimate(r["diff_mean"], r["diff_se"], r["df"]).interval()
     assert (lo, hi) == pytest.approx((-0.2 - 3.182446305 * se, -0.2 + 3.182446305 * se))  # t(0.975, 3)
     assert math.isnan(corrected_t(np.array([-0.1]), 80, 20)["p_value"])
     assert math.isnan(corrected_t(np.array([-0.1, float("nan")]), 80, 20)["p_value"])
@@ -49,29 +59,92 @@ def test_dummy_metrics_by_hand():
     assert d["median"] == pytest.approx({"mae": 1.5, "rmse": math.sqrt(3.25), "r2": -2.25})  # predicts 2.5
 
 
-def runs_frame(effects: dict[str, list[float]], folds: int = 5, seeds: int = 3) -> pd.DataFrame:
+def test_benjamini_hochberg_by_hand():
+    q, levels = benjamini_hochberg([0.01, 0.04, 0.03, float("nan"), 0.5])
+    # sorted 0.01, 0.03, 0.04, 0.5 (m = 4): x4, x2, x4/3, x1 = 0.04, 0.06, 0.0533, 0.5 -> from the top 0.04, 0.0533, ...
+    assert q[[0, 2, 1, 4]] == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.5]) and math.isnan(q[3])
+    # one discovery: the others would have needed p at 0.05 x 2 / 4 rank-wise
+    assert levels[0] == pytest.approx(0.05 / 4) and levels[1] == pytest.approx(0.05 * 2 / 4)
+
+
+def test_two_level_by_hand():
+    # one pretraining seed, 3 folds x 2 finetuning seeds; fold means equal: no fold variance, only the seeds' noise
+    a = np.array([[[0.1, 0.3]], [[0.2, 0.2]], [[0.4, 0.0]]])
+    e = two_level(a, overlap=0.5)
+    m_r = (0.02 + 0.0 + 0.08) / 3 / 2  # the within-fold variance pooled (df 3), over 2 seeds
+    assert e.effect == pytest.approx(0.2) and e.se == pytest.approx(math.sqrt(m_r / 3)) and e.df == 3
+    assert e.fold_var == 0 and e.run_var == pytest.approx(m_r * 2)
+    # fold means 0.1, 0.2, 0.6: M_f = 0.07; the fold component (M_f - M_r) is inflated by c = 1 + 3 x 0.5 alone
+    b = a + np.array([-0.1, 0.0, 0.4])[:, None, None]
+    e = two_level(b, overlap=0.5)
+    m_f, c = float(np.var([0.1, 0.2, 0.6], ddof=1)), 2.5
+    var = c * (m_f - m_r) / 3 + m_r / 3
+    assert e.se == pytest.approx(math.sqrt(var)) and e.fold_var == pytest.approx(m_f - m_r)
+    df = var**2 / ((c * m_f / 3) ** 2 / 2 + ((1 - c) * m_r / 3) ** 2 / 3)  # Satterthwaite, floored at K - 1 = 2
+    assert e.df == pytest.approx(max(df, 2))
+    # the one-level model (every variance the folds') is wider here: it inflates the seeds' noise too
+    assert corrected_t(b.mean((1, 2)), 1.0, 0.5)["diff_se"] > e.se
+    # one run per fold: no seed level, the corrected t-test of the fold means
+    one = two_level(b[:, :, :1], overlap=0.5)
+    assert one.se == pytest.approx(corrected_t(b[:, 0, 0], 1.0, 0.5)["diff_se"]) and one.df == 2
+
+
+def test_two_level_with_two_encoders_by_hand():
+    # 3 folds x 2 pretraining seeds, one finetuning seed: fold, encoder and residual mean squares of the table
+    m = np.array([[0.0, 0.2], [0.1, 0.5], [0.2, 0.3]])
+    e = two_level(m[:, :, None], overlap=0.25)
+    rows, cols, grand = m.mean(1), m.mean(0), m.mean()
+    m_f, m_p = 2 * np.var(rows, ddof=1), 3 * np.var(cols, ddof=1)
+    m_r = ((m - rows[:, None] - cols[None, :] + grand) ** 2).sum() / 2
+    fold, pre = max(0, (m_f - m_r) / 2), max(0, (m_p - m_r) / 3)
+    assert e.effect == pytest.approx(grand) and e.pretrain_var == pytest.approx(pre) and e.fold_var == pytest.approx(fold)
+    assert e.se**2 == pytest.approx(1.75 * fold / 3 + pre / 2 + m_r / 6)
+    # a fold missing one encoder's runs is left out (the table stays complete)
+    gap = m[:, :, None].copy()
+    gap[0, 1, 0] = np.nan
+    assert two_level(gap, 0.25).effect == pytest.approx(m[1:].mean())
+
+
+def test_random_effects_by_hand():
+    r = random_effects(np.array([0.0, 1.0]), np.array([1.0, 1.0]))
+    # Q = 0.5 < k - 1: no heterogeneity; the Hartung-Knapp factor (0.5) is truncated at 1: se = sqrt(1 / 2)
+    assert r["tau2"] == 0 and r["effect"] == pytest.approx(0.5) and r["se"] == pytest.approx(math.sqrt(0.5)) and r["df"] == 1
+    y, v = np.array([-0.3, 0.0, 0.3]), np.array([0.01, 0.01, 0.01])
+    r = random_effects(y, v)
+    # Q = 18 on 2 df: tau2 = (18 - 2) / (300 - 100) = 0.08, I2 = 16 / 18
+    assert r["q"] == pytest.approx(18) and r["tau2"] == pytest.approx(0.08) and r["i2"] == pytest.approx(16 / 18)
+    # Hartung-Knapp: sum w (y - mu)^2 / (k - 1) / sum w, w = 1 / (v + tau2) = 1 / 0.09
+    assert r["se"] == pytest.approx(math.sqrt((0.18 / 0.09 / 2) / (3 / 0.09)))
+    assert math.isnan(random_effects(np.array([0.1]), np.array([0.01]))["effect"])  # one property: no mean over them
+
+
+def runs_frame(effects: dict[str, list[float]], folds: int = 5, seeds: int = 3, fractions=(1.0,)) -> pd.DataFrame:
     """Constructed runs: scratch MAE 1.0 + noise per (fold, seed); each method adds its effect list cyclically."""
     rng = np.random.default_rng(0)
     rows = []
-    for fold in range(folds):
-        for seed in range(seeds):
-            base = 1.0 + 0.05 * rng.standard_normal()
-            for k, (method, eff) in enumerate({"scratch": [0.0], **effects}.items()):
-                mae = base + eff[(fold * seeds + seed + k) % len(eff)]
-                rows.append({"method": method, "pretrain_seed": 0, "fraction": 1.0, "fold": fold, "seed": seed, "mae": mae,
-                             "rmse": 1.2 * mae, "r2": 0.5, "n_train": 72, "n_val": 8, "n_test": 20, "n_train_fold": 80, "val_mae": mae,
-                             "lr": 0.001, "best_step": 100, "hit_cap": method == "slow", "precision": "fp32", "dummy_mean_mae": 2.0,
-                             "dummy_mean_rmse": 2.4, "dummy_mean_r2": 0.0, "dummy_median_mae": 1.9,
-                             "dummy_median_rmse": 2.5, "dummy_median_r2": -0.1})  # fmt: skip
+    for fraction in fractions:
+        for fold in range(folds):
+            for seed in range(seeds):
+                base = 1.0 + 0.05 * rng.standard_normal()
+                for k, (method, eff) in enumerate({"scratch": [0.0], **effects}.items()):
+                    mae = base + eff[(fold * seeds + seed + k) % len(eff)]
+                    rows.append({"method": method, "pretrain_seed": 0, "fraction": fraction, "fold": fold, "seed": seed,
+                                 "mae": mae, "rmse": 1.2 * mae, "r2": 0.5, "n_train": 72, "n_val": 8, "n_test": 20,
+                                 "n_train_fold": 80, "val_mae": mae, "lr": 0.001, "best_step": 100, "hit_cap": method == "slow",
+                                 "precision": "fp32", "dummy_mean_mae": 2.0, "dummy_mean_rmse": 2.4, "dummy_mean_r2": 0.0,
+                                 "dummy_median_mae": 1.9, "dummy_median_rmse": 2.5, "dummy_median_r2": -0.1})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def test_wording_follows_the_corrected_interval():
+def test_wording_follows_the_family_and_states_what_it_could_detect():
     runs = runs_frame({"clear": [-0.30, -0.32, -0.28], "noisy": [-0.3, 0.3, -0.25, 0.28, 0.01], "slow": [0.0]})
     s = compare_all(summarize_runs(runs)).set_index("method")
-    assert s.loc["clear", "verdict"].startswith("helps: -30.") and s.loc["clear", "corrected_high_pct"] < 0
-    assert s.loc["noisy", "verdict"].startswith("no detectable difference (")
-    assert s.loc["noisy", "corrected_low_pct"] < 0 < s.loc["noisy", "corrected_high_pct"]
+    assert s.loc["clear", "verdict"].startswith("helps: -30.") and "(95 % interval -" in s.loc["clear", "verdict"]
+    assert s.loc["clear", "ci_high_pct"] < 0 and s.loc["clear", "family"] == "per cell" and s.loc["clear", "n_family"] == 3
+    noisy = s.loc["noisy", "verdict"]
+    assert noisy.startswith("no detectable difference: ") and "could have detected a change beyond -" in noisy
+    assert s.loc["noisy", "detect_low_pct"] < 0 < s.loc["noisy", "detect_high_pct"]
+    assert s.loc["noisy", "ci_low_pct"] < 0 < s.loc["noisy", "ci_high_pct"]
     assert s.loc["slow", "cap_share"] == 1.0 and s.loc["clear", "cap_share"] == 0.0
     # scratch is the baseline, not a comparison; dummies are rows with their own MAE
     assert s.loc["scratch", "verdict"] == "" and s.loc["dummy (median)", "mae_mean"] == pytest.approx(1.9)
@@ -79,57 +152,101 @@ def test_wording_follows_the_corrected_interval():
     assert s.loc["clear", "beats_dummy"] and not s["failed"].any()
 
 
-def test_a_cell_where_nothing_beats_the_dummy_is_failed():
+def test_a_change_is_a_log_ratio_and_never_passes_minus_100_percent():
+    runs = runs_frame({"much": [-0.9, -0.88, -0.85, -0.5, -0.8]})  # errors of about 0.1 to 0.5 against scratch's 1
+    s = summarize_runs(runs).set_index("method")
+    assert -100 < s.loc["much", "ci_low_pct"] < s.loc["much", "change_pct"] < s.loc["much", "ci_high_pct"] < 0
+    pairs = runs[runs["method"] == "much"].merge(runs[runs["method"] == "scratch"], on=["fold", "seed"])
+    geo = np.exp(np.log(pairs["mae_x"] / pairs["mae_y"]).mean()) - 1  # the geometric mean ratio of the paired runs
+    assert s.loc["much", "change_pct"] == pytest.approx(100 * geo)
+
+
+def test_a_failed_cell_is_shown_compared_and_said_to_be():
     runs = runs_frame({"clr": [-0.1]})
     runs["dummy_median_mae"] = 0.5  # a constant beats every model
     s = compare_all(summarize_runs(runs)).set_index("method")
     assert s["failed"].all() and not s["beats_dummy"].any()
-    assert s.loc["clr", "verdict"] == "failed: no model beats the dummy" and math.isnan(s.loc["clr", "p_holm"])
+    assert s.loc["clr", "verdict"].endswith("[failed cell: no model beats the dummy]") and s.loc["clr", "p_adjusted"] < 0.05
 
 
 def test_summary_pairs_by_fold_and_seed():
     runs = runs_frame({"clr": [-0.5]})
     runs.loc[(runs["method"] == "clr") & (runs["fold"] == 0), "seed"] += 10  # fold 0 of clr has no scratch partner
     s = summarize_runs(runs).set_index("method")
-    # the fold is the unit (its seeds averaged): 4 folds with partners, df 3; 20 test / 80 training structures
-    assert s.loc["clr", "df"] == 3 and s.loc["clr", "n_runs"] == 15
+    assert s.loc["clr", "n_pairs"] == 12 and s.loc["clr", "n_runs"] == 15
     pairs = runs[runs["method"] == "clr"].merge(runs[runs["method"] == "scratch"], on=["fold", "seed"])
-    per_fold = (pairs["mae_x"] - pairs["mae_y"]).groupby(pairs["fold"]).mean()
-    assert s.loc["clr", "diff_se"] == pytest.approx(np.sqrt((1 / 4 + 20 / 80) * per_fold.var(ddof=1)))
+    d = np.log(pairs["mae_x"]) - np.log(pairs["mae_y"])
+    a = d.to_numpy().reshape(4, 1, 3)  # 4 folds with partners, one encoder, 3 seeds; 20 test / 80 training structures
+    assert s.loc["clr", "se"] == pytest.approx(two_level(a, 20 / 80).se) and s.loc["clr", "effect"] == pytest.approx(d.mean())
     assert math.isnan(s.loc["scratch", "change_pct"]) and s.loc["scratch", "n_runs"] == 15
 
 
-def test_a_classification_is_compared_on_roc_auc_where_higher_is_better():
+def test_a_classification_is_compared_on_roc_auc_points():
     runs = runs_frame({"clear": [-0.10, -0.11, -0.09], "noisy": [-0.1, 0.1, -0.08, 0.09, 0.0]})
     # the same constructed numbers read as scores: ROC-AUC = 1.5 - "mae" (scratch about 0.5 + noise, rising with each
     # negative effect), accuracy and log loss beside it, the class-frequency dummy at 0.5
     runs = runs.assign(roc_auc=1.5 - runs["mae"], accuracy=0.7, log_loss=0.6, val_log_loss=runs["mae"],
                        dummy_majority_roc_auc=0.5, dummy_majority_accuracy=0.6, dummy_majority_log_loss=0.69)  # fmt: skip
     s = compare_all(summarize_runs(runs, kind="classification")).set_index("method")
-    assert s.loc["clear", "change_pct"] > 0 and s.loc["clear", "verdict"].startswith("helps: +")
-    assert s.loc["noisy", "verdict"].startswith("no detectable difference (")
+    assert s.loc["clear", "change_pct"] == pytest.approx(10.0) and s.loc["clear", "verdict"].startswith("helps: +10.0 points")
+    assert s.loc["noisy", "verdict"].startswith("no detectable difference: ")
     assert s.loc["dummy (majority)", "roc_auc_mean"] == 0.5 and "dummy (mean)" not in s.index
     assert s.loc["clear", "beats_dummy"] and s.loc["clear", "accuracy_mean"] == pytest.approx(0.7)
     worse = runs.assign(roc_auc=np.where(runs["method"] == "scratch", runs["roc_auc"], 0.4), dummy_majority_roc_auc=0.45)
     w = compare_all(summarize_runs(worse, kind="classification")).set_index("method")
     assert not w.loc["clear", "beats_dummy"] and w.loc["scratch", "beats_dummy"]  # below 0.45: worse than the dummy
-    # accuracy is compared too (an interval beside the cell, outside Holm's family): +0.1 on 0.6 is +16.7 %
+    # accuracy is compared too (an interval beside the cell, in no family): +0.1 is +10 points
     acc = runs.assign(accuracy=np.where(runs["method"] == "clear", 0.7, 0.6))
     a = summarize_runs(acc, kind="classification").set_index("method")
-    assert a.loc["clear", "accuracy_change_pct"] == pytest.approx(100 / 6)
-    assert a.loc["clear", "accuracy_ci_low_pct"] == pytest.approx(100 / 6)  # no spread: a zero-width interval
+    assert a.loc["clear", "accuracy_change_pct"] == pytest.approx(10.0)
+    assert a.loc["clear", "accuracy_ci_low_pct"] == pytest.approx(10.0)  # no spread: a zero-width interval
 
 
-def test_pretrained_encoders_against_a_foundation_model_name_the_winner():
-    # CHGNet 15 % below scratch; `clear` 30 % below (so about 18 % below CHGNet), `noisy` on either side of it
-    runs = runs_frame({"clear": [-0.30, -0.32, -0.28], "noisy": [-0.45, 0.15, -0.4, 0.13, -0.14], "chgnet": [-0.15],
-                       "weak": [0.0]})  # fmt: skip
-    s = against({"p": (runs, "regression"), "none": (runs[runs["method"] != "chgnet"], "regression")}, "chgnet",
-                ["clear", "noisy", "weak"]).set_index("method")  # fmt: skip
-    assert list(s.index) == ["clear", "noisy", "weak"] and set(s["property"]) == {"p"}  # no CHGNet, no comparison
-    assert s.loc["clear", "verdict"].startswith("beats chgnet: -17.")
-    assert s.loc["clear", "base_score"] == pytest.approx(runs[runs["method"] == "chgnet"]["mae"].mean())
-    assert s.loc["noisy", "verdict"].startswith("no detectable difference (")
-    assert s.loc["weak", "verdict"].startswith("chgnet better: +17.")
-    # Holm over the three comparisons with CHGNet (a family of its own): the smallest p is tested at 0.05 / 3
-    assert s["p_holm"].min() == pytest.approx(3 * s["p_value"].min())
+def test_analyse_asks_each_question_in_a_family_of_its_own():
+    # three properties, two fractions; `small` 4 % better everywhere (too small for one cell), `none` no change,
+    # chgnet 15 % below scratch, `clear` 30 % below: every family and its size
+    effects = {"small": [-0.04, -0.05, -0.03], "none": [0.03, -0.03, 0.02, -0.02, 0.0], "chgnet": [-0.15],
+               "clear": [-0.30, -0.32, -0.28]}  # fmt: skip
+    data = {p: (runs_frame(effects, fractions=(0.1, 1.0)).assign(mae=lambda r, k=k: r["mae"] * (1 + 0.1 * k)), "regression")
+            for k, p in enumerate(["a", "b", "c"])}  # fmt: skip
+    a = analyse(data, foundation=["chgnet"])
+    fams = {f["family"]: (f["adjust"], f["n"]) for f in a.families()}
+    assert fams == {"across properties": ("Holm", 3), "across properties, per label fraction": ("Holm", 6),
+                    "primary (none named beforehand)": ("Holm", 9), "foundation models against scratch": ("Holm", 3),
+                    "pretrained methods against chgnet": ("Holm", 9), "per cell": ("Benjamini-Hochberg", 18),
+                    "per cell, foundation models against scratch": ("Benjamini-Hochberg", 6)}  # fmt: skip
+    assert not a.named and "chgnet" not in set(a.primary["method"]) and set(a.foundation["method"]) == {"chgnet"}
+    across = a.across[a.across["fraction"].isna()].set_index("method")
+    assert across.loc["clear", "verdict"].startswith("on average across properties, helps: -30.")
+    assert across.loc["none", "verdict"].startswith("on average across properties, no detectable difference")
+    assert across.loc["clear", "k"] == 3 and across.loc["clear", "properties"] == ["a", "b", "c"]
+    v = a.versus.set_index(["property", "method"])
+    assert v.loc[("a", "clear"), "verdict"].startswith("beats chgnet: -1") and v.loc[("a", "none"), "verdict"].startswith(
+        "chgnet better"
+    )
+    # named beforehand: those alone are the confirmatory family, the rest a family of their own
+    b = analyse(data, foundation=["chgnet"], confirmatory=[("small", None), ("clear", "a")])
+    named = b.primary[b.primary["named"]]
+    assert sorted(zip(named["property"], named["method"], strict=True)) == [
+        ("a", "clear"),
+        ("a", "small"),
+        ("b", "small"),
+        ("c", "small"),
+    ]
+    assert set(named["family"]) == {"confirmatory"} and set(named["n_family"]) == {4}
+    assert set(b.primary.loc[~b.primary["named"], "family"]) == {"primary, not named beforehand (exploratory)"}
+
+
+def test_the_intervals_cover_in_a_simulation():
+    """The fast version of bench/stats_coverage.py: the campaign's median cell, 400 simulated methods."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from stats_coverage import scenario
+
+    r = scenario(np.random.default_rng(0), 400, fold_var=0.0003, run_var=0.0033)
+    for model in ("two-level, cell", "two-level, pooled"):
+        assert 0.92 <= r[model]["coverage"] <= 0.985, (model, r[model])
+    # the one-level model is wider for the same runs (it inflates the seeds' noise as if it were fold overlap)
+    assert r["one-level, cell"]["width"] > 1.2 * r["two-level, cell"]["width"]

@@ -114,7 +114,7 @@ def test_table_has_a_row_per_method_and_a_column_per_property():
 def test_readme_table_bolds_only_a_detectable_change():
     def row(prop, method, mae, r2=0.8, p=None, change=None, low=None, high=None, failed=False):
         return {"property": prop, "method": method, "kind": "regression", "mae_mean": mae, "r2_mean": r2,
-                "p_holm": p, "change_pct": change, "corrected_low_pct": low, "corrected_high_pct": high,
+                "p_adjusted": p, "change_pct": change, "ci_low_pct": low, "ci_high_pct": high,
                 "failed": failed}  # fmt: skip
 
     summary = pd.DataFrame([

@@ -388,6 +388,20 @@ class PredictConfig(Strict):
     fraction: float | None = Field(None, description="label fraction of the models (default: the largest)")
 
 
+class Comparison(Strict):
+    method: str = Field(description="a key of pretrain.methods")
+    property: str | None = Field(None, description="a key of properties (default: every property)")
+
+
+class StatisticsConfig(Strict):
+    confirmatory: list[Comparison] | None = Field(
+        None,
+        description="the comparisons with scratch (method x property, pooled over the label fractions) named before the "
+        "runs: Holm's correction over these alone, the rest a family of their own, not named beforehand (default: none "
+        "named; every method x property comparison in one primary family)",
+    )
+
+
 class Config(Strict):
     results: str = Field("results", description="folder for every output (relative to the workflow)")
     threads: int = Field(
@@ -408,6 +422,7 @@ class Config(Strict):
     predict: dict[str, PredictConfig] = Field(
         default_factory=dict, description="per property name: structures to predict -> results/predictions/<name>.parquet"
     )
+    statistics: StatisticsConfig = StatisticsConfig()
 
     @field_validator("results")
     @classmethod
@@ -446,6 +461,13 @@ class Config(Strict):
             self._check_column(name, prop)
         for name, pr in self.predict.items():
             self._check_predict(name, pr)
+        for i, c in enumerate(self.statistics.confirmatory or []):
+            if c.method not in self.pretrain.methods or c.method == "scratch":
+                raise ValueError(f"statistics.confirmatory[{i}].method {c.method!r}: one of the pretrained methods "
+                                 f"{sorted(set(self.pretrain.methods) - {'scratch'})}")  # fmt: skip
+            if c.property is not None and c.property not in self.properties:
+                raise ValueError(f"statistics.confirmatory[{i}].property {c.property!r} is not one of properties: "
+                                 f"{sorted(self.properties)}")  # fmt: skip
         from matssl.objectives import OBJECTIVES
 
         for name, method in self.pretrain.methods.items():

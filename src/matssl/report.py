@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader  # noqa: E402
 from matssl.evaluate import EXTENSIVE_RHO  # noqa: E402
 from matssl.io import atomic_path, read_json  # noqa: E402
 from matssl.stages import OUTPUTS, spec_digest  # noqa: E402
-from matssl.stats import DUMMIES, SCORES, Scores, against, compare_all  # noqa: E402
+from matssl.stats import DUMMIES, SCORES, Analysis, Scores, analyse  # noqa: E402
 from matssl.table import read_table  # noqa: E402
 
 KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
@@ -385,49 +385,85 @@ def table_cell(r: pd.Series, caveat: str | None = None, sc: Scores = SCORES["reg
         flags.append("does not beat the dummy")
     if not dummy and r.get("cap_share", 0) > CAP_WARNING:
         flags.append(f"{100 * r['cap_share']:.0f} % of runs hit the step cap")
-    tested = math.isfinite(r.get("ci_low_pct", math.nan))  # a comparison with scratch over two or more pairs
-    also = [f"{OTHER_LABELS[o]} {r[f'{o}_change_pct']:+.1f} % ({r[f'{o}_ci_low_pct']:+.1f} to {r[f'{o}_ci_high_pct']:+.1f})"
+    tested = math.isfinite(r.get("ci_low_pct", math.nan))  # a comparison with scratch over two or more folds
+    also = [f"{OTHER_LABELS[o]} {r[f'{o}_change_pct']:+.1f}{sc.unit} ({r[f'{o}_ci_low_pct']:+.1f} to {r[f'{o}_ci_high_pct']:+.1f}, 95 %)"
             for o in sc.paired if tested and math.isfinite(r.get(f"{o}_ci_low_pct", math.nan))]  # fmt: skip
     return {
         "value": f"{fmt(r[f'{m}_mean'])}{spread}", "n": int(r["n_runs"]),
         "others": ", ".join(f"{OTHER_LABELS[o]} {fmt(r[f'{o}_mean'], 2 if o == 'r2' else 3)}" for o in sc.others),
-        "change": f"{r['change_pct']:+.1f} % ({r['ci_low_pct']:+.1f} to {r['ci_high_pct']:+.1f})" if tested else "",
-        "also": "; ".join(also),
-        "verdict": r.get("verdict") or "", "helps": str(r.get("verdict", "")).startswith("helps"),
-        "hurts": str(r.get("verdict", "")).startswith("hurts"), "flags": flags,
+        "change": f"q = {fmt_p(r['p_adjusted'])}" if tested and math.isfinite(r.get("p_adjusted", math.nan)) else "",
+        "also": "; ".join(also), **verdict_style(r.get("verdict") or ""), "flags": flags,
         "lrs": "" if dummy else f"lr {r['lrs']}; median best step {r['best_step_median']:.0f}",
     }  # fmt: skip
 
 
-def against_foundation_rows(data: dict[str, dict], foundation: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Per foundation model (property name -> its summary with "runs" and "kind"): every pretrained encoder against
-    it, which wins and by how much (`stats.against`), by property and label fraction."""
-    runs = {n: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for n, d in data.items()}
-    ran = {m for r, _ in runs.values() for m in r["method"]}
-    pretrained = [m for m in method_order(ran) if m != "scratch" and m not in foundation]
-    out = {}
-    for model in foundation:
-        vs = against(runs, model, pretrained) if pretrained else pd.DataFrame()
-        out[model] = [{"property": r["property"], "fraction": f"{100 * r['fraction']:g}%", "method": r["method"],
-                       "metric": SCORES[r["kind"]].label, "value": fmt(r[f"{SCORES[r['kind']].primary}_mean"]),
-                       "base": fmt(r["base_score"]), "verdict": r["verdict"], "p": fmt_p(r["p_holm"]),
-                       "tested": math.isfinite(r["p_holm"]), "helps": r["verdict"].startswith("beats"),
-                       "hurts": r["verdict"].startswith(model)}
-                      for _, r in vs.sort_values(["property", "fraction"], kind="stable").iterrows()]  # fmt: skip
-    return {m: rows for m, rows in out.items() if rows}
+def verdict_style(verdict: str) -> dict[str, Any]:
+    """A verdict and whether it reads as better or worse than the baseline (the report's colours)."""
+    head = verdict.split(":", 1)[0].removeprefix("on average across properties, ")
+    better = head == "helps" or head.startswith("beats ")
+    worse = head == "hurts" or head.endswith(" better")
+    return {"verdict": verdict, "helps": better, "hurts": worse}
+
+
+def family_rows(df: pd.DataFrame, columns: list[str], caveats: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One family's rows for the report: the named `columns`, the verdict, the adjusted p and notes (fractions that
+    failed, a method's caveat)."""
+    rows = []
+    for _, r in df.iterrows():
+        note = []
+        if len(r.get("failed_fractions") or []):
+            note.append(
+                "failed cells pooled (no model beats the dummy): " + ", ".join(f"{100 * f:g}%" for f in r["failed_fractions"])
+            )
+        if caveats and r.get("method") in caveats:
+            note.append(caveats[r["method"]])
+        extra = {c: (f"{100 * r[c]:g}%" if c == "fraction" else r[c]) for c in columns}
+        if "properties" in columns:
+            extra["properties"] = ", ".join(r["properties"])
+        if "tau" in columns:  # the spread of the true changes between properties, as a % factor
+            extra["tau"] = (
+                f"{100 * r['tau']:.1f}" if SCORES[r["kind"]].scale == "difference" else f"{100 * math.expm1(r['tau']):.1f}"
+            )
+            extra["i2"] = f"{100 * r['i2']:.0f} %"
+        rows.append({**extra, **verdict_style(r["verdict"]), "p": fmt_p(r["p_value"]), "p_adjusted": fmt_p(r["p_adjusted"]),
+                     "named": bool(r.get("named", False)), "note": "; ".join(note)})  # fmt: skip
+    return rows
+
+
+def answer(a: Analysis, caveats: dict[str, str]) -> dict[str, Any]:
+    """The report's answer, family by family (`stats.analyse`)."""
+    across = a.across if len(a.across) else pd.DataFrame(columns=["fraction"])
+    order = {m: k for k, m in enumerate(method_order(a.cells["method"]))}
+
+    def ordered(df: pd.DataFrame, *by: str) -> pd.DataFrame:
+        return df.sort_values([*by], key=lambda c: c.map(order) if c.name == "method" else c, kind="stable") if len(df) else df
+
+    primary = ordered(a.primary, "property", "method")
+    return {
+        "families": a.families(), "named": a.named,
+        "across": family_rows(ordered(across[across["fraction"].isna()], "method"), ["method", "k", "properties", "tau"]),
+        "across_fraction": family_rows(ordered(across[across["fraction"].notna()], "fraction", "method"),
+                                       ["method", "fraction", "k", "tau"]),
+        "primary": {name: family_rows(g, ["property", "method"], caveats) for name, g in primary.groupby("family", sort=False)}
+        if len(primary) else {},
+        "foundation": family_rows(ordered(a.foundation, "property"), ["property", "method"], caveats),
+        "versus": {name: family_rows(ordered(g, "property", "method"), ["property", "method"])
+                   for name, g in a.versus.groupby("family", sort=False)} if len(a.versus) else {},
+    }  # fmt: skip
 
 
 def write_report(spec: dict[str, Any], out: Path) -> None:
     data = {name: read_json(p["target"]) for name, p in spec["properties"].items()}
-    # every comparison with scratch on this page is one family for the Holm correction
-    everything = compare_all(
-        pd.concat([pd.DataFrame(d["summary"]).assign(property=n) for n, d in data.items()], ignore_index=True)
-    )
+    named = (spec["config"].get("statistics") or {}).get("confirmatory")
+    a = analyse({n: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for n, d in data.items()},
+                foundation=list(spec.get("foundation", {})),
+                confirmatory=None if named is None else [(c["method"], c.get("property")) for c in named])  # fmt: skip
+    everything = a.cells
     methods = spec["config"]["pretrain"]["methods"]
     caveats = {m: UNGUARDED[v["objective"]] for m, v in methods.items() if v["objective"] in UNGUARDED}
     for m, mode in spec.get("foundation", {}).items():  # which foundation rows are frozen, which trained whole
         caveats[m] = f"{mode}; {caveats[m]}"
-    props, summary_rows = [], []
+    props = []
     for name, p in spec["properties"].items():
         summary = everything[everything["property"] == name]
         runs = pd.DataFrame(data[name]["runs"])
@@ -441,20 +477,6 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
                 r = summary[(summary["method"] == m) & (summary["fraction"] == f)]
                 cells.append(table_cell(r.iloc[0], caveats.get(m), sc) if len(r) else None)
             table.append({"method": m, "dummy": m in DUMMIES, "cells": cells})
-        for f in fractions:
-            cell = summary[summary["fraction"] == f]
-            scratch = cell[cell["method"] == "scratch"]
-            note = []
-            if cell["failed"].any():
-                note.append("failed: no model beats the dummy; left out of every comparison")
-            elif len(scratch) and not scratch.iloc[0]["beats_dummy"]:
-                note.append("scratch does not beat the dummy: gains are against a failed baseline")
-            for m in [m for m in method_order(cell["method"]) if m not in DUMMIES and m != "scratch"]:
-                r = cell[cell["method"] == m].iloc[0]
-                summary_rows.append({"property": name, "fraction": f"{100 * f:g}%", "method": m, "metric": sc.label,
-                                     "value": fmt(r[f"{sc.primary}_mean"]), "unit": unit, "verdict": r["verdict"], "p": fmt_p(r["p_holm"]),
-                                     "helps": r["verdict"].startswith("helps"), "hurts": r["verdict"].startswith("hurts"),
-                                     "note": "; ".join([*note, *([caveats[m]] if m in caveats else [])])})  # fmt: skip
         # the parity (ROC) plot's second method is chosen on the validation score, never on test data
         top = summary[(summary["fraction"] == max(fractions)) & ~summary["method"].isin([*DUMMIES, "scratch"])]
         chosen = top.sort_values("val_score_mean").iloc[0]["method"] if len(top) else None
@@ -471,7 +493,6 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
             "probes": probe_table(read_table(Path(probe_dir) / "probes.parquet"), sc) if probe_dir else None,
             "map": embedding_map(read_table(Path(probe_dir) / "map.parquet"), name, unit, classes) if probe_dir else None,
         })  # fmt: skip
-    foundation_rows = against_foundation_rows(data, list(spec.get("foundation", {})))
     histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}
     pretrain_rows = []
     for m, d in spec["pretrain"].items():
@@ -487,11 +508,10 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
     # every string from a config or a data file is untrusted: escape everything (select_autoescape() would not match
     # the name report.html.j2 and escape nothing)
     env = Environment(loader=PackageLoader("matssl", "templates"), autoescape=True)
-    n_tested = int(everything["p_holm"].notna().sum())
     html = env.get_template("report.html.j2").render(
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), spec_digest=spec_digest(spec), n_tested=n_tested, cap_warning=int(100 * CAP_WARNING),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), spec_digest=spec_digest(spec), answer=answer(a, caveats), cap_warning=int(100 * CAP_WARNING),
         config=spec["config"], pool=spec["pool"], leakage=spec["exclude_test_structures"], props=props,
-        summary_rows=summary_rows, foundation_rows=foundation_rows, pretrain_rows=pretrain_rows, loss_plot=loss_plot(histories),
+        pretrain_rows=pretrain_rows, loss_plot=loss_plot(histories),
         stages=stage_rows(spec["stages"]), rejections=rejection_rows(spec["stages"]),
         unlabelled=unlabelled_rows(spec["stages"]),
         methods=[(m, *METHOD_INFO.get(m, (m, "", ""))) for m in methods],

@@ -1,8 +1,25 @@
-"""Statistics over finetuning runs: per-method summaries, the paired comparison with scratch, Holm's
-correction over every comparison of a report, and the words a result may use.
+"""Statistics over finetuning runs: what each method changes against a baseline, with intervals at a stated level,
+grouped into the questions (families) a report answers, and the words a result may use.
 
-Not part of any stage's code fingerprint: the property targets and the report, which use it, are not
-cached stages, so a change here re-summarises finished runs without re-running them.
+The effect of one comparison is measured per paired run (the same fold, label subset and finetuning seed): for a
+regression the log ratio of the test MAE (reported back as a % change, so an interval never passes -100 %), for a
+classification the difference in ROC-AUC (in points). Its uncertainty has two levels (`two_level`): the folds, whose
+training sets overlap (the Nadeau-Bengio correction applies to them alone), and the finetuning and pretraining seeds,
+which add variance without that overlap. The families (`analyse`):
+
+- per cell (method x property x label fraction): exploratory, the 95 % interval and a Benjamini-Hochberg q-value;
+- confirmatory: per method x property, pooled over the label fractions, Holm over the family (the comparisons named
+  in the config's `statistics.confirmatory` where it names some: the rest are a family of their own, not named
+  beforehand);
+- across properties: per method, a random-effects estimate over the properties (DerSimonian-Laird with the
+  Hartung-Knapp interval) with its heterogeneity, Holm over the methods;
+- a foundation model against scratch, and each pretrained method against a foundation model: families of their own.
+
+A verdict of no detectable difference says the smallest change the comparison could have detected at 80 % power
+(`detectable`). Every word comes from `verdict`.
+
+Not part of any stage's code fingerprint: the property targets and the report, which use it, are not cached stages,
+so a change here re-summarises finished runs without re-running them.
 """
 
 from __future__ import annotations
@@ -14,17 +31,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from matssl.io import read_json, write_json
 
-ALPHA = 0.05
+ALPHA = 0.05  # every family's error rate (Holm: family-wise; Benjamini-Hochberg: false discovery rate)
+POWER = 0.8  # the power at which a design's detectable effect is stated
+LEVEL = 1 - ALPHA  # every interval shown is a plain 95 % interval
 
 
 @dataclass(frozen=True)
 class Scores:
     """What a property kind is scored by: the metric its comparisons use (and whether lower is better), the others
-    shown beside it, the validation score its runs were chosen on, and its dummy rows (name -> key in a run's
-    `dummy` metrics)."""
+    shown beside it, the validation score its runs were chosen on, its dummy rows (name -> key in a run's `dummy`
+    metrics), and the scale its comparisons are made on (`log_ratio`: reported as a % change; `difference`: in points
+    of the metric x 100)."""
 
     primary: str
     lower_is_better: bool
@@ -32,61 +53,182 @@ class Scores:
     val: str
     dummies: dict[str, str]
     label: str
+    scale: str
     paired: tuple[str, ...] = ()  # other metrics compared with scratch too (an interval beside the cell, no verdict)
+
+    @property
+    def unit(self) -> str:
+        return " %" if self.scale == "log_ratio" else " points"
+
+    def effect(self, value: pd.Series | np.ndarray, base: pd.Series | np.ndarray) -> np.ndarray:
+        """Per paired run, the effect on the analysis scale (NaN where a log ratio is undefined)."""
+        a, b = np.asarray(value, float), np.asarray(base, float)
+        if self.scale == "difference":
+            return a - b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.log(a) - np.log(b)
+        return np.where(np.isfinite(d), d, np.nan)
+
+    def shown(self, x: float | np.ndarray) -> float | np.ndarray:
+        """An effect (or an interval's bound) as it is reported: a % change of the baseline's error, or points."""
+        return 100 * np.expm1(x) if self.scale == "log_ratio" else 100 * np.asarray(x)
 
 
 SCORES = {
     "regression": Scores(
-        primary="mae", lower_is_better=True, others=("rmse", "r2"), val="val_mae", label="MAE",
+        primary="mae", lower_is_better=True, others=("rmse", "r2"), val="val_mae", label="MAE", scale="log_ratio",
         dummies={"dummy (mean)": "mean", "dummy (median)": "median"},
     ),
     "classification": Scores(
         primary="roc_auc", lower_is_better=False, others=("accuracy", "log_loss"), val="val_log_loss", label="ROC-AUC",
-        dummies={"dummy (majority)": "majority"}, paired=("accuracy",),
+        scale="difference", dummies={"dummy (majority)": "majority"}, paired=("accuracy",),
     ),
 }  # fmt: skip
 DUMMIES = tuple(name for sc in SCORES.values() for name in sc.dummies)  # the constant predictors, rows of every summary
 
 
-def corrected_t(diffs: np.ndarray, n_train: float, n_test: float) -> dict[str, float]:
-    """The corrected resampled t-test (Nadeau & Bengio 2003; Bouckaert & Frank 2004 for k-fold) for the mean
-    of J paired differences from train/test splits: the variance of the mean is (1/J + n_test/n_train) s^2
-    instead of s^2/J, because the splits share training data; df = J - 1. Returns the mean, its corrected
-    standard error, df and the two-sided p (NaN with fewer than 2 differences)."""
-    from scipy.stats import t as student_t
+# --------------------------------------------------------------------------- one comparison
+@dataclass(frozen=True)
+class Estimate:
+    """A mean effect on the analysis scale with its standard error and degrees of freedom, and the variance components
+    it was built from (each a variance of one run's effect: between folds, between pretraining seeds, the rest)."""
 
+    effect: float
+    se: float
+    df: float
+    n: int = 0
+    fold_var: float = math.nan
+    pretrain_var: float = math.nan
+    run_var: float = math.nan
+
+    @property
+    def p_value(self) -> float:
+        if not (self.df > 0 and math.isfinite(self.se) and math.isfinite(self.effect)):
+            return math.nan
+        if self.se == 0:  # identical non-zero effects: p 0
+            return float(self.effect == 0)
+        return float(2 * student_t.sf(abs(self.effect) / self.se, self.df))
+
+    def interval(self, level: float = LEVEL) -> tuple[float, float]:
+        """The two-sided `level` interval on the analysis scale."""
+        if not (self.df > 0 and math.isfinite(self.se)):
+            return math.nan, math.nan
+        half = float(student_t.ppf(0.5 + level / 2, self.df)) * self.se
+        return self.effect - half, self.effect + half
+
+    def detectable(self, alpha: float = ALPHA, power: float = POWER) -> float:
+        """The smallest true effect (on the analysis scale, either sign) that a two-sided test at `alpha` detects with
+        probability `power`, given this design's standard error: (t(1 - alpha/2) + t(power)) x se."""
+        if not (self.df > 0 and math.isfinite(self.se)):
+            return math.nan
+        return float((student_t.ppf(1 - alpha / 2, self.df) + student_t.ppf(power, self.df)) * self.se)
+
+
+def satterthwaite(terms: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """(variance, df) of a linear combination sum(a * M) of independent mean squares M with df each, given as
+    (a, M, df): the Welch-Satterthwaite approximation."""
+    terms = [(a, m, df) for a, m, df in terms if a != 0]
+    var = sum(a * m for a, m, _ in terms)
+    den = sum((a * m) ** 2 / df for a, m, df in terms if df > 0 and a * m != 0)
+    return var, (var * var / den if den > 0 else math.inf)
+
+
+def corrected_t(diffs: np.ndarray, n_train: float, n_test: float) -> dict[str, float]:
+    """The corrected resampled t-test (Nadeau & Bengio 2003; Bouckaert & Frank 2004 for k-fold) for the mean of J
+    paired differences from train/test splits: the variance of the mean is (1/J + n_test/n_train) s^2 instead of s^2/J,
+    because the splits share training data; df = J - 1. The one-level model: applied to fold means that average several
+    seeds, it treats the seeds' noise as fold overlap too (`two_level` does not). Returns the mean, its corrected
+    standard error, df and the two-sided p (NaN with fewer than 2 differences)."""
     d = np.asarray(diffs, float)
     if len(d) < 2:
-        return {
-            "diff_mean": float(d.mean()) if len(d) else float("nan"),
-            "diff_se": float("nan"),
-            "df": 0,
-            "p_value": float("nan"),
-        }
-    mean, var = float(d.mean()), float(d.var(ddof=1))
-    se = math.sqrt((1.0 / len(d) + n_test / n_train) * var)
-    if not (math.isfinite(mean) and math.isfinite(se)):
-        p = float("nan")
-    else:  # (identical non-zero differences: se 0, p 0)
-        p = float(2 * student_t.sf(abs(mean) / se, len(d) - 1)) if se > 0 else float(mean == 0)
-    return {"diff_mean": mean, "diff_se": se, "df": len(d) - 1, "p_value": p}
+        return {"diff_mean": float(d.mean()) if len(d) else math.nan, "diff_se": math.nan, "df": 0, "p_value": math.nan}
+    est = Estimate(float(d.mean()), math.sqrt((1.0 / len(d) + n_test / n_train) * float(d.var(ddof=1))), len(d) - 1)
+    return {"diff_mean": est.effect, "diff_se": est.se, "df": est.df, "p_value": est.p_value}
 
 
-def t_interval(mean: float, se: float, df: int, alpha: float = ALPHA) -> tuple[float, float]:
-    """The two-sided (1 - alpha) interval of a t statistic's mean."""
-    from scipy.stats import t as student_t
+def two_level(a: np.ndarray, overlap: float) -> Estimate:
+    """The mean of paired effects a[fold, pretraining seed, finetuning seed] (NaN: no such run) with a variance model of
+    two levels: fold effects, whose estimates are correlated because the folds' training sets overlap (their variance
+    is inflated by the Nadeau-Bengio factor c = 1 + K x overlap, overlap = n_test/n_train), and seed effects (finetuning
+    seeds within a fold; pretraining seeds crossed with the folds where a method has several encoders) that add
+    variance without that correlation.
 
-    if df < 1 or not math.isfinite(se):
-        return float("nan"), float("nan")
-    half = float(student_t.ppf(1 - alpha / 2, df)) * se
-    return mean - half, mean + half
+    On the K x P table of (fold, pretraining seed) means of S finetuning seeds each: the fold mean square M_f, the
+    pretraining-seed mean square M_p and the residual M_r (the interaction; with one pretraining seed, the within-cell
+    variance / S) give, by the method of moments (each component truncated at 0),
+        var(mean) = c s2_fold / K + s2_pretrain / P + M_r / (K P),
+    s2_fold = (M_f - M_r) / P, s2_pretrain = (M_p - M_r) / K, with Satterthwaite's df, never below the folds' K - 1.
+    With one run per cell no seed level can be told from the folds: every variance is then the folds'
+    (`corrected_t` of the fold means). Folds missing a pretraining seed are left out, so that the table is complete."""
+    a = np.asarray(a, float)
+    n_cell = np.isfinite(a).sum(2)
+    a = a[(n_cell > 0).all(1)]
+    n_cell = n_cell[(n_cell > 0).all(1)]
+    if not a.size:
+        return Estimate(math.nan, math.nan, 0)
+    k, p = n_cell.shape
+    m = np.nanmean(a, 2)
+    mean, n = float(m.mean()), int(n_cell.sum())
+    if k < 2:
+        return Estimate(mean, math.nan, 0, n)
+    c = 1 + k * overlap
+    rows, cols = m.mean(1), m.mean(0)
+    m_f = p * float(np.var(rows, ddof=1))
+    df_e = float((n_cell - 1).sum())
+    s = float(n_cell.size / (1 / n_cell).sum())  # (the harmonic mean of the seeds per cell)
+    if p > 1:
+        m_p = k * float(np.var(cols, ddof=1))
+        m_r, df_r = float(((m - rows[:, None] - cols[None, :] + mean) ** 2).sum() / ((k - 1) * (p - 1))), (k - 1) * (p - 1)
+    elif df_e > 0:
+        m_p, df_r = math.nan, df_e
+        m_r = float(np.nansum((a - m[:, :, None]) ** 2) / df_e / s)
+    else:  # one run per fold: no seed level to tell apart, everything is the folds'
+        t = corrected_t(m[:, 0], 1.0, overlap)
+        return Estimate(mean, t["diff_se"], t["df"], n, fold_var=m_f)
+    fold = max(0.0, (m_f - m_r) / p)
+    pre = max(0.0, (m_p - m_r) / k) if p > 1 else 0.0
+    a_f, a_p = (c / (k * p) if fold > 0 else 0.0), (1 / (k * p) if pre > 0 else 0.0)
+    a_r = 1 / (k * p) - a_f - a_p  # (each mean square once, its coefficients summed, for Satterthwaite)
+    var, df = satterthwaite([(a_f, m_f, k - 1), (a_p, m_p, p - 1), (a_r, m_r, df_r)])
+    return Estimate(mean, math.sqrt(max(var, 0.0)), max(df, k - 1), n, fold_var=fold, pretrain_var=pre, run_var=m_r * s)
 
 
+def unit_array(units: pd.DataFrame) -> np.ndarray:
+    """Paired effects `d` of runs with `fold`, `pretrain_seed` and `seed` as the array `two_level` reads."""
+    d = units.dropna(subset=["d"])
+    f, p = pd.factorize(d["fold"], sort=True)[0], pd.factorize(d["pretrain_seed"], sort=True)[0]
+    r = d.groupby(["fold", "pretrain_seed"]).cumcount().to_numpy()
+    a = np.full((f.max() + 1, p.max() + 1, r.max() + 1) if len(d) else (0, 0, 0), np.nan)
+    a[f, p, r] = d["d"].to_numpy()
+    return a
+
+
+def random_effects(y: np.ndarray, v: np.ndarray) -> dict[str, float]:
+    """The mean of k independent estimates `y` (variances `v`) whose true values may differ: DerSimonian-Laird's
+    between-estimate variance tau2, the weighted mean with weights 1 / (v + tau2), and the Hartung-Knapp standard
+    error (with the usual truncation at the DerSimonian-Laird one: never narrower than it), df = k - 1. Also
+    Cochran's Q and I2 (the share of the spread that is heterogeneity rather than noise)."""
+    y, v = np.asarray(y, float), np.asarray(v, float)
+    k = len(y)
+    if k < 2:
+        return {"effect": math.nan, "se": math.nan, "df": 0, "tau2": math.nan, "i2": math.nan, "q": math.nan, "k": k}
+    w = 1 / v
+    fixed = float((w * y).sum() / w.sum())
+    q = float((w * (y - fixed) ** 2).sum())
+    tau2 = max(0.0, (q - (k - 1)) / float(w.sum() - (w * w).sum() / w.sum()))
+    ws = 1 / (v + tau2)
+    mu = float((ws * y).sum() / ws.sum())
+    hk = float((ws * (y - mu) ** 2).sum() / (k - 1))
+    se = math.sqrt(max(1.0, hk) / float(ws.sum()))
+    i2 = max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0
+    return {"effect": mu, "se": se, "df": k - 1, "tau2": tau2, "i2": i2, "q": q, "k": k}
+
+
+# --------------------------------------------------------------------------- families and words
 def holm(p_values: list[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Holm's step-down adjustment: (adjusted p-values, the level each hypothesis is judged at), in the input
     order; NaN entries are not in the family and stay NaN. The k-th smallest p is tested at alpha/(m - k + 1)
-    until the first that fails; every later one keeps that failing step's level, so an interval at its level
-    excludes 0 exactly when Holm rejects (p = (0.03, 0.04): neither, though 0.04 < 0.05)."""
+    until the first that fails; every later one keeps that failing step's level."""
     p = np.asarray(p_values, float)
     adjusted, levels = np.full(len(p), np.nan), np.full(len(p), np.nan)
     family = np.flatnonzero(~np.isnan(p))
@@ -100,53 +242,116 @@ def holm(p_values: list[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return adjusted, levels
 
 
-def verdict(
-    change_pct: float,
-    lo_pct: float,
-    hi_pct: float,
-    p_holm: float,
-    lower_is_better: bool = True,
-    words: tuple[str, str] = ("helps", "hurts"),
-) -> str:
-    """The words a comparison with scratch may use, from its corrected interval and Holm-adjusted p (an error such as
-    MAE: lower is better; a score such as ROC-AUC: higher); `words`: what to say when the method is better, worse."""
-    interval = f"{lo_pct:+.1f} to {hi_pct:+.1f} %"
-    if not math.isfinite(p_holm):
+def benjamini_hochberg(p_values: list[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Benjamini-Hochberg q-values (the false discovery rate at which each p would be a discovery) and the level a
+    hypothesis that is not a discovery would have needed to become one (alpha x (R + 1) / m, R the discoveries); NaN
+    entries are not in the family."""
+    p = np.asarray(p_values, float)
+    q, levels = np.full(len(p), np.nan), np.full(len(p), np.nan)
+    family = np.flatnonzero(~np.isnan(p))
+    m = len(family)
+    if not m:
+        return q, levels
+    order = family[np.argsort(p[family], kind="stable")]
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
+    found = int((q[family] < ALPHA).sum())
+    levels[family] = np.where(q[family] < ALPHA, ALPHA * found / m, ALPHA * (found + 1) / m)
+    return q, levels
+
+
+ADJUST = {"holm": ("Holm", holm), "bh": ("Benjamini-Hochberg", benjamini_hochberg)}
+
+
+def verdict(row: dict[str, Any] | pd.Series, sc: Scores, words: tuple[str, str] = ("helps", "hurts"), prefix: str = "") -> str:
+    """The words a comparison may use, from its family's adjusted p: '<better word>' or '<worse word>' where it is
+    below ALPHA, else 'no detectable difference' with what the design could have detected at 80 % power (at the level
+    the comparison was judged at) and, where the plain 95 % interval excludes 0, that it does not after the family's
+    correction. Every interval states its level. `words`: what to say when the method is better, worse;
+    `prefix`: the question ('on average across properties, ')."""
+    p = row.get("p_adjusted", math.nan)
+    if not math.isfinite(p):
         return "not tested"
-    if p_holm < ALPHA:
-        return f"{words[0] if (change_pct < 0) == lower_is_better else words[1]}: {change_pct:+.1f} % ({interval})"
-    return f"no detectable difference ({interval})"
+    u = sc.unit
+    text = f"{row['change_pct']:+.1f}{u} (95 % interval {row['ci_low_pct']:+.1f} to {row['ci_high_pct']:+.1f}{u})"
+    if p < ALPHA:
+        better = (row["change_pct"] < 0) == sc.lower_is_better
+        return f"{prefix}{words[0] if better else words[1]}: {text}"
+    out = f"{prefix}no detectable difference: {text}"
+    if row["ci_low_pct"] * row["ci_high_pct"] > 0:
+        out += f", which excludes 0 only before the {row['adjust']} correction over {int(row['n_family'])}"
+    if math.isfinite(row.get("detect_low_pct", math.nan)):
+        out += (f"; could have detected a change beyond {row['detect_low_pct']:+.1f}{u} or {row['detect_high_pct']:+.1f}{u} "
+                "at 80 % power")  # fmt: skip
+    return out
 
 
-def paired_change(pairs: pd.DataFrame, metric: str) -> tuple[dict[str, float], float, float, float]:
-    """(corrected_t of the per-fold mean differences in `metric` against the baseline, the baseline's mean, the 95 %
-    interval's bounds) over runs merged with their baseline partners (columns `metric` and `metric`_base).
-    The fold is the unit: the runs of one fold (finetuning and pretraining seeds) share its test set and, at 100 %, its
-    training data, so their differences are averaged first. The correction uses the whole training fold: the label
-    subsets of two folds overlap less than the folds do, so the folds' n_test/n_train (1/(k-1)) bounds their
-    correlation, where a subset's own size would overstate it tenfold at 10 % of the labels."""
-    folds = pairs.assign(d=pairs[metric] - pairs[f"{metric}_base"]).groupby("fold")
-    test = corrected_t(folds["d"].mean().to_numpy(), float(folds["n_train_fold"].mean().mean()),
-                       float(folds["n_test"].mean().mean()))  # fmt: skip
-    lo, hi = t_interval(test["diff_mean"], test["diff_se"], test["df"])
-    return test, float(pairs[f"{metric}_base"].mean()), lo, hi
+def judge(rows: pd.DataFrame, family: str, adjust: str, sc_of: pd.Series, words: tuple[str, str] = ("helps", "hurts"),
+          prefix: str = "") -> pd.DataFrame:  # fmt: skip
+    """One family of comparisons (rows with `effect`, `se`, `df`, `p_value`; `sc_of` each row's Scores): the adjusted p
+    (`adjust`: 'holm' or 'bh') over the rows with a p, the detectable change at the level each is judged at, the
+    verdict and the family's name and size."""
+    out = rows.copy()
+    name, how = ADJUST[adjust]
+    adjusted, levels = how(out["p_value"].to_numpy(float))
+    tested = np.isfinite(adjusted)
+    out["p_adjusted"], out["family"], out["adjust"], out["n_family"] = adjusted, family, name, int(tested.sum())
+    lows, highs = [], []
+    for (_, r), level, sc in zip(out.iterrows(), levels, sc_of, strict=True):
+        mde = Estimate(r["effect"], r["se"], r["df"]).detectable(level) if math.isfinite(level) else math.nan
+        lows.append(float(sc.shown(-mde)))
+        highs.append(float(sc.shown(mde)))
+    out["detect_low_pct"], out["detect_high_pct"] = lows, highs
+    out["verdict"] = [verdict(r, sc, words, prefix) for (_, r), sc in zip(out.iterrows(), sc_of, strict=True)]
+    return out
+
+
+def estimate_columns(est: Estimate, sc: Scores) -> dict[str, float]:
+    """An estimate's columns in a summary: on the analysis scale, and as reported (% or points) with its 95 % interval."""
+    lo, hi = est.interval()
+    return {"effect": est.effect, "se": est.se, "df": est.df, "p_value": est.p_value, "n_pairs": est.n,
+            "fold_var": est.fold_var, "pretrain_var": est.pretrain_var, "run_var": est.run_var,
+            "change_pct": float(sc.shown(est.effect)), "ci_low_pct": float(sc.shown(lo)), "ci_high_pct": float(sc.shown(hi))}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- runs -> comparisons
+def with_defaults(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs recorded before some fields were: the largest subset of the fold, the method itself, unrecorded."""
+    if "n_train_fold" not in runs:
+        runs = runs.assign(n_train_fold=(runs["n_train"] + runs["n_val"]).groupby(runs["fold"]).transform("max"))
+    defaults = {"base_method": runs["method"], "pretrain_epochs": np.nan, "precision": "unrecorded", "pretrain_seed": 0}
+    return runs.assign(**{k: v for k, v in defaults.items() if k not in runs})
+
+
+def paired(g: pd.DataFrame, base: pd.DataFrame, sc: Scores, metric: str | None = None) -> pd.DataFrame:
+    """A method's runs merged with their baseline partners (the same label fraction, fold and finetuning seed), with
+    each pair's effect `d` in `metric` (default: the primary) and the fold's n_test / n_train."""
+    metric = metric or sc.primary
+    keep = ["fraction", "fold", "seed", metric, "n_test", "n_train_fold"]
+    pairs = g.merge(base[keep[:4]], on=["fraction", "fold", "seed"], suffixes=("", "_base"))
+    return pairs.assign(d=sc.effect(pairs[metric], pairs[f"{metric}_base"]),
+                        overlap=pairs["n_test"] / pairs["n_train_fold"])  # fmt: skip
+
+
+def pooled(pairs: pd.DataFrame) -> Estimate:
+    """The effect pooled over label fractions: each (fold, pretraining seed, finetuning seed) unit's effects averaged
+    over the fractions first (they share the unit's folds and seeds), then `two_level` over the units."""
+    units = pairs.groupby(["fold", "pretrain_seed", "seed"], as_index=False)["d"].mean()
+    return two_level(unit_array(units), float(pairs["overlap"].mean()))
 
 
 def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "regression") -> pd.DataFrame:
     """Per (method, label fraction): the kind's metrics over runs (`SCORES`: MAE, RMSE, R²; ROC-AUC, accuracy, log
     loss), how runs stopped and which learning rate they chose; against the baseline on the same (fold, finetuning
-    seed) pairs, the mean difference in the primary metric over folds (each the mean over its seeds), its corrected
-    standard error and p (`corrected_t`) and the 95 % interval as a % of the baseline's value.
+    seed) pairs, the effect with its two-level standard error (`two_level`), p and 95 % interval, as a % change of
+    the baseline's MAE (points of ROC-AUC for a classification).
     Dummy rows per fraction (the training subset's mean and median; its class frequencies), from the baseline's runs;
     a method beats the dummy if its mean primary metric is better than every dummy's; a fraction where no trained
-    method does is `failed`."""
+    method does is `failed` (shown and compared all the same, and said to be)."""
     sc = SCORES[kind]
     m, better = sc.primary, (np.less if sc.lower_is_better else np.greater)
-    # runs recorded before these fields were: the largest subset of the fold, the method itself, unrecorded
-    if "n_train_fold" not in runs:
-        runs = runs.assign(n_train_fold=(runs["n_train"] + runs["n_val"]).groupby(runs["fold"]).transform("max"))
-    runs = runs.assign(**{k: v for k, v in {"base_method": runs["method"], "pretrain_epochs": np.nan,
-                                            "precision": "unrecorded"}.items() if k not in runs})  # fmt: skip
+    runs = with_defaults(runs)
+    base_runs = runs[runs["method"] == baseline]
     rows = []
     for (method, fraction), g in runs.groupby(["method", "fraction"], sort=True):
         row = {"method": method, "fraction": fraction, "n_runs": len(g), f"{m}_mean": g[m].mean(),
@@ -155,17 +360,17 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "r
                "val_score_mean": g[sc.val].mean(), "cap_share": g["hit_cap"].mean(),
                "best_step_median": float(g["best_step"].median()), "precision": ", ".join(sorted(set(g["precision"]))),
                "lrs": ", ".join(f"{lr:g} ×{n}" for lr, n in sorted(g["lr"].value_counts().items()))}  # fmt: skip
-        base = runs[(runs["method"] == baseline) & (runs["fraction"] == fraction)]
+        base = base_runs[base_runs["fraction"] == fraction]
         if method != baseline and len(base):
-            pairs = g.merge(base, on=["fold", "seed"], suffixes=("", "_base"))
+            pairs = paired(g, base, sc)
             if len(pairs):
-                test, base_score, lo, hi = paired_change(pairs, m)
-                row.update(test, base_score=base_score, change_pct=100 * test["diff_mean"] / base_score,
-                           ci_low_pct=100 * lo / base_score, ci_high_pct=100 * hi / base_score)  # fmt: skip
-                for o in sc.paired:  # the same comparison of a second metric, shown beside it (not in Holm's family)
-                    t2, b2, lo2, hi2 = paired_change(pairs, o)
-                    row.update({f"{o}_change_pct": 100 * t2["diff_mean"] / b2, f"{o}_ci_low_pct": 100 * lo2 / b2,
-                                f"{o}_ci_high_pct": 100 * hi2 / b2})  # fmt: skip
+                row |= estimate_columns(two_level(unit_array(pairs), float(pairs["overlap"].mean())), sc)
+                row["base_score"] = float(pairs[f"{m}_base"].mean())
+                for o in sc.paired:  # the same comparison of a second metric, shown beside it (in no family)
+                    o_pairs = paired(g, base, sc, o)
+                    e = estimate_columns(two_level(unit_array(o_pairs), float(o_pairs["overlap"].mean())), sc)
+                    row |= {f"{o}_change_pct": e["change_pct"], f"{o}_ci_low_pct": e["ci_low_pct"],
+                            f"{o}_ci_high_pct": e["ci_high_pct"]}  # fmt: skip
         rows.append(row)
         if method == baseline:
             once = g.drop_duplicates(["fold", "seed"])
@@ -175,7 +380,7 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "r
                              f"{m}_std": once[col].std(ddof=1) if len(once) > 1 else 0.0,
                              **{f"{o}_mean": once[f"dummy_{key}_{o}"].mean() for o in sc.others}})  # fmt: skip
     out = pd.DataFrame(rows)
-    for col in ("diff_mean", "diff_se", "df", "p_value", "base_score", "change_pct", "ci_low_pct", "ci_high_pct"):
+    for col in ("effect", "se", "df", "p_value", "base_score", "change_pct", "ci_low_pct", "ci_high_pct"):
         if col not in out:
             out[col] = np.nan
     dummies = out[out["method"].isin(DUMMIES)].groupby("fraction")[f"{m}_mean"]
@@ -186,46 +391,133 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "r
     ok = out[out["beats_dummy"]].groupby("fraction").size()
     out["failed"] = [f not in ok.index for f in out["fraction"]]
     out["lower_is_better"] = sc.lower_is_better
+    out["kind"] = kind
     return out
 
 
-def compare_all(summary: pd.DataFrame, words: tuple[str, str] = ("helps", "hurts")) -> pd.DataFrame:
-    """Every comparison with scratch shown in one report (rows of `summarize_runs`, several properties):
-    Holm-adjusted p over all of them, the interval at the level Holm tests each one at (the corrected
-    interval: it excludes 0 whenever the adjusted p is below 0.05) and the verdict. Failed cells (no model
-    beats the dummy) are left out of the family and get no verdict but 'failed'."""
+def kinds_of(rows: pd.DataFrame) -> pd.Series:
+    return rows["kind"].map(SCORES) if "kind" in rows else pd.Series([SCORES["regression"]] * len(rows), index=rows.index)
+
+
+def compare_all(summary: pd.DataFrame, words: tuple[str, str] = ("helps", "hurts"), adjust: str = "bh",
+                family: str = "per cell") -> pd.DataFrame:  # fmt: skip
+    """The comparisons in rows of `summarize_runs` (one or several properties) as one family (default: the per-cell
+    screen, Benjamini-Hochberg q-values): every row with a p is in it, a failed cell too (its verdict says so); scratch
+    and the dummies are not comparisons and get no verdict."""
+    tested = ~summary["method"].isin(DUMMIES) & summary["p_value"].notna()
+    judged = judge(summary[tested], family, adjust, kinds_of(summary[tested]), words)
     out = summary.copy()
-    tested = ~out["method"].isin(DUMMIES) & out["p_value"].notna() & ~out["failed"]
-    adjusted, levels = holm(np.where(tested, out["p_value"], np.nan))
-    out["p_holm"] = adjusted
-    bounds = np.array([t_interval(m, se, int(df), a) if t else (np.nan, np.nan)
-                       for m, se, df, a, t in zip(out["diff_mean"], out["diff_se"], out["df"].fillna(0), levels, tested, strict=True)],
-                      dtype=float).reshape(-1, 2)  # fmt: skip
-    out["corrected_low_pct"] = 100 * bounds[:, 0] / out["base_score"]
-    out["corrected_high_pct"] = 100 * bounds[:, 1] / out["base_score"]
-    compared = out["change_pct"].notna()  # every method but scratch and the dummies
-    lower = out["lower_is_better"] if "lower_is_better" in out else pd.Series(True, index=out.index)
-    out["verdict"] = [
-        "" if not c else "failed: no model beats the dummy" if failed else verdict(ch, a, b, p, lo, words) if t else "not tested"
-        for c, failed, t, ch, a, b, p, lo in zip(compared, out["failed"], tested, out["change_pct"], out["corrected_low_pct"],
-                                                  out["corrected_high_pct"], out["p_holm"], lower, strict=True)
-    ]  # fmt: skip
+    for col in ("p_adjusted", "family", "adjust", "n_family", "detect_low_pct", "detect_high_pct", "verdict"):
+        out[col] = judged[col].reindex(out.index)
+    compared = out["change_pct"].notna()
+    out["verdict"] = np.where(compared & ~tested, "not tested", out["verdict"].fillna(""))
+    if "failed" in out:
+        out["verdict"] = [f"{v} [failed cell: no model beats the dummy]" if f and v else v
+                          for v, f in zip(out["verdict"], out["failed"], strict=True)]  # fmt: skip
     return out
 
 
-def against(runs: dict[str, tuple[pd.DataFrame, str]], baseline: str, methods: list[str]) -> pd.DataFrame:
-    """`methods` against another model than scratch (a foundation model: which wins, by how much) on the same folds
-    and finetuning seeds, per property (name -> (its runs, its kind)) and label fraction: `summarize_runs`' rows of
-    those methods, Holm-corrected over all of them (a family of its own: another question than the comparisons with
-    scratch), the verdict naming the winner. A cell where neither they nor the baseline beat the dummy is failed."""
+@dataclass
+class Analysis:
+    """Every family of one report: `cells` (summarize_runs' rows of every property, each comparison judged in the
+    per-cell screen), `primary` (per method x property pooled over the fractions; family 'confirmatory' or 'not named
+    beforehand'), `across` (per method, and per method x label fraction, over the properties), `foundation` (each
+    foundation model against scratch) and `versus` (each pretrained method against each foundation model)."""
+
+    cells: pd.DataFrame
+    primary: pd.DataFrame
+    across: pd.DataFrame
+    foundation: pd.DataFrame
+    versus: pd.DataFrame
+    named: bool  # whether the config named the confirmatory comparisons
+
+    def families(self) -> list[dict[str, Any]]:
+        """Each family's name, correction and size, in the order a report shows them."""
+        out = []
+        for df in (self.across, self.primary, self.foundation, self.versus, self.cells):
+            if len(df) and "family" in df:
+                for (name, adjust), g in df.dropna(subset=["family"]).groupby(["family", "adjust"], sort=False):
+                    out.append({"family": name, "adjust": adjust, "n": int(g["p_adjusted"].notna().sum())})
+        return out
+
+
+def pooled_rows(data: dict[str, tuple[pd.DataFrame, str]], methods: list[str], baseline: str) -> pd.DataFrame:
+    """Per property and method: the effect against `baseline` pooled over the label fractions (`pooled`), with the
+    fractions it pools and those whose cell failed (no model beat the dummy)."""
     rows = []
-    for prop, (r, kind) in runs.items():
-        if baseline in set(r["method"]):
-            s = summarize_runs(r[r["method"].isin([baseline, *methods])], baseline=baseline, kind=kind)
-            rows.append(s[s["method"].isin(methods)].assign(property=prop, kind=kind))
-    if not rows:
-        return pd.DataFrame()
-    return compare_all(pd.concat(rows, ignore_index=True), words=(f"beats {baseline}", f"{baseline} better"))
+    for prop, (runs, kind) in data.items():
+        sc, runs = SCORES[kind], with_defaults(runs)
+        base = runs[runs["method"] == baseline]
+        if base.empty:
+            continue
+        failed = summarize_runs(runs, baseline, kind).groupby("fraction")["failed"].first()
+        for method in methods:
+            g = runs[runs["method"] == method]
+            pairs = paired(g, base, sc) if len(g) else g
+            if len(pairs):
+                fr = sorted(pairs["fraction"].unique())
+                rows.append({"property": prop, "method": method, "kind": kind, "fractions": fr,
+                             "failed_fractions": [f for f in fr if failed.get(f, False)],
+                             **estimate_columns(pooled(pairs), sc)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def across_rows(by: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per `keys` group (and kind) of per-property estimates: the random-effects mean over the properties."""
+    rows = []
+    for key, g in by.dropna(subset=["se"]).groupby([*keys, "kind"], sort=False):
+        sc = SCORES[key[-1]]
+        re = random_effects(g["effect"].to_numpy(), g["se"].to_numpy() ** 2)
+        if re["k"] < 2:
+            continue
+        est = Estimate(re["effect"], re["se"], re["df"])
+        rows.append(dict(zip([*keys, "kind"], key, strict=True)) | estimate_columns(est, sc)
+                    | {"tau": math.sqrt(re["tau2"]), "i2": re["i2"], "k": re["k"], "properties": sorted(g["property"])})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def analyse(data: dict[str, tuple[pd.DataFrame, str]], foundation: list[str] | tuple = (),
+            confirmatory: list[tuple[str, str | None]] | None = None, baseline: str = "scratch") -> Analysis:  # fmt: skip
+    """Every family of one report over `data` (property -> (its runs, its kind)): see the module's docstring.
+    `foundation`: the methods that are foundation models (compared with scratch in a family of their own, and each
+    pretrained method against them); `confirmatory`: the (method, property or None for every property) comparisons
+    with scratch named in the config before the runs, or None where none were named."""
+    cells = pd.concat([summarize_runs(r, baseline, kind).assign(property=p) for p, (r, kind) in data.items()],
+                      ignore_index=True)  # fmt: skip
+    is_f = cells["method"].isin(foundation)
+    cells = pd.concat([compare_all(cells[~is_f], family="per cell"),
+                       compare_all(cells[is_f], family="per cell, foundation models against scratch")]).sort_index()  # fmt: skip
+    ran = sorted(set(cells["method"]) - set(DUMMIES) - {baseline})
+    pretrained = [m for m in ran if m not in foundation]
+    primary = pooled_rows(data, pretrained, baseline)
+    named = confirmatory is not None
+    if len(primary):
+        chosen = np.array([any(m == r["method"] and p in (None, r["property"]) for m, p in confirmatory or [])
+                           for _, r in primary.iterrows()]) if named else np.ones(len(primary), bool)  # fmt: skip
+        parts = [judge(primary[sel], name, "holm", kinds_of(primary[sel]))
+                 for sel, name in ((chosen, "confirmatory" if named else "primary (none named beforehand)"),
+                                   (~chosen, "primary, not named beforehand (exploratory)")) if sel.any()]  # fmt: skip
+        primary = pd.concat(parts).sort_index()
+        primary["named"] = chosen if named else False
+    per_fraction = cells[cells["method"].isin(pretrained)].dropna(subset=["se"])
+    across = pd.concat([across_rows(primary, ["method"]).assign(fraction=np.nan) if len(primary) else pd.DataFrame(),
+                        across_rows(per_fraction, ["method", "fraction"]) if len(per_fraction) else pd.DataFrame()],
+                       ignore_index=True)  # fmt: skip
+    if len(across):
+        whole = across["fraction"].isna()
+        across = pd.concat([judge(across[sel], name, "holm", kinds_of(across[sel]), prefix="on average across properties, ")
+                            for sel, name in ((whole, "across properties"),
+                                              (~whole, "across properties, per label fraction")) if sel.any()]).sort_index()  # fmt: skip
+    found = pooled_rows(data, list(foundation), baseline)
+    if len(found):
+        found = judge(found, "foundation models against scratch", "holm", kinds_of(found))
+    versus = []
+    for model in foundation:
+        v = pooled_rows(data, pretrained, model)
+        if len(v):
+            versus.append(judge(v.assign(baseline=model), f"pretrained methods against {model}", "holm", kinds_of(v),
+                                words=(f"beats {model}", f"{model} better")))  # fmt: skip
+    return Analysis(cells, primary, across, found, pd.concat(versus, ignore_index=True) if versus else pd.DataFrame(), named)
 
 
 def summarize_property(spec: dict[str, Any], out: Path) -> None:
