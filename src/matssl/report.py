@@ -221,8 +221,8 @@ def loss_plot(histories: dict[str, list[dict[str, float]]]) -> str | None:
 
 def budget_plot(summary: pd.DataFrame, name: str, sc: Scores) -> str | None:
     """The change in the test metric (MAE, ROC-AUC) against scratch by pretraining budget, per method and label fraction,
-    with its 95 % interval not adjusted for the number of comparisons (as in the report's tables; the verdicts are
-    Holm's): tells 'this objective helps least' from 'this objective was trained least'."""
+    with its 95 % interval (as in the report's tables; the verdicts are their families'): tells 'this objective helps
+    least' from 'this objective was trained least'."""
     swept = summary[summary["method"] != summary.get("base_method", summary["method"])].dropna(subset=["change_pct"])
     if swept.empty or swept["pretrain_epochs"].nunique() < 2:
         return None
@@ -238,10 +238,10 @@ def budget_plot(summary: pd.DataFrame, name: str, sc: Scores) -> str | None:
         ax.set_xlabel("pretraining epochs")
         ax.set_title(f"{100 * f:g}% labels", fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"test {sc.label} vs scratch (%)")
+    axes[0][0].set_ylabel(f"test {sc.label} vs scratch ({sc.unit.strip()})")
     axes[0][-1].legend(fontsize=7)
     better = "lower" if sc.lower_is_better else "higher"
-    fig.suptitle(f"{name}: gain against pretraining budget ({better} is better; 95 % intervals, unadjusted)", fontsize=10)
+    fig.suptitle(f"{name}: change against pretraining budget ({better} is better; 95 % intervals)", fontsize=10)
     return png(fig)
 
 

@@ -441,16 +441,18 @@ class Analysis:
         return out
 
 
-def pooled_rows(data: dict[str, tuple[pd.DataFrame, str]], methods: list[str], baseline: str) -> pd.DataFrame:
+def pooled_rows(
+    data: dict[str, tuple[pd.DataFrame, str]], methods: list[str], baseline: str, cells: pd.DataFrame
+) -> pd.DataFrame:
     """Per property and method: the effect against `baseline` pooled over the label fractions (`pooled`), with the
-    fractions it pools and those whose cell failed (no model beat the dummy)."""
+    fractions it pools and those whose cell failed (no model beat the dummy; from `cells`, summarize_runs' rows)."""
     rows = []
     for prop, (runs, kind) in data.items():
         sc, runs = SCORES[kind], with_defaults(runs)
         base = runs[runs["method"] == baseline]
         if base.empty:
             continue
-        failed = summarize_runs(runs, baseline, kind).groupby("fraction")["failed"].first()
+        failed = cells[cells["property"] == prop].groupby("fraction")["failed"].first()
         for method in methods:
             g = runs[runs["method"] == method]
             pairs = paired(g, base, sc) if len(g) else g
@@ -489,7 +491,7 @@ def analyse(data: dict[str, tuple[pd.DataFrame, str]], foundation: list[str] | t
                        compare_all(cells[is_f], family="per cell, foundation models against scratch")]).sort_index()  # fmt: skip
     ran = sorted(set(cells["method"]) - set(DUMMIES) - {baseline})
     pretrained = [m for m in ran if m not in foundation]
-    primary = pooled_rows(data, pretrained, baseline)
+    primary = pooled_rows(data, pretrained, baseline, cells)
     named = confirmatory is not None
     if len(primary):
         chosen = np.array([any(m == r["method"] and p in (None, r["property"]) for m, p in confirmatory or [])
@@ -508,12 +510,12 @@ def analyse(data: dict[str, tuple[pd.DataFrame, str]], foundation: list[str] | t
         across = pd.concat([judge(across[sel], name, "holm", kinds_of(across[sel]), prefix="on average across properties, ")
                             for sel, name in ((whole, "across properties"),
                                               (~whole, "across properties, per label fraction")) if sel.any()]).sort_index()  # fmt: skip
-    found = pooled_rows(data, list(foundation), baseline)
+    found = pooled_rows(data, list(foundation), baseline, cells)
     if len(found):
         found = judge(found, "foundation models against scratch", "holm", kinds_of(found))
     versus = []
     for model in foundation:
-        v = pooled_rows(data, pretrained, model)
+        v = pooled_rows(data, pretrained, model, cells)
         if len(v):
             versus.append(judge(v.assign(baseline=model), f"pretrained methods against {model}", "holm", kinds_of(v),
                                 words=(f"beats {model}", f"{model} better")))  # fmt: skip
