@@ -447,8 +447,8 @@ def answer(a: Analysis, caveats: dict[str, str]) -> dict[str, Any]:
         "primary": {name: family_rows(g, ["property", "method"], caveats) for name, g in primary.groupby("family", sort=False)}
         if len(primary) else {},
         "foundation": family_rows(ordered(a.foundation, "property"), ["property", "method"], caveats),
-        "versus": {name: family_rows(ordered(g, "property", "method"), ["property", "method"])
-                   for name, g in a.versus.groupby("family", sort=False)} if len(a.versus) else {},
+        "versus": {model: family_rows(ordered(g, "property", "method"), ["property", "method"])
+                   for model, g in a.versus.groupby("baseline", sort=False)} if len(a.versus) else {},
     }  # fmt: skip
 
 
