@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -148,7 +147,7 @@ def families(a: Analysis) -> list[str]:
              "ratio of the test MAE to scratch's on the same fold and seed, averaged on a log scale; its uncertainty has "
              "two levels (folds with the Nadeau-Bengio correction, seeds without it).", ""]  # fmt: skip
     if len(a.across):
-        tau = a.across.assign(tau=[f"{100 * math.expm1(t):.1f} %" for t in a.across["tau"]],
+        tau = a.across.assign(tau=[f"{float(SCORES[k].shown(t)):.1f}{SCORES[k].unit}" for t, k in zip(a.across["tau"], a.across["kind"], strict=True)],
                               i2=[f"{100 * i:.0f} %" for i in a.across["i2"]])  # fmt: skip
         whole = tau["fraction"].isna()
         lines += family_table(tau[whole], ["method", "k", "tau", "i2"], "On average across the properties (random effects)")

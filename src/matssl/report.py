@@ -421,9 +421,7 @@ def family_rows(df: pd.DataFrame, columns: list[str], caveats: dict[str, str] | 
         if "properties" in columns:
             extra["properties"] = ", ".join(r["properties"])
         if "tau" in columns:  # the spread of the true changes between properties, as a % factor
-            extra["tau"] = (
-                f"{100 * r['tau']:.1f}" if SCORES[r["kind"]].scale == "difference" else f"{100 * math.expm1(r['tau']):.1f}"
-            )
+            extra["tau"] = f"{float(SCORES[r['kind']].shown(r['tau'])):.1f}"
             extra["i2"] = f"{100 * r['i2']:.0f} %"
         rows.append({**extra, **verdict_style(r["verdict"]), "p": fmt_p(r["p_value"]), "p_adjusted": fmt_p(r["p_adjusted"]),
                      "named": bool(r.get("named", False)), "note": "; ".join(note)})  # fmt: skip
