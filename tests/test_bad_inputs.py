@@ -49,6 +49,8 @@ def test_every_valid_row_survives_with_its_label(ingested):
     good = [f"good-{k:02d}" for k in range(N_GOOD)]
     assert set(good) <= set(kept.index) and kept.loc[good, "n"].notna().all()
     assert kept.loc[UNLABELLED, "n"].isna().all()  # kept for pretraining; no label for finetuning
+    notes = kept["note"].dropna()  # the text column: kept as text, rejecting nothing
+    assert notes.map(type).eq(str).all() and set(notes) == {"checked by hand"} and kept["note"].isna().any()
     graphs = read_table(ingested / "graphs" / "rejected.parquet")
     assert graphs["id"].tolist() == ["isolated"]
 

@@ -62,11 +62,15 @@ def test_committed_schema_is_current():
         (lambda c: c["pretrain"]["methods"]["dssl"]["params"].update(mask_weight="0.5"), "mask_weight: '0.5' is not a value"),
         (
             lambda c: c["properties"]["dielectric"].update(column="refractive_index"),
-            "properties.dielectric.column 'refractive_index': the label column of matbench_dielectric is 'n'",
+            "properties.dielectric.column 'refractive_index': not a label column of data/matbench_dielectric.json.gz",
+        ),
+        (
+            lambda c: c["properties"]["dielectric"].update(column="N"),
+            "not a label column of data/matbench_dielectric.json.gz (did you mean 'n'?)",
         ),
         (
             lambda c: c["properties"]["dielectric"].update(column="crystal_system"),
-            "(a classification may also use the metadata ['crystal_system', 'spacegroup'] of a column-oriented file)",
+            "metadata of data/matbench_dielectric.json.gz (text): a classification may use it, a regression not",
         ),
         (
             lambda c: c["properties"]["dielectric"].update(kind="classification", transform="log10"),
@@ -234,3 +238,30 @@ def test_files_datasets_are_checked_before_any_job(tmp_path):
     parse_config(cfg)
     del cfg["datasets"]["mine"]["labels"]
     assert "is a folder without `labels:`" in error()
+
+
+def test_label_columns_of_a_labels_csv_are_checked_by_their_values(tmp_path):
+    """Text in a regression's column, a threshold on text, one class, no value at all: refused by the config check
+    with the column's values named; a classification of a text column is valid."""
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    (folder / "a.cif").write_text("data_a\n")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,gap,phase,formula,empty\na,1.0,rocksalt,NaCl,\nb,oops,rocksalt,KCl,\nc,2.0,zincblende,ZnS,\n")
+    cfg = demo()
+    cfg["datasets"]["mine"] = {"kind": "files", "path": str(folder), "labels": str(labels)}
+
+    def error(**prop) -> str:
+        cfg["properties"]["p"] = {"dataset": "mine", **prop}
+        with pytest.raises(ConfigError) as err:
+            parse_config(cfg)
+        return str(err.value)
+
+    assert "label column 'phase' holds text ('rocksalt', 'zincblende', ...): a regression needs numbers" in error(column="phase")
+    assert "a threshold makes two classes of a numeric column" in error(column="phase", kind="classification", threshold=1)
+    assert "label column 'empty' has no values" in error(column="empty", kind="classification")
+    assert "a classification needs two classes or more, found ['> 0']" in error(column="gap", kind="classification",
+                                                                                 threshold=0)  # fmt: skip
+    for ok in ({"column": "phase", "kind": "classification"}, {"column": "gap"}):  # ('oops': that row's invalid label)
+        cfg["properties"]["p"] = {"dataset": "mine", **ok}
+        parse_config(cfg)

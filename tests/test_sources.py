@@ -138,3 +138,38 @@ def test_matbench_download_then_ingest(tmp_path, tiny_demo):
     assert info["n_structures"] + info["n_rejected"] == 48
     table = read_table(tmp_path / "ingest" / "structures.parquet")
     assert table["id"].iloc[0] == "mb-dielectric-01" and table["n"].notna().all()
+
+
+def test_text_columns_of_a_labels_csv_are_kept_as_text_and_can_be_classes(tmp_path, nacl, silicon, triclinic):
+    """A text column (formula, class name) rejects no row: it is stored as text, and a classification of it works;
+    a value that is not a number in a numeric column is that row's invalid label."""
+    from matssl.evaluate import run_splits
+    from matssl.ingest import run_ingest
+    from matssl.table import read_table
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(12):
+        c = [nacl, silicon, triclinic][k % 3]
+        frac = (c.frac + rng.normal(0, 0.01, c.frac.shape)) % 1.0
+        Structure(c.lattice, c.numbers, frac).to(filename=str(tmp_path / f"s{k:02d}.cif"))
+        rows.append(f"s{k:02d},{'not measured' if k == 5 else 1.0 + k},{['rocksalt', 'diamond', 'other'][k % 3]},"
+                    f"{c.formula},by hand")  # fmt: skip
+    (tmp_path / "labels.csv").write_text("id,gap,phase,formula,note\n" + "\n".join(rows) + "\n")
+    source = {"kind": "files", "path": str(tmp_path), "labels": str(tmp_path / "labels.csv")}
+    run_ingest({"params": {"dataset": "mine", "source": source, "ingest": {}}}, tmp_path / "ingest")
+    kept = read_table(tmp_path / "ingest" / "structures.parquet").set_index("id")
+    rejected = read_table(tmp_path / "ingest" / "rejected.parquet")
+    assert rejected.values.tolist() == [["s05", "invalid label: column 'gap': 'not measured' is not a number"]]
+    assert len(kept) == 11 and kept["phase"].tolist()[:3] == ["rocksalt", "diamond", "other"]
+    assert kept["gap"].dtype == float and kept["note"].eq("by hand").all()
+    assert kept.loc["s00", "formula"] == nacl.formula  # (the table's own column: not read from the CSV)
+
+    def splits(**prop):
+        spec = {"params": {"property": {"dataset": "mine", **prop, "n_folds": 2}},
+                "upstream": {"structures": str(tmp_path / "ingest")}}  # fmt: skip
+        return run_splits(spec, tmp_path / "splits")
+
+    assert splits(column="phase", kind="classification")["classes"] == ["diamond", "other", "rocksalt"]
+    with pytest.raises(ValueError, match="label column 'note' holds text .*: a regression needs numbers"):
+        splits(column="note")

@@ -488,19 +488,42 @@ class Config(Strict):
         target, a labels CSV's header, the fields of a Materials Project query); a folder of structure files has
         files. Elsewhere (an extended-XYZ file's info keys) the splits job says so."""
         src, where = self.datasets[prop.dataset], f"properties.{name}.column {prop.column!r}"
-        if isinstance(src, MatbenchSource):
+        if isinstance(src, MatbenchSource) and src.path is not None:  # the file's own columns
+            from matssl.sources import MATBENCH_META, MATBENCH_NOT_LABELS, SourceError, matbench_columns
+
+            try:
+                columns = matbench_columns(src.path)
+            except SourceError as err:
+                raise ValueError(f"datasets.{prop.dataset}: {err}") from None
+            labels = [c for c in columns if c not in (*MATBENCH_NOT_LABELS, *MATBENCH_META)]
+            meta = [MATBENCH_META[c] for c in columns if c in MATBENCH_META]
+            if prop.column in meta and prop.kind == "regression":
+                raise ValueError(f"{where}: metadata of {src.path} (text): a classification may use it, a regression not")
+            if prop.column not in labels + meta:
+                raise ValueError(f"{where}: not a label column of {src.path}{close_match(prop.column, labels + meta)}: "
+                                 f"{labels + meta}")  # fmt: skip
+        elif isinstance(src, MatbenchSource):  # downloaded: Matbench's published file
             target = MATBENCH_TARGETS.get(src.task)
-            classes_ok = prop.kind == "classification" and prop.column in MATBENCH_META
-            if target is not None and prop.column != target and not classes_ok:
-                raise ValueError(f"{where}: the label column of {src.task} is {target!r} (a classification may also use "
-                                 f"the metadata {list(MATBENCH_META)} of a column-oriented file)")  # fmt: skip
+            if target is not None and prop.column != target:
+                raise ValueError(f"{where}: the label column of {src.task} (downloaded) is {target!r}")
         elif isinstance(src, MPSource):
             if prop.column not in src.fields:
                 raise ValueError(f"{where}: not one of the fields of dataset {prop.dataset!r}: {src.fields}")
         elif src.labels is not None:
-            columns = labels_header(src.labels)
+            from matssl.sources import TABLE_COLUMNS
+
+            columns = [c for c in labels_header(src.labels) if c not in TABLE_COLUMNS]
             if prop.column not in columns:
-                raise ValueError(f"{where}: not a column of {src.labels}: {columns}")
+                raise ValueError(f"{where}: not a column of {src.labels}{close_match(prop.column, columns)}: {columns}")
+            from matssl.evaluate import column_problem
+            from matssl.sources import SourceError, read_labels_csv
+
+            try:
+                problem = column_problem(read_labels_csv(src.labels)[0][prop.column], prop.model_dump())
+            except SourceError as err:
+                problem = str(err)
+            if problem:
+                raise ValueError(f"properties.{name}: {src.labels}: {problem}")
         elif Path(src.path).is_dir():
             raise ValueError(f"{where}: dataset {prop.dataset!r} is a folder without `labels:` (a CSV with id and labels)")
 
@@ -559,12 +582,22 @@ class Config(Strict):
 MATBENCH_TARGETS = {"matbench_jdft2d": "exfoliation_en", "matbench_phonons": "last phdos peak", "matbench_dielectric": "n",
                     "matbench_log_gvrh": "log10(G_VRH)", "matbench_log_kvrh": "log10(K_VRH)", "matbench_perovskites": "e_form",
                     "matbench_mp_gap": "gap pbe", "matbench_mp_is_metal": "is_metal", "matbench_mp_e_form": "e_form"}  # fmt: skip
-# Metadata columns that matssl reads from a column-oriented Matbench file (the demo's), as text: classes to predict.
-MATBENCH_META = ("crystal_system", "spacegroup")
 # Structures per Matbench v0.1 task with crystal structures (matbench.materialsproject.org), for the size check.
 MATBENCH_SIZES = {"matbench_jdft2d": 636, "matbench_phonons": 1265, "matbench_dielectric": 4764, "matbench_log_gvrh": 10987,
                   "matbench_log_kvrh": 10987, "matbench_perovskites": 18928, "matbench_mp_gap": 106113,
                   "matbench_mp_is_metal": 106113, "matbench_mp_e_form": 132752}  # fmt: skip
+
+
+def close_match(name: str, names: list[str]) -> str:
+    """' (did you mean X?)' when one of `names` is spelled almost like `name` (spaces, '_', case), else ''."""
+    import difflib
+
+    def norm(n: str) -> str:
+        return n.lower().replace(" ", "_").replace("-", "_")
+
+    same = [n for n in names if norm(n) == norm(name)]
+    close = same or difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class ConfigError(ValueError):

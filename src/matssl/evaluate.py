@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from matssl.config import PropertyConfig
 from matssl.io import write_json
+from matssl.sources import column_is_text
 from matssl.table import read_table
 
 MATBENCH_SEED = 18012019  # Matbench v0.1: KFold(5, shuffle=True, random_state=18012019) over row order
@@ -77,6 +78,27 @@ def property_values(column: pd.Series, prop: dict[str, Any]) -> pd.Series:
     return column.map(class_name, na_action="ignore").astype(object).where(column.notna())
 
 
+def column_problem(column: pd.Series, prop: dict[str, Any]) -> str | None:
+    """Why a label column cannot be the property `prop` (a property's config), or None: no value at all, text for
+    a regression or a threshold, fewer than two classes."""
+    name, present = repr(prop["column"]), column.dropna()
+    if present.empty:
+        return f"label column {name} has no values"
+    text = column_is_text(present)
+    examples = ", ".join(repr(v) for v in list(dict.fromkeys(present.astype(str)))[:3])
+    if text and prop.get("kind", "regression") == "regression":
+        return (f"label column {name} holds text ({examples}, ...): a regression needs numbers (kind: classification "
+                "makes each distinct value a class)")  # fmt: skip
+    if text and prop.get("threshold") is not None:
+        return (f"label column {name} holds text ({examples}, ...): a threshold makes two classes of a numeric column; "
+                "without it each distinct value is a class")  # fmt: skip
+    if prop.get("kind", "regression") == "classification":
+        classes = sorted(set(property_values(column, prop).dropna()))
+        if len(classes) < 2:
+            return f"label column {name}: a classification needs two classes or more, found {classes}"
+    return None
+
+
 def class_codes(values: pd.Series, classes: list[str]) -> pd.Series:
     """Class names as their positions in `classes` (-1 for a missing value)."""
     return values.map({c: k for k, c in enumerate(classes)}).fillna(-1).astype(int)
@@ -126,11 +148,15 @@ def run_splits(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     if prop.column not in columns:
         raise ValueError(f"property column {prop.column!r} is not a label of dataset {prop.dataset!r}: {columns}")
     df = read_table(ingest / "structures.parquet", columns=["id", "numbers", prop.column])
+    problem = column_problem(df[prop.column], prop.model_dump())
+    if problem:
+        raise ValueError(f"dataset {prop.dataset!r}: {problem}")
     y = property_values(df.set_index("id")[prop.column], prop.model_dump())
     usable = set(y[y.notna()].index)
+    if len(usable) < prop.fold_count:
+        raise ValueError(f"dataset {prop.dataset!r}: {len(usable)} structures have a usable value of {prop.column!r} "
+                         f"(transform {prop.transform}), too few for {prop.fold_count} folds")  # fmt: skip
     classes = sorted(set(y.dropna())) if prop.kind == "classification" else None
-    if classes is not None and len(classes) < 2:
-        raise ValueError(f"property {prop.column!r}: a classification needs two classes or more, found {classes}")
     rejected = read_table(ingest / "rejected.parquet")["id"].tolist()
     if prop.folds == "matbench" and classes is not None and prop.column in MATBENCH_CLASS_TARGETS:
         # a Matbench classification task's folds: StratifiedKFold(5, shuffle, its seed) over its rows and labels

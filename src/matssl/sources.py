@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,13 +26,14 @@ import pandas as pd
 from pymatgen.core.periodic_table import Element
 
 from matssl.io import atomic_path, read_json, write_json
-from matssl.table import Crystal
+from matssl.table import BASE_COLUMNS, META_COLUMNS, Crystal
 
 log = logging.getLogger(__name__)
 
 MATBENCH_URL = "https://ml.materialsproject.org/projects/{task}.json.gz"
 STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar"}
 STRUCTURE_NAMES = {"POSCAR", "CONTCAR"}
+TABLE_COLUMNS = {*BASE_COLUMNS, *META_COLUMNS}  # the structure table's own columns: never labels
 DISORDERED = "disordered site (partial occupancy)"  # rejected, not ordered: ordering would invent structures
 
 
@@ -71,16 +73,48 @@ def crystal_from_pmg_dict(id_: str, d: dict[str, Any]) -> Crystal | Rejected:
     return Crystal(id_, lattice, np.asarray(numbers, dtype=np.int64), np.asarray(frac, dtype=float).reshape(-1, 3))
 
 
-def _label(value: Any) -> float | None:
-    """A label as a float, or None when missing; raises ValueError for junk (text, inf)."""
+def _label(value: Any, column: str) -> float | None:
+    """A label as a float, or None when missing; raises ValueError for junk (text in a numeric column, inf)."""
     if value is None:
         return None
-    v = float(value)  # ValueError for non-numeric text
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"column {column!r}: {str(value)[:40]!r} is not a number") from None
     if math.isnan(v):
         return None
     if not math.isfinite(v):
-        raise ValueError(f"non-finite value {value!r}")
+        raise ValueError(f"column {column!r}: non-finite value {value!r}")
     return v
+
+
+def column_is_text(values: pd.Series) -> bool:
+    """A labels column is text (class names, formulas) when fewer than half of its values are numbers; in a numeric
+    column, a value that is not a number is an invalid label of its row (a typo, not a class)."""
+    present = values.dropna()
+    if pd.api.types.is_numeric_dtype(present) or present.empty:
+        return False
+    numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce").notna().sum()
+    return 2 * numbers < len(present)
+
+
+def read_labels_csv(path: str | Path) -> tuple[pd.DataFrame, set[str]]:
+    """A labels CSV with an `id` column, and its text columns (`column_is_text`), whose values are kept as text
+    (stripped; None where empty). Missing values are None."""
+    try:
+        df = pd.read_csv(path, dtype={"id": str})
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise SourceError(f"{path}: cannot read the labels CSV ({type(err).__name__}: {err})") from None
+    if "id" not in df.columns:
+        raise SourceError(f"{path}: needs an `id` column (the structure file's name without suffix)")
+    own = [c for c in df.columns if c in TABLE_COLUMNS and c != "id"]
+    if own:  # the structure table's own columns (a formula computed from the structure) are not labels
+        log.warning("%s: columns %s are the structure table's own, made from each structure: not read as labels", path, own)
+        df = df.drop(columns=own)
+    text = {col for col in df.columns if col != "id" and column_is_text(df[col])}
+    for col in text:
+        df[col] = df[col].map(lambda v: str(v).strip() if pd.notna(v) and str(v).strip() else None)
+    return df.astype(object).where(df.notna(), None), text
 
 
 # --------------------------------------------------------------------------- Matbench
@@ -104,19 +138,41 @@ def read_matbench(path: str | Path, task: str) -> Iterator[Crystal | Rejected]:
         ids = matbench_ids(task, len(df)) if "id" not in df else [str(i) for i in df["id"]]
     else:
         raise SourceError(f"{path}: neither Matbench's split orient nor a column-oriented structure table")
-    meta = {"crystal_sys": "crystal_system", "spg_symbol": "spacegroup"}
-    label_cols = [c for c in df.columns if c not in ("structure", "id", *meta) and pd.api.types.is_numeric_dtype(df[c])]
-    label_cols = [c for c in label_cols if c not in ("spg_num", "volume")]
+    meta = MATBENCH_META
+    label_cols = [c for c in df.columns if c not in (*MATBENCH_NOT_LABELS, *meta) and pd.api.types.is_numeric_dtype(df[c])]
     for id_, (_, row) in zip(ids, df.iterrows(), strict=True):
         c = crystal_from_pmg_dict(id_, row["structure"])
         if isinstance(c, Crystal):
             try:
-                c.labels = {col: _label(row[col]) for col in label_cols}
+                c.labels = {col: _label(row[col], col) for col in label_cols}
             except ValueError as err:
                 yield Rejected(id_, f"invalid label: {err}")
                 continue
             c.meta = {new: str(row[old]) for old, new in meta.items() if old in row and pd.notna(row[old])}
         yield c
+
+
+MATBENCH_NOT_LABELS = ("structure", "id", "spg_num", "volume")
+MATBENCH_META = {"crystal_sys": "crystal_system", "spg_symbol": "spacegroup"}  # a column-oriented file's metadata
+
+
+def matbench_columns(path: str | Path) -> list[str]:
+    """The columns of a Matbench file, read without parsing its structures where the file says them first (the
+    split orient's `columns`, found in its first 16 MB); a column-oriented file is read whole."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rt") as fh:
+            head = fh.read(16 * 2**20)
+        found = re.search(r'"columns"\s*:\s*(\[[^\]]*\])', head)
+        if found:
+            return [str(c) for c in json.loads(found.group(1))]
+        with opener(path, "rt") as fh:
+            raw = json.load(fh)
+    except (OSError, EOFError, UnicodeDecodeError, ValueError) as err:
+        raise SourceError(f"{path}: cannot read the Matbench file ({type(err).__name__}: {err})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("structure"), dict):
+        raise SourceError(f"{path}: neither Matbench's split orient nor a column-oriented structure table")
+    return [str(c) for c in raw]
 
 
 def download_url(url: str, dest: str | Path, what: str) -> None:
@@ -131,10 +187,19 @@ def download_url(url: str, dest: str | Path, what: str) -> None:
 
 
 # --------------------------------------------------------------------------- files
-def _has_atom_sites(path: Path) -> bool:
-    """Whether a CIF that pymatgen could not read lists atom coordinates at all (else: it has no atoms)."""
-    text = path.read_text(errors="replace").lower()
-    return "_atom_site_fract_x" in text or "_atom_site_cartn_x" in text
+CELL_KEYS = [f"_cell_{k}" for k in ("length_a", "length_b", "length_c", "angle_alpha", "angle_beta", "angle_gamma")]
+
+
+def _cif_without_atoms(path: Path) -> bool:
+    """Whether a file pymatgen could not make a structure of is a well-formed CIF with a whole cell and no atom
+    sites (a structure without atoms); anything else (text, binary, a broken cell or atom loop) is unparseable."""
+    from pymatgen.io.cif import CifFile
+
+    try:
+        blocks = CifFile.from_str(path.read_text(errors="strict")).data.values()
+    except Exception:  # noqa: BLE001 (not text, or not a CIF)
+        return False
+    return any(all(k in b.data for k in CELL_KEYS) and not any(k.startswith("_atom_site_") for k in b.data) for b in blocks)
 
 
 def read_structure_file(path: Path) -> Crystal | Rejected:
@@ -147,7 +212,7 @@ def read_structure_file(path: Path) -> Crystal | Rejected:
         s = Structure.from_file(path)
     except Exception as err:  # pymatgen raises many types for malformed files
         msg = str(err).splitlines()[0][:200] if str(err) else ""
-        if "at least 1 site" in msg or ("no structures" in msg and not _has_atom_sites(path)):
+        if "at least 1 site" in msg or (path.suffix.lower() == ".cif" and _cif_without_atoms(path)):
             return Rejected(id_, f"no atoms ({path.name})")
         return Rejected(id_, f"unparseable file ({path.name}: {type(err).__name__}: {msg})")
     if not s.is_ordered:
@@ -167,10 +232,9 @@ def read_folder(path: str | Path, labels: str | Path | None, glob: str = "*") ->
         raise SourceError(f"{folder} has no structure files (*.cif, *.vasp, POSCAR)")
     table: dict[str, dict[str, Any]] = {}
     repeated: set[str] = set()
+    text: set[str] = set()
     if labels is not None:
-        df = pd.read_csv(labels, dtype={"id": str})
-        if "id" not in df.columns:
-            raise SourceError(f"{labels}: needs an `id` column (the structure file's name without suffix)")
+        df, text = read_labels_csv(labels)
         repeated = set(df.loc[df["id"].duplicated(), "id"])
         table = {str(r["id"]): {k: v for k, v in r.items() if k != "id"} for r in df.to_dict("records")}
     seen = set()
@@ -182,7 +246,7 @@ def read_folder(path: str | Path, labels: str | Path | None, glob: str = "*") ->
             continue
         if isinstance(c, Crystal) and c.id in table:
             try:
-                c.labels = {k: _label(v) for k, v in table[c.id].items()}
+                c.labels = {k: v if k in text else _label(v, k) for k, v in table[c.id].items()}
             except ValueError as err:
                 yield Rejected(c.id, f"invalid label: {err}")
                 continue
@@ -224,7 +288,9 @@ def read_extxyz(path: str | Path) -> Iterator[Crystal | Rejected]:
             id_, np.array(atoms.cell[:], dtype=float), atoms.numbers.astype(np.int64), atoms.get_scaled_positions(wrap=False)
         )
         try:
-            c.labels = {key: _label(v) for key, v in atoms.info.items() if key != "id" and isinstance(v, int | float | np.number)}
+            c.labels = {
+                key: _label(v, key) for key, v in atoms.info.items() if key != "id" and isinstance(v, int | float | np.number)
+            }
         except ValueError as err:
             yield Rejected(id_, f"invalid label: {err}")
             continue
@@ -284,7 +350,7 @@ def read_mp_download(dest: str | Path, fields: list[str]) -> Iterator[Crystal | 
                 c = crystal_from_pmg_dict(row["id"], row["structure"])
                 if isinstance(c, Crystal):
                     try:
-                        c.labels = {f: _label(row.get(f)) for f in fields}
+                        c.labels = {f: _label(row.get(f), f) for f in fields}
                     except (ValueError, TypeError) as err:
                         yield Rejected(c.id, f"invalid label: {err}")
                         continue

@@ -1,8 +1,8 @@
 """The canonical structure table: one Parquet row per crystal, read by every later stage.
 
 Columns: `id` (unique string), `formula`, `lattice` (9 floats, Å, row vectors), `numbers` (list of Z),
-`frac_coords` (flat list, 3 per site), `source`, one float column per label (null where unknown) and
-optional metadata columns (`crystal_system`, `spacegroup`).
+`frac_coords` (flat list, 3 per site), `source`, one column per label (null where unknown; float, or text for a
+labels CSV's text column: class names) and optional metadata columns (`crystal_system`, `spacegroup`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Crystal:
     lattice: np.ndarray  # (3, 3) row vectors, Å
     numbers: np.ndarray  # (n,) atomic numbers
     frac: np.ndarray  # (n, 3) fractional coordinates
-    labels: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, float | str | None] = field(default_factory=dict)
     meta: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -111,7 +111,8 @@ def to_arrow(crystals: list[Crystal], label_columns: list[str], source: str) -> 
         ("frac_coords", pa.list_(pa.float64())),
         ("source", pa.string()),
     ]
-    schema += [(col, pa.float64()) for col in label_columns]
+    text = {col for col in label_columns if any(isinstance(v, str) for v in data[col])}  # a labels CSV's text column
+    schema += [(col, pa.string() if col in text else pa.float64()) for col in label_columns]
     schema += [(col, pa.string()) for col in meta_cols]
     return pa.table(data, schema=pa.schema(schema))
 
@@ -138,10 +139,6 @@ def crystals_from_table(df: pd.DataFrame) -> list[Crystal]:
             )
         )
     return out
-
-
-def label_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if c not in BASE_COLUMNS + META_COLUMNS]
 
 
 def rejections_table(rows: list[tuple[str, str]]) -> pa.Table:
