@@ -280,6 +280,18 @@ def test_predictions_from_the_finetuned_models(run, tmp_path):
     np.testing.assert_allclose(got.loc[own.index, "y_pred_mean"], own["y_pred"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got.loc[own.index, "y_true"], own["y_true"])
 
+    # another method's predictions, then back: the file is re-made from the stage the config names, even where
+    # timestamps alone would keep the newer, other file
+    other = json.loads(json.dumps(changed))
+    other["predict"]["n"]["method"] = "crystalclr"
+    write_config(copy, other)
+    snakemake(copy, "--cores", "2", "results/predictions/n.parquet")
+    assert not np.allclose(pd.read_parquet(copy / "results/predictions/n.parquet")["y_pred_mean"], got["y_pred_mean"])
+    write_config(copy, changed)
+    snakemake(copy, "results/predictions/n.parquet", "--cores", "2", "--rerun-triggers", "mtime")
+    back = pd.read_parquet(copy / "results/predictions/n.parquet").set_index("id")
+    np.testing.assert_array_equal(back["y_pred_mean"], got["y_pred_mean"])
+
     # two copies of one model: the same mean, no spread
     stage = Plan(parse_config(changed)).predict["n"]
     spec = stage.spec()

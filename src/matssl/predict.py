@@ -22,6 +22,7 @@ import torch
 from matssl.evaluate import atom_counts, from_model, transform_labels
 from matssl.finetune import load_model, predict
 from matssl.graphs import GraphSet
+from matssl.stages import PARQUET_DIGEST, prediction_spec, spec_digest
 from matssl.table import read_table, write_table
 from matssl.train import device_facts, pick_device
 
@@ -55,7 +56,9 @@ def run_predict(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     if p["column"] in df:  # labels where the dataset has them (the property's values, as the predictions)
         y = transform_labels(df.set_index("id")[p["column"]].astype(float), p["transform"])
         table["y_true"] = y.reindex(table["id"]).to_numpy()
-    write_table(pa.Table.from_pandas(table, preserve_index=False), out / "predictions.parquet")
+    # the digest of what made it, which the copy at results/predictions/ keeps: a stale copy is re-made (stages.py)
+    digest = {PARQUET_DIGEST: spec_digest(prediction_spec(spec["key"])).encode()}
+    write_table(pa.Table.from_pandas(table, preserve_index=False).replace_schema_metadata(digest), out / "predictions.parquet")
     rejected = pd.concat([read_table(Path(up[k]) / "rejected.parquet").assign(stage=k) for k in ("structures", "graphs")])
     write_table(pa.Table.from_pandas(rejected.reset_index(drop=True), preserve_index=False), out / "rejected.parquet")
     log.info("predict %s with %s: %d structures, %d models, %d rejected, %d model outputs held at the training targets' "

@@ -368,6 +368,9 @@ class Plan:
     def prediction_target(self, prop: str) -> str:
         return f"{self.cfg.results}/predictions/{prop}.parquet"
 
+    def prediction_spec(self, prop: str) -> dict[str, Any]:
+        return prediction_spec(self.predict[prop].key)
+
     def get(self, kind: str, key: str) -> Stage:
         try:
             return self.stages[(kind, key)]
@@ -469,20 +472,32 @@ def invalidate_damaged(plan: Plan) -> dict[str, list[str]]:
 
 
 def spec_digest(spec: dict[str, Any]) -> str:
-    """A short hash of a property's or the report's spec: recorded in the file it makes."""
+    """A short hash of a property's, the report's or a predictions file's spec: recorded in the file it makes."""
     return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
 
 
+def prediction_spec(key: str) -> dict[str, Any]:
+    """What a property's predictions file is made from: its predict stage (whose digest the file records)."""
+    return {"predict": key}
+
+
 REPORT_DIGEST = re.compile(r'<meta name="matssl-spec" content="([0-9a-f]+)">')
+PARQUET_DIGEST = b"matssl-spec"  # in a predictions file's schema metadata
 
 
 def recorded_digest(target: str | Path) -> str | None:
-    """The spec digest a property summary or report was made from (None: no such file, or none recorded)."""
+    """The spec digest a property summary, the report or a predictions file was made from (None: no such file, or
+    none recorded)."""
     path = Path(target)
     if not path.is_file():
         return None
     if path.suffix == ".json":
         return read_json(path).get("spec_digest")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        digest = (pq.read_schema(path).metadata or {}).get(PARQUET_DIGEST)
+        return digest.decode() if digest else None
     with open(path, errors="replace") as fh:
         found = REPORT_DIGEST.search(fh.read(4096))
     return found.group(1) if found else None

@@ -29,10 +29,14 @@ rule predict:
 
 rule prediction:
     input:
-        lambda wc: f"{PLAN.predict[wc.prop].dir}/predictions.parquet",
+        predictions=lambda wc: f"{PLAN.predict[wc.prop].dir}/predictions.parquet",
+        # made from another predict stage (another dataset, method or fraction): re-made, whatever the rerun triggers
+        spec=lambda wc: summary_spec(
+            f"prediction-{wc.prop}", PLAN.prediction_spec(wc.prop), PLAN.prediction_target(wc.prop)
+        ),
     output:
         f"{RESULTS}/predictions/{{prop}}.parquet",
     log:
         f"{RESULTS}/logs/predictions/{{prop}}.log",
     shell:
-        "cp {input:q} {output:q} > {log:q} 2>&1"
+        "cp {input.predictions:q} {output:q} > {log:q} 2>&1"
