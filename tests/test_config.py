@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,18 @@ def test_label_columns_of_a_labels_csv_are_checked_by_their_values(tmp_path):
     for ok in ({"column": "phase", "kind": "classification"}, {"column": "gap"}):  # ('oops': that row's invalid label)
         cfg["properties"]["p"] = {"dataset": "mine", **ok}
         parse_config(cfg)
+
+
+def test_an_empty_or_foreign_structure_file_is_refused_by_the_config_check(tmp_path):
+    """A files dataset that is an empty extended-XYZ file (as a predictions' dataset often is, before it is filled),
+    a corrupt .gz, or a file of another kind: one message from the config check."""
+    cfg = demo()
+    cfg["datasets"]["new"] = {"kind": "files", "path": str(tmp_path / "new.extxyz")}
+    cfg["predict"] = {"dielectric": {"dataset": "new", "method": "negnn"}}
+    for name, content, message in (("new.extxyz", b"", "the file is empty"), ("new.extxyz", b"\n  \n", "the file is empty"),
+                                   ("new.xyz.gz", b"not gzip", "cannot read the file (BadGzipFile"),
+                                   ("new.csv", b"a,b\n", "a files dataset is a folder of structure files or an .extxyz")):  # fmt: skip
+        (tmp_path / name).write_bytes(content)
+        cfg["datasets"]["new"]["path"] = str(tmp_path / name)
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_config(cfg)

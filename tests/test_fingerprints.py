@@ -178,10 +178,10 @@ def test_worker_processes_stream_the_same_table(nacl, silicon, triclinic):
     assert one_process.column("id").to_pylist()[:8] == ["nacl0"] * 8
 
 
-def test_descriptor_must_be_a_computed_kind(tmp_path):
+def test_descriptor_must_be_a_computed_kind(tiny_demo):
     from tests.workflow import tiny_config
 
-    raw = tiny_config(tmp_path)
+    raw = tiny_config(tiny_demo)
     raw["pretrain"]["methods"]["fingerprint"]["params"] = {"descriptor": "soap"}
     with pytest.raises(ConfigError, match="descriptor: 'soap' is now 'soap_geometry'"):
         parse_config(raw)

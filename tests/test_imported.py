@@ -10,23 +10,23 @@ from matssl.stages import Plan
 from tests.workflow import tiny_config
 
 
-def config_with(tmp_path, path) -> dict:
-    raw = tiny_config(tmp_path / "data.json.gz")
+def config_with(data, path) -> dict:
+    raw = tiny_config(data)
     raw["pretrain"]["methods"] = {"scratch": {"objective": "scratch"},
                                   "imported": {"objective": "pretrained", "params": {"path": str(path)}}}  # fmt: skip
     return raw
 
 
-def test_a_fitting_encoder_is_accepted_and_hashed_by_its_bytes(tmp_path):
+def test_a_fitting_encoder_is_accepted_and_hashed_by_its_bytes(tmp_path, tiny_demo):
     path = tmp_path / "encoder.pt"
     save_encoder(CGCNN(width=16, layers=2, cutoff=6.0), str(path))  # the tiny config's encoder and graphs
     moved = tmp_path / "elsewhere" / "colleague.pt"
     moved.parent.mkdir()
     shutil.copy(path, moved)
-    a, b = Plan(parse_config(config_with(tmp_path, path))), Plan(parse_config(config_with(tmp_path, moved)))
+    a, b = Plan(parse_config(config_with(tiny_demo, path))), Plan(parse_config(config_with(tiny_demo, moved)))
     assert a.pretrain["imported"][0].key == b.pretrain["imported"][0].key  # same bytes, another path
     save_encoder(CGCNN(width=16, layers=2, cutoff=6.0), str(moved))  # other weights
-    c = Plan(parse_config(config_with(tmp_path, moved)))
+    c = Plan(parse_config(config_with(tiny_demo, moved)))
     assert c.pretrain["imported"][0].key != a.pretrain["imported"][0].key
     assert a.pretrain["imported"][0].external == {"path": str(path)}
 
@@ -39,28 +39,49 @@ def test_a_fitting_encoder_is_accepted_and_hashed_by_its_bytes(tmp_path):
         (CGCNN(width=16, layers=2, cutoff=6.0, max_z=94), "max_z 94 (file) vs 100 (config)"),
     ],
 )
-def test_an_incompatible_encoder_is_refused_naming_the_mismatch(tmp_path, encoder, message):
+def test_an_incompatible_encoder_is_refused_naming_the_mismatch(tmp_path, tiny_demo, encoder, message):
     path = tmp_path / "encoder.pt"
     save_encoder(encoder, str(path))
     with pytest.raises(
         ConfigError, match="does not fit this config's encoder: .*" + message.replace("(", r"\(").replace(")", r"\)")
     ):
-        parse_config(config_with(tmp_path, path))
+        parse_config(config_with(tiny_demo, path))
 
 
-def test_a_missing_or_foreign_file_is_refused(tmp_path):
+def test_an_encoder_with_the_right_settings_but_wrong_or_broken_weights_is_refused(tmp_path, tiny_demo):
+    """Settings that match, tensors that do not (another shape, one missing) or are not numbers: refused by the config
+    check, naming the tensors, not in a finetuning job as 'every run diverged'."""
+    import torch
+
+    enc = CGCNN(width=16, layers=2, cutoff=6.0)
+    path = tmp_path / "encoder.pt"
+    save_encoder(enc, str(path))
+    ckpt = torch.load(path, weights_only=True)
+    name = next(k for k, v in ckpt["state_dict"].items() if v.ndim == 2)
+    for edit, message in ((lambda sd: sd.update({name: torch.zeros(3, 5)}), f"{name} (3, 5) (file) vs"),
+                          (lambda sd: sd.pop(name), f"tensors missing: {name}"),
+                          (lambda sd: sd[name].fill_(float("nan")), f"not finite numbers .* in {name}")):  # fmt: skip
+        broken = {**ckpt, "state_dict": dict(ckpt["state_dict"])}
+        broken["state_dict"][name] = broken["state_dict"][name].clone()
+        edit(broken["state_dict"])
+        torch.save(broken, path)
+        with pytest.raises(
+            ConfigError, match="does not fit this config's encoder: .*" + message.replace("(", r"\(").replace(")", r"\)")
+        ):
+            parse_config(config_with(tiny_demo, path))
+
+
+def test_a_missing_or_foreign_file_is_refused(tmp_path, tiny_demo):
     with pytest.raises(ConfigError, match="is not a file"):
-        parse_config(config_with(tmp_path, tmp_path / "nothing.pt"))
+        parse_config(config_with(tiny_demo, tmp_path / "nothing.pt"))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="not a matssl encoder.pt"):
-        parse_config(config_with(tmp_path, junk))
+        parse_config(config_with(tiny_demo, junk))
 
 
-def test_predict_config_is_checked(tmp_path):
-    from tests.workflow import tiny_config
-
-    raw = tiny_config(tmp_path / "data.json.gz")
+def test_predict_config_is_checked(tiny_demo):
+    raw = tiny_config(tiny_demo)
     for entry, message in (({"dataset": "tiny", "method": "nope"}, "predict.n.method .nope.: not a finetuned graph method"),
                            ({"dataset": "other", "method": "negnn"}, "predict.n.dataset 'other' is not one of datasets"),
                            ({"dataset": "tiny", "method": "negnn", "fraction": 0.3}, "not one of finetune.fractions")):  # fmt: skip

@@ -168,6 +168,9 @@ def test_damaged_stage_and_only_its_dependents_rerun(run, tmp_path):
 
 def test_deleted_manifest_reruns_its_stage_and_dependents(run, tmp_path):
     import shutil
+    import subprocess
+
+    from .workflow import BIN
 
     workdir, _ = run
     copy = tmp_path / "run"
@@ -178,6 +181,9 @@ def test_deleted_manifest_reruns_its_stage_and_dependents(run, tmp_path):
     finetune = next((copy / "results" / "finetune").glob("n-scratch-*"))
     (finetune / "manifest.json").unlink()
     assert planned_jobs(copy) == {"pretrain": 1, "finetune": 3, "probe": 1, "property": 1, "report": 1, "all": 1}
+    out = subprocess.run([str(BIN / "matssl"), "verify", "results"], cwd=copy, capture_output=True, text=True)
+    assert out.returncode == 1 and out.stdout.count("NO MANIFEST") == 2, out.stdout
+    assert f"NO MANIFEST results/pretrain/{pretrain.name}: files without the manifest" in out.stdout
 
 
 def test_a_given_configfile_replaces_the_default_one(run, tmp_path):

@@ -96,15 +96,22 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_verify(args: argparse.Namespace) -> None:
     """Check every finished stage under a results folder against the SHA-256 in its manifest. A damaged stage's
     manifest is set aside, so that the next workflow run re-runs it and everything downstream."""
-    from matssl.stages import damaged_files, set_aside
+    from matssl.stages import OUTPUTS, damaged_files, set_aside, unrecorded
 
-    stages = sorted(m.parent for m in Path(args.results).glob("*/*/manifest.json"))
+    results = Path(args.results)
+    if not results.is_dir():
+        raise SystemExit(f"{results}: no such results folder")
+    stages = sorted(m.parent for m in results.glob("*/*/manifest.json"))
     damaged = {d: bad for d in stages if (bad := damaged_files(d, full=True))}
     for d, bad in damaged.items():
         set_aside(d)
         print(f"DAMAGED {d}: {', '.join(bad)} (manifest set aside: the next run re-makes it and what depends on it)")
-    print(f"{len(stages)} stages checked, {len(damaged)} damaged")
-    if damaged:
+    # a stage folder with outputs and no manifest: deleted or set aside by hand, or a job that died before its end
+    unfinished = sorted(d for kind in OUTPUTS for d in results.glob(f"{kind}/*") if unrecorded(d))
+    for d in unfinished:
+        print(f"NO MANIFEST {d}: files without the manifest that vouches for them (the next run re-makes it)")
+    print(f"{len(stages)} stages checked, {len(damaged)} damaged, {len(unfinished)} without a manifest")
+    if damaged or unfinished:
         raise SystemExit(1)
 
 

@@ -40,6 +40,12 @@ class MatbenchSource(Strict):
     path: str | None = Field(None, description="local file; when absent the task is downloaded")
     url: str | None = Field(None, description="download address (default: Matbench's published URL)")
 
+    @model_validator(mode="after")
+    def _file_exists(self) -> MatbenchSource:
+        if self.path is not None and not Path(self.path).is_file():
+            raise ValueError(f"path {self.path}: no such file")
+        return self
+
 
 class FilesSource(Strict):
     """A folder of CIF/POSCAR files with a labels CSV, or one extended-XYZ file (labels in info)."""
@@ -56,6 +62,10 @@ class FilesSource(Strict):
         folder = Path(self.path)
         if not folder.exists():
             raise ValueError(f"path {self.path}: no such file or folder")
+        if folder.is_file() and not (".xyz" in folder.name or ".extxyz" in folder.name):
+            raise ValueError(f"path {self.path}: a files dataset is a folder of structure files or an .extxyz[.gz] file")
+        if folder.is_file() and (folder.stat().st_size == 0 or not _has_text(folder)):
+            raise ValueError(f"path {self.path}: the file is empty (no structure)")
         if folder.is_dir() and not any(
             p.is_file() and (p.suffix.lower() in STRUCTURE_SUFFIXES or p.name in STRUCTURE_NAMES) for p in folder.glob(self.glob)
         ):
@@ -65,6 +75,17 @@ class FilesSource(Strict):
         if self.labels is not None:
             labels_header(self.labels)
         return self
+
+
+def _has_text(path: Path) -> bool:
+    """Whether a (possibly gzipped) text file has anything but white space in its first MiB."""
+    import gzip
+
+    try:
+        with (gzip.open if path.name.endswith(".gz") else open)(path, "rt", errors="replace") as fh:
+            return bool(fh.read(2**20).strip())
+    except (OSError, EOFError) as err:
+        raise ValueError(f"path {path}: cannot read the file ({type(err).__name__}: {err})") from None
 
 
 def labels_header(path: str) -> list[str]:

@@ -265,6 +265,26 @@ def encoder_mismatch(path: str, name: str, hparams: dict[str, Any]) -> list[str]
     for k, v in hparams.items():
         if ckpt["hparams"].get(k) != v:
             out.append(f"{k} {ckpt['hparams'].get(k)!r} (file) vs {v!r} (config)")
+    if out or name not in ENCODERS:
+        return out
+    return weights_mismatch(ckpt["state_dict"], build_encoder(name, **hparams).state_dict())
+
+
+def weights_mismatch(saved: dict[str, Any], expected: dict[str, torch.Tensor]) -> list[str]:
+    """How saved weights differ from those of the encoder they must load into: missing or extra tensors, other
+    shapes, values that are not finite numbers."""
+    if not isinstance(saved, dict) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
+        return ["its state_dict is not a mapping of tensors"]
+    out = []
+    if missing := sorted(expected.keys() - saved.keys()):
+        out.append(f"tensors missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    if extra := sorted(saved.keys() - expected.keys()):
+        out.append(f"tensors this encoder does not have: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+    shapes = [f"{k} {tuple(saved[k].shape)} (file) vs {tuple(v.shape)} (config)"
+              for k, v in expected.items() if k in saved and saved[k].shape != v.shape]  # fmt: skip
+    out += shapes[:5]
+    if bad := [k for k, v in saved.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
+        out.append(f"weights that are not finite numbers (NaN or inf: a training that diverged?) in {', '.join(bad[:5])}")
     return out
 
 
