@@ -66,11 +66,11 @@ def test_the_extensive_warning_fires_on_an_extensive_target_only():
     intensive = pd.Series(rng.normal(2.0, 0.5, 300))  # e.g. a refractive index
     rho_ext, rho_int = atoms_spearman(per_cell, n_atoms), atoms_spearman(intensive, n_atoms)
     assert rho_ext > 0.9 and abs(rho_int) < 0.2
-    assert "Spearman ρ = 0.9" in extensive_warning({"atoms_spearman": rho_ext}) and "per_atom: cell" in extensive_warning(
-        {"atoms_spearman": rho_ext}
-    )
-    assert extensive_warning({"atoms_spearman": rho_int}) == ""
-    assert extensive_warning({"atoms_spearman": rho_ext, "per_atom": "cell"}) == ""  # already learnt per atom
+    plain, summed = extensive_warning({"atoms_spearman": rho_ext}, []), extensive_warning({"atoms_spearman": rho_ext}, ["chgnet"])
+    assert "Spearman ρ = 0.9" in plain and "per_atom: cell" in plain and "chgnet" not in plain
+    assert "chgnet sum over atoms, so their features carry the cell size" in summed
+    assert extensive_warning({"atoms_spearman": rho_int}, ["chgnet"]) == ""
+    assert extensive_warning({"atoms_spearman": rho_ext, "per_atom": "cell"}, ["chgnet"]) == ""  # already learnt per atom
 
 
 def test_stratified_folds_and_subsets_keep_the_class_ratios():

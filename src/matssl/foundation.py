@@ -5,8 +5,11 @@ gives each crystal a vector: the `foundation` stage caches it per dataset, the p
 representation, and a method with `objective: foundation` finetunes the same head as every other method, by
 the same protocol, on these frozen features (`train: head`) or with every weight of the model (`train: all`: its
 own graphs, made in the finetuning job). One entry of `MODELS` per model: CHGNet (Deng et al., Nature
-Machine Intelligence 5, 1031, 2023; the weights of its `chgnet` package), its crystal feature being the mean
-of its atom features after the last interaction block (64 values).
+Machine Intelligence 5, 1031, 2023; the weights of its `chgnet` package), its crystal feature being the sum
+over atoms of its atom features after the last interaction block (64 values; the package's own readout for its
+pretrained weights). Summed features carry the number of atoms in the cell, which the mean that matssl's graph
+encoders pool with does not: each model says how it pools (`pooling`), and the report's warning on an extensive
+property names the models that see the cell size.
 
 Its training set (MPtrj, from Materials Project relaxations) holds Materials Project structures, so the
 leakage guard cannot apply to it: a downstream test structure may have been seen in its training.
@@ -35,6 +38,7 @@ class Chgnet(torch.nn.Module):
 
     trained_on = "MPtrj (Materials Project relaxation trajectories)"
     dim = 64
+    pooling = "sum"  # over atoms (mlp_first: the pretrained model's readout)
 
     def __init__(self):
         super().__init__()

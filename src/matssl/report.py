@@ -18,7 +18,9 @@ import pandas as pd  # noqa: E402
 from jinja2 import Environment, PackageLoader  # noqa: E402
 
 from matssl.evaluate import EXTENSIVE_RHO  # noqa: E402
+from matssl.foundation import MODELS  # noqa: E402
 from matssl.io import atomic_path, read_json  # noqa: E402
+from matssl.objectives import OBJECTIVES  # noqa: E402
 from matssl.stages import OUTPUTS, spec_digest  # noqa: E402
 from matssl.stats import DUMMIES, SCORES, Analysis, Scores, analyse  # noqa: E402
 from matssl.table import read_table  # noqa: E402
@@ -27,7 +29,7 @@ KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learnin
 METHOD_INFO = {
     "foundation": (
         "Foundation model",
-        "A pretrained universal interatomic potential whose weights ship in its package (CHGNet: the mean of its atom "
+        "A pretrained universal interatomic potential whose weights ship in its package (CHGNet: the sum over atoms of its atom "
         "features after the last interaction block, 64 values); the same head and finetuning protocol as every other "
         "method train on it, with the model frozen (train: head) or every weight of it finetuned (train: all). Trained on "
         "MPtrj, which holds Materials Project structures: the leakage guard cannot apply to it.",
@@ -105,14 +107,19 @@ def png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def extensive_warning(prop: dict[str, Any]) -> str:
-    """A warning when a property learnt as it is correlates strongly with the atoms per cell (an extensive one?)."""
+def extensive_warning(prop: dict[str, Any], summed: list[str]) -> str:
+    """A warning when a property learnt as it is correlates strongly with the atoms per cell (an extensive one?);
+    `summed`: the methods whose model sums over atoms (a foundation model's own readout), which see the cell size."""
     rho = prop.get("atoms_spearman")
     if prop.get("per_atom", "none") != "none" or rho is None or not abs(rho) > EXTENSIVE_RHO:
         return ""
-    return (f"The property correlates with the number of atoms per cell (Spearman ρ = {rho:.2f}): an extensive property "
-            "(per cell or per formula unit) cannot be seen by the mean over atoms every model pools with. Set "
-            "per_atom: cell or formula_unit for this property.")  # fmt: skip
+    text = (f"The property correlates with the number of atoms per cell (Spearman ρ = {rho:.2f}): an extensive property "
+            "(per cell or per formula unit) cannot be seen by the mean over atoms that the graph encoders pool with "
+            "(scratch and every pretrained method).")  # fmt: skip
+    if summed:
+        text += (f" {', '.join(summed)} sum over atoms, so their features carry the cell size: on this property they "
+                 "are not compared on equal terms.")  # fmt: skip
+    return text + " Set per_atom: cell or formula_unit for this property."
 
 
 def unit_label(prop: dict[str, Any]) -> str:
@@ -461,6 +468,8 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
     caveats = {m: UNGUARDED[v["objective"]] for m, v in methods.items() if v["objective"] in UNGUARDED}
     for m, mode in spec.get("foundation", {}).items():  # which foundation rows are frozen, which trained whole
         caveats[m] = f"{mode}; {caveats[m]}"
+    summed = [m for m, v in methods.items() if v["objective"] == "foundation"
+              and MODELS[{**OBJECTIVES["foundation"].defaults, **(v.get("params") or {})}["model"]].pooling == "sum"]  # fmt: skip
     props = []
     for name, p in spec["properties"].items():
         summary = everything[everything["property"] == name]
@@ -482,7 +491,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
         probe_dir = spec["probes"].get(name)
         modes = sorted({m for v in summary["precision"].dropna() for m in v.split(", ")}) if "precision" in summary else []
         props.append({
-            "extensive": extensive_warning(data[name]), "mixed_precision": ", ".join(modes) if len(modes) > 1 else "",
+            "extensive": extensive_warning(data[name], summed), "mixed_precision": ", ".join(modes) if len(modes) > 1 else "",
             "name": name, "column": p["column"], "unit": unit, "dataset": p["dataset"], "folds": p["folds"],
             "fractions": [f"{100 * f:g}%" for f in fractions], "table": table, "parity_method": chosen,
             "metric": sc.label, "kind": data[name].get("kind", "regression"), "classes": classes or [],

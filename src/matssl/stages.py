@@ -50,7 +50,7 @@ CODE: dict[str, list[str]] = {
     "predict": ["predict.py", "finetune.py", "evaluate.py", "encoders.py", "graphs.py", *KERNELS],
     # not cached stages, but their rules take this as a parameter, so that new statistics re-summarise
     "property": ["stats.py"],
-    "report": ["stats.py", "report.py", "evaluate.py", "templates/*.j2"],
+    "report": ["stats.py", "report.py", "evaluate.py", "foundation.py", "templates/*.j2"],
 }
 # The files each stage kind writes (the last one is written last: its presence means "done").
 OUTPUTS: dict[str, list[str]] = {
