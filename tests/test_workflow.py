@@ -186,6 +186,25 @@ def test_deleted_manifest_reruns_its_stage_and_dependents(run, tmp_path):
     assert f"NO MANIFEST results/pretrain/{pretrain.name}: files without the manifest" in out.stdout
 
 
+def test_jobs_find_matssl_when_the_environment_is_not_activated(run, tmp_path):
+    """`.venv/bin/snakemake` with a PATH that lacks the venv (not activated): the jobs still run the project's own
+    `matssl`, not 'command not found' (exit 127)."""
+    import shutil
+    import subprocess
+
+    from .workflow import BIN, ROOT
+
+    workdir, _ = run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    (copy / "results/properties/n.json").unlink()
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PATH")} | {"PATH": "/usr/bin:/bin"}
+    out = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--cores", "1",
+                          "results/properties/n.json"], cwd=copy, env=env, capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((copy / "results/properties/n.json").read_text())["property"] == "n"
+
+
 def test_a_given_configfile_replaces_the_default_one(run, tmp_path):
     """`--configfile other.yaml` is the whole config: nothing of the workdir's config.yaml (the demo) merges in."""
     import yaml

@@ -1,10 +1,26 @@
 # The plan of the run: every stage, its content hash, inputs and spec (see src/matssl/stages.py).
 import json
+import os
+import shutil
+import sys
+from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from matssl.config import parse_config
 from matssl.stages import Plan, code_fingerprint, invalidate_damaged, summary_spec_file
+
+# Jobs run `matssl` from the environment that runs Snakemake (`.venv/bin/snakemake` without activating the venv
+# too): its bin folder goes first on the jobs' PATH (local jobs and SLURM jobs, which inherit the environment).
+os.environ["PATH"] = (
+    f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+)
+if shutil.which("matssl") is None:
+    raise WorkflowError(
+        f"matssl: no `matssl` command beside {sys.executable} or on PATH: install the project into the "
+        "environment that runs Snakemake (bash scripts/setup.sh, or pip install -e .)"
+    )
 
 PLAN = Plan(parse_config(config))
 RESULTS = PLAN.cfg.results

@@ -32,7 +32,9 @@ rule prediction:
         predictions=lambda wc: f"{PLAN.predict[wc.prop].dir}/predictions.parquet",
         # made from another predict stage (another dataset, method or fraction): re-made, whatever the rerun triggers
         spec=lambda wc: summary_spec(
-            f"prediction-{wc.prop}", PLAN.prediction_spec(wc.prop), PLAN.prediction_target(wc.prop)
+            f"prediction-{wc.prop}",
+            PLAN.prediction_spec(wc.prop),
+            PLAN.prediction_target(wc.prop),
         ),
     output:
         f"{RESULTS}/predictions/{{prop}}.parquet",
