@@ -13,9 +13,8 @@ from matssl.stages import Plan, code_fingerprint, invalidate_damaged, summary_sp
 
 # Jobs run `matssl` from the environment that runs Snakemake (`.venv/bin/snakemake` without activating the venv
 # too): its bin folder goes first on the jobs' PATH (local jobs and SLURM jobs, which inherit the environment).
-os.environ["PATH"] = (
-    f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-)
+# (Set, not required: no `envvars:`.)
+os.environ.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 if shutil.which("matssl") is None:
     raise WorkflowError(
         f"matssl: no `matssl` command beside {sys.executable} or on PATH: install the project into the "
