@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from matssl.config import load_config
-from matssl.stages import Plan, damaged_files
+from matssl.stages import Plan, foreign_stage_problems
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -79,26 +79,35 @@ def export(args: argparse.Namespace, plan: Plan) -> None:
 
 
 def import_(args: argparse.Namespace, plan: Plan) -> None:
-    """Unpacks the queue's archives (finetune/KEY/ folders) where the plan has those stages: a run whose files match
-    its manifest only, dated now with its manifest last (its presence means done), so that Snakemake takes it as
-    newer than its inputs; a run already here is left as it is."""
+    """Unpacks the queue's archives (finetune/KEY/ folders) where the plan has those stages: a run that passes the
+    checks of a stage made here only (`foreign_stage_problems`: its key recomputed from its manifest, every output
+    listed and matching its size and SHA-256; the reasons printed otherwise), dated now with its manifest last (its
+    presence means done), so that Snakemake takes it as newer than its inputs; a run already here is left as it is.
+    An archive with a member outside its folder or a link out of it is refused whole."""
     wanted = {s.key: s for stages in plan.finetune.values() for s in stages}
     archives = sorted(Path(args.archives).glob("runs.*.tar"))
     if not archives:
         raise SystemExit(f"no runs.*.tar in {args.archives}")
     staging = Path(plan.cfg.results) / ".offload"
     shutil.rmtree(staging, ignore_errors=True)
-    count = dict.fromkeys(("imported", "here already", "not this plan's", "damaged"), 0)
+    count = dict.fromkeys(("imported", "here already", "not this plan's", "refused"), 0)
     try:
         for archive in archives:
-            with tarfile.open(archive) as tar:
-                tar.extractall(staging, filter="data")
+            try:
+                with tarfile.open(archive) as tar:
+                    tar.extractall(staging, filter="data")  # refuses members outside the folder and links out of it
+            except (tarfile.TarError, OSError) as err:
+                raise SystemExit(f"{archive}: refused, nothing imported ({type(err).__name__}: {err})") from None
         for d in sorted((staging / "finetune").glob("*")):
             stage = wanted.get(d.name)
             dest = Path(stage.dir) if stage else None
+            problems = [] if stage is None or (dest / "manifest.json").exists() else (
+                ["a link, not a folder"] if d.is_symlink() or not d.is_dir() else foreign_stage_problems(stage, d))  # fmt: skip
             why = ("not this plan's" if stage is None else "here already" if (dest / "manifest.json").exists()
-                   else "damaged" if not (d / "manifest.json").is_file() or damaged_files(d, full=True) else "imported")  # fmt: skip
+                   else "refused" if problems else "imported")  # fmt: skip
             count[why] += 1
+            if problems:
+                print(f"refused {d.name}: {'; '.join(problems)}")
             if why != "imported":
                 continue
             shutil.rmtree(dest, ignore_errors=True)
@@ -110,7 +119,8 @@ def import_(args: argparse.Namespace, plan: Plan) -> None:
         logs = Path(plan.cfg.results) / "logs" / "finetune"
         logs.mkdir(parents=True, exist_ok=True)
         for log in (staging / "logs").glob("*.log"):
-            shutil.copyfile(log, logs / log.name)
+            if log.is_file() and not log.is_symlink():
+                shutil.copyfile(log, logs / log.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(", ".join(f"{n} {what}" for what, n in count.items() if n or what == "imported"))

@@ -45,7 +45,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from matssl.config import SAFE_NAME, load_config
 from matssl.io import read_json
+from matssl.stages import Plan, foreign_stage_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ROOT / "bench" / "parts"
@@ -220,12 +222,16 @@ def save(args: argparse.Namespace, plan) -> None:
 
 
 def restore(args: argparse.Namespace, plan) -> None:
-    """Copies a part's pretraining stages into the results folder where this plan has a stage of the same key, dated
-    just after their newest input (the pool's graphs, the leakage guard, fingerprints): Snakemake takes them as up to
+    """Copies a part's pretraining stages into the results folder where this plan has a stage of the same key and the
+    saved stage passes the checks of a stage made here (`foreign_stage_problems`: its key recomputed from its
+    manifest, encoder.pt and history.json matching its size and SHA-256; the reasons printed otherwise), dated just
+    after their newest input (the pool's graphs, the leakage guard, fingerprints): Snakemake takes them as up to
     date, and finetuning runs already made from them stay so. Those inputs must exist first."""
     folder = Path(args.parts_dir) / args.name
     wanted = {s.key: s for s in plan.stages.values() if s.kind == "pretrain"}
-    saved = sorted(p for p in (folder / "pretrain").glob("*") if all((p / f).is_file() for f in PRETRAIN_FILES))
+    if not (folder / "part.json").is_file():
+        raise SystemExit(f"{folder}: no saved part there")
+    saved = sorted(p for p in (folder / "pretrain").glob("*") if p.is_dir() and not p.is_symlink())
     ours = [(src, wanted[src.name]) for src in saved if src.name in wanted]
     missing = sorted({f for _, stage in ours for f in stage.upstream_files() if not Path(f).exists()})
     if missing:
@@ -235,6 +241,10 @@ def restore(args: argparse.Namespace, plan) -> None:
     for src, stage in ours:
         dest = Path(stage.dir)
         if (dest / "manifest.json").exists():
+            continue
+        problems = foreign_stage_problems(stage, src)
+        if problems:
+            print(f"refused {src.name}: {'; '.join(problems)} (it will be trained again)")
             continue
         dest.mkdir(parents=True, exist_ok=True)
         when = max((Path(f).stat().st_mtime for f in stage.upstream_files()), default=time.time()) + 1
@@ -296,8 +306,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.action != "status" and not args.name:
         parser.error(f"{args.action} needs --name")
-    from matssl.config import load_config
-    from matssl.stages import Plan
+    if args.name is not None and (not SAFE_NAME.fullmatch(args.name) or ".." in args.name):
+        parser.error(f"--name {args.name!r}: a part's name is letters, digits, '_', '.' and '-' (a folder of bench/parts)")
 
     args.config_file, args.parts_dir = Path(args.config).resolve(), Path(args.parts_dir).resolve()
     os.chdir(args.root)  # the config's results folder and data paths are relative to the run's folder

@@ -2,6 +2,7 @@
 results folder lacks go out as a queue, run in another folder, and come back as runs that Snakemake takes as done,
 with the numbers that the run gave here."""
 
+import io
 import json
 import shutil
 import subprocess
@@ -58,8 +59,46 @@ def test_offloaded_runs_come_back_as_done(workflow_run, tmp_path):
     for a in archives[1:]:
         shutil.copy(a, bad)
     out = bench("offload.py", "import", *common, "--archives", str(bad), cwd=copy)
-    assert out.returncode == 0 and out.stdout.strip() == "2 imported, 1 damaged", out.stdout + out.stderr
+    assert out.returncode == 0 and out.stdout.strip().endswith("2 imported, 1 refused"), out.stdout + out.stderr
+    assert "predictions.parquet differs from its manifest's size and SHA-256" in out.stdout
     assert planned_jobs(copy)["finetune"] == 1
+
+    # the missing run filed under another run's key, then with a manifest that lists no files: refused, with reasons
+    missing = next(n for n in before if not (copy / "results" / "finetune" / n / "manifest.json").exists())
+    donor = next(n for n in before if n != missing)
+    forged = tmp_path / "forged"
+    for edit, reason in ((lambda d: None, "its manifest is of finetune"),
+                         (lambda d: d.update(key=missing, files={}), "its manifest does not list metrics.json")):  # fmt: skip
+        shutil.rmtree(forged, ignore_errors=True)
+        shutil.copytree(copy / "results" / "finetune" / donor, forged / "finetune" / missing)
+        man = json.loads((forged / "finetune" / missing / "manifest.json").read_text())
+        edit(man)
+        (forged / "finetune" / missing / "manifest.json").write_text(json.dumps(man))
+        with tarfile.open(forged / "runs.000.tar", "w") as tar:
+            tar.add(forged / "finetune", arcname="finetune")
+        out = bench("offload.py", "import", *common, "--archives", str(forged), cwd=copy)
+        assert out.returncode == 0 and out.stdout.strip().endswith("0 imported, 1 refused"), out.stdout + out.stderr
+        assert f"refused {missing}: " in out.stdout and reason in out.stdout, out.stdout
+
+    # a link inside the archive (within its folder, which tar's data filter lets through): that run refused
+    (forged / "finetune" / missing / "metrics.json").unlink()
+    (forged / "finetune" / missing / "metrics.json").symlink_to("model.pt")
+    with tarfile.open(forged / "runs.000.tar", "w") as tar:
+        tar.add(forged / "finetune", arcname="finetune")
+    out = bench("offload.py", "import", *common, "--archives", str(forged), cwd=copy)
+    assert out.returncode == 0 and "metrics.json is a link" in out.stdout, out.stdout + out.stderr
+
+    # archives that try to write outside their folder, or link out of it: refused whole, with a message
+    for name, member in (("escape", tarfile.TarInfo("../../outside.txt")), ("link", tarfile.TarInfo("finetune/x"))):
+        evil = tmp_path / name
+        evil.mkdir()
+        if name == "link":
+            member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        with tarfile.open(evil / "runs.000.tar", "w") as tar:
+            tar.addfile(member, io.BytesIO(b"") if member.isfile() else None)
+        out = bench("offload.py", "import", *common, "--archives", str(evil), cwd=copy)
+        assert out.returncode == 1 and "refused, nothing imported" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not (tmp_path / "outside.txt").exists()
 
     out = bench("offload.py", "import", *common, "--archives", str(there), cwd=copy)
     assert out.returncode == 0 and out.stdout.strip() == "1 imported, 2 here already", out.stdout + out.stderr

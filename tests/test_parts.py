@@ -146,6 +146,10 @@ def test_saved_encoders_restore_into_a_later_run(workflow_run, tmp_path):
     copy, parts = tmp_path / "run", tmp_path / "parts"
     shutil.copytree(workdir, copy, symlinks=True)
     save(copy, parts, "p")
+    for name in ("../../x", "/tmp/x", ".."):  # a part is a folder of bench/parts, nowhere else
+        out = bench("parts.py", "save", "--name", name, "--config", str(copy / "config.yaml"), "--parts-dir", str(parts),
+                    cwd=copy)  # fmt: skip
+        assert out.returncode == 2 and "a part's name is letters, digits" in out.stderr, out.stderr
     for made in ("pretrain", "finetune", "probe", "properties"):
         shutil.rmtree(copy / "results" / made)
     (copy / "results" / "report.html").unlink()
@@ -158,6 +162,16 @@ def test_saved_encoders_restore_into_a_later_run(workflow_run, tmp_path):
     out = bench("parts.py", *restore, cwd=copy)
     assert out.returncode != 0 and "make the pretraining stages' inputs first" in out.stderr and "augment/" in out.stderr
     (copy / "aside").rename(copy / "results" / "augment")
+
+    # a swapped encoder (a part saved from a stage, then its encoder.pt replaced) is refused, and trains again
+    saved = next((parts / "p" / "pretrain").glob("negnn-s0-*")) / "encoder.pt"
+    kept = saved.read_bytes()
+    shutil.copyfile(next((parts / "p" / "pretrain").glob("dssl-s0-*")) / "encoder.pt", saved)
+    out = bench("parts.py", *restore, cwd=copy)
+    assert out.returncode == 0 and f"restored {n - 1} pretraining stages" in out.stdout, out.stderr
+    assert f"refused {saved.parent.name}: encoder.pt differs from its manifest's size and SHA-256" in out.stdout
+    shutil.rmtree(copy / "results" / "pretrain")
+    saved.write_bytes(kept)
 
     out = bench("parts.py", *restore, cwd=copy)
     assert out.returncode == 0 and f"restored {n} pretraining stages" in out.stdout, out.stderr

@@ -121,12 +121,17 @@ class Stage:
 
     @cached_property
     def hash(self) -> str:
+        return self.hash_of(self.params, {k: s.hash for k, s in self.upstream.items()}, code_fingerprint(self.kind))
+
+    def hash_of(self, params: dict[str, Any], upstream: dict[str, str], code: str) -> str:
+        """The hash of this stage with these parameters, upstream hashes and code fingerprint (its own input files,
+        outside the results folder, and this machine's library versions)."""
         content = {
             "kind": self.kind,
-            "params": self.params,
-            "upstream": {k: s.hash for k, s in sorted(self.upstream.items())},
+            "params": params,
+            "upstream": dict(sorted(upstream.items())),
             "external": {k: sha256_tree(p) for k, p in sorted(self.external.items())},
-            "code": code_fingerprint(self.kind),
+            "code": code,
             "versions": compute_versions(self.kind),
         }
         return hashlib.sha256(canonical_json(content).encode()).hexdigest()[:12]
@@ -434,6 +439,47 @@ def damaged_files(stage_dir: str | Path, full: bool = False) -> list[str]:
         if not f.is_file() or f.stat().st_size != rec["bytes"] or (full and sha256_file(f) != rec["sha256"]):
             bad.append(name)
     return bad
+
+
+def foreign_stage_problems(stage: Stage, folder: str | Path) -> list[str]:
+    """Why a stage folder made elsewhere (another machine, a saved part, an archive) cannot stand for `stage` of this
+    plan ([] when it can): it is checked as a stage made here. Its manifest must be this stage's (kind and key), and
+    the key recomputed from the manifest's own parameters, upstream hashes and code must be the folder's; every output
+    of the kind must be listed with its size and SHA-256, and every file must be a plain file matching its record.
+    (Library versions are this plan's: a run elsewhere records its own, which may differ.) A tampered file fails; a
+    tampered file whose manifest was rewritten to match is beyond what hashes without a signature can see."""
+    d = Path(folder)
+    try:
+        man = read_json(d / "manifest.json")
+    except (OSError, ValueError) as err:
+        return [f"no readable manifest.json ({type(err).__name__})"]
+    if not isinstance(man, dict):
+        return ["manifest.json is not a mapping"]
+    out = []
+    if man.get("kind") != stage.kind or man.get("key") != stage.key:
+        out.append(f"its manifest is of {man.get('kind')} {man.get('key')!r}, not {stage.kind} {stage.key!r}")
+    try:
+        upstream = {k: v["hash"] for k, v in man["upstream"].items()}
+        if stage.hash_of(man["params"], upstream, man["code"]) != stage.hash:
+            out.append("the key recomputed from its manifest (parameters, upstream stages, code) is not its folder's")
+    except (KeyError, TypeError, AttributeError) as err:
+        out.append(f"its manifest lacks what its key is made of ({type(err).__name__}: {err})")
+    files = man.get("files") if isinstance(man.get("files"), dict) else {}
+    missing = [f for f in OUTPUTS[stage.kind] if f != "manifest.json" and f not in files]
+    if missing:
+        out.append(f"its manifest does not list {', '.join(missing)}")
+    for p in sorted(d.iterdir()):
+        if p.name in UNTRACKED:
+            continue
+        rec = files.get(p.name)
+        if p.is_symlink() or not p.is_file():
+            out.append(f"{p.name} is {'a link' if p.is_symlink() else 'not a plain file'}")
+        elif not isinstance(rec, dict):
+            out.append(f"{p.name} is not in its manifest")
+        elif p.stat().st_size != rec.get("bytes") or sha256_file(p) != rec.get("sha256"):
+            out.append(f"{p.name} differs from its manifest's size and SHA-256")
+    out += [f"{name} is missing" for name in files if not (d / name).exists()]
+    return out
 
 
 def set_aside(stage_dir: str | Path) -> None:
