@@ -9,6 +9,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from matssl.config import FilesSource, IngestConfig, MatbenchSource, MPSource
 from matssl.sources import (
     MATBENCH_URL,
@@ -27,7 +29,11 @@ log = logging.getLogger(__name__)
 
 
 def parse_source(d: dict[str, Any]) -> MatbenchSource | FilesSource | MPSource:
-    return {"matbench": MatbenchSource, "files": FilesSource, "mp": MPSource}[d["kind"]].model_validate(d)
+    """A dataset's source, checked again where the job runs (its files may have changed since the plan)."""
+    try:
+        return {"matbench": MatbenchSource, "files": FilesSource, "mp": MPSource}[d["kind"]].model_validate(d)
+    except ValidationError as err:
+        raise SourceError("; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())) from None
 
 
 def run_download(spec: dict[str, Any], out: Path) -> dict[str, Any]:
