@@ -158,9 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_schema)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from matssl.sources import SourceError
+
     try:
         args.func(args)
-    except ConfigError as err:
+    except (ConfigError, SourceError) as err:  # the input's fault, said in full: no traceback
         raise SystemExit(str(err)) from None
 
 

@@ -6,6 +6,7 @@ Every input row ends in exactly one of `structures.parquet` or `rejected.parquet
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +85,12 @@ def run_ingest(spec: dict[str, Any], out: Path) -> dict[str, Any]:
             good.append(item)
         if n % 2000 == 0:
             log.info("ingest %s: %d read, %d rejected", name, n, len(rejected))
+    write_table(rejections_table(rejected), out / "rejected.parquet")  # (first: the reasons, whatever follows)
     if not good:
-        raise SourceError(f"dataset {name}: no usable structure ({len(rejected)} rejected)")
+        reasons = Counter(reason.split(" (")[0] for _, reason in rejected).most_common(5)
+        raise SourceError(f"dataset {name}: no usable structure ({len(rejected)} rejected: "
+                          f"{'; '.join(f'{n} x {r}' for r, n in reasons)}; every row's reason in {out / 'rejected.parquet'})")  # fmt: skip
     labels = sorted({k for c in good for k in c.labels})
     write_table(to_arrow(good, labels, source=name), out / "structures.parquet")
-    write_table(rejections_table(rejected), out / "rejected.parquet")
     log.info("ingest %s: %d structures, %d rejected, labels %s", name, len(good), len(rejected), labels)
     return {"n_structures": len(good), "n_rejected": len(rejected), "labels": labels}
