@@ -121,10 +121,13 @@ def test_the_leakage_guard_is_one_stage_before_every_pretraining_job(run, tmp_pa
     guarded = json.loads(json.dumps(cfg))
     guarded["pretrain"].update(exclude_test_structures=True, exclude_match=["id", "composition_volume", "structure"])
     write_config(copy, guarded)
-    jobs = planned_jobs(copy)
-    assert jobs["leakage"] == 1 and jobs["pretrain"] == len(cfg["pretrain"]["methods"]) - 1  # all but scratch
-    assert not {"ingest", "graphs", "splits"} & set(jobs)
+    # the pretraining stages are keyed on the guard's output (a checkpoint): a dry run cannot show them yet
+    dry = snakemake(copy, "--dry-run", "--cores", "1")
+    assert "the leakage guard runs first; then 2 summaries are re-made" in dry.stdout + dry.stderr
     snakemake(copy, "--cores", "2", "--until", "leakage")
+    jobs = planned_jobs(copy)
+    assert jobs["pretrain"] == len(cfg["pretrain"]["methods"]) - 1  # all but scratch
+    assert not {"ingest", "graphs", "splits", "leakage"} & set(jobs)
     (stage,) = (copy / "results" / "leakage").glob("corpus-*")
     manifest = json.loads((stage / "manifest.json").read_text())
     excluded = json.loads((stage / "excluded.json").read_text())
@@ -139,6 +142,19 @@ def test_the_leakage_guard_is_one_stage_before_every_pretraining_job(run, tmp_pa
     matcher = StructureMatcher()
     expected = {i for i in pool_ids if any(matcher.fit(Structure.from_file(workdir / "corpus" / f"{i}.cif"), t) for t in tiny)}
     assert good <= expected and set(excluded["structure"]) == expected
+
+    # a new property on the same structures and folds (the same test structures): its splits and the guard are made
+    # again, and the guard's exclusion set, the same, keeps every pretraining stage's key
+    snakemake(copy, "--cores", "2", "--until", "pretrain")
+    trained = sorted(p.name for p in (copy / "results" / "pretrain").iterdir())
+    more = json.loads(json.dumps(guarded))
+    more["properties"]["n_log"] = {**more["properties"]["n"], "transform": "log10"}
+    write_config(copy, more)
+    snakemake(copy, "--cores", "2", "--until", "leakage")
+    assert len(list((copy / "results" / "leakage").glob("corpus-*"))) == 2
+    jobs = planned_jobs(copy)
+    assert "pretrain" not in jobs and jobs.get("finetune") == 22, jobs  # every run but scratch's 2 of n
+    assert sorted(p.name for p in (copy / "results" / "pretrain").iterdir()) == trained
 
 
 def test_damaged_stage_and_only_its_dependents_rerun(run, tmp_path):

@@ -27,7 +27,13 @@ def excluded_ids(spec: dict[str, Any]) -> dict[str, set[str]]:
     """Pool ids recognised as downstream test structures, per criterion (the `leakage` stage's; empty when the guard
     is off)."""
     leakage = spec["upstream"].get("leakage")
-    return {k: set(v) for k, v in read_json(Path(leakage) / "excluded.json").items()} if leakage else {}
+    if not leakage:
+        return {}
+    keyed_on = spec.get("by_content", {}).get("leakage")
+    if keyed_on is not None and sha256_file(Path(leakage) / "excluded.json")[:16] != keyed_on:
+        raise RuntimeError(f"the leakage guard's exclusion set in {leakage} is not the one this stage's key was planned "
+                           "on (it changed since): run Snakemake again")  # fmt: skip
+    return {k: set(v) for k, v in read_json(Path(leakage) / "excluded.json").items()}
 
 
 def views_index(pool: GraphSet, views: GraphSet) -> tuple[np.ndarray, np.ndarray]:

@@ -118,10 +118,15 @@ class Stage:
     upstream: dict[str, Stage] = field(default_factory=dict)
     external: dict[str, str] = field(default_factory=dict)  # input files outside results: name -> path
     runtime: dict[str, Any] = field(default_factory=dict)  # how to run (device): not hashed; threads come from the job
+    # upstream stages that count in the hash by the digest of their output, not their key, and are read from a copy
+    # of it at a path named by that digest (the leakage guard's exclusion set, `exclusions/<digest>/excluded.json`:
+    # a guard re-made from other inputs that excludes the same structures changes nothing downstream)
+    by_content: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def hash(self) -> str:
-        return self.hash_of(self.params, {k: s.hash for k, s in self.upstream.items()}, code_fingerprint(self.kind))
+        upstream = {k: self.by_content.get(k, s.hash) for k, s in self.upstream.items()}
+        return self.hash_of(self.params, upstream, code_fingerprint(self.kind))
 
     def hash_of(self, params: dict[str, Any], upstream: dict[str, str], code: str) -> str:
         """The hash of this stage with these parameters, upstream hashes and code fingerprint (its own input files,
@@ -158,14 +163,22 @@ class Stage:
             "kind": self.kind,
             "key": self.key,
             "params": self.params,
-            "upstream": {k: s.dir for k, s in self.upstream.items()},
+            "upstream": {k: self.upstream_dir(k) for k in self.upstream},
+            **({"by_content": self.by_content} if self.by_content else {}),
             "external": self.external,
             "runtime": self.runtime,
         }
 
+    def upstream_dir(self, name: str) -> str:
+        """The folder this stage reads upstream `name` from: its stage folder, or the copy of its output by content."""
+        if name in self.by_content:
+            return exclusion_dir(self.results, self.by_content[name])
+        return self.upstream[name].dir
+
     def upstream_files(self) -> list[str]:
-        """The manifests of the stages this one reads (the last file each writes)."""
-        return [s.done for s in self.upstream.values()]
+        """The manifests of the stages this one reads (the last file each writes), and the copies it reads by
+        content (see `by_content`)."""
+        return [f"{self.upstream_dir(k)}/excluded.json" if k in self.by_content else s.done for k, s in self.upstream.items()]
 
 
 class Plan:
@@ -189,8 +202,11 @@ class Plan:
             name: self._add(Stage("splits", name, {"property": p.model_dump()}, r, {"structures": self.ingest[p.dataset]}))
             for name, p in cfg.properties.items()
         }
-        # the leakage guard's stage (added to the plan only when a method trains on the pool, see _pretrain)
+        # the leakage guard's stage (added to the plan only when a method trains on the pool, see _pretrain), and the
+        # digest of its exclusion set, on which every pretraining stage that reads it is keyed: None until the guard
+        # has run (the pretraining stages then wait for it: `pending`, a Snakemake checkpoint)
         self.leakage = self._leakage() if cfg.pretrain.exclude_test_structures else None
+        self.exclusion = exclusion_digest(self.leakage) if self.leakage is not None else None
         # per method key (a method, or '<method>-e<epochs>' in a budget sweep), one stage per pretraining seed
         # (scratch, which does not train: one stage, the first seed)
         self.pretrain: dict[str, list[Stage]] = {}
@@ -283,8 +299,10 @@ class Plan:
             upstream["augment"] = self._add(self.augment)
         if obj.needs_fingerprints:
             upstream["fingerprints"] = self._fingerprints(cfg.pretrain.pool)
+        by_content = {}
         if self.leakage is not None and obj.trains:  # (scratch does not see the pool)
             upstream["leakage"] = self._add(self.leakage)
+            by_content["leakage"] = self.exclusion or "pending"
         params = {
             "method": method,
             "objective": m.objective,
@@ -298,7 +316,13 @@ class Plan:
         runtime = {"device": cfg.pretrain.device}
         label = f"{method}-e{epochs}-s{seed}" if epochs is not None else f"{method}-s{seed}"
         external = {k: m.params[k] for k in obj.files}
-        return self._add(Stage("pretrain", label, params, cfg.results, upstream, external=external, runtime=runtime))
+        return self._add(Stage("pretrain", label, params, cfg.results, upstream, external=external, runtime=runtime,
+                               by_content=by_content))  # fmt: skip
+
+    @property
+    def pending(self) -> bool:
+        """Whether the pretraining stages' keys wait on the leakage guard's output (not made yet)."""
+        return self.exclusion is None and any("leakage" in s.by_content for s in self.stages.values())
 
     def fold_numbers(self, prop: str) -> list[int]:
         n = self.cfg.properties[prop].fold_count
@@ -459,7 +483,7 @@ def foreign_stage_problems(stage: Stage, folder: str | Path) -> list[str]:
     if man.get("kind") != stage.kind or man.get("key") != stage.key:
         out.append(f"its manifest is of {man.get('kind')} {man.get('key')!r}, not {stage.kind} {stage.key!r}")
     try:
-        upstream = {k: v["hash"] for k, v in man["upstream"].items()}
+        upstream = {k: v.get("content", v["hash"]) for k, v in man["upstream"].items()}
         if stage.hash_of(man["params"], upstream, man["code"]) != stage.hash:
             out.append("the key recomputed from its manifest (parameters, upstream stages, code) is not its folder's")
     except (KeyError, TypeError, AttributeError) as err:
@@ -522,6 +546,19 @@ def spec_digest(spec: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
 
 
+def exclusion_dir(results: str, digest: str) -> str:
+    """The copy of a leakage guard's exclusion set named by its digest, which pretraining stages read."""
+    return f"{results}/exclusions/{digest}"
+
+
+def exclusion_digest(leakage: Stage) -> str | None:
+    """The digest of a finished leakage guard's exclusion set (from its manifest), or None before it has run."""
+    manifest = Path(leakage.done)
+    if not manifest.is_file():
+        return None
+    return read_json(manifest)["files"]["excluded.json"]["sha256"][:16]
+
+
 def prediction_spec(key: str) -> dict[str, Any]:
     """What a property's predictions file is made from: its predict stage (whose digest the file records)."""
     return {"predict": key}
@@ -572,6 +609,8 @@ def write_manifest(spec: dict[str, Any], out: str | Path, started: float, extra:
     for name, d in spec.get("upstream", {}).items():
         m = Path(d) / "manifest.json"
         upstream[name] = {"dir": d, "hash": read_json(m).get("hash") if m.exists() else None}
+        if name in spec.get("by_content", {}):  # what the key holds of it: its output's digest
+            upstream[name]["content"] = spec["by_content"][name]
     ended = time.time()
     files = sorted(f for f in out.iterdir() if f.is_file() and f.name not in UNTRACKED and not f.name.startswith(".tmp-"))
     manifest = {

@@ -14,7 +14,9 @@ from matssl.stages import Plan, code_fingerprint, invalidate_damaged, summary_sp
 # Jobs run `matssl` from the environment that runs Snakemake (`.venv/bin/snakemake` without activating the venv
 # too): its bin folder goes first on the jobs' PATH (local jobs and SLURM jobs, which inherit the environment).
 # (Set, not required: no `envvars:`.)
-os.environ.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+os.environ.update(
+    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+)
 if shutil.which("matssl") is None:
     raise WorkflowError(
         f"matssl: no `matssl` command beside {sys.executable} or on PATH: install the project into the "
@@ -42,6 +44,40 @@ wildcard_constraints:
     prop="[^/]+",
 
 
+# A guard not made yet (a new one: another property set, pool or matching): the summaries made before wait on it,
+# but Snakemake keeps an existing output whose inputs wait on a checkpoint, so they go (they are re-made from the
+# cached stages in seconds; a dry run only says so).
+DRY_RUN = bool(
+    workflow.output_settings and workflow.output_settings.dryrun
+)  # (workflow.dryrun: not at parse time)
+if workflow.is_main_process and PLAN.pending:
+    made = [Path(t) for t in (PLAN.report_target, *map(PLAN.property_target, PLAN.cfg.properties),
+                              *map(PLAN.prediction_target, PLAN.cfg.predict)) if Path(t).exists()]  # fmt: skip
+    if made and DRY_RUN:
+        logger.warning(
+            f"matssl: the leakage guard runs first; then {len(made)} summaries are re-made (not shown)"
+        )
+    for t in [] if DRY_RUN else made:
+        t.unlink()
+
+# The stage kinds keyed, through pretraining, on the leakage guard's output (see plan()).
+AFTER_GUARD = {"pretrain", "finetune", "probe", "predict"}
+
+
+def plan(kind="pretrain"):
+    """The plan, its pretraining keys settled. They are keyed on the content of the leakage guard's exclusion set (so
+    that a new property with the same test structures re-runs no pretraining); before the guard has run, asking
+    for them makes Snakemake run it first (a checkpoint) and ask again, with the plan made anew. The stages
+    before pretraining (`kind` not in AFTER_GUARD) are known without it."""
+    global PLAN
+    if PLAN.pending and kind in AFTER_GUARD:
+        checkpoints.leakage.get(
+            key=PLAN.leakage.key
+        )  # (raises until the guard is done)
+        PLAN = Plan(PLAN.cfg)
+    return PLAN
+
+
 def stage_inputs(kind):
     """A stage's inputs: the manifests of its upstream stages, and its files outside the results folder (the data).
     Those are in the stage's key by their content, so their timestamps are ignored (`ancient`): a copy, a remount
@@ -49,14 +85,26 @@ def stage_inputs(kind):
     """
 
     def inputs(wc):
-        stage = PLAN.get(kind, wc.key)
-        return stage.upstream_files() + [ancient(p) for p in stage.external.values()]
+        stage = plan(kind).get(kind, wc.key)
+        # (an upstream read by content, the exclusion set's copy: in the key by its digest, its timestamp ignored)
+        copies = {f"{stage.upstream_dir(k)}/excluded.json" for k in stage.by_content}
+        files = [ancient(f) if f in copies else f for f in stage.upstream_files()]
+        return files + [ancient(p) for p in stage.external.values()]
 
     return inputs
 
 
+def exclusion_source(digest):
+    """The guard's exclusion set whose copy is `exclusions/<digest>/`: this plan's guard, whose digest it must be."""
+    if plan().exclusion != digest:
+        raise WorkflowError(
+            f"matssl: no leakage guard of this config has the exclusion set {digest}"
+        )
+    return f"{PLAN.leakage.dir}/excluded.json"
+
+
 def stage_spec(kind):
-    return lambda wc: json.dumps(PLAN.get(kind, wc.key).spec())
+    return lambda wc: json.dumps(plan(kind).get(kind, wc.key).spec())
 
 
 def summary_spec(name, spec, target):
@@ -70,4 +118,4 @@ def summary_spec(name, spec, target):
 
 
 def stage_dir(kind):
-    return lambda wc: PLAN.get(kind, wc.key).dir
+    return lambda wc: plan(kind).get(kind, wc.key).dir

@@ -16,7 +16,7 @@ rule finetune:
         gpu=1,
         # all of a foundation model training with the head (train: all): 5.2 GB at batch 64 (bench/foundation_speed.py)
         mem_mb=lambda wc: (
-            16000 if PLAN.get("finetune", wc.key).params.get("foundation") else 4000
+            16000 if plan().get("finetune", wc.key).params.get("foundation") else 4000
         ),
         runtime=60,
     params:
@@ -28,10 +28,10 @@ rule finetune:
 
 rule property:
     input:
-        lambda wc: [s.done for s in PLAN.finetune[wc.prop]],
+        lambda wc: [s.done for s in plan().finetune[wc.prop]],
         spec=lambda wc: summary_spec(
             f"property-{wc.prop}",
-            PLAN.property_spec(wc.prop),
+            plan().property_spec(wc.prop),
             PLAN.property_target(wc.prop),
         ),
     output:

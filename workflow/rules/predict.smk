@@ -29,11 +29,11 @@ rule predict:
 
 rule prediction:
     input:
-        predictions=lambda wc: f"{PLAN.predict[wc.prop].dir}/predictions.parquet",
+        predictions=lambda wc: f"{plan().predict[wc.prop].dir}/predictions.parquet",
         # made from another predict stage (another dataset, method or fraction): re-made, whatever the rerun triggers
         spec=lambda wc: summary_spec(
             f"prediction-{wc.prop}",
-            PLAN.prediction_spec(wc.prop),
+            plan().prediction_spec(wc.prop),
             PLAN.prediction_target(wc.prop),
         ),
     output:

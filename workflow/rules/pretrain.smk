@@ -1,7 +1,8 @@
 # The leakage guard: the pool structures that are downstream test structures, found once for every pretraining job.
 
 
-rule leakage:
+# (a checkpoint: the pretraining stages are keyed on its output, see plan())
+checkpoint leakage:
     input:
         stage_inputs("leakage"),
     output:
@@ -16,6 +17,25 @@ rule leakage:
         dir=stage_dir("leakage"),
     shell:
         "matssl stage leakage --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
+
+
+# The guard's exclusion set under a name made of its digest: what pretraining stages read, so that a guard re-made
+# from other inputs (a new property) with the same set leaves them as they are.
+localrules:
+    exclusion,
+
+
+rule exclusion:
+    # (no input: the copy is asked for only once the guard is done, see plan(); an input or parameter naming the
+    # guard's folder would re-make the copy, and with it every pretraining stage, whenever a new guard has the same set)
+    output:
+        f"{RESULTS}/exclusions/{{digest}}/excluded.json",
+    log:
+        f"{RESULTS}/logs/exclusions/{{digest}}.log",
+    run:
+        source = exclusion_source(wildcards.digest)
+        shutil.copyfile(source, output[0])
+        Path(log[0]).write_text(f"{source} -> {output[0]}\n")
 
 
 # One self-supervised objective on the pool (scratch: the untrained encoder). GPU when there is one.

@@ -9,8 +9,8 @@ localrules:
 rule report:
     input:
         lambda wc: [PLAN.property_target(p) for p in PLAN.cfg.properties],
-        lambda wc: [s.done for s in PLAN.stages.values() if s.kind != "predict"],
-        spec=lambda wc: summary_spec("report", PLAN.report_spec(), PLAN.report_target),
+        lambda wc: [s.done for s in plan().stages.values() if s.kind != "predict"],
+        spec=lambda wc: summary_spec("report", plan().report_spec(), PLAN.report_target),
     output:
         f"{RESULTS}/report.html",
     log:
