@@ -94,13 +94,14 @@ def stage_inputs(kind):
     return inputs
 
 
-def exclusion_source(digest):
-    """The guard's exclusion set whose copy is `exclusions/<digest>/`: this plan's guard, whose digest it must be."""
+def copy_exclusion(digest, dest, log):
+    """Copies this plan's guard's exclusion set to `exclusions/<digest>/` (the guard must have that digest)."""
     if plan().exclusion != digest:
         raise WorkflowError(
             f"matssl: no leakage guard of this config has the exclusion set {digest}"
         )
-    return f"{PLAN.leakage.dir}/excluded.json"
+    shutil.copyfile(f"{PLAN.leakage.dir}/excluded.json", dest)
+    Path(log).write_text(f"{PLAN.leakage.dir}/excluded.json -> {dest}\n")
 
 
 def stage_spec(kind):

@@ -33,9 +33,7 @@ rule exclusion:
     log:
         f"{RESULTS}/logs/exclusions/{{digest}}.log",
     run:
-        source = exclusion_source(wildcards.digest)
-        shutil.copyfile(source, output[0])
-        Path(log[0]).write_text(f"{source} -> {output[0]}\n")
+        copy_exclusion(wildcards.digest, output[0], log[0])
 
 
 # One self-supervised objective on the pool (scratch: the untrained encoder). GPU when there is one.
