@@ -173,3 +173,11 @@ def test_text_columns_of_a_labels_csv_are_kept_as_text_and_can_be_classes(tmp_pa
     assert splits(column="phase", kind="classification")["classes"] == ["diamond", "other", "rocksalt"]
     with pytest.raises(ValueError, match="label column 'note' holds text .*: a regression needs numbers"):
         splits(column="note")
+    # the job's command says it as one message (an input error: no traceback)
+    from matssl.cli import main
+
+    spec = {"kind": "splits", "key": "p-x", "params": {"property": {"dataset": "mine", "column": "note"}},
+            "upstream": {"structures": str(tmp_path / "ingest")}}  # fmt: skip
+    with pytest.raises(SystemExit) as err:
+        main(["stage", "splits", "--spec", json.dumps(spec), "--out", str(tmp_path / "job")])
+    assert str(err.value.code).startswith("dataset 'mine': label column 'note' holds text")

@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from matssl.config import ConfigError, json_schema, load_config
+from matssl.config import json_schema, load_config
+from matssl.io import InputError
 
 SCHEMA_PATH = Path("workflow/schemas/config.schema.json")
 
@@ -158,11 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_schema)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from matssl.sources import SourceError
-
     try:
         args.func(args)
-    except (ConfigError, SourceError) as err:  # the input's fault, said in full: no traceback
+    except InputError as err:  # the input's fault (a config, a dataset, a column, a device): said, no traceback
         raise SystemExit(str(err)) from None
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from matssl.config import PropertyConfig
-from matssl.io import write_json
+from matssl.io import InputError, write_json
 from matssl.sources import column_is_text
 from matssl.table import read_table
 
@@ -38,7 +38,7 @@ def stratified_kfold(ids: list[str], labels: list[str], n_folds: int, seed: int)
 
     counts = pd.Series(labels).value_counts()
     if counts.max() < n_folds:
-        raise ValueError(f"stratified {n_folds}-fold splits need a class with {n_folds} structures or more: {counts.to_dict()}")
+        raise InputError(f"stratified {n_folds}-fold splits need a class with {n_folds} structures or more: {counts.to_dict()}")
     return [
         {"train": [ids[i] for i in tr], "test": [ids[i] for i in te]}
         for tr, te in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(ids)), labels)
@@ -146,22 +146,22 @@ def run_splits(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     ingest = Path(spec["upstream"]["structures"])
     columns = pq.read_schema(ingest / "structures.parquet").names
     if prop.column not in columns:
-        raise ValueError(f"property column {prop.column!r} is not a label of dataset {prop.dataset!r}: {columns}")
+        raise InputError(f"property column {prop.column!r} is not a label of dataset {prop.dataset!r}: {columns}")
     df = read_table(ingest / "structures.parquet", columns=["id", "numbers", prop.column])
     problem = column_problem(df[prop.column], prop.model_dump())
     if problem:
-        raise ValueError(f"dataset {prop.dataset!r}: {problem}")
+        raise InputError(f"dataset {prop.dataset!r}: {problem}")
     y = property_values(df.set_index("id")[prop.column], prop.model_dump())
     usable = set(y[y.notna()].index)
     if len(usable) < prop.fold_count:
-        raise ValueError(f"dataset {prop.dataset!r}: {len(usable)} structures have a usable value of {prop.column!r} "
+        raise InputError(f"dataset {prop.dataset!r}: {len(usable)} structures have a usable value of {prop.column!r} "
                          f"(transform {prop.transform}), too few for {prop.fold_count} folds")  # fmt: skip
     classes = sorted(set(y.dropna())) if prop.kind == "classification" else None
     rejected = read_table(ingest / "rejected.parquet")["id"].tolist()
     if prop.folds == "matbench" and classes is not None and prop.column in MATBENCH_CLASS_TARGETS:
         # a Matbench classification task's folds: StratifiedKFold(5, shuffle, its seed) over its rows and labels
         if rejected or len(usable) < len(df):
-            raise ValueError(f"Matbench's stratified folds need the label of every row of the task: {len(rejected)} rows "
+            raise InputError(f"Matbench's stratified folds need the label of every row of the task: {len(rejected)} rows "
                              f"were rejected at ingest and {len(df) - len(usable)} have no label; use folds: kfold")  # fmt: skip
         folds = stratified_kfold(df["id"].tolist(), y.loc[df["id"]].tolist(), 5, MATBENCH_SEED)
     elif prop.folds == "matbench":

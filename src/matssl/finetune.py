@@ -48,7 +48,7 @@ from matssl.evaluate import (
 )
 from matssl.foundation import MODELS, read_features
 from matssl.graphs import Batch, GraphSet
-from matssl.io import read_json, write_json
+from matssl.io import InputError, read_json, write_json
 from matssl.table import crystals_from_table, read_table, write_table
 from matssl.train import Budget, Trainer, autocast, device_facts, pick_device, read_checkpoint
 
@@ -214,7 +214,7 @@ def split_subset(subset: list[str], ft: FinetuneConfig, n_train_fold: int, fract
     (each id's class) the validation split is stratified where every class has two structures or more."""
     problem = subset_problem(len(subset), n_train_fold, ft.val_fraction, ft.min_val)
     if problem:
-        raise ValueError(f"label fraction {fraction:g}: {problem}")
+        raise InputError(f"label fraction {fraction:g}: {problem}")
     n_val = n_validation(len(subset), ft.val_fraction, ft.min_val)
     if classes is not None:
         of = classes.loc[subset]
@@ -371,7 +371,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     val_ids, fit_ids = split_subset(subset, ft, len(fold["train"]), p["fraction"], strata)
     test_ids = [i for i in fold["test"] if i in graphs.index]
     if not test_ids:
-        raise ValueError(f"fold {p['fold']}: no test structure has a graph")
+        raise InputError(f"fold {p['fold']}: no test structure has a graph")
     target = task.fit_on(fit_ids)
 
     torch.manual_seed(p["seed"])
@@ -414,7 +414,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         log.info("lr %g: validation %s %.4g at step %d of %d (%s)", lr, task.val_key, trainer.best_score, trainer.best_step,
                  trainer.step, trainer.stopped)  # fmt: skip
     if state["best_state"] is None:
-        raise ValueError(f"no learning rate of {o.lrs} gave a finite validation score: every run diverged (try smaller ones)")
+        raise InputError(f"no learning rate of {o.lrs} gave a finite validation score: every run diverged (try smaller ones)")
     chosen = min(state["grid"], key=lambda g: g["val_score"])  # the first of equals: the grid's order
     model.load_state_dict(state["best_state"])
 

@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 
+class InputError(ValueError):
+    """What the user gave (a config, a dataset, a label column, a device) cannot be used: the command line says the
+    message, without a traceback."""
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds.

@@ -22,6 +22,7 @@ import torch
 from matssl.evaluate import atom_counts, from_model, transform_labels
 from matssl.finetune import load_model, predict
 from matssl.graphs import GraphSet
+from matssl.io import InputError
 from matssl.stages import PARQUET_DIGEST, prediction_spec, spec_digest
 from matssl.table import read_table, write_table
 from matssl.train import device_facts, pick_device
@@ -41,7 +42,7 @@ def run_predict(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
     models = sorted(v for k, v in up.items() if k.startswith("model:"))
     if not models:
-        raise ValueError(f"predict {p['property']}: no finetuning run of {p['method']!r} at fraction {p['fraction']}")
+        raise InputError(f"predict {p['property']}: no finetuning run of {p['method']!r} at fraction {p['fraction']}")
     pos = np.arange(len(graphs))
     df = read_table(Path(up["structures"]) / "structures.parquet")
     atoms = pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"]).loc[graphs.ids].to_numpy()

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from pymatgen.core.periodic_table import Element
 
-from matssl.io import atomic_path, read_json, write_json
+from matssl.io import InputError, atomic_path, read_json, write_json
 from matssl.table import BASE_COLUMNS, META_COLUMNS, Crystal
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Rejected:
     reason: str
 
 
-class SourceError(RuntimeError):
+class SourceError(InputError):
     """The whole input is unusable (missing file, wrong format, offline download)."""
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from matssl import kernels
 from matssl.config import Optim
-from matssl.io import atomic_path
+from matssl.io import InputError, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA device is available")
+        raise InputError("device 'cuda' was asked for but no CUDA device is available")
     return torch.device(name)
 
 
