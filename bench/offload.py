@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)  # (tests write elsewhere)
     args = parser.parse_args(argv)
     plan = Plan(load_config(args.config))
+    if plan.pending:  # (the pretraining stages are keyed on the leakage guard's output)
+        raise SystemExit(f"run the leakage guard first: snakemake --cores all --until leakage --configfile {args.config}")
     if args.action == "export":
         if not args.properties or not args.out:
             parser.error("export needs --properties and --out")

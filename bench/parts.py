@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     args.config_file, args.parts_dir = Path(args.config).resolve(), Path(args.parts_dir).resolve()
     os.chdir(args.root)  # the config's results folder and data paths are relative to the run's folder
     plan = Plan(load_config(args.config_file))
+    if plan.pending:  # (the pretraining stages are keyed on the leakage guard's output)
+        raise SystemExit(f"run the leakage guard first: snakemake --cores all --until leakage --configfile {args.config}")
     {"save": save, "restore": restore, "status": status}[args.action](args, plan)
 
 

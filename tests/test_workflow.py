@@ -156,6 +156,12 @@ def test_the_leakage_guard_is_one_stage_before_every_pretraining_job(run, tmp_pa
     assert "pretrain" not in jobs and jobs.get("finetune") == 22, jobs  # every run but scratch's 2 of n
     assert sorted(p.name for p in (copy / "results" / "pretrain").iterdir()) == trained
 
+    # the copy is named by its digest: a copy that is not that set is removed (made again when a pretraining job needs
+    # it; the encoders made from the right one stay)
+    (copied,) = (copy / "results" / "exclusions").glob("*/excluded.json")
+    copied.write_text("{}")
+    assert "pretrain" not in planned_jobs(copy) and not copied.exists()
+
 
 def test_damaged_stage_and_only_its_dependents_rerun(run, tmp_path):
     import shutil

@@ -108,7 +108,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
         set_aside(d)
         print(f"DAMAGED {d}: {', '.join(bad)} (manifest set aside: the next run re-makes it and what depends on it)")
     # a stage folder with outputs and no manifest: deleted or set aside by hand, or a job that died before its end
-    unfinished = sorted(d for kind in OUTPUTS for d in results.glob(f"{kind}/*") if unrecorded(d))
+    unfinished = sorted(d for kind in OUTPUTS for d in results.glob(f"{kind}/*") if unrecorded(d) and d not in damaged)
     for d in unfinished:
         print(f"NO MANIFEST {d}: files without the manifest that vouches for them (the next run re-makes it)")
     print(f"{len(stages)} stages checked, {len(damaged)} damaged, {len(unfinished)} without a manifest")

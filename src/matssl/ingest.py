@@ -54,14 +54,8 @@ def read_source(spec: dict[str, Any]):
     if isinstance(src, MatbenchSource):
         path = src.path or str(Path(spec["upstream"]["download"]) / f"{src.task}.json.gz")
         return read_matbench(path, src.task)
-    path = Path(src.path)
-    if not path.exists():
-        raise SourceError(f"{path} does not exist")
-    if path.is_dir():
-        return read_folder(path, src.labels, src.glob)
-    if ".xyz" in path.name or ".extxyz" in path.name:
-        return read_extxyz(path)
-    raise SourceError(f"{path}: a files source is a folder of CIF/POSCAR files or an .extxyz[.gz] file")
+    path = Path(src.path)  # (a folder with structure files, or an extended-XYZ file: FilesSource checked it)
+    return read_folder(path, src.labels, src.glob) if path.is_dir() else read_extxyz(path)
 
 
 def run_ingest(spec: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -85,11 +79,13 @@ def run_ingest(spec: dict[str, Any], out: Path) -> dict[str, Any]:
             good.append(item)
         if n % 2000 == 0:
             log.info("ingest %s: %d read, %d rejected", name, n, len(rejected))
-    write_table(rejections_table(rejected), out / "rejected.parquet")  # (first: the reasons, whatever follows)
     if not good:
+        for id_, reason in rejected[:200]:  # (the job's log stays; a failed job's outputs are removed)
+            log.error("rejected %s: %s", id_, reason)
         reasons = Counter(reason.split(" (")[0] for _, reason in rejected).most_common(5)
         raise SourceError(f"dataset {name}: no usable structure ({len(rejected)} rejected: "
-                          f"{'; '.join(f'{n} x {r}' for r, n in reasons)}; every row's reason in {out / 'rejected.parquet'})")  # fmt: skip
+                          f"{'; '.join(f'{n} x {r}' for r, n in reasons)}; each row's reason in the job's log)")  # fmt: skip
+    write_table(rejections_table(rejected), out / "rejected.parquet")
     labels = sorted({k for c in good for k in c.labels})
     write_table(to_arrow(good, labels, source=name), out / "structures.parquet")
     log.info("ingest %s: %d structures, %d rejected, labels %s", name, len(good), len(rejected), labels)

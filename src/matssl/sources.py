@@ -170,6 +170,8 @@ def matbench_columns(path: str | Path) -> list[str]:
             raw = json.load(fh)
     except (OSError, EOFError, UnicodeDecodeError, ValueError) as err:
         raise SourceError(f"{path}: cannot read the Matbench file ({type(err).__name__}: {err})") from None
+    if isinstance(raw, dict) and {"index", "columns", "data"} <= raw.keys():
+        return [str(c) for c in raw["columns"]]
     if not isinstance(raw, dict) or not isinstance(raw.get("structure"), dict):
         raise SourceError(f"{path}: neither Matbench's split orient nor a column-oriented structure table")
     return [str(c) for c in raw]

@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from matssl.config import Config, FilesSource, MatbenchSource, MPSource
+from matssl.config import SAFE_NAME, Config, FilesSource, MatbenchSource, MPSource
 from matssl.io import canonical_json, read_json, sha256_file, sha256_tree, write_json
 
 PACKAGE_DIR = Path(__file__).parent
@@ -40,17 +40,17 @@ CODE: dict[str, list[str]] = {
     "graphs": ["features.py", "graphs.py", "table.py"],
     "augment": ["features.py", "augment.py", "graphs.py", "table.py"],
     "fingerprints": ["features.py", "fingerprints.py", "table.py"],
-    "splits": ["evaluate.py"],
+    "splits": ["evaluate.py", "sources.py"],
     "leakage": ["leakage.py", "table.py"],
     # augment.py: the masking objectives' targets (groups, periods, stiffness) come from it
     "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "augment.py", "objectives/*.py", *KERNELS],
     "foundation": ["foundation.py", "table.py"],
     "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", "foundation.py", "table.py", *KERNELS],
     "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", "foundation.py", *KERNELS],
-    "predict": ["predict.py", "finetune.py", "evaluate.py", "encoders.py", "graphs.py", *KERNELS],
+    "predict": ["predict.py", "finetune.py", "evaluate.py", "encoders.py", "graphs.py", "stages.py", *KERNELS],
     # not cached stages, but their rules take this as a parameter, so that new statistics re-summarise
     "property": ["stats.py"],
-    "report": ["stats.py", "report.py", "evaluate.py", "foundation.py", "templates/*.j2"],
+    "report": ["stats.py", "report.py", "evaluate.py", "foundation.py", "objectives/*.py", "templates/*.j2"],
 }
 # The files each stage kind writes (the last one is written last: its presence means "done").
 OUTPUTS: dict[str, list[str]] = {
@@ -492,8 +492,10 @@ def foreign_stage_problems(stage: Stage, folder: str | Path) -> list[str]:
     missing = [f for f in OUTPUTS[stage.kind] if f != "manifest.json" and f not in files]
     if missing:
         out.append(f"its manifest does not list {', '.join(missing)}")
+    if bad := [n for n in files if not isinstance(n, str) or not SAFE_NAME.fullmatch(n)]:
+        return [*out, f"its manifest names files that are not plain names: {bad[:3]}"]
     for p in sorted(d.iterdir()):
-        if p.name in UNTRACKED:
+        if p.name == "manifest.json":  # (a checkpoint or a set-aside manifest is not a finished stage's)
             continue
         rec = files.get(p.name)
         if p.is_symlink() or not p.is_file():
@@ -528,6 +530,11 @@ def invalidate_damaged(plan: Plan) -> dict[str, list[str]]:
     stages below them then re-run because an input is re-made. Sizes only: cheap enough for every run (`matssl
     verify` compares the SHA-256 too)."""
     found = {}
+    for digest in {d for s in plan.stages.values() for d in s.by_content.values() if d != "pending"}:
+        copy = Path(exclusion_dir(plan.cfg.results, digest)) / "excluded.json"  # named by its digest: must be it
+        if copy.is_file() and sha256_file(copy)[:16] != digest:
+            copy.unlink()
+            found[str(copy.parent)] = ["excluded.json"]
     for stage in plan.stages.values():
         bad = damaged_files(stage.dir)
         if bad:

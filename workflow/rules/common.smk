@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from matssl.config import parse_config
+from matssl.io import atomic_path, sha256_file
 from matssl.stages import Plan, code_fingerprint, invalidate_damaged, summary_spec_file
 
 # Jobs run `matssl` from the environment that runs Snakemake (`.venv/bin/snakemake` without activating the venv
@@ -45,8 +46,8 @@ wildcard_constraints:
 
 
 # A guard not made yet (a new one: another property set, pool or matching): the summaries made before wait on it,
-# but Snakemake keeps an existing output whose inputs wait on a checkpoint, so they go (they are re-made from the
-# cached stages in seconds; a dry run only says so).
+# but Snakemake keeps an existing output whose inputs wait on a checkpoint, so they are set aside as <name>.stale.<ext>
+# (re-made from the cached stages in seconds; a dry run only says so).
 DRY_RUN = bool(
     workflow.output_settings and workflow.output_settings.dryrun
 )  # (workflow.dryrun: not at parse time)
@@ -57,8 +58,10 @@ if workflow.is_main_process and PLAN.pending:
         logger.warning(
             f"matssl: the leakage guard runs first; then {len(made)} summaries are re-made (not shown)"
         )
-    for t in [] if DRY_RUN else made:
-        t.unlink()
+    for t in (
+        [] if DRY_RUN else made
+    ):  # (kept beside, marked, should the run stop before they are re-made)
+        t.replace(t.with_name(f"{t.stem}.stale{t.suffix}"))
 
 # The stage kinds keyed, through pretraining, on the leakage guard's output (see plan()).
 AFTER_GUARD = {"pretrain", "finetune", "probe", "predict"}
@@ -100,8 +103,16 @@ def copy_exclusion(digest, dest, log):
         raise WorkflowError(
             f"matssl: no leakage guard of this config has the exclusion set {digest}"
         )
-    shutil.copyfile(f"{PLAN.leakage.dir}/excluded.json", dest)
-    Path(log).write_text(f"{PLAN.leakage.dir}/excluded.json -> {dest}\n")
+    source = f"{PLAN.leakage.dir}/excluded.json"
+    if (
+        sha256_file(source)[:16] != digest
+    ):  # (a guard damaged since its manifest: `matssl verify` sets it aside)
+        raise WorkflowError(
+            f"matssl: {source} is not the exclusion set {digest} its manifest records"
+        )
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(source, tmp)
+    Path(log).write_text(f"{source} -> {dest}\n")
 
 
 def stage_spec(kind):
