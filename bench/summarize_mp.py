@@ -263,7 +263,7 @@ def mean_changes(at_fraction: pd.DataFrame) -> list[str]:
         over = by_method["property"].agg(lambda p: ", ".join(sorted(p)))
         lines += [f"Mean change in {sc.label} against scratch over the properties whose cell did not fail "
                   f"({'lower' if sc.lower_is_better else 'higher'} is better; descriptive, no interval): "
-                  + ", ".join(f"{m} {v:+.1f} %" + (f" (over {over[m]})" if over.nunique() > 1 else "")
+                  + ", ".join(f"{m} {v:+.1f}{sc.unit}" + (f" (over {over[m]})" if over.nunique() > 1 else "")
                               for m, v in mean_change.items()), ""]  # fmt: skip
     return lines
 
