@@ -406,10 +406,6 @@ class Plan:
         except KeyError:
             raise KeyError(f"no {kind} stage {key!r} in the current configuration") from None
 
-    @property
-    def uses_mp(self) -> bool:
-        return any(isinstance(src, MPSource) for src in self.cfg.datasets.values())
-
     def property_spec(self, prop: str) -> dict[str, Any]:
         p = self.cfg.properties[prop]
         return {"property": prop, "unit": p.unit, "kind": p.kind, "transform": p.transform, "per_atom": p.per_atom,
