@@ -532,19 +532,18 @@ class Config(Strict):
         elif isinstance(src, MPSource):
             if prop.column not in src.fields:
                 raise ValueError(f"{where}: not one of the fields of dataset {prop.dataset!r}: {src.fields}")
-        elif src.labels is not None:
-            from matssl.sources import TABLE_COLUMNS
-
-            columns = [c for c in labels_header(src.labels) if c not in TABLE_COLUMNS]
-            if prop.column not in columns:
-                raise ValueError(f"{where}: not a column of {src.labels}{close_match(prop.column, columns)}: {columns}")
+        elif src.labels is not None:  # (read once: its header and the property's values)
             from matssl.evaluate import column_problem
             from matssl.sources import SourceError, read_labels_csv
 
             try:
-                problem = column_problem(read_labels_csv(src.labels)[0][prop.column], prop.model_dump())
+                table = read_labels_csv(src.labels)[0]  # (without the structure table's own columns)
             except SourceError as err:
-                problem = str(err)
+                raise ValueError(f"datasets.{prop.dataset}: {err}") from None
+            columns = [c for c in table.columns if c != "id"]
+            if prop.column not in columns:
+                raise ValueError(f"{where}: not a column of {src.labels}{close_match(prop.column, columns)}: {columns}")
+            problem = column_problem(table[prop.column], prop.model_dump())
             if problem:
                 raise ValueError(f"properties.{name}: {src.labels}: {problem}")
         elif Path(src.path).is_dir():
