@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from matssl.evaluate import matbench_folds
+from matssl import matbench_folds
 
 ROOT = Path(__file__).resolve().parents[1]
 # Matbench stratifies the folds of its classification tasks by label (StratifiedKFold); matssl's

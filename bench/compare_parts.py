@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from matssl.report import fmt, unit_label
-from matssl.stats import SCORES, compare_all, summarize_runs
-from parts import PARTS, PROPERTY_FIELDS, RUN_ID, from_parts
+from matssl import PROPERTY_FIELDS, RUN_ID, SCORES, collect, compare_all, fmt, summarize_runs, unit_label
+from parts import PARTS, part_commits
 
 OUT = Path(__file__).resolve().parent / "results"
 MODEL = ["method", "pretrain_seed", "pretrain_epochs"]  # what one encoder is; the rest of RUN_ID is where it ran
@@ -97,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)  # (tests write elsewhere)
     args = parser.parse_args(argv)
-    sides = [from_parts(names, [args.property], Path(args.parts_dir)) for names in (args.parts, args.against)]
+    parts = Path(args.parts_dir)
+    sides = [collect([parts / n for n in names], [args.property]) for names in (args.parts, args.against)]
     new, old = (s.props[args.property] for s in sides)
     differ = [k for k in (*PROPERTY_FIELDS, "splits") if new.get(k) != old.get(k)]
     if differ:
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     out = compare(new, old)
     if out.empty:
         raise SystemExit(f"{args.property}: no run of {args.parts} has a partner in {args.against}")
-    commits = sides[1].commits | sides[0].commits
+    commits = part_commits(args.against, parts) | part_commits(args.parts, parts)
     text = markdown(args.property, new, old, out, (args.parts, args.against), commits)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"{args.name}_comparison.md").write_text(text)

@@ -28,7 +28,7 @@ OUT = ROOT / "bench" / "results" / "foundation_speed.json"
 
 def train_speed(sample: list, steps: int, batch: int = 64) -> dict:
     """Graph conversion and training steps of all of CHGNet with the head (batches of `batch`, AdamW)."""
-    from matssl.finetune import FoundationRegressor
+    from matssl import FoundationRegressor
 
     torch.manual_seed(0)
     model = FoundationRegressor("chgnet", head_width=128)
@@ -50,10 +50,7 @@ def train_speed(sample: list, steps: int, batch: int = 64) -> dict:
 
 
 def main() -> None:
-    from matssl.foundation import featurize, frozen_features
-    from matssl.sources import read_extxyz
-    from matssl.stages import installed_versions
-    from matssl.table import Crystal
+    from matssl import Crystal, featurize, frozen_features, installed_versions, read_extxyz
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)

@@ -27,12 +27,10 @@ import tarfile
 import time
 from pathlib import Path
 
-from matssl.config import load_config
-from matssl.stages import Plan, foreign_stage_problems
+from matssl import Plan, foreign_stage_problems, load_config
+from parts import PARTS, saved_keys
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-from parts import PARTS, saved_keys  # noqa: E402
 
 
 def export(args: argparse.Namespace, plan: Plan) -> None:

@@ -32,7 +32,6 @@ pretraining parameters, pool, leakage guard, code and library versions); any cha
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -42,27 +41,24 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from matssl.config import SAFE_NAME, load_config
-from matssl.io import read_json
-from matssl.stages import Plan, foreign_stage_problems
+from matssl import (
+    SAFE_NAME,
+    Plan,
+    Runs,
+    collect,
+    foreign_stage_problems,
+    load_config,
+    read_json,
+    run_id,
+    stage_key,
+    summarize_property,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ROOT / "bench" / "parts"
 PRETRAIN_FILES = ("encoder.pt", "history.json", "manifest.json")  # the stage's outputs, the manifest last
-# what a property summary's runs share, kept once per property of a part
-PROPERTY_FIELDS = ("property", "unit", "transform", "kind", "per_atom", "classes")
-# what one protocol shares: per property, and (the first two) over every property
-PROTOCOL_FIELDS = ("finetune", "finetune_code", "splits")
-# what identifies a run within a property: two parts with the same of these but another stage key disagree
-RUN_ID = ("method", "pretrain_seed", "pretrain_epochs", "fold", "fraction", "seed")
-WHERE = ("dir", "device", "wall_s")  # where and how long a run ran: may differ for the same run
-
-
-def stage_key(run: dict) -> str:
-    return run["dir"].rsplit("/", 1)[-1]
 
 
 def saved_keys(parts: Path = PARTS) -> set[str]:
@@ -70,68 +66,14 @@ def saved_keys(parts: Path = PARTS) -> set[str]:
     return {stage_key(r) for f in parts.glob("*/properties/*.json") for r in read_json(f)["runs"]}
 
 
-def run_id(run: dict) -> tuple:
-    return tuple(run.get(k) for k in RUN_ID)
-
-
-def digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-@dataclass
-class Runs:
-    """The runs of a benchmark (or of some of its parts), ready for the summary."""
-
-    props: dict[str, dict] = field(default_factory=dict)  # property -> its fields (unit, transform, kind) and "runs"
-    pretrain: dict[str, dict] = field(default_factory=dict)  # pretraining stage key -> its manifest
-    pretrain_dirs: dict[str, Path] = field(default_factory=dict)  # pretraining stage key -> its folder (from_root)
-    commits: dict[str, str] = field(default_factory=dict)  # part name (or "run") -> the commit it was saved as
-
-    def add(self, name: str, d: dict, commit: str) -> None:
-        """Adds the runs of one property of one part; a run already here (the same stage key) is kept once."""
-        prop = d["property"]
-        have = self.props.setdefault(prop, {**{k: d.get(k) for k in PROPERTY_FIELDS + PROTOCOL_FIELDS}, "runs": []})
-        for k in PROPERTY_FIELDS + PROTOCOL_FIELDS:
-            if have.get(k) != d.get(k):
-                raise SystemExit(f"part {name}: property {prop} has another {k} than an earlier part: "
-                                 f"{d.get(k)!r} against {have.get(k)!r}")  # fmt: skip
-        seen = {stage_key(r): r for r in have["runs"]}
-        ids = {run_id(r): r for r in have["runs"]}
-        for r in d["runs"]:
-            twin = seen.get(stage_key(r))
-            if twin is not None:
-                if {k: v for k, v in twin.items() if k not in WHERE} != {k: v for k, v in r.items() if k not in WHERE}:
-                    raise SystemExit(f"part {name}: run {stage_key(r)} of {prop} gave other numbers in an earlier part "
-                                     "(a GPU is not bit-reproducible): keep one of the two parts")  # fmt: skip
-                continue
-            if run_id(r) in ids:
-                raise SystemExit(f"part {name}: run {stage_key(r)} of {prop} is run {stage_key(ids[run_id(r)])} of an "
-                                 "earlier part made with other code or settings: merge parts of one protocol only")  # fmt: skip
-            have["runs"].append(r)
-            seen[stage_key(r)] = ids[run_id(r)] = r
-        self.commits[name] = commit
-
-    def check(self) -> None:
-        """One protocol over every property, and one encoder per pretrained method, seed and budget."""
-        for k in ("finetune", "finetune_code"):
-            if len({digest(d[k]) for d in self.props.values()}) > 1:
-                raise SystemExit(f"the properties were finetuned with other {k.replace('_', ' ')}: not one protocol")
-        encoders: dict[tuple, set[str]] = {}
-        for d in self.props.values():
-            for r in d["runs"]:
-                if r.get("pretrain"):
-                    sha = self.pretrain[r["pretrain"]]["files"]["encoder.pt"]["sha256"]
-                    encoders.setdefault((r["method"], r.get("pretrain_seed"), r.get("pretrain_epochs")), set()).add(sha)
-        two = {m: s for m, s in encoders.items() if len(s) > 1}
-        if two:
-            raise SystemExit(f"runs of one method started from different encoders (other pool, guard or code): {two}")
+def part_commits(names: list[str], parts: Path = PARTS) -> dict[str, str]:
+    """Each saved part's commit (the code that ran it), by name."""
+    return {name: read_json(parts / name / "part.json")["commit"] for name in names}
 
 
 def cut_target(plan, prop: str, methods: list[str], out: Path) -> Path:
     """The property summary of only `methods`' finished runs, written to `out`: a part of some of a config's methods
     (a config keeps scratch, whose runs may be saved in another part), summarised as the workflow would have."""
-    from matssl.stats import summarize_property
-
     unknown = sorted(set(methods) - set(plan.cfg.pretrain.methods))
     if unknown:
         raise SystemExit(f"--methods {unknown}: not methods of this config ({', '.join(plan.cfg.pretrain.methods)})")
@@ -139,56 +81,23 @@ def cut_target(plan, prop: str, methods: list[str], out: Path) -> Path:
     spec["runs"] = [s.dir for s in plan.finetune[prop] if s.params["base_method"] in methods and Path(s.done).exists()]
     if not spec["runs"]:
         raise SystemExit(f"{prop}: no finished run of {methods} here")
+    out.parent.mkdir(parents=True, exist_ok=True)
     summarize_property(spec, out)
     return out
 
 
 def from_root(root: Path, plan, properties: list[str], methods: list[str] | None = None) -> Runs:
-    """The runs of `properties` in a results folder, through the plan's per-property targets (named by the plan,
-    not hashed) or, given `methods`, a summary of only their finished runs, and the runs' manifests (where each ran,
-    with what settings and code, from which pretraining stage)."""
-    runs = Runs()
-    for prop in properties:
-        if methods:
-            with tempfile.TemporaryDirectory() as tmp:
-                d = read_json(cut_target(plan, prop, methods, Path(tmp) / f"{prop}.json"))
-        else:
-            d = read_json(root / plan.property_target(prop))
-        rows, protocol = [], {k: {} for k in PROTOCOL_FIELDS}  # field -> {digest: value} over the runs
-        for r in d["runs"]:
-            man = read_json(root / r["dir"] / "manifest.json")
-            pre = man["upstream"].get("pretrain", {}).get("dir")  # (a foundation method's runs have none)
-            key = Path(pre).name if pre else None
-            rows.append({**r, "device": man.get("device", "cpu"), "wall_s": man.get("wall_s"), "pretrain": key})
-            for k, v in (("finetune", man["params"]["finetune"]), ("finetune_code", digest(man["code"])),
-                         ("splits", man["upstream"]["splits"]["hash"])):  # fmt: skip
-                protocol[k][digest(v)] = v
-            if pre and key not in runs.pretrain:
-                runs.pretrain[key] = read_json(root / pre / "manifest.json")
-                runs.pretrain_dirs[key] = root / pre
-        mixed = [k for k, v in protocol.items() if len(v) > 1]
-        if mixed:
-            raise SystemExit(f"{prop}: the runs of {plan.property_target(prop)} differ in {mixed}")
-        one = {k: next(iter(v.values())) for k, v in protocol.items() if v}
-        runs.add("run", {**d, "property": prop, **one, "runs": rows}, "")
-    runs.check()
-    return runs
-
-
-def from_parts(names: list[str], properties: list[str] | None, parts: Path = PARTS) -> Runs:
-    runs = Runs()
-    for name in names:
-        folder = parts / name
-        meta = read_json(folder / "part.json")
-        for m in sorted((folder / "pretrain").glob("*/manifest.json")):
-            runs.pretrain.setdefault(m.parent.name, read_json(m))
-        for f in sorted((folder / "properties").glob("*.json")):
-            if properties is None or f.stem in properties:
-                runs.add(name, read_json(f), meta["commit"])
-    missing = sorted(set(properties or []) - set(runs.props))
-    if missing:
-        raise SystemExit(f"no part of {names} has {missing}")
-    runs.check()
+    """The runs of `properties` in the plan's results folder (its per-property targets, which name every run's
+    pretraining stage) or, given `methods`, a summary of only their finished runs (`cut_target`)."""
+    results = root / plan.cfg.results
+    if not methods:
+        return collect([results], properties)
+    with tempfile.TemporaryDirectory() as tmp:
+        for prop in properties:
+            cut_target(plan, prop, methods, Path(tmp) / "properties" / f"{prop}.json")
+        (Path(tmp) / "pretrain").symlink_to((results / "pretrain").resolve())
+        runs = collect([tmp], properties)
+    runs.pretrain_dirs = {k: results / "pretrain" / k for k in runs.pretrain_dirs}  # (not the temporary folder's link)
     return runs
 
 
@@ -207,17 +116,18 @@ def save(args: argparse.Namespace, plan) -> None:
     (tmp / "pretrain").mkdir()
     for prop, d in runs.props.items():
         (tmp / "properties" / f"{prop}.json").write_text(json.dumps(d, indent=1) + "\n")
-    for key, src in runs.pretrain_dirs.items():
+    for key in runs.used:
+        src = runs.pretrain_dirs[key]
         (tmp / "pretrain" / key).mkdir()
         for name in PRETRAIN_FILES:  # (scratch's encoder.pt is a random start, which its runs redraw: small all the same)
             shutil.copyfile(src / name, tmp / "pretrain" / key / name)
     meta = {"name": args.name, "config": args.config, "commit": args.commit or git_commit(), "root": str(root),
             "properties": sorted(runs.props), "n_runs": {p: len(d["runs"]) for p, d in runs.props.items()},
-            "pretrain": sorted(runs.pretrain), "saved": time.strftime("%Y-%m-%d"), "host": socket.gethostname()}  # fmt: skip
+            "pretrain": runs.used, "saved": time.strftime("%Y-%m-%d"), "host": socket.gethostname()}  # fmt: skip
     (tmp / "part.json").write_text(json.dumps(meta, indent=1) + "\n")
     shutil.copyfile(args.config_file, tmp / "config.yaml")
     tmp.rename(folder)
-    print(f"saved {sum(meta['n_runs'].values())} runs of {meta['properties']} and {len(runs.pretrain)} pretraining stages "
+    print(f"saved {sum(meta['n_runs'].values())} runs of {meta['properties']} and {len(runs.used)} pretraining stages "
           f"to {folder}")  # fmt: skip
 
 

@@ -29,8 +29,7 @@ def peak_mb() -> float:
 
 
 def read_pool():
-    from matssl.sources import read_extxyz
-    from matssl.table import Crystal
+    from matssl import Crystal, read_extxyz
 
     t0 = time.perf_counter()
     crystals = [c for c in read_extxyz(POOL) if isinstance(c, Crystal)]
@@ -40,7 +39,7 @@ def read_pool():
 def graphs_job(queue, tmp: str) -> None:
     import torch
 
-    from matssl.graphs import GraphSet
+    from matssl import GraphSet
 
     torch.set_num_threads(1)
     crystals, read_s = read_pool()
@@ -59,8 +58,7 @@ def fingerprints_job(queue, n: int, kinds: list[str], processes: int, tmp: str) 
     import numpy as np
     import pyarrow.parquet as pq
 
-    from matssl import fingerprints
-    from matssl.config import FingerprintConfig
+    from matssl import FingerprintConfig, fingerprints
 
     crystals, _ = read_pool()
     pick = np.sort(np.random.default_rng(0).permutation(len(crystals))[:n])
@@ -87,8 +85,7 @@ def kind_speed_job(queue, n: int) -> None:
     """Atoms/s of each kind alone, one process, on a seeded sample."""
     import numpy as np
 
-    from matssl import fingerprints
-    from matssl.config import FINGERPRINT_KINDS, FingerprintConfig
+    from matssl import FINGERPRINT_KINDS, FingerprintConfig, fingerprints
 
     crystals, _ = read_pool()
     sample = [crystals[i] for i in np.sort(np.random.default_rng(1).permutation(len(crystals))[:n])]
@@ -115,11 +112,11 @@ def in_process(target, *args) -> dict:
 def main() -> None:
     import tempfile
 
-    from matssl.fingerprints import ELEMENT_AWARE
+    from matssl import fingerprints
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--fingerprint-sample", type=int, default=36737, help="structures to fingerprint (all: 36737)")
-    parser.add_argument("--kinds", nargs="+", default=list(ELEMENT_AWARE), help="fingerprint kinds of the timed run")
+    parser.add_argument("--kinds", nargs="+", default=list(fingerprints.ELEMENT_AWARE), help="fingerprint kinds of the timed run")
     parser.add_argument("--processes", type=int, default=2, help="worker processes (the stage's threads)")
     args = parser.parse_args()
     if not POOL.exists():

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from matssl.stats import ALPHA, Estimate, analyse, corrected_t, random_effects, two_level
+from matssl import ALPHA, Estimate, collect, corrected_t, random_effects, two_level
 
 OUT = Path(__file__).resolve().parent / "results"
 K, S, FRACTIONS, OVERLAP, R_FRACTIONS = 5, 3, 3, 0.25, 0.5
@@ -91,14 +91,9 @@ def across(rng: np.random.Generator, n: int, fold_var: float, run_var: float, ta
 
 def campaign_components(parts: list[str]) -> dict[str, float]:
     """The variance components of the campaign's cells (per run, on the log-ratio scale), from the saved parts."""
-    import sys
+    from parts import PARTS
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from parts import from_parts
-
-    found = from_parts(parts, None)
-    data = {p: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for p, d in found.props.items()}
-    a = analyse(data, foundation=["chgnet"])
+    a = collect([PARTS / name for name in parts]).analyse()
     cells = a.cells[~a.cells["method"].isin(["chgnet"]) & a.cells["se"].notna()]
     two = cells[cells["pretrain_var"].notna() & (cells["n_pairs"] > K * S)]
     tau = a.across.loc[a.across["fraction"].isna(), "tau"]

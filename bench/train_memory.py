@@ -29,11 +29,7 @@ def one_run(keep: bool, threads: int, steps: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from matssl import kernels
-    from matssl.encoders import CGCNN
-    from matssl.finetune import Regressor
-    from matssl.graphs import GraphSet
-    from matssl.train import keep_freed_memory
+    from matssl import CGCNN, GraphSet, Regressor, keep_freed_memory, kernels
 
     if keep:
         keep_freed_memory()

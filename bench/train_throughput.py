@@ -36,11 +36,7 @@ from torch_geometric.data import Batch as PygBatch
 from torch_geometric.data import Data
 from torch_geometric.nn import CGConv
 
-from matssl import kernels
-from matssl.encoders import CGCNN, GaussianExpansion, mean_pool
-from matssl.finetune import Regressor
-from matssl.graphs import Batch, GraphSet
-from matssl.train import keep_freed_memory
+from matssl import CGCNN, Batch, GaussianExpansion, GraphSet, Regressor, keep_freed_memory, kernels, mean_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 

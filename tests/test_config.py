@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from matssl.config import ConfigError, json_schema, load_config, parse_config
+from matssl.config import ConfigError, json_schema
+from matssl.validate import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

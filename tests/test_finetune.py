@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 import torch
 
-from matssl.config import parse_config
 from matssl.finetune import FeatureRegressor, Regression, Scaling, load_model, save_model
 from matssl.stages import Plan
 from matssl.table import read_table, write_table
+from matssl.validate import parse_config
 
 from .test_resume import stage_command
 

@@ -10,8 +10,9 @@ from ase import Atoms
 from ase.neighborlist import neighbor_list
 
 from matssl import fingerprints as fp
-from matssl.config import ConfigError, FingerprintConfig, parse_config
+from matssl.config import ConfigError, FingerprintConfig
 from matssl.table import Crystal
+from matssl.validate import parse_config
 
 KINDS = ["wacsf", "soap_groups", "ead", "acsf_geometry", "soap_geometry"]
 SMALL = {"r_cut": 4.5, "soap_n_max": 3, "soap_l_max": 3, "soap_groups_n_max": 2, "soap_groups_l_max": 3}

@@ -26,11 +26,12 @@ from pymatgen.io.cif import CifWriter
 from pymatgen.io.vasp import Poscar
 
 from matssl.cli import main
-from matssl.config import ConfigError, parse_config
+from matssl.config import ConfigError
 from matssl.ingest import run_ingest
 from matssl.sources import TABLE_COLUMNS, SourceError
 from matssl.stages import Plan
 from matssl.table import read_table
+from matssl.validate import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = settings(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -4,9 +4,10 @@ import shutil
 
 import pytest
 
-from matssl.config import ConfigError, parse_config
+from matssl.config import ConfigError
 from matssl.encoders import CGCNN, save_encoder
 from matssl.stages import Plan
+from matssl.validate import parse_config
 from tests.workflow import tiny_config
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from matssl.config import parse_config
 from matssl.stages import OUTPUTS, Plan, exclusion_dir
+from matssl.validate import parse_config
 
 from .conftest import demo_slice
 from .test_resume import stage_command

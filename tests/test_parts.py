@@ -22,7 +22,7 @@ def save(workdir, parts, name: str, *args: str) -> dict:
 
 def summary(workdir, out, name: str, *args: str) -> list[dict]:
     proc = bench("summarize_mp.py", "--config", str(workdir / "config.yaml"), "--root", str(workdir), "--out", str(out),
-                 "--name", name, "--no-report", "--commit", "abc1234", *args, cwd=workdir)  # fmt: skip
+                 "--name", name, "--commit", "abc1234", *args, cwd=workdir)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return json.loads((out / f"{name}_benchmark.json").read_text())
 
@@ -118,7 +118,7 @@ def test_parts_merge_into_the_summary_of_the_whole_run(workflow_run, tmp_path):
     d["finetune"]["optim"]["max_steps"] += 1
     path.write_text(json.dumps(d))
     proc = merge(workdir, parts, out, "half", "longer")
-    assert proc.returncode != 0 and "property n has another finetune than an earlier part" in proc.stderr
+    assert proc.returncode != 0 and "property n has another finetune than an earlier folder" in proc.stderr
 
 
 def test_a_part_of_some_methods(workflow_run, tmp_path):

@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 
-from matssl.config import parse_config
 from matssl.stages import Plan
+from matssl.validate import parse_config
 
 from .workflow import BIN, without_timing
 

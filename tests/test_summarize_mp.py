@@ -1,6 +1,6 @@
 """bench/summarize_mp.py from constructed rows: the issue-20 targets (each one met, missed with the cells that miss it,
-or not measurable yet with what is not run; a foundation model never counted as ours), the pool each encoder saw and
-the tables of a label fraction (the summary's and the README's)."""
+or not measurable yet with what is not run; a foundation model never counted as ours) and the README's table of a
+label fraction."""
 
 import sys
 from pathlib import Path
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from summarize_mp import mean_changes, pool_text, readme_table, table, targets, where_they_ran  # noqa: E402
+from summarize_mp import readme_table, targets  # noqa: E402
 
 PROPS = ["jdft2d", "dielectric", "log10_K_VRH", "log10_G_VRH"]
 
@@ -23,10 +23,9 @@ def rows(changes: dict[str, float], helps: set[str], fraction: float = 0.1, scra
             {"property": prop, "fraction": fraction, "method": "dummy (median)", "mae_mean": 10.0, "beats_dummy": False},
             {"property": prop, "fraction": fraction, "method": "scratch", "mae_mean": base, "beats_dummy": scratch_beats},
             {"property": prop, "fraction": fraction, "method": "negnn", "mae_mean": base * (1 + change / 100),
-             "change_pct": change, "verdict": f"helps: {change:+.1f} %" if prop in helps else "no detectable difference",
-             "beats_dummy": True},
+             "change_pct": change, "finding": int(prop in helps), "beats_dummy": True},
             {"property": prop, "fraction": fraction, "method": "chgnet", "mae_mean": 1.0, "change_pct": -90.0,
-             "verdict": "helps: -90.0 %", "beats_dummy": True},
+             "finding": 1, "beats_dummy": True},
         ]]  # fmt: skip
     return out
 
@@ -62,55 +61,6 @@ def test_scratch_against_the_dummy_and_the_published_bar():
     assert "dielectric with all labels below ALIGNN's 0.3449 (a CGCNN-sized encoder): missed: best scratch 8.00" in text
 
 
-def test_pool_text_from_the_manifest_facts():
-    # a guarded pool's pretraining manifest (its params do not say so: the guard is the leakage stage's)
-    guarded = {"n_pool": 29621, "n_excluded": 7116, "excluded_by": {"composition_volume": 7116, "id": 3184},
-               "only_by": {"composition_volume": 3932, "id": 0}, "params": {"method": "negnn"}}  # fmt: skip
-    assert pool_text(guarded) == "29621 structures after the leakage guard removed 7116 (composition + volume 7116, id 3184)"
-    assert pool_text({"n_pool": 36737, "n_excluded": 0, "excluded_by": {}, "only_by": {}}) == (
-        "36737 structures (no leakage guard)"
-    )
-
-
-def test_table_has_a_row_per_method_and_a_column_per_property():
-    def row(prop, method, mae, verdict=None, beats=True, failed=False):
-        return {
-            "property": prop,
-            "method": method,
-            "kind": "regression",
-            "mae_mean": mae,
-            "mae_std": 0.5,
-            "rmse_mean": 2 * mae,
-            "r2_mean": 0.8,
-            "verdict": verdict,
-            "beats_dummy": beats,
-            "failed": failed,
-            "cap_share": 0.0,
-        }
-
-    summary = pd.DataFrame([
-        row("jdft2d", "dummy (median)", 10.0), row("jdft2d", "scratch", 11.0, beats=False, failed=True),
-        row("jdft2d", "negnn", 10.5, "no detectable difference (-9.0 to +1.0 %)", beats=False, failed=True),
-        row("log10_K_VRH", "dummy (median)", 0.27), row("log10_K_VRH", "scratch", 0.107),
-        row("log10_K_VRH", "negnn", 0.0954, "helps: -11.3 % (-22.3 to -0.2 %)"), row("log10_K_VRH", "dssl", 0.0994, "x"),
-    ])  # fmt: skip
-    props = {
-        "jdft2d": {"unit": "meV/atom", "transform": "log1p"},
-        "log10_K_VRH": {"unit": "GPa", "transform": "log10"},
-        "dielectric": {"unit": ""},
-    }  # (dielectric has not run: no column)
-    text = table(summary, props, ["dummy (median)", "scratch", "crystalclr", "dssl", "negnn"])
-    assert text[0] == "| method | jdft2d (meV/atom) **failed: no model beats the dummy** | log10_K_VRH (log10 GPa) |"
-    assert text[2:] == [
-        "| dummy (median) | 10.0 ± 0.50, RMSE 20.0, R² 0.80 | 0.270 ± 0.50, RMSE 0.540, R² 0.80 |",
-        "| scratch | 11.0 ± 0.50, RMSE 22.0, R² 0.80 | 0.107 ± 0.50, RMSE 0.214, R² 0.80 |",
-        "| dssl | – | 0.0994 ± 0.50, RMSE 0.199, R² 0.80: x |",  # crystalclr ran nowhere: no row; dssl not on jdft2d
-        "| negnn | 10.5 ± 0.50, RMSE 21.0, R² 0.80: no detectable difference (-9.0 to +1.0 %) | "
-        "0.0954 ± 0.50, RMSE 0.191, R² 0.80: helps: -11.3 % (-22.3 to -0.2 %) |",
-        "",
-    ]
-
-
 def test_readme_table_bolds_only_a_detectable_change():
     def row(prop, method, mae, r2=0.8, p=None, change=None, low=None, high=None, failed=False):
         return {"property": prop, "method": method, "kind": "regression", "mae_mean": mae, "r2_mean": r2,
@@ -135,31 +85,3 @@ def test_readme_table_bolds_only_a_detectable_change():
         "| DSSL (stiffness) | – | 0.0994, R² 0.80; −34.9 to +19.9 % |",
         "",
     ]
-
-
-def test_mean_change_names_its_properties_only_where_the_methods_ran_on_different_ones():
-    def frame(cells: list[dict]) -> pd.DataFrame:
-        return pd.DataFrame([r for c in cells for r in c]).assign(kind="regression", failed=False)
-
-    same = "\n".join(mean_changes(frame([rows({"jdft2d": -10.0, "dielectric": -20.0}, helps=set())])))
-    assert "chgnet -90.0 %, negnn -15.0 %" in same and "(over" not in same
-    # a part that ran negnn alone on dielectric: chgnet's mean is over jdft2d only, and each line says so
-    cut = frame(
-        [rows({"jdft2d": -10.0}, helps=set()), [r for r in rows({"dielectric": -20.0}, helps=set()) if r["method"] != "chgnet"]]
-    )
-    text = "\n".join(mean_changes(cut))
-    assert "negnn -15.0 % (over dielectric, jdft2d)" in text and "chgnet -90.0 % (over jdft2d)" in text
-
-
-def test_where_the_runs_ran_is_said_where_they_ran_on_more_than_one_device():
-    def runs(*cells: tuple[str, str, str, int]) -> pd.DataFrame:
-        return pd.DataFrame([{"property": p, "device": d, "precision": m} for p, d, m, n in cells for _ in range(n)])
-
-    assert where_they_ran(runs(("jdft2d", "cpu", "fp32", 150), ("dielectric", "cpu", "fp32", 150))) == []
-    mixed = where_they_ran(runs(("jdft2d", "cpu", "fp32", 150), ("dielectric", "cuda", "bf16-autocast", 135),
-                                ("dielectric", "cpu", "fp32", 15)))  # fmt: skip
-    assert mixed == ["Where the runs ran: jdft2d 150 on cpu (fp32); dielectric 135 on cuda (bf16-autocast), "
-                     "15 on cpu (fp32).", ""]  # fmt: skip
-    # runs from before the numeric mode was recorded
-    old = runs(("jdft2d", "cpu", "fp32", 2), ("dielectric", "cuda", "bf16-autocast", 1)).drop(columns="precision")
-    assert where_they_ran(old) == ["Where the runs ran: jdft2d 2 on cpu (unrecorded); dielectric 1 on cuda (unrecorded).", ""]

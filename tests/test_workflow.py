@@ -307,9 +307,9 @@ def test_predictions_from_the_finetuned_models(run, tmp_path):
     import numpy as np
     import pandas as pd
 
-    from matssl.config import parse_config
     from matssl.predict import run_predict
     from matssl.stages import Plan
+    from matssl.validate import parse_config
 
     workdir, cfg = run
     copy = tmp_path / "run"
@@ -391,11 +391,11 @@ def test_foundation_model_baseline_end_to_end(run, tmp_path):
     out = tmp_path / "summary"
     out.mkdir()
     proc = bench("summarize_mp.py", "--config", str(copy / "config.yaml"), "--root", str(copy), "--out", str(out), "--name",
-                 "f", "--no-report", "--commit", "abc1234", cwd=copy)  # fmt: skip
+                 "f", "--commit", "abc1234", cwd=copy)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     text = (out / "f_benchmark.md").read_text()
     for model in ("chgnet", "chgnet_all"):
-        rows = text.split(f"against {model} (Holm over", 1)[1].split("\n\n")[1].splitlines()[2:]
+        rows = text.split(f"against {model} (Holm)", 1)[1].split("\n\n")[1].splitlines()[2:]
         assert [r.split(" | ")[1] for r in rows] == pretrained and all("not tested" in r for r in rows)
 
 

@@ -3,6 +3,7 @@
 matssl stage KIND --spec JSON --out DIR     run one content-hashed stage (what the rules call)
 matssl property --spec-file F --out FILE    summarise one property's finetuning runs
 matssl report --spec-file F --out FILE      write the HTML report
+matssl summarize FOLDER... --out DIR        one summary and report of several results folders (or copies of them)
 matssl verify [RESULTS]                     check finished stages' files against their manifests
 matssl check-config CONFIG                  validate a config file
 matssl schema [--check]                     write (or check) workflow/schemas/config.schema.json
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from matssl.config import json_schema, load_config
+from matssl.config import json_schema
 from matssl.io import InputError
 
 SCHEMA_PATH = Path("workflow/schemas/config.schema.json")
@@ -83,7 +84,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
 
 
 def cmd_property(args: argparse.Namespace) -> None:
-    from matssl.stats import summarize_property
+    from matssl.summarize import summarize_property
 
     summarize_property(json.loads(Path(args.spec_file).read_text()), Path(args.out))
 
@@ -92,6 +93,19 @@ def cmd_report(args: argparse.Namespace) -> None:
     from matssl.report import write_report
 
     write_report(json.loads(Path(args.spec_file).read_text()), Path(args.out))
+
+
+def cmd_summarize(args: argparse.Namespace) -> None:
+    import yaml
+
+    from matssl.report import write_summary
+
+    config = yaml.safe_load(Path(args.config).read_text()) if args.config else None
+    runs, a = write_summary(args.folders, Path(args.out), config, args.properties)
+    print(
+        f"{sum(runs.sources.values())} runs of {len(runs.props)} properties from {len(runs.sources)} folders; "
+        f"{len(a.families())} families -> {args.out}/summary.md, summary.json, report.html"
+    )
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
@@ -117,6 +131,8 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> None:
+    from matssl.validate import load_config
+
     load_config(args.config)  # a missing file, bad YAML or a bad value: a ConfigError, one message
     print(f"{args.config}: valid")
 
@@ -148,6 +164,12 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--spec-file", required=True, help="a JSON file (too large for a command-line argument)")
         p.add_argument("--out", required=True)
         p.set_defaults(func=func)
+    p = sub.add_parser("summarize", help="one summary and report of several results folders (or copies of them)")
+    p.add_argument("folders", nargs="+", help="folders holding properties/<p>.json and the pretraining stages they name")
+    p.add_argument("--out", required=True, help="writes OUT/summary.md, summary.json and report.html")
+    p.add_argument("--config", help="the config the runs were made with (its statistics.confirmatory and methods)")
+    p.add_argument("--properties", nargs="+", help="only these properties")
+    p.set_defaults(func=cmd_summarize)
     p = sub.add_parser("verify", help="check every finished stage's files against its manifest's SHA-256")
     p.add_argument("results", nargs="?", default="results")
     p.set_defaults(func=cmd_verify)

@@ -1,8 +1,9 @@
 """Typed configuration: the single source of truth for `config.yaml` and its JSON schema.
 
-Every model forbids unknown keys, so a typo is an error that names the key. `load_config` is what
-the Snakefile and the CLI call; `workflow/schemas/config.schema.json` is generated from these models
-(`matssl schema`) and a test checks that the committed file is current.
+Every model forbids unknown keys, so a typo is an error that names the key. This module is the schema and imports
+nothing of the package above it; `matssl.validate.load_config` (what the workflow, the command line and the
+benchmarks call) checks the rest against the data and the registries. `workflow/schemas/config.schema.json` is
+generated from these models (`matssl schema`) and a test checks that the committed file is current.
 """
 
 from __future__ import annotations
@@ -59,8 +60,6 @@ class FilesSource(Strict):
 
     @model_validator(mode="after")
     def _has_structures(self) -> FilesSource:
-        from matssl.sources import STRUCTURE_NAMES, STRUCTURE_SUFFIXES
-
         folder = Path(self.path)
         if not folder.exists():
             raise ValueError(f"path {self.path}: no such file or folder")
@@ -68,14 +67,6 @@ class FilesSource(Strict):
             raise ValueError(f"path {self.path}: a files dataset is a folder of structure files or an .extxyz[.gz] file")
         if folder.is_file() and (folder.stat().st_size == 0 or not _has_text(folder)):
             raise ValueError(f"path {self.path}: the file is empty (no structure)")
-        if folder.is_dir() and not any(
-            p.is_file() and (p.suffix.lower() in STRUCTURE_SUFFIXES or p.name in STRUCTURE_NAMES) for p in folder.glob(self.glob)
-        ):
-            raise ValueError(
-                f"path {self.path}: no structure files matching {self.glob!r} (*.cif, *.vasp, *.poscar, POSCAR, CONTCAR)"
-            )
-        if self.labels is not None:
-            labels_header(self.labels)
         return self
 
 
@@ -480,10 +471,6 @@ class Config(Strict):
             k = prop.fold_count
             if self.finetune.folds is not None and any(not 0 <= f < k for f in self.finetune.folds):
                 raise ValueError(f"finetune.folds {self.finetune.folds}: property {name!r} has folds 0 to {k - 1}")
-            self._check_subset_sizes(name, prop)
-            self._check_column(name, prop)
-        for name, pr in self.predict.items():
-            self._check_predict(name, pr)
         for i, c in enumerate(self.statistics.confirmatory or []):
             if c.method not in self.pretrain.methods or c.method == "scratch":
                 raise ValueError(f"statistics.confirmatory[{i}].method {c.method!r}: one of the pretrained methods "
@@ -491,142 +478,18 @@ class Config(Strict):
             if c.property is not None and c.property not in self.properties:
                 raise ValueError(f"statistics.confirmatory[{i}].property {c.property!r} is not one of properties: "
                                  f"{sorted(self.properties)}")  # fmt: skip
-        from matssl.objectives import OBJECTIVES
-
-        for name, method in self.pretrain.methods.items():
-            if method.objective not in OBJECTIVES:
-                raise ValueError(f"pretrain.methods.{name}.objective {method.objective!r}: allowed {sorted(OBJECTIVES)}")
-            obj = OBJECTIVES[method.objective]
-            obj.check_params(method.params, where=f"pretrain.methods.{name}.params")
-            if method.objective == "pretrained":
-                self._check_imported(name, method.params["path"])
-            for kind in obj.fingerprint_kinds(method.params):
-                if kind not in self.fingerprints.kinds:
-                    raise ValueError(f"pretrain.methods.{name}.params: descriptor {kind!r} is not one of fingerprints.kinds "
-                                     f"{self.fingerprints.kinds}")  # fmt: skip
         return self
-
-    def _check_column(self, name: str, prop: PropertyConfig) -> None:
-        """The property's label column exists in its dataset, where that is known before ingest (a Matbench task's
-        target, a labels CSV's header, the fields of a Materials Project query); a folder of structure files has
-        files. Elsewhere (an extended-XYZ file's info keys) the splits job says so."""
-        src, where = self.datasets[prop.dataset], f"properties.{name}.column {prop.column!r}"
-        if isinstance(src, MatbenchSource) and src.path is not None:  # the file's own columns
-            from matssl.sources import MATBENCH_META, MATBENCH_NOT_LABELS, SourceError, matbench_columns
-
-            try:
-                columns = matbench_columns(src.path)
-            except SourceError as err:
-                raise ValueError(f"datasets.{prop.dataset}: {err}") from None
-            labels = [c for c in columns if c not in (*MATBENCH_NOT_LABELS, *MATBENCH_META)]
-            meta = [MATBENCH_META[c] for c in columns if c in MATBENCH_META]
-            if prop.column in meta and prop.kind == "regression":
-                raise ValueError(f"{where}: metadata of {src.path} (text): a classification may use it, a regression not")
-            if prop.column not in labels + meta:
-                raise ValueError(f"{where}: not a label column of {src.path}{close_match(prop.column, labels + meta)}: "
-                                 f"{labels + meta}")  # fmt: skip
-        elif isinstance(src, MatbenchSource):  # downloaded: Matbench's published file
-            target = MATBENCH_TARGETS.get(src.task)
-            if target is not None and prop.column != target:
-                raise ValueError(f"{where}: the label column of {src.task} (downloaded) is {target!r}")
-        elif isinstance(src, MPSource):
-            if prop.column not in src.fields:
-                raise ValueError(f"{where}: not one of the fields of dataset {prop.dataset!r}: {src.fields}")
-        elif src.labels is not None:  # (read once: its header and the property's values)
-            from matssl.evaluate import column_problem
-            from matssl.sources import SourceError, read_labels_csv
-
-            try:
-                table = read_labels_csv(src.labels)[0]  # (without the structure table's own columns)
-            except SourceError as err:
-                raise ValueError(f"datasets.{prop.dataset}: {err}") from None
-            columns = [c for c in table.columns if c != "id"]
-            if prop.column not in columns:
-                raise ValueError(f"{where}: not a column of {src.labels}{close_match(prop.column, columns)}: {columns}")
-            problem = column_problem(table[prop.column], prop.model_dump())
-            if problem:
-                raise ValueError(f"properties.{name}: {src.labels}: {problem}")
-        elif Path(src.path).is_dir():
-            raise ValueError(f"{where}: dataset {prop.dataset!r} is a folder without `labels:` (a CSV with id and labels)")
-
-    def _check_predict(self, name: str, pr: PredictConfig) -> None:
-        where = f"predict.{name}"
-        if name not in self.properties:
-            raise ValueError(f"{where}: no property {name!r} (properties: {sorted(self.properties)})")
-        if self.properties[name].kind == "classification":
-            raise ValueError(f"{where}: predictions of a classification property are not implemented yet")
-        if pr.dataset not in self.datasets:
-            raise ValueError(f"{where}.dataset {pr.dataset!r} is not one of datasets: {sorted(self.datasets)}")
-        from matssl.objectives import OBJECTIVES
-
-        keys = set()  # the finetuned graph methods, named as Plan._budgets names them
-        for m, cfg in self.pretrain.methods.items():
-            obj = OBJECTIVES[cfg.objective]
-            if obj.frozen:
-                continue
-            keys |= {f"{m}-e{e}" for e in self.pretrain.budgets} if self.pretrain.budgets and obj.trains else {m}
-        if pr.method not in keys:
-            raise ValueError(f"{where}.method {pr.method!r}: not a finetuned graph method ({sorted(keys)}; a foundation "
-                             "method, frozen or trained whole, does not predict new structures yet: the predict stage "
-                             "makes this workflow's graphs only)")  # fmt: skip
-        if pr.fraction is not None and pr.fraction not in self.finetune.fractions:
-            raise ValueError(f"{where}.fraction {pr.fraction}: not one of finetune.fractions {self.finetune.fractions}")
-
-    def _check_imported(self, method: str, path: str) -> None:
-        """An encoder trained elsewhere must be the encoder this config builds (same architecture, sizes, distance
-        expansion and element table)."""
-        from matssl.encoders import check_fits
-
-        check_fits(path, self.encoder.model_dump(), self.graphs.model_dump(), self.ingest.max_z, f"pretrain.methods.{method}")
-
-    def _check_subset_sizes(self, name: str, prop: PropertyConfig) -> None:
-        """Every run needs min_val validation and min_val training structures. Where the dataset's size is known
-        before ingest (a Matbench task), a label fraction too small for that is refused here; elsewhere the
-        finetuning job refuses it with the same message."""
-        src = self.datasets[prop.dataset]
-        n = MATBENCH_SIZES.get(src.task) if isinstance(src, MatbenchSource) else None
-        if n is None:
-            return
-        from matssl.evaluate import subset_problem, subset_size
-
-        k = prop.fold_count
-        n_train, ft = n * (k - 1) // k, self.finetune
-        for f in ft.fractions:
-            problem = subset_problem(subset_size(n_train, f), n_train, ft.val_fraction, ft.min_val)
-            if problem:
-                raise ValueError(f"finetune.fractions: {f:g} of property {name!r} ({src.task}): {problem}")
 
     def method_optim(self, method: str) -> Optim:
         return self.pretrain.methods[method].optim or self.pretrain.optim
-
-
-# The label column of each Matbench v0.1 task with crystal structures.
-MATBENCH_TARGETS = {"matbench_jdft2d": "exfoliation_en", "matbench_phonons": "last phdos peak", "matbench_dielectric": "n",
-                    "matbench_log_gvrh": "log10(G_VRH)", "matbench_log_kvrh": "log10(K_VRH)", "matbench_perovskites": "e_form",
-                    "matbench_mp_gap": "gap pbe", "matbench_mp_is_metal": "is_metal", "matbench_mp_e_form": "e_form"}  # fmt: skip
-# Structures per Matbench v0.1 task with crystal structures (matbench.materialsproject.org), for the size check.
-MATBENCH_SIZES = {"matbench_jdft2d": 636, "matbench_phonons": 1265, "matbench_dielectric": 4764, "matbench_log_gvrh": 10987,
-                  "matbench_log_kvrh": 10987, "matbench_perovskites": 18928, "matbench_mp_gap": 106113,
-                  "matbench_mp_is_metal": 106113, "matbench_mp_e_form": 132752}  # fmt: skip
-
-
-def close_match(name: str, names: list[str]) -> str:
-    """' (did you mean X?)' when one of `names` is spelled almost like `name` (spaces, '_', case), else ''."""
-    import difflib
-
-    def norm(n: str) -> str:
-        return n.lower().replace(" ", "_").replace("-", "_")
-
-    same = [n for n in names if norm(n) == norm(name)]
-    close = same or difflib.get_close_matches(name, names, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class ConfigError(InputError):
     """A configuration problem, with the offending keys named."""
 
 
-def parse_config(data: dict[str, Any]) -> Config:
+def parse_schema(data: dict[str, Any]) -> Config:
+    """A config from a mapping, checked against this schema only (`matssl.validate.parse_config` checks the rest)."""
     try:
         return Config.model_validate(data)
     except ValidationError as err:
@@ -637,7 +500,8 @@ def parse_config(data: dict[str, Any]) -> Config:
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 
 
-def load_config(path: str | Path) -> Config:
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping (a missing file, bad YAML or something else than a mapping: a ConfigError)."""
     try:
         with open(path) as fh:
             data = yaml.safe_load(fh)
@@ -647,7 +511,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: not valid YAML:\n{err}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: a config is a mapping of keys (datasets:, pretrain:, ...), not a {type(data).__name__}")
-    return parse_config(data or {})
+    return data or {}
 
 
 def json_schema() -> dict[str, Any]:

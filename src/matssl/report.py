@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
+import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from matssl.io import atomic_path, read_json  # noqa: E402
 from matssl.objectives import OBJECTIVES  # noqa: E402
 from matssl.stages import OUTPUTS, spec_digest  # noqa: E402
 from matssl.stats import DUMMIES, SCORES, Analysis, Scores, analyse  # noqa: E402
+from matssl.summarize import Runs, collect, confirmatory_of  # noqa: E402
 from matssl.table import read_table  # noqa: E402
 
 KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
@@ -399,17 +403,16 @@ def table_cell(r: pd.Series, caveat: str | None = None, sc: Scores = SCORES["reg
         "value": f"{fmt(r[f'{m}_mean'])}{spread}", "n": int(r["n_runs"]),
         "others": ", ".join(f"{OTHER_LABELS[o]} {fmt(r[f'{o}_mean'], 2 if o == 'r2' else 3)}" for o in sc.others),
         "change": f"q = {fmt_p(r['p_adjusted'])}" if tested and math.isfinite(r.get("p_adjusted", math.nan)) else "",
-        "also": "; ".join(also), **verdict_style(r.get("verdict") or ""), "flags": flags,
+        "also": "; ".join(also), **verdict_style(r), "flags": flags,
         "lrs": "" if dummy else f"lr {r['lrs']}; median best step {r['best_step_median']:.0f}",
     }  # fmt: skip
 
 
-def verdict_style(verdict: str) -> dict[str, Any]:
-    """A verdict and whether it reads as better or worse than the baseline (the report's colours)."""
-    head = verdict.split(":", 1)[0].removeprefix("on average across properties, ")
-    better = head == "helps" or head.startswith("beats ")
-    worse = head == "hurts" or head.endswith(" better")
-    return {"verdict": verdict, "helps": better, "hurts": worse}
+def verdict_style(r: pd.Series | dict[str, Any]) -> dict[str, Any]:
+    """A judged comparison's verdict and whether it found the method better or worse than its baseline (the colours)."""
+    found = r.get("finding", 0)
+    found = 0 if found is None or (isinstance(found, float) and math.isnan(found)) else int(found)
+    return {"verdict": r.get("verdict") or "", "helps": found > 0, "hurts": found < 0}
 
 
 def family_rows(df: pd.DataFrame, columns: list[str], caveats: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -430,7 +433,7 @@ def family_rows(df: pd.DataFrame, columns: list[str], caveats: dict[str, str] | 
         if "tau" in columns:  # the spread of the true changes between properties, as a % factor
             extra["tau"] = f"{float(SCORES[r['kind']].shown(r['tau'])):.1f}"
             extra["i2"] = f"{100 * r['i2']:.0f} %"
-        rows.append({**extra, **verdict_style(r["verdict"]), "p": fmt_p(r["p_value"]), "p_adjusted": fmt_p(r["p_adjusted"]),
+        rows.append({**extra, **verdict_style(r), "p": fmt_p(r["p_value"]), "p_adjusted": fmt_p(r["p_adjusted"]),
                      "named": bool(r.get("named", False)), "note": "; ".join(note)})  # fmt: skip
     return rows
 
@@ -457,71 +460,268 @@ def answer(a: Analysis, caveats: dict[str, str]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def write_report(spec: dict[str, Any], out: Path) -> None:
-    data = {name: read_json(p["target"]) for name, p in spec["properties"].items()}
-    named = (spec["config"].get("statistics") or {}).get("confirmatory")
-    a = analyse({n: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for n, d in data.items()},
-                foundation=list(spec.get("foundation", {})),
-                confirmatory=None if named is None else [(c["method"], c.get("property")) for c in named])  # fmt: skip
-    everything = a.cells
-    methods = spec["config"]["pretrain"]["methods"]
-    caveats = {m: UNGUARDED[v["objective"]] for m, v in methods.items() if v["objective"] in UNGUARDED}
-    for m, mode in spec.get("foundation", {}).items():  # which foundation rows are frozen, which trained whole
-        caveats[m] = f"{mode}; {caveats[m]}"
-    summed = [m for m, v in methods.items() if v["objective"] == "foundation"
-              and MODELS[{**OBJECTIVES["foundation"].defaults, **(v.get("params") or {})}["model"]].pooling == "sum"]  # fmt: skip
-    props = []
-    for name, p in spec["properties"].items():
-        summary = everything[everything["property"] == name]
-        runs = pd.DataFrame(data[name]["runs"])
-        sc, classes = SCORES[data[name].get("kind", "regression")], data[name].get("classes")
-        unit = unit_label(p) if sc.lower_is_better else ""
-        fractions = sorted(summary["fraction"].unique())
-        table = []
-        for m in method_order(summary["method"]):
-            cells = []
-            for f in fractions:
-                r = summary[(summary["method"] == m) & (summary["fraction"] == f)]
-                cells.append(table_cell(r.iloc[0], caveats.get(m), sc) if len(r) else None)
-            table.append({"method": m, "dummy": m in DUMMIES, "cells": cells})
-        # the parity (ROC) plot's second method is chosen on the validation score, never on test data
-        top = summary[(summary["fraction"] == max(fractions)) & ~summary["method"].isin([*DUMMIES, "scratch"])]
-        chosen = top.sort_values("val_score_mean").iloc[0]["method"] if len(top) else None
-        parity_methods = ["scratch"] + ([chosen] if chosen else [])
-        probe_dir = spec["probes"].get(name)
-        modes = sorted({m for v in summary["precision"].dropna() for m in v.split(", ")}) if "precision" in summary else []
-        props.append({
-            "extensive": extensive_warning(data[name], summed), "mixed_precision": ", ".join(modes) if len(modes) > 1 else "",
-            "name": name, "column": p["column"], "unit": unit, "dataset": p["dataset"], "folds": p["folds"],
-            "fractions": [f"{100 * f:g}%" for f in fractions], "table": table, "parity_method": chosen,
-            "metric": sc.label, "kind": data[name].get("kind", "regression"), "classes": classes or [],
-            "curve": label_efficiency_plot(summary, name, unit, sc), "budget": budget_plot(summary, name, sc),
-            "parity": roc_plot(runs, name, classes, parity_methods) if classes else parity_plot(runs, name, unit, parity_methods),
-            "probes": probe_table(read_table(Path(probe_dir) / "probes.parquet"), sc) if probe_dir else None,
-            "map": embedding_map(read_table(Path(probe_dir) / "map.parquet"), name, unit, classes) if probe_dir else None,
-        })  # fmt: skip
-    histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}
-    pretrain_rows = []
-    for m, d in spec["pretrain"].items():
-        man = read_json(Path(d) / "manifest.json")
+def property_page(name: str, data: dict[str, Any], summary: pd.DataFrame, caveats: dict[str, str], summed: list[str],
+                  described: dict[str, Any] | None = None, probe_dir: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """One property's section: its table (a row per method, a cell per label fraction), its plots and probes.
+    `data`: its property summary; `summary`: its cells of the analysis; `described`: its config entry (column, dataset,
+    folds), where there is one; the parity (ROC) plot where the runs' predictions are at hand."""
+    runs = pd.DataFrame(data["runs"])
+    kind = data.get("kind") or "regression"
+    sc, classes = SCORES[kind], data.get("classes")
+    unit = unit_label(data) if sc.lower_is_better else ""
+    fractions = sorted(summary["fraction"].unique())
+    table = []
+    for m in method_order(summary["method"]):
+        cells = []
+        for f in fractions:
+            r = summary[(summary["method"] == m) & (summary["fraction"] == f)]
+            cells.append(table_cell(r.iloc[0], caveats.get(m), sc) if len(r) else None)
+        table.append({"method": m, "dummy": m in DUMMIES, "cells": cells})
+    # the parity (ROC) plot's second method is chosen on the validation score, never on test data
+    top = summary[(summary["fraction"] == max(fractions)) & ~summary["method"].isin([*DUMMIES, "scratch"])]
+    chosen = top.sort_values("val_score_mean").iloc[0]["method"] if len(top) else None
+    parity_methods = ["scratch"] + ([chosen] if chosen else [])
+    predicted = all((Path(d) / "predictions.parquet").is_file() for d in runs["dir"])  # (a summary of saved parts: not)
+    parity = None
+    if predicted:
+        parity = roc_plot(runs, name, classes, parity_methods) if classes else parity_plot(runs, name, unit, parity_methods)
+    modes = sorted({m for v in summary["precision"].dropna() for m in v.split(", ")}) if "precision" in summary else []
+    return {
+        "extensive": extensive_warning(data, summed), "mixed_precision": ", ".join(modes) if len(modes) > 1 else "",
+        "name": name, "unit": unit, **(described or {"column": None, "dataset": None, "folds": None}),
+        "fractions": [f"{100 * f:g}%" for f in fractions], "table": table, "parity_method": chosen if parity else None,
+        "metric": sc.label, "kind": kind, "classes": classes or [],
+        "curve": label_efficiency_plot(summary, name, unit, sc), "budget": budget_plot(summary, name, sc), "parity": parity,
+        "probes": probe_table(read_table(Path(probe_dir) / "probes.parquet"), sc) if probe_dir else None,
+        "map": embedding_map(read_table(Path(probe_dir) / "map.parquet"), name, unit, classes) if probe_dir else None,
+    }  # fmt: skip
+
+
+def pretrain_rows(manifests: dict[str, dict[str, Any]], histories: dict[str, list]) -> list[dict[str, Any]]:
+    """The pretraining table: a row per pretraining stage (`manifests`: label -> its manifest)."""
+    rows = []
+    for m, man in manifests.items():
         objective = man["params"]["objective"]
         if man["params"].get("objective_params"):
             objective += " (" + ", ".join(f"{k}={v}" for k, v in man["params"]["objective_params"].items()) + ")"
-        pretrain_rows.append({"method": m, "objective": objective, "epochs": len(histories[m]),
-                              "pool": man.get("n_pool") or "–", "excluded": excluded_text(man),
-                              "speed": fmt(man.get("graphs_per_s") or float("nan")), "device": man.get("device"),
-                              "wall": fmt(man["wall_s"])})  # fmt: skip
-    methods = sorted({m["objective"] for m in spec["config"]["pretrain"]["methods"].values()})
+        rows.append({"method": m, "objective": objective, "epochs": len(histories[m]),
+                     "pool": man.get("n_pool") or "–", "excluded": excluded_text(man),
+                     "speed": fmt(man.get("graphs_per_s") or float("nan")), "device": man.get("device"),
+                     "wall": fmt(man["wall_s"])})  # fmt: skip
+    return rows
+
+
+def summing_methods(methods: dict[str, dict[str, Any]]) -> list[str]:
+    """The config's methods whose model sums over atoms (a foundation model's own readout)."""
+    return [m for m, v in methods.items() if v.get("objective") == "foundation"
+            and MODELS[{**OBJECTIVES["foundation"].defaults, **(v.get("params") or {})}["model"]].pooling == "sum"]  # fmt: skip
+
+
+def caveats_of(methods: dict[str, dict[str, Any]], foundation: dict[str, str]) -> dict[str, str]:
+    """Per method, what a reader must know beside its numbers: a training set the leakage guard cannot see, and how a
+    foundation model was trained (`foundation`: method -> its mode)."""
+    caveats = {m: UNGUARDED[v.get("objective")] for m, v in methods.items() if v.get("objective") in UNGUARDED}
+    for m, mode in foundation.items():
+        caveats[m] = f"{mode}; {caveats[m]}" if m in caveats else mode
+    return caveats
+
+
+def render(**context: Any) -> str:
+    """The report page (templates/report.html.j2) from its context."""
     # every string from a config or a data file is untrusted: escape everything (select_autoescape() would not match
     # the name report.html.j2 and escape nothing)
     env = Environment(loader=PackageLoader("matssl", "templates"), autoescape=True)
-    html = env.get_template("report.html.j2").render(
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), spec_digest=spec_digest(spec), answer=answer(a, caveats), cap_warning=int(100 * CAP_WARNING),
-        config=spec["config"], pool=spec["pool"], leakage=spec["exclude_test_structures"], props=props,
-        pretrain_rows=pretrain_rows, loss_plot=loss_plot(histories),
-        stages=stage_rows(spec["stages"]), rejections=rejection_rows(spec["stages"]),
-        unlabelled=unlabelled_rows(spec["stages"]),
-        methods=[(m, *METHOD_INFO.get(m, (m, "", ""))) for m in methods],
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return env.get_template("report.html.j2").render(generated=generated, cap_warning=int(100 * CAP_WARNING), **context)
+
+
+def method_rows(objectives: Iterable[str]) -> list[tuple[str, str, str, str]]:
+    return [(m, *METHOD_INFO.get(m, (m, "", ""))) for m in sorted(set(objectives))]
+
+
+def write_report(spec: dict[str, Any], out: Path) -> None:
+    """The workflow's report: every property of the config, its probes, pretraining, rejections and provenance."""
+    data = {name: read_json(p["target"]) for name, p in spec["properties"].items()}
+    a = analyse({n: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for n, d in data.items()},
+                foundation=list(spec.get("foundation", {})), confirmatory=confirmatory_of(spec["config"]))  # fmt: skip
+    methods = spec["config"]["pretrain"]["methods"]
+    caveats, summed = caveats_of(methods, spec.get("foundation", {})), summing_methods(methods)
+    props = [property_page(name, data[name], a.cells[a.cells["property"] == name], caveats, summed,
+                           {k: p[k] for k in ("column", "dataset", "folds")}, spec["probes"].get(name))
+             for name, p in spec["properties"].items()]  # fmt: skip
+    histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}
+    manifests = {m: read_json(Path(d) / "manifest.json") for m, d in spec["pretrain"].items()}
+    html = render(
+        spec_digest=spec_digest(spec), answer=answer(a, caveats), config=spec["config"], pool=spec["pool"],
+        leakage=spec["exclude_test_structures"], props=props, pretrain_rows=pretrain_rows(manifests, histories),
+        loss_plot=loss_plot(histories), stages=stage_rows(spec["stages"]), rejections=rejection_rows(spec["stages"]),
+        unlabelled=unlabelled_rows(spec["stages"]), methods=method_rows(m["objective"] for m in methods.values()),
     )  # fmt: skip
     with atomic_path(out) as tmp:
         tmp.write_text(html)
+
+
+# --------------------------------------------------------------------------- `matssl summarize`
+def pretrain_labels(runs: Runs) -> dict[str, str]:
+    """The pretraining stages the runs started from, by a readable label (method, seed, budget) -> folder name."""
+    out = {}
+    for key in runs.used:
+        p = runs.pretrain[key]["params"]
+        epochs = (p.get("optim") or {}).get("epochs", 0)
+        label = f"{p['method']} (seed {p['seed']}, {epochs} epochs)"
+        out[label if label not in out else key] = key
+    return out
+
+
+def protocol_text(runs: Runs) -> str:
+    """What the runs share, from their records: the encoder, the finetuning protocol, the seeds and where they ran."""
+    d = next(iter(runs.props.values()))
+    o = d["finetune"]["optim"]
+    frame = runs.frame()
+    enc = next((m["params"]["encoder"] for m in runs.pretrain.values() if "encoder" in m["params"]), None)
+    encoder = f"{enc['name'].upper()} {enc['layers']} x {enc['width']}; " if enc else ""
+    return (
+        f"{encoder}finetuning with learning rates {o['lrs']} chosen on the validation score, at most "
+        f"{o['max_steps']} steps, patience {o['patience']}; finetuning seeds {sorted(set(frame['seed']))}, pretraining "
+        f"seeds {sorted(set(frame['pretrain_seed']))}; {len(frame)} runs on {', '.join(sorted(set(frame['device'])))}."
+    )
+
+
+def config_methods(config: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    return (config or {}).get("pretrain", {}).get("methods") or {}
+
+
+def summary_caveats(runs: Runs, config: dict[str, Any] | None) -> dict[str, str]:
+    """`caveats_of` for a summary: the config's methods where it is given (a foundation model's mode from its `train`),
+    and every method without a pretraining stage of ours is a foundation model the guard cannot see."""
+    methods = config_methods(config)
+    modes = {m: "every weight finetuned" if {**OBJECTIVES["foundation"].defaults, **(v.get("params") or {})}["train"] == "all"
+             else "frozen, head only" for m, v in methods.items() if v.get("objective") == "foundation"}  # fmt: skip
+    return caveats_of(methods, modes) | {m: UNGUARDED["foundation"] for m in runs.foundation if m not in methods}
+
+
+def write_summary_report(runs: Runs, a: Analysis, config: dict[str, Any] | None, out: Path) -> None:
+    """The report page of a summary of several results folders: the answer, family by family, each property's table and
+    plots, the pretraining stages; no probes, rejections or provenance (a results folder's own report has them)."""
+    methods = config_methods(config)
+    caveats = summary_caveats(runs, config)
+    props = [property_page(name, d, a.cells[a.cells["property"] == name], caveats, summing_methods(methods))
+             for name, d in runs.props.items()]  # fmt: skip
+    labels = pretrain_labels(runs)
+    histories = {m: read_json(runs.pretrain_dirs[k] / "history.json") for m, k in labels.items()}
+    objectives = [runs.pretrain[k]["params"]["objective"] for k in labels.values()]
+    html = render(
+        spec_digest="", answer=answer(a, caveats), config=None, sources=runs.sources, protocol=protocol_text(runs),
+        props=props, pretrain_rows=pretrain_rows({m: runs.pretrain[k] for m, k in labels.items()}, histories),
+        loss_plot=loss_plot(histories), stages=[], rejections=None, unlabelled=[],
+        methods=method_rows([*objectives, *(["foundation"] if runs.foundation else [])]),
+    )  # fmt: skip
+    with atomic_path(out) as tmp:
+        tmp.write_text(html)
+
+
+def minus(text: str) -> str:
+    """A number's minus sign as the typographic one (not a hyphen in a word)."""
+    return re.sub(r"(?<![\w])-(?=\d)", "−", text)
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|---" * len(header) + "|",
+        *("| " + " | ".join(map(str, r)) + " |" for r in rows),
+        "",
+    ]
+
+
+HEADERS = {"k": "properties", "tau": "τ (%)", "i2": "I²", "fraction": "labels"}  # a family table's column names
+
+
+def markdown_families(a: Analysis, caveats: dict[str, str] | None = None) -> list[str]:
+    """The answer, family by family, as Markdown: the same rows as the report's (`answer`)."""
+    ans = answer(a, caveats or {})
+    lines = ["## The answer, family by family", "",
+             "Every interval is a plain 95 % interval; each family has its own correction ("
+             + "; ".join(f"{f['family']}, {f['adjust']} over {f['n']}" for f in ans["families"]) + ").", ""]  # fmt: skip
+
+    def family(title: str, rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
+        if not rows:
+            return []
+        body = [[r[k] for k in keys] + [minus(r["verdict"]), r["p"], r["p_adjusted"], r["note"] or ""] for r in rows]
+        header = [HEADERS.get(k, k) for k in keys]
+        return [f"### {title}", "", *markdown_table([*header, "verdict (95 % interval)", "p", "p adjusted", "note"], body)]
+
+    lines += family("On average across the properties (random effects; Holm)", ans["across"], ["method", "k", "tau", "i2"])
+    lines += family("On average across the properties, per label fraction (Holm)", ans["across_fraction"],
+                    ["method", "fraction", "k", "tau"])  # fmt: skip
+    for name, rows in ans["primary"].items():
+        lines += family(f"Per method and property, pooled over the label fractions: {name} (Holm)", rows, ["property", "method"])
+    lines += family("Foundation models against scratch (Holm)", ans["foundation"], ["property", "method"])
+    for model, rows in ans["versus"].items():
+        lines += family(f"Pretrained methods against {model} (Holm)", rows, ["property", "method"])
+    return lines
+
+
+def markdown_cells(a: Analysis, runs: Runs) -> list[str]:
+    """Per label fraction, a row per method and a column per property: the test score, and the per-cell screen's
+    verdict against scratch (Benjamini-Hochberg)."""
+    lines = ["## Per cell (exploratory screen)", ""]
+    cells, frame = a.cells, runs.frame()
+    for f in sorted(cells["fraction"].unique()):
+        at = cells[cells["fraction"] == f]
+        props = [p for p in runs.props if (at["property"] == p).any()]
+        rows = []
+        for m in method_order(at["method"]):
+            row = [m]
+            for p in props:
+                r = at[(at["property"] == p) & (at["method"] == m)]
+                if r.empty:
+                    row.append("–")
+                    continue
+                c = table_cell(r.iloc[0], sc=SCORES[runs.props[p].get("kind") or "regression"])
+                text = c["value"] + (minus(f": {c['verdict']}") if c["change"] else "")
+                row.append(text + "".join(f"; {fl}" for fl in c["flags"]))
+            rows.append(row)
+        header = ["method"] + [f"{p} ({unit_label(runs.props[p]) or '–'})" for p in props]
+        lines += [f"### {100 * f:g} % of the training labels", "", *markdown_table(header, rows)]
+        held = frame[(frame["fraction"] == f) & frame["n_test_clipped"].notna()] if "n_test_clipped" in frame else frame[:0]
+        if len(held):  # (a classification's runs, and runs of code from before it was recorded, do not say)
+            n = held.groupby("method", sort=False)[["n_test_clipped", "n_test"]].sum()
+            lines += ["Test predictions held at the training targets' range (over properties): "
+                      + ", ".join(f"{m} {int(r['n_test_clipped'])} of {int(r['n_test'])}" for m, r in n.iterrows()), ""]  # fmt: skip
+    return lines
+
+
+def markdown_pretraining(runs: Runs) -> list[str]:
+    """The pretraining stages the runs started from: a row each (what it trained, on how many structures, how fast)."""
+    rows = []
+    for label, key in pretrain_labels(runs).items():
+        man = runs.pretrain[key]
+        rows.append([label, man.get("n_pool") or "–", excluded_text(man), fmt(man["wall_s"]), man.get("graphs_per_s") or "–",
+                     man.get("device", "cpu"), key])  # fmt: skip
+    if not rows:
+        return []
+    header = ["method", "pool", "excluded by the leakage guard", "wall (s)", "graphs/s", "device", "stage"]
+    return ["## Pretraining", "", *markdown_table(header, rows)]
+
+
+def markdown_summary(runs: Runs, a: Analysis, config: dict[str, Any] | None = None) -> list[str]:
+    """`matssl summarize`'s summary.md, as lines: where the runs came from, the answer family by family, the per-cell
+    tables and the pretraining stages."""
+    lines = ["# Summary", "", "Runs from: " + "; ".join(f"{src} ({n} runs)" for src, n in runs.sources.items()) + ".", "",
+             protocol_text(runs), ""]  # fmt: skip
+    return [*lines, *markdown_families(a, summary_caveats(runs, config)), *markdown_cells(a, runs), *markdown_pretraining(runs)]
+
+
+def write_summary(folders: list[str | Path], out: Path, config: dict[str, Any] | None = None,
+                  properties: list[str] | None = None) -> tuple[Runs, Analysis]:  # fmt: skip
+    """`matssl summarize`: one summary of the runs of `folders` (results folders, or copies of them), the statistics'
+    families over all of them: `out`/summary.md, summary.json (every cell with its comparison) and report.html.
+    `config`: a config as a mapping (its `statistics.confirmatory`; its methods' kinds for the report's caveats)."""
+    runs = collect(folders, properties)
+    a = runs.analyse(confirmatory_of(config))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text("\n".join(markdown_summary(runs, a, config)) + "\n")
+    (out / "summary.json").write_text(json.dumps(a.cells.to_dict("records"), indent=1, default=str) + "\n")
+    write_summary_report(runs, a, config, out / "report.html")
+    return runs, a

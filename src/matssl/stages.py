@@ -49,8 +49,8 @@ CODE: dict[str, list[str]] = {
     "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", "foundation.py", *KERNELS],
     "predict": ["predict.py", "finetune.py", "evaluate.py", "encoders.py", "graphs.py", "stages.py", *KERNELS],
     # not cached stages, but their rules take this as a parameter, so that new statistics re-summarise
-    "property": ["stats.py"],
-    "report": ["stats.py", "report.py", "evaluate.py", "foundation.py", "objectives/*.py", "templates/*.j2"],
+    "property": ["stats.py", "summarize.py"],
+    "report": ["stats.py", "summarize.py", "report.py", "evaluate.py", "foundation.py", "objectives/*.py", "templates/*.j2"],
 }
 # The files each stage kind writes (the last one is written last: its presence means "done").
 OUTPUTS: dict[str, list[str]] = {

@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
-
-from matssl.io import read_json, write_json
 
 ALPHA = 0.05  # every family's error rate (Holm: family-wise; Benjamini-Hochberg: false discovery rate)
 POWER = 0.8  # the power at which a design's detectable effect is stated
@@ -263,6 +260,15 @@ def benjamini_hochberg(p_values: list[float] | np.ndarray) -> tuple[np.ndarray, 
 ADJUST = {"holm": ("Holm", holm), "bh": ("Benjamini-Hochberg", benjamini_hochberg)}
 
 
+def finding(row: dict[str, Any] | pd.Series, sc: Scores) -> int:
+    """What a judged comparison found: +1 the method is better than its baseline, -1 worse (the family's adjusted p
+    below ALPHA), 0 nothing detectable or not tested. The verdict's words and the report's colours come from it."""
+    p = row.get("p_adjusted", math.nan)
+    if not (math.isfinite(p) and p < ALPHA):
+        return 0
+    return 1 if (row["change_pct"] < 0) == sc.lower_is_better else -1
+
+
 def verdict(row: dict[str, Any] | pd.Series, sc: Scores, words: tuple[str, str] = ("helps", "hurts"), prefix: str = "") -> str:
     """The words a comparison may use, from its family's adjusted p: '<better word>' or '<worse word>' where it is
     below ALPHA, else 'no detectable difference' with what the design could have detected at 80 % power (at the level
@@ -274,9 +280,8 @@ def verdict(row: dict[str, Any] | pd.Series, sc: Scores, words: tuple[str, str] 
         return "not tested"
     u = sc.unit
     text = f"{row['change_pct']:+.1f}{u} (95 % interval {row['ci_low_pct']:+.1f} to {row['ci_high_pct']:+.1f}{u})"
-    if p < ALPHA:
-        better = (row["change_pct"] < 0) == sc.lower_is_better
-        return f"{prefix}{words[0] if better else words[1]}: {text}"
+    if finding(row, sc):
+        return f"{prefix}{words[0] if finding(row, sc) > 0 else words[1]}: {text}"
     out = f"{prefix}no detectable difference: {text}"
     if row["ci_low_pct"] * row["ci_high_pct"] > 0:
         out += f", which excludes 0 only before the {row['adjust']} correction over {int(row['n_family'])}"
@@ -303,6 +308,7 @@ def judge(rows: pd.DataFrame, family: str, adjust: str, sc_of: pd.Series, words:
         highs.append(float(sc.shown(mde)))
     out["detect_low_pct"], out["detect_high_pct"] = lows, highs
     out["verdict"] = [verdict(r, sc, words, prefix) for (_, r), sc in zip(out.iterrows(), sc_of, strict=True)]
+    out["finding"] = [finding(r, sc) for (_, r), sc in zip(out.iterrows(), sc_of, strict=True)]
     return out
 
 
@@ -407,8 +413,9 @@ def compare_all(summary: pd.DataFrame, words: tuple[str, str] = ("helps", "hurts
     tested = ~summary["method"].isin(DUMMIES) & summary["p_value"].notna()
     judged = judge(summary[tested], family, adjust, kinds_of(summary[tested]), words)
     out = summary.copy()
-    for col in ("p_adjusted", "family", "adjust", "n_family", "detect_low_pct", "detect_high_pct", "verdict"):
+    for col in ("p_adjusted", "family", "adjust", "n_family", "detect_low_pct", "detect_high_pct", "verdict", "finding"):
         out[col] = judged[col].reindex(out.index)
+    out["finding"] = out["finding"].fillna(0).astype(int)
     compared = out["change_pct"].notna()
     out["verdict"] = np.where(compared & ~tested, "not tested", out["verdict"].fillna(""))
     if "failed" in out:
@@ -520,26 +527,3 @@ def analyse(data: dict[str, tuple[pd.DataFrame, str]], foundation: list[str] | t
             versus.append(judge(v.assign(baseline=model), f"pretrained methods against {model}", "holm", kinds_of(v),
                                 words=(f"beats {model}", f"{model} better")))  # fmt: skip
     return Analysis(cells, primary, across, found, pd.concat(versus, ignore_index=True) if versus else pd.DataFrame(), named)
-
-
-def summarize_property(spec: dict[str, Any], out: Path) -> None:
-    """The friendly per-property target: every run's metrics and the per-method summary."""
-    kind = spec.get("kind", "regression")
-    sc = SCORES[kind]
-    keep = ["method", "base_method", "pretrain_epochs", "pretrain_seed", "fold", "fraction", "seed", "precision", sc.primary,
-            *sc.others, "n_train", "n_val", "n_test", "n_train_fold", "lr", sc.val, "best_step", "steps", "stopped", "hit_cap"]  # fmt: skip
-    rows = []
-    for d in spec["runs"]:
-        m = read_json(Path(d) / "metrics.json")
-        dummy = {f"dummy_{k}_{metric}": v for k, scores in m["dummy"].items() for metric, v in scores.items()}
-        clipped = {"n_test_clipped": m.get("n_test_clipped", math.nan)}  # (a regression's; NaN: runs from before it was)
-        rows.append({k: m[k] for k in keep} | clipped | dummy | {"dir": d})
-    runs = pd.DataFrame(rows)
-    summary = summarize_runs(runs, kind=kind)
-    from matssl.stages import spec_digest
-
-    folds = read_json(Path(spec["splits"]) / "folds.json") if spec.get("splits") else {}
-    write_json({"property": spec["property"], "spec_digest": spec_digest(spec), "unit": spec.get("unit", ""),
-                "kind": kind, "classes": folds.get("classes"), "transform": spec.get("transform", "none"),
-                "per_atom": spec.get("per_atom", "none"), "atoms_spearman": folds.get("atoms_spearman"),
-                "summary": summary.to_dict("records"), "runs": runs.to_dict("records")}, out)  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from matssl.config import parse_config
+from matssl.validate import parse_config
 from matssl.io import atomic_path, sha256_file
 from matssl.stages import Plan, code_fingerprint, invalidate_damaged, summary_spec_file
 
