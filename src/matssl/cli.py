@@ -24,40 +24,12 @@ from matssl.io import InputError
 SCHEMA_PATH = Path("workflow/schemas/config.schema.json")
 
 
-def _runner(kind: str):
-    if kind == "download":
-        from matssl.ingest import run_download as f
-    elif kind == "ingest":
-        from matssl.ingest import run_ingest as f
-    elif kind == "graphs":
-        from matssl.features import run_graphs as f
-    elif kind == "augment":
-        from matssl.features import run_augment as f
-    elif kind == "fingerprints":
-        from matssl.features import run_fingerprints as f
-    elif kind == "splits":
-        from matssl.evaluate import run_splits as f
-    elif kind == "leakage":
-        from matssl.leakage import run_leakage as f
-    elif kind == "pretrain":
-        from matssl.pretrain import run_pretrain as f
-    elif kind == "finetune":
-        from matssl.finetune import run_finetune as f
-    elif kind == "probe":
-        from matssl.probes import run_probe as f
-    elif kind == "foundation":
-        from matssl.foundation import run_foundation as f
-    elif kind == "predict":
-        from matssl.predict import run_predict as f
-    else:
-        raise SystemExit(f"unknown stage kind {kind!r}")
-    return f
-
-
 def cmd_stage(args: argparse.Namespace) -> None:
-    from matssl.stages import write_manifest
+    from matssl.stages import KINDS, runner, write_manifest
 
     spec = json.loads(args.spec)
+    if args.kind not in KINDS or not KINDS[args.kind].outputs:
+        raise SystemExit(f"unknown stage kind {args.kind!r}")
     if spec["kind"] != args.kind:
         raise SystemExit(f"spec is for a {spec['kind']} stage, not {args.kind}")
     out = Path(args.out)
@@ -78,21 +50,21 @@ def cmd_stage(args: argparse.Namespace) -> None:
         check_gpu_request(args.gpus, spec["runtime"].get("device", "auto"))
     started = time.time()
     logging.info("stage %s %s -> %s (%d threads)", args.kind, spec["key"], out, args.threads)
-    extra = _runner(args.kind)(spec, out)
+    extra = runner(args.kind)(spec, out)
     write_manifest(spec, out, started, extra)
     logging.info("stage %s done in %.1f s", args.kind, time.time() - started)
 
 
 def cmd_property(args: argparse.Namespace) -> None:
-    from matssl.summarize import summarize_property
+    from matssl.stages import runner
 
-    summarize_property(json.loads(Path(args.spec_file).read_text()), Path(args.out))
+    runner("property")(json.loads(Path(args.spec_file).read_text()), Path(args.out))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from matssl.report import write_report
+    from matssl.stages import runner
 
-    write_report(json.loads(Path(args.spec_file).read_text()), Path(args.out))
+    runner("report")(json.loads(Path(args.spec_file).read_text()), Path(args.out))
 
 
 def cmd_summarize(args: argparse.Namespace) -> None:

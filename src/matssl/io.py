@@ -103,3 +103,8 @@ def sha256_tree(path: str | Path, pattern: str = "*") -> str:
 
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def spec_digest(spec: dict[str, Any]) -> str:
+    """A short hash of a property's, the report's or a predictions file's spec: recorded in the file it makes."""
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]

@@ -22,9 +22,9 @@ from jinja2 import Environment, PackageLoader  # noqa: E402
 
 from matssl.evaluate import EXTENSIVE_RHO  # noqa: E402
 from matssl.foundation import MODELS  # noqa: E402
-from matssl.io import atomic_path, read_json  # noqa: E402
+from matssl.io import atomic_path, read_json, spec_digest  # noqa: E402
 from matssl.objectives import OBJECTIVES  # noqa: E402
-from matssl.stages import OUTPUTS, spec_digest  # noqa: E402
+from matssl.stages import OUTPUTS  # noqa: E402
 from matssl.stats import DUMMIES, SCORES, Analysis, Scores, analyse  # noqa: E402
 from matssl.summarize import Runs, collect, confirmatory_of  # noqa: E402
 from matssl.table import read_table  # noqa: E402

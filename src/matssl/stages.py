@@ -3,7 +3,7 @@
 A stage's directory is `<results>/<kind>/<label>-<hash>`. The hash covers exactly what determines
 the output: the stage's own resolved parameters, the hashes of its upstream stages, the content of
 input files it reads from outside the results folder, a fingerprint of the source code that computes
-it and the versions of the libraries that compute it (`COMPUTE`, as installed where Snakemake plans the
+it and the versions of the libraries that compute it (`Kind.compute`, as installed where Snakemake plans the
 run: with `--sdm conda` the jobs' environment is another one, whose versions only the manifests record).
 The device, thread count and the MP API key are not in it (they do not change what is
 computed, or must never be stored). Snakemake asks the plan for a stage's inputs and parameters; the
@@ -12,8 +12,10 @@ job itself gets a JSON `spec` and runs one `matssl stage` command.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
+import importlib
 import os
 import platform
 import re
@@ -21,6 +23,7 @@ import resource
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib import metadata
@@ -28,71 +31,103 @@ from pathlib import Path
 from typing import Any
 
 from matssl.config import SAFE_NAME, Config, FilesSource, MatbenchSource, MPSource
-from matssl.io import canonical_json, read_json, sha256_file, sha256_tree, write_json
+from matssl.io import canonical_json, read_json, sha256_file, sha256_tree, spec_digest, write_json
 
 PACKAGE_DIR = Path(__file__).parent
 
-# Source files whose code decides each stage's output (the code fingerprint).
-KERNELS = ["kernels/*.py", "kernels/*.c"]
-CODE: dict[str, list[str]] = {
-    "download": ["sources.py"],
-    "ingest": ["sources.py", "table.py", "ingest.py"],
-    "graphs": ["features.py", "graphs.py", "table.py"],
-    "augment": ["features.py", "augment.py", "graphs.py", "table.py"],
-    "fingerprints": ["features.py", "fingerprints.py", "table.py"],
-    "splits": ["evaluate.py", "sources.py"],
-    "leakage": ["leakage.py", "table.py"],
-    # augment.py: the masking objectives' targets (groups, periods, stiffness) come from it
-    "pretrain": ["pretrain.py", "encoders.py", "graphs.py", "train.py", "augment.py", "objectives/*.py", *KERNELS],
-    "foundation": ["foundation.py", "table.py"],
-    "finetune": ["finetune.py", "encoders.py", "graphs.py", "train.py", "evaluate.py", "foundation.py", "table.py", *KERNELS],
-    "probe": ["probes.py", "encoders.py", "graphs.py", "evaluate.py", "fingerprints.py", "foundation.py", *KERNELS],
-    "predict": ["predict.py", "finetune.py", "evaluate.py", "encoders.py", "graphs.py", "stages.py", *KERNELS],
-    # not cached stages, but their rules take this as a parameter, so that new statistics re-summarise
-    "property": ["stats.py", "summarize.py"],
-    "report": ["stats.py", "summarize.py", "report.py", "evaluate.py", "foundation.py", "objectives/*.py", "templates/*.j2"],
-}
-# The files each stage kind writes (the last one is written last: its presence means "done").
-OUTPUTS: dict[str, list[str]] = {
-    "download": ["manifest.json"],
-    "ingest": ["structures.parquet", "rejected.parquet", "manifest.json"],
-    "graphs": ["graphs.npz", "rejected.parquet", "manifest.json"],
-    "augment": ["views.parquet", "graphs.npz", "manifest.json"],
-    "fingerprints": ["atoms.parquet", "manifest.json"],
-    "splits": ["folds.json", "manifest.json"],
-    "leakage": ["excluded.json", "manifest.json"],
-    "pretrain": ["encoder.pt", "history.json", "manifest.json"],
-    "foundation": ["features.parquet", "rejected.parquet", "manifest.json"],
-    "finetune": ["metrics.json", "model.pt", "predictions.parquet", "manifest.json"],
-    "probe": ["probes.parquet", "map.parquet", "manifest.json"],
-    "predict": ["predictions.parquet", "rejected.parquet", "manifest.json"],
-}
-# The libraries whose versions decide each stage's numbers: part of its hash (an upgrade re-runs what it computes).
-COMPUTE: dict[str, list[str]] = {
-    "download": [],
-    "ingest": ["pymatgen", "ase", "numpy", "pandas", "pyarrow"],
-    "graphs": ["pymatgen", "numpy"],
-    "augment": ["pymatgen", "numpy"],
-    "fingerprints": ["dscribe", "ase", "numpy", "scipy", "pymatgen"],
-    "splits": ["scikit-learn", "numpy"],
-    "leakage": ["pymatgen", "numpy"],
-    "pretrain": ["torch", "numpy", "pymatgen"],
-    "foundation": ["chgnet", "torch", "numpy", "pymatgen"],
-    "finetune": ["torch", "numpy", "scikit-learn", "chgnet", "pymatgen"],  # (chgnet, pymatgen: a foundation model trained whole)
-    "probe": ["torch", "numpy", "scikit-learn", "scipy", "pymatgen", "dscribe"],
-    "predict": ["torch", "numpy"],
-}
+
+# --------------------------------------------------------------------------- stage kinds, declared once
+@dataclass(frozen=True)
+class Kind:
+    """A kind of stage, declared once. `runner`: the function that runs it (`module:function` of this package: the
+    command line calls it; its module and every module of the package that module imports, at any depth, are the
+    kind's code, so that no change of its code leaves its key unchanged); `outputs`: the files it writes, the last one
+    last (its presence means done); `compute`: the libraries whose versions decide its numbers (in its key);
+    A kind without outputs is a summary
+    (a property's, the report): not cached, its code a rule parameter. Threads and resources are the rules'
+    (workflow/rules), where a cluster's user sets them; a test checks each rule against this table."""
+
+    runner: str
+    outputs: tuple[str, ...] = ()
+    compute: tuple[str, ...] = ()
+
+
+# Files beside the code that a module reads and that decide its output: part of the code of every kind that imports it.
+DATA = {"kernels/__init__.py": ("kernels/*.c",), "report.py": ("templates/*.j2",)}
+KINDS: dict[str, Kind] = {
+    "download": Kind("ingest:run_download", ("manifest.json",)),
+    "ingest": Kind("ingest:run_ingest", ("structures.parquet", "rejected.parquet", "manifest.json"),
+                   ("pymatgen", "ase", "numpy", "pandas", "pyarrow")),
+    "graphs": Kind("features:run_graphs", ("graphs.npz", "rejected.parquet", "manifest.json"), ("pymatgen", "numpy")),
+    "augment": Kind("features:run_augment", ("views.parquet", "graphs.npz", "manifest.json"), ("pymatgen", "numpy")),
+    "fingerprints": Kind("features:run_fingerprints", ("atoms.parquet", "manifest.json"),
+                         ("dscribe", "ase", "numpy", "scipy", "pymatgen")),
+    "splits": Kind("evaluate:run_splits", ("folds.json", "manifest.json"), ("scikit-learn", "numpy")),
+    "leakage": Kind("leakage:run_leakage", ("excluded.json", "manifest.json"), ("pymatgen", "numpy")),
+    "pretrain": Kind("pretrain:run_pretrain", ("encoder.pt", "history.json", "manifest.json"), ("torch", "numpy", "pymatgen")),
+    "foundation": Kind("foundation:run_foundation", ("features.parquet", "rejected.parquet", "manifest.json"),
+                       ("chgnet", "torch", "numpy", "pymatgen")),
+    # (chgnet, pymatgen: a foundation model trained whole)
+    "finetune": Kind("finetune:run_finetune", ("metrics.json", "model.pt", "predictions.parquet", "manifest.json"),
+                     ("torch", "numpy", "scikit-learn", "chgnet", "pymatgen")),
+    "probe": Kind("probes:run_probe", ("probes.parquet", "map.parquet", "manifest.json"),
+                  ("torch", "numpy", "scikit-learn", "scipy", "pymatgen", "dscribe")),
+    "predict": Kind("predict:run_predict", ("predictions.parquet", "rejected.parquet", "manifest.json"), ("torch", "numpy")),
+    # summaries: not cached stages, but their rules take their code as a parameter, so that new statistics re-summarise
+    "property": Kind("summarize:summarize_property"),
+    "report": Kind("report:write_report"),
+}  # fmt: skip
+OUTPUTS = {k: list(v.outputs) for k, v in KINDS.items() if v.outputs}  # the cached kinds, in pipeline order
 PACKAGES = ["matssl", "torch", "torch-geometric", "pymatgen", "dscribe", "chgnet", "numpy", "pandas", "pyarrow",
             "scikit-learn", "snakemake"]  # fmt: skip
+
+
+def runner(kind: str) -> Callable[..., Any]:
+    """The function that runs a stage kind (`Kind.runner`), imported when asked for."""
+    module, name = KINDS[kind].runner.split(":")
+    return getattr(importlib.import_module(f"matssl.{module}"), name)
+
+
+def package_imports(module: str) -> set[str]:
+    """The package's source files that `module` (a file of it, relative: 'finetune.py') imports, at any depth, itself
+    included: every `import matssl.x` and `from matssl.x import ...`, at module level or inside a function."""
+    seen, todo = set(), [module]
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        for node in ast.walk(ast.parse((PACKAGE_DIR / rel).read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "matssl":
+                names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] != "matssl" or len(parts) < 2:
+                    continue
+                path = Path(*parts[1:])
+                for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+                    if (PACKAGE_DIR / candidate).is_file():
+                        todo.append(candidate.as_posix())
+    return seen
+
+
+@cache
+def code_files(kind: str) -> list[str]:
+    """A kind's code: its runner's module, the package's modules it imports at any depth, and their data files."""
+    py = package_imports(KINDS[kind].runner.split(":")[0].replace(".", "/") + ".py")
+    data = {f.relative_to(PACKAGE_DIR).as_posix() for m in py for pattern in DATA.get(m, ()) for f in PACKAGE_DIR.glob(pattern)}
+    return sorted(py | data)
 
 
 @cache
 def code_fingerprint(kind: str) -> str:
     h = hashlib.sha256()
-    for pattern in CODE[kind]:
-        for f in sorted(PACKAGE_DIR.glob(pattern)):
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
+    for rel in code_files(kind):
+        h.update(rel.encode())
+        h.update((PACKAGE_DIR / rel).read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -106,7 +141,7 @@ def installed_versions(packages: list[str]) -> dict[str, str]:
 
 @cache
 def compute_versions(kind: str) -> dict[str, str]:
-    return installed_versions(COMPUTE[kind])
+    return installed_versions(list(KINDS[kind].compute))
 
 
 @dataclass
@@ -318,6 +353,18 @@ class Plan:
         external = {k: m.params[k] for k in obj.files}
         return self._add(Stage("pretrain", label, params, cfg.results, upstream, external=external, runtime=runtime,
                                by_content=by_content))  # fmt: skip
+
+    @cached_property
+    def after_guard(self) -> set[str]:
+        """The stage kinds keyed, through an upstream stage, on the leakage guard's exclusion set (its content)."""
+        keyed: dict[int, bool] = {}
+
+        def on_guard(s: Stage) -> bool:
+            if id(s) not in keyed:
+                keyed[id(s)] = bool(s.by_content) or any(on_guard(u) for u in s.upstream.values())
+            return keyed[id(s)]
+
+        return {s.kind for s in self.stages.values() if on_guard(s)}
 
     @property
     def pending(self) -> bool:
@@ -542,11 +589,6 @@ def invalidate_damaged(plan: Plan) -> dict[str, list[str]]:
         for target in (plan.report_target, *(plan.property_target(p) for p in plan.cfg.properties)):
             Path(target).unlink(missing_ok=True)
     return found
-
-
-def spec_digest(spec: dict[str, Any]) -> str:
-    """A short hash of a property's, the report's or a predictions file's spec: recorded in the file it makes."""
-    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
 
 
 def exclusion_dir(results: str, digest: str) -> str:

@@ -18,8 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from matssl.io import InputError, read_json, write_json
-from matssl.stages import spec_digest
+from matssl.io import InputError, read_json, spec_digest, write_json
 from matssl.stats import SCORES, Analysis, analyse, summarize_runs
 
 # what a property summary's runs share (kept once per property)

@@ -10,7 +10,13 @@ from snakemake.logging import logger
 
 from matssl.validate import parse_config
 from matssl.io import atomic_path, sha256_file
-from matssl.stages import Plan, code_fingerprint, invalidate_damaged, summary_spec_file
+from matssl.stages import (
+    OUTPUTS,
+    Plan,
+    code_fingerprint,
+    invalidate_damaged,
+    summary_spec_file,
+)
 
 # Jobs run `matssl` from the environment that runs Snakemake (`.venv/bin/snakemake` without activating the venv
 # too): its bin folder goes first on the jobs' PATH (local jobs and SLURM jobs, which inherit the environment).
@@ -64,7 +70,7 @@ if workflow.is_main_process and PLAN.pending:
         t.replace(t.with_name(f"{t.stem}.stale{t.suffix}"))
 
 # The stage kinds keyed, through pretraining, on the leakage guard's output (see plan()).
-AFTER_GUARD = {"pretrain", "finetune", "probe", "predict"}
+AFTER_GUARD = PLAN.after_guard
 
 
 def plan(kind="pretrain"):
@@ -113,6 +119,11 @@ def copy_exclusion(digest, dest, log):
     with atomic_path(dest) as tmp:
         shutil.copyfile(source, tmp)
     Path(log).write_text(f"{source} -> {dest}\n")
+
+
+def stage_outputs(kind):
+    """A stage kind's outputs (matssl.stages.KINDS), the last one written last."""
+    return [f"{RESULTS}/{kind}/{{key}}/{name}" for name in OUTPUTS[kind]]
 
 
 def stage_spec(kind):

@@ -8,7 +8,7 @@ localrules:
 
 rule download:
     output:
-        f"{RESULTS}/download/{{key}}/manifest.json",
+        stage_outputs("download"),
     log:
         f"{RESULTS}/logs/download/{{key}}.log",
     params:
@@ -22,9 +22,7 @@ rule ingest:
     input:
         stage_inputs("ingest"),
     output:
-        f"{RESULTS}/ingest/{{key}}/structures.parquet",
-        f"{RESULTS}/ingest/{{key}}/rejected.parquet",
-        f"{RESULTS}/ingest/{{key}}/manifest.json",
+        stage_outputs("ingest"),
     log:
         f"{RESULTS}/logs/ingest/{{key}}.log",
     params:
@@ -38,8 +36,7 @@ rule splits:
     input:
         stage_inputs("splits"),
     output:
-        f"{RESULTS}/splits/{{key}}/folds.json",
-        f"{RESULTS}/splits/{{key}}/manifest.json",
+        stage_outputs("splits"),
     log:
         f"{RESULTS}/logs/splits/{{key}}.log",
     params:

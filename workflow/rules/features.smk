@@ -5,9 +5,7 @@ rule graphs:
     input:
         stage_inputs("graphs"),
     output:
-        f"{RESULTS}/graphs/{{key}}/graphs.npz",
-        f"{RESULTS}/graphs/{{key}}/rejected.parquet",
-        f"{RESULTS}/graphs/{{key}}/manifest.json",
+        stage_outputs("graphs"),
     log:
         f"{RESULTS}/logs/graphs/{{key}}.log",
     params:
@@ -21,9 +19,7 @@ rule augment:
     input:
         stage_inputs("augment"),
     output:
-        f"{RESULTS}/augment/{{key}}/views.parquet",
-        f"{RESULTS}/augment/{{key}}/graphs.npz",
-        f"{RESULTS}/augment/{{key}}/manifest.json",
+        stage_outputs("augment"),
     log:
         f"{RESULTS}/logs/augment/{{key}}.log",
     params:
@@ -37,8 +33,7 @@ rule fingerprints:
     input:
         stage_inputs("fingerprints"),
     output:
-        f"{RESULTS}/fingerprints/{{key}}/atoms.parquet",
-        f"{RESULTS}/fingerprints/{{key}}/manifest.json",
+        stage_outputs("fingerprints"),
     log:
         f"{RESULTS}/logs/fingerprints/{{key}}.log",
     # every core it may have (worker processes over chunks of structures); it runs before any training
@@ -55,9 +50,7 @@ rule foundation:
     input:
         stage_inputs("foundation"),
     output:
-        f"{RESULTS}/foundation/{{key}}/features.parquet",
-        f"{RESULTS}/foundation/{{key}}/rejected.parquet",
-        f"{RESULTS}/foundation/{{key}}/manifest.json",
+        stage_outputs("foundation"),
     log:
         f"{RESULTS}/logs/foundation/{{key}}.log",
     threads: ALL_CORES

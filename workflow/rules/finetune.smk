@@ -5,10 +5,7 @@ rule finetune:
     input:
         stage_inputs("finetune"),
     output:
-        f"{RESULTS}/finetune/{{key}}/metrics.json",
-        f"{RESULTS}/finetune/{{key}}/model.pt",
-        f"{RESULTS}/finetune/{{key}}/predictions.parquet",
-        f"{RESULTS}/finetune/{{key}}/manifest.json",
+        stage_outputs("finetune"),
     log:
         f"{RESULTS}/logs/finetune/{{key}}.log",
     threads: PLAN.cfg.threads

@@ -10,9 +10,7 @@ rule predict:
     input:
         stage_inputs("predict"),
     output:
-        f"{RESULTS}/predict/{{key}}/predictions.parquet",
-        f"{RESULTS}/predict/{{key}}/rejected.parquet",
-        f"{RESULTS}/predict/{{key}}/manifest.json",
+        stage_outputs("predict"),
     log:
         f"{RESULTS}/logs/predict/{{key}}.log",
     threads: PLAN.cfg.threads

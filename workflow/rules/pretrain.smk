@@ -6,8 +6,7 @@ checkpoint leakage:
     input:
         stage_inputs("leakage"),
     output:
-        f"{RESULTS}/leakage/{{key}}/excluded.json",
-        f"{RESULTS}/leakage/{{key}}/manifest.json",
+        stage_outputs("leakage"),
     log:
         f"{RESULTS}/logs/leakage/{{key}}.log",
     # every core it may have (structure matching: worker processes over the candidate pairs)
@@ -43,9 +42,7 @@ rule pretrain:
     input:
         stage_inputs("pretrain"),
     output:
-        f"{RESULTS}/pretrain/{{key}}/encoder.pt",
-        f"{RESULTS}/pretrain/{{key}}/history.json",
-        f"{RESULTS}/pretrain/{{key}}/manifest.json",
+        stage_outputs("pretrain"),
     log:
         f"{RESULTS}/logs/pretrain/{{key}}.log",
     threads: PLAN.cfg.threads

@@ -5,9 +5,7 @@ rule probe:
     input:
         stage_inputs("probe"),
     output:
-        f"{RESULTS}/probe/{{key}}/probes.parquet",
-        f"{RESULTS}/probe/{{key}}/map.parquet",
-        f"{RESULTS}/probe/{{key}}/manifest.json",
+        stage_outputs("probe"),
     log:
         f"{RESULTS}/logs/probe/{{key}}.log",
     priority: 10  # start as soon as the encoders exist, beside the many short finetuning jobs
