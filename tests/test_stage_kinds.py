@@ -25,7 +25,7 @@ def rules() -> dict[str, str]:
 def test_every_cached_kind_has_one_rule_made_from_the_table():
     found = rules()
     for kind in CACHED:
-        named = [name for name, body in found.items() if f'"matssl stage {kind} ' in body]
+        named = [name for name, body in found.items() if f'"python -m matssl.cli stage {kind} ' in body]
         assert named == [kind], f"stage kind {kind}: rules running it {named}"
         body = found[kind]
         for helper in ("stage_outputs", "stage_spec", "stage_dir"):

@@ -8,6 +8,12 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
+# The workflow's own code, from its source (no install needed): the plan here, and every job, which runs
+# `python -m matssl.cli` with it on PYTHONPATH (below). The same command works from a shared environment (.venv), from the
+# rules' conda environments (`--sdm conda`, envs/) and from a container.
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))
+
 from matssl.validate import parse_config
 from matssl.io import atomic_path, sha256_file
 from matssl.stages import (
@@ -18,17 +24,28 @@ from matssl.stages import (
     summary_spec_file,
 )
 
-# Jobs run `matssl` from the environment that runs Snakemake (`.venv/bin/snakemake` without activating the venv
-# too): its bin folder goes first on the jobs' PATH (local jobs and SLURM jobs, which inherit the environment).
-# (Set, not required: no `envvars:`.)
-os.environ.update(
-    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-)
-if shutil.which("matssl") is None:
-    raise WorkflowError(
-        f"matssl: no `matssl` command beside {sys.executable} or on PATH: install the project into the "
-        "environment that runs Snakemake (bash scripts/setup.sh, or pip install -e .)"
+# Each rule's software (`--sdm conda`): envs/matssl.yaml, or its CUDA build of torch with MATSSL_TORCH=cuda.
+ENV = str(
+    Path(workflow.basedir)
+    / "envs"
+    / (
+        "matssl-cuda.yaml"
+        if os.environ.get("MATSSL_TORCH") == "cuda"
+        else "matssl.yaml"
     )
+)
+# Jobs find the workflow's code on PYTHONPATH, and without `--sdm conda` run the `python` of the environment that
+# runs Snakemake (`.venv/bin/snakemake` without activating the venv too): its bin folder goes first on their PATH
+# (with `--sdm conda` the job's environment goes before it). Local and SLURM jobs inherit both. (Set, not required:
+# no `envvars:`.)
+os.environ.update(
+    PATH=os.pathsep.join(
+        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    ),
+    PYTHONPATH=os.pathsep.join(
+        p for p in [str(SRC), os.environ.get("PYTHONPATH", "")] if p
+    ),
+)
 
 PLAN = Plan(parse_config(config))
 RESULTS = PLAN.cfg.results

@@ -11,11 +11,13 @@ rule download:
         stage_outputs("download"),
     log:
         f"{RESULTS}/logs/download/{{key}}.log",
+    conda:
+        ENV
     params:
         spec=stage_spec("download"),
         dir=stage_dir("download"),
     shell:
-        "matssl stage download --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
+        "python -m matssl.cli stage download --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
 
 
 rule ingest:
@@ -25,11 +27,13 @@ rule ingest:
         stage_outputs("ingest"),
     log:
         f"{RESULTS}/logs/ingest/{{key}}.log",
+    conda:
+        ENV
     params:
         spec=stage_spec("ingest"),
         dir=stage_dir("ingest"),
     shell:
-        "matssl stage ingest --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
+        "python -m matssl.cli stage ingest --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
 
 
 rule splits:
@@ -39,8 +43,10 @@ rule splits:
         stage_outputs("splits"),
     log:
         f"{RESULTS}/logs/splits/{{key}}.log",
+    conda:
+        ENV
     params:
         spec=stage_spec("splits"),
         dir=stage_dir("splits"),
     shell:
-        "matssl stage splits --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
+        "python -m matssl.cli stage splits --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"

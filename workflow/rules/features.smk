@@ -8,11 +8,13 @@ rule graphs:
         stage_outputs("graphs"),
     log:
         f"{RESULTS}/logs/graphs/{{key}}.log",
+    conda:
+        ENV
     params:
         spec=stage_spec("graphs"),
         dir=stage_dir("graphs"),
     shell:
-        "matssl stage graphs --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
+        "python -m matssl.cli stage graphs --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
 
 
 rule augment:
@@ -22,11 +24,13 @@ rule augment:
         stage_outputs("augment"),
     log:
         f"{RESULTS}/logs/augment/{{key}}.log",
+    conda:
+        ENV
     params:
         spec=stage_spec("augment"),
         dir=stage_dir("augment"),
     shell:
-        "matssl stage augment --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
+        "python -m matssl.cli stage augment --spec {params.spec:q} --out {params.dir:q} > {log:q} 2>&1"
 
 
 rule fingerprints:
@@ -36,13 +40,15 @@ rule fingerprints:
         stage_outputs("fingerprints"),
     log:
         f"{RESULTS}/logs/fingerprints/{{key}}.log",
+    conda:
+        ENV
     # every core it may have (worker processes over chunks of structures); it runs before any training
     threads: ALL_CORES
     params:
         spec=stage_spec("fingerprints"),
         dir=stage_dir("fingerprints"),
     shell:
-        "matssl stage fingerprints --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
+        "python -m matssl.cli stage fingerprints --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
 
 
 # A foundation model's frozen crystal features of a dataset (objective: foundation): probes and finetuned heads.
@@ -53,6 +59,8 @@ rule foundation:
         stage_outputs("foundation"),
     log:
         f"{RESULTS}/logs/foundation/{{key}}.log",
+    conda:
+        ENV
     threads: ALL_CORES
     resources:
         mem_mb=8000,
@@ -61,4 +69,4 @@ rule foundation:
         spec=stage_spec("foundation"),
         dir=stage_dir("foundation"),
     shell:
-        "matssl stage foundation --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
+        "python -m matssl.cli stage foundation --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"

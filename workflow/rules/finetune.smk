@@ -8,6 +8,8 @@ rule finetune:
         stage_outputs("finetune"),
     log:
         f"{RESULTS}/logs/finetune/{{key}}.log",
+    conda:
+        ENV
     threads: PLAN.cfg.threads
     resources:
         gpu=1,
@@ -20,7 +22,7 @@ rule finetune:
         spec=stage_spec("finetune"),
         dir=stage_dir("finetune"),
     shell:
-        "matssl stage finetune --spec {params.spec:q} --out {params.dir:q} --threads {threads} --gpus {resources.gpu:q} > {log:q} 2>&1"
+        "python -m matssl.cli stage finetune --spec {params.spec:q} --out {params.dir:q} --threads {threads} --gpus {resources.gpu:q} > {log:q} 2>&1"
 
 
 rule property:
@@ -35,7 +37,9 @@ rule property:
         f"{RESULTS}/properties/{{prop}}.json",
     log:
         f"{RESULTS}/logs/properties/{{prop}}.log",
+    conda:
+        ENV
     params:
         code=code_fingerprint("property"),
     shell:
-        "matssl property --spec-file {input.spec:q} --out {output:q} > {log:q} 2>&1"
+        "python -m matssl.cli property --spec-file {input.spec:q} --out {output:q} > {log:q} 2>&1"

@@ -13,6 +13,8 @@ rule predict:
         stage_outputs("predict"),
     log:
         f"{RESULTS}/logs/predict/{{key}}.log",
+    conda:
+        ENV
     threads: PLAN.cfg.threads
     resources:
         gpu=1,
@@ -22,7 +24,7 @@ rule predict:
         spec=stage_spec("predict"),
         dir=stage_dir("predict"),
     shell:
-        "matssl stage predict --spec {params.spec:q} --out {params.dir:q} --threads {threads} --gpus {resources.gpu:q} > {log:q} 2>&1"
+        "python -m matssl.cli stage predict --spec {params.spec:q} --out {params.dir:q} --threads {threads} --gpus {resources.gpu:q} > {log:q} 2>&1"
 
 
 rule prediction:
@@ -38,5 +40,7 @@ rule prediction:
         f"{RESULTS}/predictions/{{prop}}.parquet",
     log:
         f"{RESULTS}/logs/predictions/{{prop}}.log",
+    conda:
+        ENV
     shell:
         "cp {input.predictions:q} {output:q} > {log:q} 2>&1"

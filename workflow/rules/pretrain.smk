@@ -9,13 +9,15 @@ checkpoint leakage:
         stage_outputs("leakage"),
     log:
         f"{RESULTS}/logs/leakage/{{key}}.log",
+    conda:
+        ENV
     # every core it may have (structure matching: worker processes over the candidate pairs)
     threads: ALL_CORES
     params:
         spec=stage_spec("leakage"),
         dir=stage_dir("leakage"),
     shell:
-        "matssl stage leakage --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
+        "python -m matssl.cli stage leakage --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
 
 
 # The guard's exclusion set under a name made of its digest: what pretraining stages read, so that a guard re-made
@@ -45,6 +47,8 @@ rule pretrain:
         stage_outputs("pretrain"),
     log:
         f"{RESULTS}/logs/pretrain/{{key}}.log",
+    conda:
+        ENV
     threads: PLAN.cfg.threads
     resources:
         gpu=1,
@@ -54,4 +58,4 @@ rule pretrain:
         spec=stage_spec("pretrain"),
         dir=stage_dir("pretrain"),
     shell:
-        "matssl stage pretrain --spec {params.spec:q} --out {params.dir:q} --threads {threads} --gpus {resources.gpu:q} > {log:q} 2>&1"
+        "python -m matssl.cli stage pretrain --spec {params.spec:q} --out {params.dir:q} --threads {threads} --gpus {resources.gpu:q} > {log:q} 2>&1"

@@ -9,6 +9,8 @@ rule probe:
     log:
         f"{RESULTS}/logs/probe/{{key}}.log",
     priority: 10  # start as soon as the encoders exist, beside the many short finetuning jobs
+    conda:
+        ENV
     threads: PLAN.cfg.threads
     resources:
         mem_mb=8000,
@@ -17,4 +19,4 @@ rule probe:
         spec=stage_spec("probe"),
         dir=stage_dir("probe"),
     shell:
-        "matssl stage probe --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"
+        "python -m matssl.cli stage probe --spec {params.spec:q} --out {params.dir:q} --threads {threads} > {log:q} 2>&1"

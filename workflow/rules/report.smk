@@ -15,7 +15,9 @@ rule report:
         f"{RESULTS}/report.html",
     log:
         f"{RESULTS}/logs/report.log",
+    conda:
+        ENV
     params:
         code=code_fingerprint("report"),
     shell:
-        "matssl report --spec-file {input.spec:q} --out {output:q} > {log:q} 2>&1"
+        "python -m matssl.cli report --spec-file {input.spec:q} --out {output:q} > {log:q} 2>&1"
