@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from matssl.stages import KINDS, OUTPUTS, PACKAGE_DIR, code_files, code_fingerprint, runner
+from matssl.stages import KINDS, OUTPUTS, PACKAGE_DIR, code_files, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHED = [k for k, v in KINDS.items() if v.outputs]
@@ -63,15 +63,27 @@ def test_a_change_anywhere_in_a_kind_code_changes_its_fingerprint(monkeypatch, t
     copy = tmp_path / "matssl"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(stages, "PACKAGE_DIR", copy)
-    for f in (stages.code_files, stages.code_fingerprint):
-        f.cache_clear()
-    before = stages.code_fingerprint("finetune")
-    assert before == code_fingerprint("finetune")  # (the copy's bytes are the package's)
-    (copy / "report.py").write_text((copy / "report.py").read_text() + "\n# an edit\n")
-    stages.code_fingerprint.cache_clear()
-    assert stages.code_fingerprint("finetune") == before
-    (copy / "sources.py").write_text((copy / "sources.py").read_text() + "\n# an edit\n")
-    stages.code_fingerprint.cache_clear()
-    assert stages.code_fingerprint("finetune") != before
-    for f in (stages.code_files, stages.code_fingerprint):
-        f.cache_clear()
+    try:
+        for f in (stages.code_files, stages.code_fingerprint):
+            f.cache_clear()
+        before = stages.code_fingerprint("finetune")
+        (copy / "report.py").write_text((copy / "report.py").read_text() + "\n# an edit\n")
+        stages.code_fingerprint.cache_clear()
+        assert stages.code_fingerprint("finetune") == before
+        (copy / "sources.py").write_text((copy / "sources.py").read_text() + "\n# an edit\n")
+        stages.code_fingerprint.cache_clear()
+        assert stages.code_fingerprint("finetune") != before
+    finally:  # (the package's own fingerprints again for every later test)
+        for f in (stages.code_files, stages.code_fingerprint):
+            f.cache_clear()
+
+
+def test_every_file_of_the_package_is_code_or_claimed_data():
+    """A file beside the modules (a kernel's C source, a template) counts in the code of the kinds whose modules read
+    it only if `DATA` names it: none may be left unclaimed."""
+    from matssl.stages import DATA
+
+    claimed = {f for patterns in DATA.values() for p in patterns for f in PACKAGE_DIR.glob(p)}
+    others = {f for f in PACKAGE_DIR.rglob("*") if f.is_file() and f.suffix not in (".py", ".pyc", ".so")
+              and "__pycache__" not in f.parts}  # fmt: skip
+    assert others <= claimed, sorted(str(f.relative_to(PACKAGE_DIR)) for f in others - claimed)

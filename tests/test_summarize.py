@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from matssl import Runs, SummaryError, collect
 
@@ -53,6 +54,37 @@ def test_folders_summarised_together_give_the_summary_of_the_whole(workflow_run,
     assert "a (6 runs); b (6 runs)" in (tmp_path / "both" / "summary.md").read_text()
     assert 'alt="parity plot of n"' not in (tmp_path / "both" / "report.html").read_text()
 
+    # a summary written by older code (no provenance, no protocol): read from its runs' manifests, the same summary;
+    # beside it a summary set aside (a pending leakage guard's), which is not read
+    old = tmp_path / "old"
+    shutil.copytree(results / "properties", old / "properties")
+    (old / "finetune").symlink_to(results / "finetune")
+    (old / "pretrain").symlink_to(results / "pretrain")
+    d = json.loads((old / "properties" / "n.json").read_text())
+    for k in ("finetune", "finetune_code", "splits"):
+        del d[k]
+    d["runs"] = [{k: v for k, v in r.items() if k not in ("device", "wall_s", "pretrain")} for r in d["runs"]]
+    (old / "properties" / "n.json").write_text(json.dumps(d))
+    (old / "properties" / "n.stale.json").write_text("{}")
+    again = summarize("old", "--out", "again", "--config", str(workdir / "config.yaml"), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "again" / "summary.json").read_text()) == json.loads(
+        (tmp_path / "whole" / "summary.json").read_text()
+    )
+
+    # a comparison named beforehand that no run can make is said to be left out of the confirmatory family
+    named = yaml.safe_load((workdir / "config.yaml").read_text())
+    named["statistics"] = {"confirmatory": [{"method": "nothing_ran", "property": "n"}]}
+    (tmp_path / "named.yaml").write_text(yaml.safe_dump(named))
+    proc = summarize("a", "--out", "named", "--config", "named.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "without runs here, so not in the confirmatory family: nothing_ran on n"
+        in (tmp_path / "named" / "summary.md").read_text()
+    )
+    missing = summarize("a", "--out", "x", "--config", "no-such.yaml", cwd=tmp_path)
+    assert missing.returncode != 0 and "no-such.yaml" in missing.stderr and "Traceback" not in missing.stderr
+
     # a run that gave other numbers in another folder: one message, no traceback
     path = tmp_path / "b" / "properties" / "n.json"
     d = json.loads(path.read_text())
@@ -97,3 +129,29 @@ def test_a_folder_without_property_summaries_or_of_older_code_is_named(tmp_path)
     (tmp_path / "properties" / "p.json").write_text(json.dumps(old))
     with pytest.raises(SummaryError, match="older code"):
         collect([tmp_path])
+
+
+def test_one_encoder_per_stage_and_only_summaries_are_read(tmp_path):
+    """A pretraining stage of the same name in two folders must be the same encoder (a GPU's re-run may not be); a
+    file being written (`.tmp-...`) or set aside (`<p>.stale.json`) is not a summary; a damaged one is named."""
+
+    def folder(name: str, sha: str, runs: list[dict]) -> None:
+        stage = tmp_path / name / "pretrain" / "negnn-s0-cccccccccccc"
+        stage.mkdir(parents=True)
+        (stage / "manifest.json").write_text(json.dumps({"params": {"method": "negnn", "seed": 0, "objective": "negnn"},
+                                                         "files": {"encoder.pt": {"sha256": sha}}}))  # fmt: skip
+        (tmp_path / name / "properties").mkdir()
+        (tmp_path / name / "properties" / "p.json").write_text(json.dumps(summary_of(runs, atoms_spearman=0.9)))
+
+    negnn = dict(method="negnn", dir="results/finetune/p-negnn-f0-p1-s0-dddddddddddd", pretrain="negnn-s0-cccccccccccc")
+    folder("a", "1" * 64, [run(**negnn)])
+    folder("b", "2" * 64, [run(**negnn, fold=1)])
+    (tmp_path / "a" / "properties" / ".tmp-host-1-p.json").write_text('{"property": "p", "ru')
+    (tmp_path / "a" / "properties" / "p.stale.json").write_text("[]")
+    runs = collect([tmp_path / "a"])
+    assert runs.props["p"]["atoms_spearman"] == 0.9 and len(runs.props["p"]["runs"]) == 1
+    with pytest.raises(SummaryError, match="holds another encoder"):
+        collect([tmp_path / "a", tmp_path / "b"])
+    (tmp_path / "b" / "properties" / "p.json").write_text('{"property": "p", "ru')
+    with pytest.raises(SummaryError, match="not a readable property summary"):
+        collect([tmp_path / "b"])

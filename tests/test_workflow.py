@@ -265,7 +265,7 @@ def test_summaries_read_their_spec_from_a_file(run):
     limits one to 128 KiB, which a large benchmark passes)."""
     workdir, _ = run
     out = snakemake(workdir, "--dry-run", "--printshellcmds", "--cores", "1", "--forcerun", "report", "property")
-    cmds = re.findall(r"^Shell command: (matssl (?:report|property) .*)$", out.stdout + out.stderr, re.M)
+    cmds = re.findall(r"^Shell command: (python -m matssl.cli (?:report|property) .*)$", out.stdout + out.stderr, re.M)
     assert len(cmds) == 2, out.stdout + out.stderr
     for cmd in cmds:
         assert len(cmd) < 400 and "--spec-file" in cmd, cmd

@@ -68,11 +68,10 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_summarize(args: argparse.Namespace) -> None:
-    import yaml
-
+    from matssl.config import read_config
     from matssl.report import write_summary
 
-    config = yaml.safe_load(Path(args.config).read_text()) if args.config else None
+    config = read_config(args.config) if args.config else None  # (as YAML: the data need not be here)
     runs, a = write_summary(args.folders, Path(args.out), config, args.properties)
     print(
         f"{sum(runs.sources.values())} runs of {len(runs.props)} properties from {len(runs.sources)} folders; "

@@ -26,7 +26,7 @@ from matssl.io import atomic_path, read_json, spec_digest  # noqa: E402
 from matssl.objectives import OBJECTIVES  # noqa: E402
 from matssl.stages import OUTPUTS  # noqa: E402
 from matssl.stats import DUMMIES, SCORES, Analysis, Scores, analyse  # noqa: E402
-from matssl.summarize import Runs, collect, confirmatory_of  # noqa: E402
+from matssl.summarize import Runs, collect, confirmatory_of, pretrained_from, stage_key, unmatched  # noqa: E402
 from matssl.table import read_table  # noqa: E402
 
 KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
@@ -588,7 +588,9 @@ def protocol_text(runs: Runs) -> str:
 
 
 def config_methods(config: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    return (config or {}).get("pretrain", {}).get("methods") or {}
+    """A config's methods, read as YAML (entries that are not mappings left out)."""
+    methods = ((config or {}).get("pretrain") or {}).get("methods") or {}
+    return {m: v for m, v in methods.items() if isinstance(v, dict)} if isinstance(methods, dict) else {}
 
 
 def summary_caveats(runs: Runs, config: dict[str, Any] | None) -> dict[str, str]:
@@ -597,7 +599,16 @@ def summary_caveats(runs: Runs, config: dict[str, Any] | None) -> dict[str, str]
     methods = config_methods(config)
     modes = {m: "every weight finetuned" if {**OBJECTIVES["foundation"].defaults, **(v.get("params") or {})}["train"] == "all"
              else "frozen, head only" for m, v in methods.items() if v.get("objective") == "foundation"}  # fmt: skip
-    return caveats_of(methods, modes) | {m: UNGUARDED["foundation"] for m in runs.foundation if m not in methods}
+    imported = {r["method"] for d in runs.props.values() for r in d["runs"]
+                if pretrained_from(r) and runs.pretrain[r["pretrain"]]["params"].get("objective") == "pretrained"}  # fmt: skip
+    return (caveats_of(methods, modes) | {m: UNGUARDED["foundation"] for m in runs.foundation if m not in methods}
+            | {m: UNGUARDED["pretrained"] for m in imported if m not in methods})  # fmt: skip
+
+
+def located(runs: Runs, d: dict[str, Any]) -> dict[str, Any]:
+    """A property's runs with each `dir` where its folder is now (in the summarised folder that holds it; a copy
+    without the finetuning folders has none: its runs' predictions are not at hand)."""
+    return {**d, "runs": [{**r, "dir": str(runs.run_dirs.get(stage_key(r), "(not here)"))} for r in d["runs"]]}
 
 
 def write_summary_report(runs: Runs, a: Analysis, config: dict[str, Any] | None, out: Path) -> None:
@@ -605,7 +616,7 @@ def write_summary_report(runs: Runs, a: Analysis, config: dict[str, Any] | None,
     plots, the pretraining stages; no probes, rejections or provenance (a results folder's own report has them)."""
     methods = config_methods(config)
     caveats = summary_caveats(runs, config)
-    props = [property_page(name, d, a.cells[a.cells["property"] == name], caveats, summing_methods(methods))
+    props = [property_page(name, located(runs, d), a.cells[a.cells["property"] == name], caveats, summing_methods(methods))
              for name, d in runs.props.items()]  # fmt: skip
     labels = pretrain_labels(runs)
     histories = {m: read_json(runs.pretrain_dirs[k] / "history.json") for m, k in labels.items()}
@@ -697,7 +708,7 @@ def markdown_pretraining(runs: Runs) -> list[str]:
     rows = []
     for label, key in pretrain_labels(runs).items():
         man = runs.pretrain[key]
-        rows.append([label, man.get("n_pool") or "–", excluded_text(man), fmt(man["wall_s"]), man.get("graphs_per_s") or "–",
+        rows.append([label, man.get("n_pool") or "–", excluded_text(man), fmt(man["wall_s"]), fmt(man.get("graphs_per_s")),
                      man.get("device", "cpu"), key])  # fmt: skip
     if not rows:
         return []
@@ -705,11 +716,28 @@ def markdown_pretraining(runs: Runs) -> list[str]:
     return ["## Pretraining", "", *markdown_table(header, rows)]
 
 
+def where_they_ran(runs: Runs) -> list[str]:
+    """Per property, how many runs ran on which device in which numeric mode, where not all on one (a GPU trains in
+    bf16 autocast, a CPU in fp32: numbers from both in one cell are said to be)."""
+    frame = runs.frame()
+    precision = frame["precision"].fillna("unrecorded") if "precision" in frame else "unrecorded"
+    frame = frame.assign(mode=frame["device"].astype(str) + " (" + precision + ")")
+    if frame["mode"].nunique() < 2:
+        return []
+    per = [f"{prop} " + ", ".join(f"{n} on {mode}" for mode, n in g["mode"].value_counts().items())
+           for prop, g in frame.groupby("property", sort=False)]  # fmt: skip
+    return ["Where the runs ran: " + "; ".join(per) + ".", ""]
+
+
 def markdown_summary(runs: Runs, a: Analysis, config: dict[str, Any] | None = None) -> list[str]:
     """`matssl summarize`'s summary.md, as lines: where the runs came from, the answer family by family, the per-cell
     tables and the pretraining stages."""
     lines = ["# Summary", "", "Runs from: " + "; ".join(f"{src} ({n} runs)" for src, n in runs.sources.items()) + ".", "",
-             protocol_text(runs), ""]  # fmt: skip
+             protocol_text(runs), "", *where_they_ran(runs)]  # fmt: skip
+    missing = unmatched(runs, confirmatory_of(config))
+    if missing:
+        lines += ["Named beforehand (statistics.confirmatory) but without runs here, so not in the confirmatory family: "
+                  + ", ".join(missing) + ".", ""]  # fmt: skip
     return [*lines, *markdown_families(a, summary_caveats(runs, config)), *markdown_cells(a, runs), *markdown_pretraining(runs)]
 
 

@@ -105,12 +105,13 @@ def package_imports(module: str) -> set[str]:
                 names = [a.name for a in node.names]
             for name in names:
                 parts = name.split(".")
-                if parts[0] != "matssl" or len(parts) < 2:
+                if parts[0] != "matssl":
                     continue
-                path = Path(*parts[1:])
-                for candidate in (path.with_suffix(".py"), path / "__init__.py"):
-                    if (PACKAGE_DIR / candidate).is_file():
-                        todo.append(candidate.as_posix())
+                for k in range(2, len(parts) + 1):  # (importing matssl.a.b runs matssl/a/__init__.py first)
+                    path = Path(*parts[1:k])
+                    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+                        if (PACKAGE_DIR / candidate).is_file():
+                            todo.append(candidate.as_posix())
     return seen
 
 

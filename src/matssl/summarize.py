@@ -18,11 +18,13 @@ from typing import Any
 
 import pandas as pd
 
-from matssl.io import InputError, read_json, spec_digest, write_json
+from matssl.io import InputError, canonical_json, read_json, spec_digest, write_json
 from matssl.stats import SCORES, Analysis, analyse, summarize_runs
 
 # what a property summary's runs share (kept once per property)
 PROPERTY_FIELDS = ("property", "unit", "transform", "kind", "per_atom", "classes")
+# what a property summary says of its data, kept from the first folder that says it (not compared)
+DATA_FIELDS = ("atoms_spearman",)
 # what one protocol shares: per property, and (the first two) over every property
 PROTOCOL_FIELDS = ("finetune", "finetune_code", "splits")
 # what identifies a run within a property: two runs with the same of these but another stage key disagree
@@ -45,11 +47,33 @@ def pretrained_from(run: dict[str, Any]) -> str | None:
     return pre if isinstance(pre, str) else None
 
 
+def numbers(run: dict[str, Any]) -> str:
+    """What a run gave, where it ran left out (NaN equal to NaN)."""
+    return canonical_json({k: v for k, v in run.items() if k not in WHERE})
+
+
 def run_id(run: dict[str, Any]) -> tuple:
     return tuple(run.get(k) for k in RUN_ID)
 
 
 # --------------------------------------------------------------------------- one property's summary (the workflow's)
+def run_record(man: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """From a finetuning run's manifest: where it ran (device, wall time, the pretraining stage it started from: none
+    for a foundation model) and its protocol (finetuning settings, finetuning code, folds)."""
+    pre = man["upstream"].get("pretrain", {}).get("dir")
+    where = {"device": man.get("device", "cpu"), "wall_s": man.get("wall_s"), "pretrain": Path(pre).name if pre else None}
+    protocol = {"finetune": man["params"]["finetune"], "finetune_code": man["code"], "splits": man["upstream"]["splits"]["hash"]}
+    return where, protocol
+
+
+def one_protocol(protocols: list[dict[str, Any]], what: str) -> dict[str, Any]:
+    """The protocol every run of a property shares (None where it has no run)."""
+    mixed = [k for k in PROTOCOL_FIELDS if any(p[k] != protocols[0][k] for p in protocols)]
+    if mixed:  # (a plan gives every run of a property one protocol: only a hand-made spec or folder mixes them)
+        raise SummaryError(f"{what}: its runs differ in {', '.join(mixed)}")
+    return protocols[0] if protocols else dict.fromkeys(PROTOCOL_FIELDS)
+
+
 def summarize_property(spec: dict[str, Any], out: Path) -> None:
     """The per-property target: every run's metrics, where it ran (device, wall time) and from which pretraining stage
     (its folder's name; none for a foundation model), the protocol its runs share, and the per-method summary."""
@@ -57,29 +81,22 @@ def summarize_property(spec: dict[str, Any], out: Path) -> None:
     sc = SCORES[kind]
     keep = ["method", "base_method", "pretrain_epochs", "pretrain_seed", "fold", "fraction", "seed", "precision", sc.primary,
             *sc.others, "n_train", "n_val", "n_test", "n_train_fold", "lr", sc.val, "best_step", "steps", "stopped", "hit_cap"]  # fmt: skip
-    rows, protocol = [], {k: [] for k in PROTOCOL_FIELDS}
+    rows, protocols = [], []
     for d in spec["runs"]:
-        m, man = read_json(Path(d) / "metrics.json"), read_json(Path(d) / "manifest.json")
+        m = read_json(Path(d) / "metrics.json")
         dummy = {f"dummy_{k}_{metric}": v for k, scores in m["dummy"].items() for metric, v in scores.items()}
         clipped = {"n_test_clipped": m.get("n_test_clipped", math.nan)}  # (a regression's; NaN: runs from before it was)
-        pre = man["upstream"].get("pretrain", {}).get("dir")  # (a foundation model's runs have none)
-        where = {"device": man.get("device", "cpu"), "wall_s": man.get("wall_s"), "pretrain": Path(pre).name if pre else None}
+        where, protocol = run_record(read_json(Path(d) / "manifest.json"))
         rows.append({k: m[k] for k in keep} | clipped | dummy | {"dir": d} | where)
-        for k, v in (("finetune", man["params"]["finetune"]), ("finetune_code", man["code"]),
-                     ("splits", man["upstream"]["splits"]["hash"])):  # fmt: skip
-            if v not in protocol[k]:
-                protocol[k].append(v)
-    mixed = [k for k, v in protocol.items() if len(v) > 1]
-    if mixed:  # (a plan gives every run of a property one protocol: only a hand-made spec mixes them)
-        raise SummaryError(f"{spec['property']}: its runs differ in {', '.join(mixed)}")
+        protocols.append(protocol)
+    protocol = one_protocol(protocols, spec["property"])
     runs = pd.DataFrame(rows)
     summary = summarize_runs(runs, kind=kind)
     folds = read_json(Path(spec["splits"]) / "folds.json") if spec.get("splits") else {}
     write_json({"property": spec["property"], "spec_digest": spec_digest(spec), "unit": spec.get("unit", ""),
                 "kind": kind, "classes": folds.get("classes"), "transform": spec.get("transform", "none"),
                 "per_atom": spec.get("per_atom", "none"), "atoms_spearman": folds.get("atoms_spearman"),
-                **{k: v[0] if v else None for k, v in protocol.items()},
-                "summary": summary.to_dict("records"), "runs": runs.to_dict("records")}, out)  # fmt: skip
+                **protocol, "summary": summary.to_dict("records"), "runs": runs.to_dict("records")}, out)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- several results folders, one set of runs
@@ -91,6 +108,7 @@ class Runs:
     props: dict[str, dict] = field(default_factory=dict)  # property -> its fields (unit, kind, protocol) and "runs"
     pretrain: dict[str, dict] = field(default_factory=dict)  # pretraining stage folder name -> its manifest
     pretrain_dirs: dict[str, Path] = field(default_factory=dict)  # pretraining stage folder name -> where it is
+    run_dirs: dict[str, Path] = field(default_factory=dict)  # finetuning stage key -> its folder, where a folder has it
     sources: dict[str, int] = field(default_factory=dict)  # folder -> how many runs it gave that no earlier one had
 
     def add(self, source: str, d: dict[str, Any]) -> None:
@@ -98,6 +116,8 @@ class Runs:
         the same numbers; a run of the same method, fold, fraction and seeds under another key is another protocol."""
         prop = d["property"]
         have = self.props.setdefault(prop, {**{k: d.get(k) for k in PROPERTY_FIELDS + PROTOCOL_FIELDS}, "runs": []})
+        for k in DATA_FIELDS:
+            have[k] = d.get(k) if have.get(k) is None else have[k]
         for k in PROPERTY_FIELDS + PROTOCOL_FIELDS:
             if have.get(k) != d.get(k):
                 raise SummaryError(f"{source}: property {prop} has another {k} than an earlier folder: "
@@ -108,7 +128,7 @@ class Runs:
         for r in d["runs"]:
             twin = seen.get(stage_key(r))
             if twin is not None:
-                if {k: v for k, v in twin.items() if k not in WHERE} != {k: v for k, v in r.items() if k not in WHERE}:
+                if numbers(twin) != numbers(r):
                     raise SummaryError(f"{source}: run {stage_key(r)} of {prop} gave other numbers in an earlier folder "
                                        "(a GPU is not bit-reproducible): keep one of the two")  # fmt: skip
                 continue
@@ -161,24 +181,64 @@ class Runs:
         return analyse(data, foundation=self.foundation, confirmatory=confirmatory)
 
 
+def summaries(folder: Path) -> list[Path]:
+    """A results folder's property summaries: `properties/<p>.json`, not the copies set aside (`<p>.stale.json`) nor a
+    file being written (`.tmp-...`)."""
+    return sorted(
+        f for f in (folder / "properties").glob("*.json") if not f.name.startswith(".") and not f.name.endswith(".stale.json")
+    )
+
+
+def read_summary(f: Path) -> dict[str, Any]:
+    try:
+        d = read_json(f)
+    except (OSError, ValueError) as err:
+        raise SummaryError(f"{f}: not a readable property summary ({type(err).__name__}: {err})") from None
+    if not isinstance(d, dict) or d.get("property") != f.stem or not isinstance(d.get("runs"), list):
+        raise SummaryError(f"{f}: not a property summary of {f.stem!r}")
+    return d
+
+
+def with_provenance(d: dict[str, Any], folder: Path, f: Path) -> dict[str, Any]:
+    """A property summary of older code, which did not record where each run ran, from which pretraining stage and
+    by what protocol: read from its runs' manifests in `folder`/finetune (as this code records them)."""
+    rows, protocols = [], []
+    for r in d["runs"]:
+        path = folder / "finetune" / stage_key(r) / "manifest.json"
+        if not path.is_file():
+            raise SummaryError(f"{f}: a property summary of older code, and its runs' manifests are not in "
+                               f"{folder / 'finetune'}: summarise the results folder it was made in")  # fmt: skip
+        where, protocol = run_record(read_json(path))
+        rows.append({**r, **where})
+        protocols.append(protocol)
+    return {**d, **one_protocol(protocols, str(f)), "runs": rows}
+
+
 def collect(folders: Iterable[str | Path], properties: list[str] | None = None) -> Runs:
     """The runs of `folders` (each holding `properties/<p>.json` and the pretraining stages its runs name, under
-    `pretrain/`), merged and checked to be one protocol; `properties`: only these."""
+    `pretrain/`), merged and checked to be one protocol; `properties`: only these. A pretraining stage in two folders
+    must be the same encoder (a GPU's run of the same stage may give other bytes)."""
     runs = Runs()
     for folder in map(Path, folders):
-        targets = sorted((folder / "properties").glob("*.json"))
+        targets = summaries(folder)
         if not targets:
             raise SummaryError(f"{folder}: no property summary (properties/*.json): not a results folder")
         for m in sorted((folder / "pretrain").glob("*/manifest.json")):
-            if m.parent.name not in runs.pretrain:
-                runs.pretrain[m.parent.name], runs.pretrain_dirs[m.parent.name] = read_json(m), m.parent
+            man, name = read_json(m), m.parent.name
+            if name in runs.pretrain and encoder_sha(man) != encoder_sha(runs.pretrain[name]):
+                raise SummaryError(f"{folder}: pretraining stage {name} holds another encoder than in "
+                                   f"{runs.pretrain_dirs[name].parents[1]} (a GPU is not bit-reproducible): keep one")  # fmt: skip
+            if name not in runs.pretrain:
+                runs.pretrain[name], runs.pretrain_dirs[name] = man, m.parent
         for f in targets:
             if properties is None or f.stem in properties:
-                d = read_json(f)
+                d = read_summary(f)
                 if "finetune_code" not in d:
-                    raise SummaryError(f"{f}: a property summary of older code (no protocol recorded): re-make it with "
-                                       "`snakemake --cores all <that file>`")  # fmt: skip
+                    d = with_provenance(d, folder, f)
                 runs.add(str(folder), d)
+                for r in d["runs"]:
+                    if (folder / "finetune" / stage_key(r) / "manifest.json").is_file():
+                        runs.run_dirs.setdefault(stage_key(r), folder / "finetune" / stage_key(r))
     missing = sorted(set(properties or []) - set(runs.props))
     if missing:
         raise SummaryError(f"none of {', '.join(map(str, folders))} has {', '.join(missing)}")
@@ -186,7 +246,22 @@ def collect(folders: Iterable[str | Path], properties: list[str] | None = None) 
     return runs
 
 
+def encoder_sha(manifest: dict[str, Any]) -> str | None:
+    return manifest.get("files", {}).get("encoder.pt", {}).get("sha256")
+
+
 def confirmatory_of(config: dict[str, Any] | None) -> list[tuple[str, str | None]] | None:
     """The comparisons a config named before the runs (`statistics.confirmatory`), or None where it named none."""
     named = ((config or {}).get("statistics") or {}).get("confirmatory")
-    return None if named is None else [(c["method"], c.get("property")) for c in named]
+    if named is None:
+        return None
+    if not isinstance(named, list) or not all(isinstance(c, dict) and isinstance(c.get("method"), str) for c in named):
+        raise SummaryError(f"statistics.confirmatory: a list of {{method: M, property: P}} (property optional): {named!r}")
+    return [(c["method"], c.get("property")) for c in named]
+
+
+def unmatched(runs: Runs, named: list[tuple[str, str | None]] | None) -> list[str]:
+    """The comparisons named beforehand that no run here can make (they drop out of the confirmatory family)."""
+    have = {(r["method"], p) for p, d in runs.props.items() for r in d["runs"]}
+    return [f"{m} on {p or 'any property'}" for m, p in named or []
+            if not any(hm == m and p in (None, hp) for hm, hp in have)]  # fmt: skip

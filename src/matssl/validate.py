@@ -180,9 +180,9 @@ def check(cfg: Config) -> None:
     for name, prop in cfg.properties.items():
         check_subset_sizes(cfg, name, prop)
         check_column(cfg, name, prop)
+    check_methods(cfg)  # (first: the predictions' check looks the methods' objectives up)
     for name, pr in cfg.predict.items():
         check_predict(cfg, name, pr)
-    check_methods(cfg)
 
 
 def parse_config(data: dict[str, Any]) -> Config:
