@@ -49,8 +49,8 @@ def test_predictions_stay_within_the_training_targets_range():
 
 
 def test_a_model_saved_without_its_scaling_is_refused(tmp_path):
-    model = FeatureRegressor(8, head_width=16)
-    save_model(model, Scaling(), tmp_path / "model.pt", frozen="chgnet")
+    model = FeatureRegressor(8, head_width=16, features="chgnet")
+    save_model(model, Scaling(), tmp_path / "model.pt")
     assert load_model(tmp_path / "model.pt")[1] == Scaling()
     ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
     del ckpt["scaling"]

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from matssl.config import FinetuneConfig
-from matssl.encoders import load_encoder
+from matssl.encoders import build_encoder, load_encoder
 from matssl.evaluate import (
     atom_counts,
     class_codes,
@@ -92,17 +92,27 @@ class Regressor(torch.nn.Module):
         out = self.head(self.encoder(batch).graph)
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
+    def saved(self) -> dict[str, Any]:
+        """What `load_model` needs besides the weights to build it again."""
+        from matssl.encoders import encoder_name
+
+        return {"encoder": encoder_name(self.encoder), "hparams": self.encoder.hparams}
+
 
 class FeatureRegressor(torch.nn.Module):
     """The finetuning head (as `Regressor`'s) on frozen features: a foundation model's crystal vectors."""
 
-    def __init__(self, dim: int, head_width: int = 128, n_out: int = 1):
+    def __init__(self, dim: int, head_width: int = 128, n_out: int = 1, features: str = ""):
         super().__init__()
         self.head = mlp_head(dim, head_width, n_out)
+        self.features = features  # the model whose features these are
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.head(x)
         return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+    def saved(self) -> dict[str, Any]:
+        return {"frozen": self.features, "dim": self.head[0].in_features}
 
 
 class FoundationRegressor(torch.nn.Module):
@@ -112,9 +122,13 @@ class FoundationRegressor(torch.nn.Module):
 
     def __init__(self, name: str, head_width: int = 128, n_out: int = 1):
         super().__init__()
+        self.name = name
         self.encoder = MODELS[name]()
         self.head = mlp_head(self.encoder.dim, head_width, n_out)
         self.register_buffer("fallback", torch.zeros(n_out))
+
+    def saved(self) -> dict[str, Any]:
+        return {"foundation": self.name}
 
     def forward(self, graphs: list[Any]) -> torch.Tensor:
         device, n_out = self.head[0].weight.device, self.head[2].out_features
@@ -166,38 +180,31 @@ class Scaling:
         return self.hold(self.learnt(out))
 
 
-def save_model(model: torch.nn.Module, scaling: Scaling, path: Path, frozen: str | None = None, foundation: str | None = None,
-               classes: list[str] | None = None) -> None:  # fmt: skip
-    """The finetuned model (encoder and head, the head on `frozen` model's features, or a `foundation` model with its
-    head) and the target scaling, or the classes its logits stand for: what predictions need."""
-    from matssl.encoders import encoder_name
+def save_model(model: torch.nn.Module, scaling: Scaling, path: Path, classes: list[str] | None = None) -> None:
+    """The finetuned model (what it is, `model.saved()`, and its weights) and the target scaling, or the classes its
+    logits stand for: what predictions need."""
     from matssl.io import atomic_path
 
     payload = {"head_width": model.head[0].out_features, "n_out": model.head[2].out_features, "state_dict": model.state_dict(),
-               "scaling": asdict(scaling), "classes": classes}  # fmt: skip
-    if frozen:
-        payload |= {"frozen": frozen, "dim": model.head[0].in_features}
-    elif foundation:
-        payload |= {"foundation": foundation}
-    else:
-        payload |= {"encoder": encoder_name(model.encoder), "hparams": model.encoder.hparams}
+               "scaling": asdict(scaling), "classes": classes, **model.saved()}  # fmt: skip
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: no temporary name inside the bytes
         torch.save(payload, fh)
 
 
+# how each kind of finetuned model is built again from its saved payload (`saved()`), by the key that names it
+REBUILD: dict[str, Callable[[dict[str, Any]], torch.nn.Module]] = {
+    "frozen": lambda ck: FeatureRegressor(ck["dim"], ck["head_width"], ck["n_out"], ck["frozen"]),
+    "foundation": lambda ck: FoundationRegressor(ck["foundation"], ck["head_width"], ck["n_out"]),
+    "encoder": lambda ck: Regressor(build_encoder(ck["encoder"], **ck["hparams"]), ck["head_width"], ck["n_out"]),
+}
+
+
 def load_model(path: str | Path) -> tuple[torch.nn.Module, Scaling]:
     """(model, its Scaling) of a finetuning run: predictions are from_model(scaling.back(model(batch)), ...)."""
-    from matssl.encoders import build_encoder
-
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "scaling" not in ckpt:
         raise ValueError(f"{path}: a model saved without its target scaling by an older matssl: finetune it again")
-    if "frozen" in ckpt:
-        model = FeatureRegressor(ckpt["dim"], ckpt["head_width"], ckpt["n_out"])
-    elif "foundation" in ckpt:
-        model = FoundationRegressor(ckpt["foundation"], ckpt["head_width"], ckpt["n_out"])
-    else:
-        model = Regressor(build_encoder(ckpt["encoder"], **ckpt["hparams"]), ckpt["head_width"], ckpt["n_out"])
+    model = next(build(ckpt) for key, build in REBUILD.items() if key in ckpt)
     model.load_state_dict(ckpt["state_dict"], strict=True)
     return model, Scaling(**ckpt["scaling"])
 
@@ -323,6 +330,83 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.as_tensor(logits, dtype=torch.float64), dim=-1).numpy()
 
 
+# --------------------------------------------------------------------------- what a run trains on
+class Start:
+    """What a run's model trains on, as its method's kind (`objectives.MethodKind`) decides: a graph encoder of this
+    workflow (`EncoderStart`: pretrained here or elsewhere, or scratch's drawn at random), a foundation model's frozen
+    crystal features (`FeatureStart`), or a foundation model trained whole with the head (`FoundationStart`). Chosen
+    once per run (`start_of`); it says which structures can be trained on (`trainable`), where a structure is
+    (`position`), what the model takes for a set of positions (`inputs`) and which model trains (`model`, built after
+    the finetuning seed is set, which draws every head)."""
+
+    def __init__(self, p: dict[str, Any], up: dict[str, str], graphs: GraphSet, device: torch.device, wanted: set[str],
+                 ft: FinetuneConfig, n_out: int):  # fmt: skip
+        self.p, self.up, self.graphs, self.device, self.ft, self.n_out = p, up, graphs, device, ft, n_out
+        self.trainable: Any = graphs.index
+        self.position: Callable[[list[str]], np.ndarray] = graphs.subset_index
+
+    def inputs(self, pos: np.ndarray) -> Any:
+        return self.graphs.batch(pos).to(self.device)
+
+    def model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+
+class EncoderStart(Start):
+    def model(self) -> torch.nn.Module:
+        encoder = load_encoder(str(Path(self.up["pretrain"]) / "encoder.pt"))
+        if self.p["random_encoder"]:  # scratch: the encoder's random start, too, is drawn by the finetuning seed
+            encoder = type(encoder)(**encoder.hparams)
+        return Regressor(encoder, self.ft.head_width, self.n_out)
+
+
+class FeatureStart(Start):
+    """A foundation model's frozen crystal features. A structure it could not read is left out of training, and scored
+    with the mean feature vector (as in the probes), so that every method has the same test set."""
+
+    def __init__(self, p, up, graphs, device, wanted, ft, n_out):
+        super().__init__(p, up, graphs, device, wanted, ft, n_out)
+        feature_ids, features = read_features(up["features"])
+        row = {i: k for k, i in enumerate(feature_ids)}
+        self.trainable = {i for i in graphs.index if i in row}
+        self.features = torch.from_numpy(np.vstack([features, features.mean(axis=0, keepdims=True)]))
+        self.position = lambda ids: np.array([row.get(i, len(feature_ids)) for i in ids], dtype=np.int64)
+
+    def inputs(self, pos: np.ndarray) -> torch.Tensor:
+        return self.features[pos].to(self.device)
+
+    def model(self) -> torch.nn.Module:
+        return FeatureRegressor(self.features.shape[1], self.ft.head_width, self.n_out, self.p["frozen"])
+
+
+class FoundationStart(Start):
+    """A foundation model trained whole, on its own graphs of every structure the run reads (`wanted`); one it cannot
+    convert is left out of training and predicted as the constant the model starts from (the training median; the
+    class frequencies)."""
+
+    def __init__(self, p, up, graphs, device, wanted, ft, n_out):
+        super().__init__(p, up, graphs, device, wanted, ft, n_out)
+        self.regressor = FoundationRegressor(p["foundation"], ft.head_width, n_out)
+        table = read_table(Path(up["structures"]) / "structures.parquet")
+        crystals = crystals_from_table(table[table["id"].isin(wanted & set(graphs.index))])
+        own = dict(zip([c.id for c in crystals], self.regressor.encoder.graphs(crystals), strict=True))
+        self.trainable = {i for i, g in own.items() if g is not None}
+        self.converted = [own.get(i) for i in graphs.ids]
+
+    def inputs(self, pos: np.ndarray) -> list[Any]:
+        return [self.converted[k] for k in pos]
+
+    def model(self) -> torch.nn.Module:
+        # (the model's weights are its own; the head is drawn by the finetuning seed, as every head)
+        self.regressor.head = mlp_head(self.regressor.encoder.dim, self.ft.head_width, self.n_out)
+        return self.regressor
+
+
+def start_of(p: dict[str, Any]) -> type[Start]:
+    """A run's `Start`, from the parameters the plan gave it by its method's kind."""
+    return FoundationStart if p.get("foundation") else FeatureStart if p.get("frozen") else EncoderStart
+
+
 def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     p, up, rt = spec["params"], spec["upstream"], spec["runtime"]
     ft = FinetuneConfig.model_validate(p["finetune"])
@@ -340,33 +424,8 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     strata = task.y if classes else None  # label subsets and validation splits keep the classes' shares
     drawn = label_subset(fold["train"], p["fraction"], p["seed"], p["fold"], strata)  # the run's labelled subset
 
-    frozen, foundation = p.get("frozen"), p.get("foundation")
-    if foundation:
-        # the foundation model's own graphs of every structure the run reads; one it cannot convert is left out of
-        # training and predicted as the constant the model starts from (the training median; the class frequencies)
-        model = FoundationRegressor(foundation, ft.head_width, task.n_out)
-        wanted = set(drawn) | set(fold["test"])
-        table = read_table(Path(up["structures"]) / "structures.parquet")
-        crystals = crystals_from_table(table[table["id"].isin(wanted & set(graphs.index))])
-        own = dict(zip([c.id for c in crystals], model.encoder.graphs(crystals), strict=True))
-        trainable = {i for i, g in own.items() if g is not None}
-        converted = [own.get(i) for i in graphs.ids]
-        inputs = lambda pos: [converted[k] for k in pos]  # noqa: E731
-        position = graphs.subset_index
-    elif frozen:
-        # a foundation model's frozen crystal features. A structure it could not read is left out of training, and
-        # scored with the mean feature vector (as in the probes), so that every method has the same test set
-        feature_ids, features = read_features(up["features"])
-        row = {i: k for k, i in enumerate(feature_ids)}
-        trainable = {i for i in graphs.index if i in row}
-        features_t = torch.from_numpy(np.vstack([features, features.mean(axis=0, keepdims=True)]))
-        inputs = lambda pos: features_t[pos].to(device)  # noqa: E731
-        position = lambda ids: np.array([row.get(i, len(feature_ids)) for i in ids], dtype=np.int64)  # noqa: E731
-    else:
-        trainable = graphs.index
-        inputs = lambda pos: graphs.batch(pos).to(device)  # noqa: E731
-        position = graphs.subset_index
-
+    start = start_of(p)(p, up, graphs, device, set(drawn) | set(fold["test"]), ft, task.n_out)
+    trainable, inputs, position = start.trainable, start.inputs, start.position
     subset = [i for i in drawn if i in trainable]
     val_ids, fit_ids = split_subset(subset, ft, len(fold["train"]), p["fraction"], strata)
     test_ids = [i for i in fold["test"] if i in graphs.index]
@@ -375,15 +434,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     target = task.fit_on(fit_ids)
 
     torch.manual_seed(p["seed"])
-    if foundation:
-        model.head = mlp_head(model.encoder.dim, ft.head_width, task.n_out)  # drawn by the finetuning seed, as every head
-    elif frozen:
-        model = FeatureRegressor(features.shape[1], ft.head_width, task.n_out)
-    else:
-        encoder = load_encoder(str(Path(up["pretrain"]) / "encoder.pt"))
-        if p["random_encoder"]:  # scratch: the encoder's random start, too, is drawn by the finetuning seed
-            encoder = type(encoder)(**encoder.hparams)
-        model = Regressor(encoder, ft.head_width, task.n_out)
+    model = start.model()
     task.start(model)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     fit_pos, val_pos, test_pos = (position(ids) for ids in (fit_ids, val_ids, test_ids))
@@ -428,7 +479,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
               "pretrain_epochs": p["pretrain_epochs"], "pretrain_seed": p["pretrain_seed"], "fold": p["fold"],
               "fraction": p["fraction"], "seed": p["seed"], **device_facts(device)}  # fmt: skip
     write_json(result, out / "metrics.json")
-    save_model(model.cpu(), task.scaling, out / "model.pt", frozen, foundation, classes)
+    save_model(model.cpu(), task.scaling, out / "model.pt", classes)
     write_table(pa.Table.from_pandas(predictions, preserve_index=False), out / "predictions.parquet")
     checkpoint.unlink(missing_ok=True)
     shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}

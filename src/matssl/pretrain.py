@@ -107,7 +107,7 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     objective = objective_cls(encoder.width, p["objective_params"], data)
     history: list[dict[str, float]] = []
     resumed_from = None
-    if objective_cls.trains:
+    if objective_cls.kind.trains:
         gen = torch.Generator().manual_seed(p["seed"])
         trainer = Trainer(nn.ModuleDict({"encoder": encoder, "objective": objective}), Budget.from_optim(Optim(**p["optim"])), p["seed"],
                           device, checkpoint=out / "checkpoint.pt", generator=gen)  # fmt: skip
@@ -124,7 +124,7 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         # (an objective that does not train, scratch, sees no pool)
         **(
             {"n_pool": int(len(pool_idx)), **counts(excluded, set(graphs.ids.tolist()))}
-            if objective_cls.trains
+            if objective_cls.kind.trains
             else {"n_pool": None}
         ),
         "resumed_from_epoch": resumed_from,

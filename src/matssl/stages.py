@@ -252,7 +252,7 @@ class Plan:
         self.foundation_all: dict[str, str] = {}
         for m in cfg.pretrain.methods:
             obj = self._objective(m)
-            if obj.frozen:
+            if not obj.kind.has_encoder:
                 fp = {**obj.defaults, **cfg.pretrain.methods[m].params}
                 (self.frozen if fp["train"] == "head" else self.foundation_all)[m] = fp["model"]
                 continue
@@ -288,7 +288,7 @@ class Plan:
         return OBJECTIVES[self.cfg.pretrain.methods[method].objective]
 
     def _trains(self, method: str) -> bool:
-        return self._objective(method).trains
+        return self._objective(method).kind.trains
 
     def _foundation(self, model: str, dataset: str) -> Stage:
         """A foundation model's crystal features of a dataset."""
@@ -336,14 +336,14 @@ class Plan:
         if obj.needs_fingerprints:
             upstream["fingerprints"] = self._fingerprints(cfg.pretrain.pool)
         by_content = {}
-        if self.leakage is not None and obj.trains:  # (scratch does not see the pool)
+        if self.leakage is not None and obj.kind.trains:  # (scratch does not see the pool)
             upstream["leakage"] = self._add(self.leakage)
             by_content["leakage"] = self.exclusion or "pending"
         params = {
             "method": method,
             "objective": m.objective,
             "objective_params": {k: v for k, v in {**obj.defaults, **m.params}.items() if k not in obj.files},
-            "optim": optim.model_dump() if obj.trains else None,
+            "optim": optim.model_dump() if obj.kind.trains else None,
             "encoder": cfg.encoder.model_dump(),
             "graphs": cfg.graphs.model_dump(),
             "max_z": cfg.ingest.max_z,
@@ -377,7 +377,7 @@ class Plan:
         return self.cfg.finetune.folds if self.cfg.finetune.folds is not None else list(range(n))
 
     def _finetunes(self, prop: str) -> list[Stage]:
-        from matssl.objectives import OBJECTIVES
+        from matssl.objectives import OBJECTIVES, MethodKind
 
         cfg = self.cfg
         ft = cfg.finetune.model_dump(exclude={"fractions", "seeds", "folds", "device"})
@@ -390,7 +390,7 @@ class Plan:
                 pseed, optim = pre.params["seed"], pre.params["optim"]
                 starts.append((method, f"{prop}-{method}-ps{pseed}", {"pretrain": pre},
                                {"base_method": pre.params["method"], "pretrain_epochs": optim["epochs"] if optim else 0,
-                                "random_encoder": OBJECTIVES[pre.params["objective"]].random, "pretrain_seed": pseed}))  # fmt: skip
+                                "random_encoder": OBJECTIVES[pre.params["objective"]].kind is MethodKind.SCRATCH, "pretrain_seed": pseed}))  # fmt: skip
         for method, model in self.frozen.items():  # the same head and protocol on frozen features
             starts.append((method, f"{prop}-{method}", {"features": self._foundation(model, p.dataset)},
                            {"base_method": method, "pretrain_epochs": 0, "random_encoder": False, "frozen": model,

@@ -139,9 +139,9 @@ def check_predict(cfg: Config, name: str, pr: PredictConfig) -> None:
     keys = set()  # the finetuned graph methods, named as Plan._budgets names them
     for m, method in cfg.pretrain.methods.items():
         obj = OBJECTIVES[method.objective]
-        if obj.frozen:
+        if not obj.kind.has_encoder:
             continue
-        keys |= {f"{m}-e{e}" for e in cfg.pretrain.budgets} if cfg.pretrain.budgets and obj.trains else {m}
+        keys |= {f"{m}-e{e}" for e in cfg.pretrain.budgets} if cfg.pretrain.budgets and obj.kind.trains else {m}
     if pr.method not in keys:
         raise ValueError(f"{where}.method {pr.method!r}: not a finetuned graph method ({sorted(keys)}; a foundation "
                          "method, frozen or trained whole, does not predict new structures yet: the predict stage "

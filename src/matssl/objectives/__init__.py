@@ -14,6 +14,6 @@ from matssl.objectives import (  # noqa: F401  (registers them)
     pretrained,
     scratch,
 )
-from matssl.objectives.base import OBJECTIVES, Objective, PretrainData, register
+from matssl.objectives.base import OBJECTIVES, MethodKind, Objective, PretrainData, register
 
-__all__ = ["OBJECTIVES", "Objective", "PretrainData", "register"]
+__all__ = ["OBJECTIVES", "MethodKind", "Objective", "PretrainData", "register"]

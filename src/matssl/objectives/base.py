@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,6 +18,25 @@ OBJECTIVES: dict[str, type[Objective]] = {}
 def register(cls: type[Objective]) -> type[Objective]:
     OBJECTIVES[cls.name] = cls
     return cls
+
+
+class MethodKind(StrEnum):
+    """What a method is, declared once per objective (`Objective.kind`): the plan and finetuning follow from it."""
+
+    SCRATCH = "scratch"  # no pretraining: the encoder starts at random, drawn by the finetuning seed
+    SELF_SUPERVISED = "self-supervised"  # an encoder pretrained here, on the pool, by the objective
+    IMPORTED = "imported"  # an encoder trained elsewhere (its encoder.pt)
+    FOUNDATION = "foundation"  # another model: its frozen features (train: head) or every weight (train: all)
+
+    @property
+    def trains(self) -> bool:
+        """Pretrains here, on the pool: it has a pretraining budget, and the leakage guard applies to it."""
+        return self is MethodKind.SELF_SUPERVISED
+
+    @property
+    def has_encoder(self) -> bool:
+        """Finetunes a graph encoder of this workflow (a pretraining stage), not another model."""
+        return self is not MethodKind.FOUNDATION
 
 
 @dataclass
@@ -37,9 +57,7 @@ class Objective(nn.Module):
     defaults: ClassVar[dict[str, Any]] = {}
     needs_views: ClassVar[bool] = False
     needs_fingerprints: ClassVar[bool] = False
-    trains: ClassVar[bool] = True  # False for `scratch` (its initialisation) and `pretrained` (trained elsewhere)
-    random: ClassVar[bool] = False  # True for `scratch`: finetuning draws the random encoder with its own seed
-    frozen: ClassVar[bool] = False  # True for `foundation`: frozen features of another model, no encoder here
+    kind: ClassVar[MethodKind] = MethodKind.SELF_SUPERVISED
     files: ClassVar[tuple[str, ...]] = ()  # parameters that name input files: hashed by their bytes, not their path
 
     def __init__(self, width: int, params: dict[str, Any], data: PretrainData):

@@ -5,7 +5,7 @@ features for each dataset, and finetuning trains the same head as every other me
 CPU: for a GPU)."""
 
 from matssl.foundation import MODELS
-from matssl.objectives.base import Objective, register
+from matssl.objectives.base import MethodKind, Objective, register
 
 
 @register
@@ -13,5 +13,4 @@ class Foundation(Objective):
     name = "foundation"
     defaults = {"model": "chgnet", "train": "head"}
     choices = {"model": tuple(MODELS), "train": ("head", "all")}
-    trains = False
-    frozen = True
+    kind = MethodKind.FOUNDATION

@@ -8,14 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from matssl.objectives.base import Objective, register
+from matssl.objectives.base import MethodKind, Objective, register
 
 
 @register
 class Pretrained(Objective):
     name = "pretrained"
     defaults = {"path": None}
-    trains = False
+    kind = MethodKind.IMPORTED
     files = ("path",)
 
     @classmethod

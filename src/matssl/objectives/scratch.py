@@ -1,11 +1,10 @@
 """`scratch`: no pretraining. The encoder keeps its random initialisation; the baseline then runs
 through exactly the same finetuning code as every pretrained encoder."""
 
-from matssl.objectives.base import Objective, register
+from matssl.objectives.base import MethodKind, Objective, register
 
 
 @register
 class Scratch(Objective):
     name = "scratch"
-    trains = False
-    random = True
+    kind = MethodKind.SCRATCH
