@@ -57,6 +57,13 @@ def test_a_model_saved_without_its_scaling_is_refused(tmp_path):
     torch.save(ckpt, tmp_path / "old.pt")
     with pytest.raises(ValueError, match="without its target scaling by an older matssl"):
         load_model(tmp_path / "old.pt")
+    torch.save({"scaling": ckpt_scaling(tmp_path)}, tmp_path / "other.pt")  # a file of something else
+    with pytest.raises(ValueError, match="not a finetuned model of matssl"):
+        load_model(tmp_path / "other.pt")
+
+
+def ckpt_scaling(tmp_path):
+    return torch.load(tmp_path / "model.pt", weights_only=True)["scaling"]
 
 
 def test_an_untrained_head_predicts_the_centre():

@@ -204,7 +204,10 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, Scaling]:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "scaling" not in ckpt:
         raise ValueError(f"{path}: a model saved without its target scaling by an older matssl: finetune it again")
-    model = next(build(ckpt) for key, build in REBUILD.items() if key in ckpt)
+    kind = next((key for key in REBUILD if key in ckpt), None)
+    if kind is None:
+        raise ValueError(f"{path}: not a finetuned model of matssl (none of {sorted(REBUILD)} in it)")
+    model = REBUILD[kind](ckpt)
     model.load_state_dict(ckpt["state_dict"], strict=True)
     return model, Scaling(**ckpt["scaling"])
 
