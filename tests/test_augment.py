@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from matssl.augment import column, column_replace, make_views, perturb, strain, supercell
+from matssl.augment import column, column_replace, make_views, perturb_sites, strain, supercell
 from matssl.config import AugmentConfig
 from matssl.table import min_distance
 
@@ -33,7 +33,7 @@ def test_strain_bounds_and_angles(triclinic, seed):
 @pytest.mark.parametrize("seed", range(10))
 def test_perturbation_bound(triclinic, seed):
     d_min = min_distance(triclinic.lattice, triclinic.cart, 6.0)
-    out = perturb(triclinic, np.random.default_rng(seed), 0.5)
+    out = perturb_sites(triclinic, np.random.default_rng(seed), 0.5)
     moved = np.linalg.norm(out.cart - triclinic.cart, axis=1)
     assert np.all(moved <= 0.5 * d_min + 1e-9) and moved.max() > 0
 

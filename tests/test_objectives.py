@@ -11,7 +11,7 @@ from matssl.graphs import GraphSet
 from matssl.objectives import OBJECTIVES, PretrainData
 from matssl.objectives.barlow import barlow_twins
 from matssl.objectives.losses import composition_positives, composition_similarity, element_sets, nt_xent
-from matssl.objectives.views import mask_atoms, perturb
+from matssl.objectives.views import mask_atoms, perturb_graph
 from matssl.pretrain import views_index
 
 
@@ -154,7 +154,7 @@ def test_negnn_tables_and_perturbation(nacl):
     assert column(64) == 19 and period(64) == 6  # Gd: f-block
     graphs, _ = GraphSet.build([nacl], 6.0, 12)
     batch = graphs.batch(np.array([0]))
-    moved = perturb(batch, 0.1, 0.5, torch.Generator().manual_seed(0))
+    moved = perturb_graph(batch, 0.1, 0.5, torch.Generator().manual_seed(0))
     change = (moved.vec - batch.vec).norm(dim=-1)[batch.mask]
     assert change.max() <= 1.0 + 1e-6 and change.min() > 0  # |d_j - d_i| <= 2 * 0.5 Å
 

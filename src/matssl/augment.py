@@ -35,7 +35,7 @@ def column_members(col: int, max_z: int) -> tuple[int, ...]:
     return tuple(z for z in range(1, max_z + 1) if column(z) == col)
 
 
-def perturb(c: Crystal, rng: np.random.Generator, fraction: float = 0.5) -> Crystal:
+def perturb_sites(c: Crystal, rng: np.random.Generator, fraction: float = 0.5) -> Crystal:
     """Move every site by a distance U(0, fraction * d_min) in a uniformly random direction."""
     d_min = min_distance(c.lattice, c.cart, r=6.0)
     if not np.isfinite(d_min):
@@ -91,7 +91,7 @@ def make_views(c: Crystal, cfg: AugmentConfig, max_z: int) -> list[Crystal]:
         if cfg.strain and rng.random() < cfg.probability:
             v = strain(v, rng, cfg.max_strain)
         if cfg.perturb and rng.random() < cfg.probability:
-            v = perturb(v, rng, cfg.perturb_fraction)
+            v = perturb_sites(v, rng, cfg.perturb_fraction)
         if cfg.column_replace and rng.random() < cfg.probability:
             v = column_replace(v, rng, max_z)
         views.append(Crystal(f"{c.id}#v{k}", v.lattice, v.numbers, v.frac, meta={"parent": c.id}))

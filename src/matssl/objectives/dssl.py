@@ -16,7 +16,7 @@ from torch import nn
 
 from matssl.augment import column
 from matssl.objectives.base import Objective, PretrainData, register
-from matssl.objectives.views import mask_atoms, perturb
+from matssl.objectives.views import mask_atoms, perturb_graph
 
 # Atomic stiffness per element as used by the DSSL authors (no units given); 0 elsewhere.
 STIFFNESS = {
@@ -73,7 +73,9 @@ class DSSL(Objective):
         z = []
         mask_loss = micro_loss = 0.0
         for _ in range(2):
-            view, masked = mask_atoms(perturb(base, p["perturb_min"], p["perturb_max"], gen), p["mask_ratio"], gen, plus_one=True)
+            view, masked = mask_atoms(
+                perturb_graph(base, p["perturb_min"], p["perturb_max"], gen), p["mask_ratio"], gen, plus_one=True
+            )
             out = encoder(view)
             z.append(out.graph)
             h = out.node[masked]

@@ -37,7 +37,7 @@ def drop_edges(batch: Batch, ratio: float, gen: torch.Generator) -> Batch:
     return batch.replace(mask=keep)
 
 
-def perturb(batch: Batch, lo: float, hi: float, gen: torch.Generator) -> Batch:
+def perturb_graph(batch: Batch, lo: float, hi: float, gen: torch.Generator) -> Batch:
     """Move every atom by a length U(lo, hi) Å in a random direction; neighbour lists stay fixed and
     every displacement vector is updated exactly: v_ij + d_j - d_i."""
     n = len(batch.numbers)
