@@ -88,30 +88,36 @@ def runner(kind: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(f"matssl.{module}"), name)
 
 
+@cache
+def direct_imports(root: Path, rel: str) -> tuple[str, ...]:
+    """The package's source files (relative to `root`) that the file `rel` imports itself: every `import matssl.x` and
+    `from matssl.x import ...`, at module level or inside a function (each file read once per process)."""
+    out = []
+    for node in ast.walk(ast.parse((root / rel).read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "matssl":
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "matssl":
+                continue
+            for k in range(2, len(parts) + 1):  # (importing matssl.a.b runs matssl/a/__init__.py first)
+                path = Path(*parts[1:k])
+                out += [c.as_posix() for c in (path.with_suffix(".py"), path / "__init__.py") if (root / c).is_file()]
+    return tuple(out)
+
+
 def package_imports(module: str) -> set[str]:
     """The package's source files that `module` (a file of it, relative: 'finetune.py') imports, at any depth, itself
-    included: every `import matssl.x` and `from matssl.x import ...`, at module level or inside a function."""
+    included."""
     seen, todo = set(), [module]
     while todo:
         rel = todo.pop()
-        if rel in seen:
-            continue
-        seen.add(rel)
-        for node in ast.walk(ast.parse((PACKAGE_DIR / rel).read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "matssl":
-                names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            for name in names:
-                parts = name.split(".")
-                if parts[0] != "matssl":
-                    continue
-                for k in range(2, len(parts) + 1):  # (importing matssl.a.b runs matssl/a/__init__.py first)
-                    path = Path(*parts[1:k])
-                    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
-                        if (PACKAGE_DIR / candidate).is_file():
-                            todo.append(candidate.as_posix())
+        if rel not in seen:
+            seen.add(rel)
+            todo += direct_imports(PACKAGE_DIR, rel)
     return seen
 
 
