@@ -47,9 +47,11 @@ def compare(new: dict, old: dict) -> pd.DataFrame:
     both = a[[*RUN_ID, "pretrain"]].merge(b[[*RUN_ID, "pretrain"]], on=list(RUN_ID), suffixes=("", "_old"))
     other = both[both["pretrain"].fillna("") != both["pretrain_old"].fillna("")]  # (a foundation model's runs: none)
     if len(other):
-        raise SystemExit(f"{len(other)} paired runs started from other pretraining stages (other pretraining settings, "
-                         f"pool or code), e.g. {other['pretrain'].iloc[0]} against {other['pretrain_old'].iloc[0]}: "
-                         "the change would not be the finetuning settings' alone")  # fmt: skip
+        raise SystemExit(
+            f"{len(other)} paired runs started from other pretraining stages (other pretraining settings, "
+            f"pool or code), e.g. {other['pretrain'].iloc[0]} against {other['pretrain_old'].iloc[0]}: "
+            "the change would not be the finetuning settings' alone"
+        )
     both = both[list(RUN_ID)].drop_duplicates()
     rows = []
     for key, pairs in both.groupby(MODEL + ["fraction"], sort=True):
@@ -64,26 +66,34 @@ def compare(new: dict, old: dict) -> pd.DataFrame:
 
 def markdown(prop: str, new: dict, old: dict, out: pd.DataFrame, names: tuple[list[str], list[str]], commits: dict) -> str:
     sc = SCORES[new["kind"]]
-    differ = settings_diff(old["finetune"], new["finetune"]) + ([] if old["finetune_code"] == new["finetune_code"] else
-                                                                 ["the finetuning code"])  # fmt: skip
+    differ = settings_diff(old["finetune"], new["finetune"]) + (
+        [] if old["finetune_code"] == new["finetune_code"] else ["the finetuning code"]
+    )
     m, unit = sc.primary, f", {unit_label(new)}" if unit_label(new) else ""
-    lines = [f"# {prop}: {', '.join(names[0])} against {', '.join(names[1])}", "",
-             f"Settings that differ (old → new): {'; '.join(differ) or 'none'}.",
-             f"Parts and their commits: {', '.join(f'{c} ({n})' for n, c in commits.items())}; where the runs ran: "
-             f"old {where(old)}, new {where(new)}.", "",
-             f"Test {sc.label} (mean over the paired runs{unit}), runs at the step cap, median best step; the change of "
-             f"the new settings' runs against the old ones' on the same folds and seeds (the mean log ratio of the paired "
-             f"runs' {sc.label}, as a %, with the two-level model's 95 % interval), the verdict Holm-corrected over the {int(out['p_adjusted'].notna().sum())} "
-             "comparisons tested.", "",
-             f"| model | labels | pairs | old: {sc.label}, at the cap, best step | new: {sc.label}, at the cap, best step | "
-             "change |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# {prop}: {', '.join(names[0])} against {', '.join(names[1])}",
+        "",
+        f"Settings that differ (old → new): {'; '.join(differ) or 'none'}.",
+        f"Parts and their commits: {', '.join(f'{c} ({n})' for n, c in commits.items())}; where the runs ran: "
+        f"old {where(old)}, new {where(new)}.",
+        "",
+        f"Test {sc.label} (mean over the paired runs{unit}), runs at the step cap, median best step; the change of "
+        f"the new settings' runs against the old ones' on the same folds and seeds (the mean log ratio of the paired "
+        f"runs' {sc.label}, as a %, with the two-level model's 95 % interval), the verdict Holm-corrected over the {int(out['p_adjusted'].notna().sum())} "
+        "comparisons tested.",
+        "",
+        f"| model | labels | pairs | old: {sc.label}, at the cap, best step | new: {sc.label}, at the cap, best step | change |",
+        "|---|---|---|---|---|---|",
+    ]
     seeds = out.groupby("method")["pretrain_seed"].nunique()
     for r in out.to_dict("records"):
         name = r["method"] + (f", pretraining seed {r['pretrain_seed']}" if seeds[r["method"]] > 1 else "")
         cap_old, cap_new = round(r["old_cap_share"] * r["n_pairs"]), round(r["cap_share"] * r["n_pairs"])
-        lines.append(f"| {name} | {100 * r['fraction']:g} % | {r['n_pairs']} | {fmt(r[f'old_{m}_mean'])}, {cap_old}, "
-                     f"{r['old_best_step_median']:,.0f} | {fmt(r[f'{m}_mean'])}, {cap_new}, {r['best_step_median']:,.0f} | "
-                     f"{r['verdict']} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {100 * r['fraction']:g} % | {r['n_pairs']} | {fmt(r[f'old_{m}_mean'])}, {cap_old}, "
+            f"{r['old_best_step_median']:,.0f} | {fmt(r[f'{m}_mean'])}, {cap_new}, {r['best_step_median']:,.0f} | "
+            f"{r['verdict']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -101,8 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     new, old = (s.props[args.property] for s in sides)
     differ = [k for k in (*PROPERTY_FIELDS, "splits") if new.get(k) != old.get(k)]
     if differ:
-        raise SystemExit(f"{args.property}: the two sides differ in {differ} (the splits stage: its folds, the split "
-                         "code or library versions): their runs do not pair")  # fmt: skip
+        raise SystemExit(
+            f"{args.property}: the two sides differ in {differ} (the splits stage: its folds, the split "
+            "code or library versions): their runs do not pair"
+        )
     out = compare(new, old)
     if out.empty:
         raise SystemExit(f"{args.property}: no run of {args.parts} has a partner in {args.against}")

@@ -45,8 +45,13 @@ def train_speed(sample: list, steps: int, batch: int = 64) -> dict:
         loss.backward()
         opt.step()
     wall = time.perf_counter() - t0
-    return {"graphs_per_s_conversion": round(len(graphs) / convert, 1), "steps": steps, "batch": batch,
-            "structures_per_s_training": round(steps * batch / wall, 1), "s_per_step": round(wall / steps, 2)}  # fmt: skip
+    return {
+        "graphs_per_s_conversion": round(len(graphs) / convert, 1),
+        "steps": steps,
+        "batch": batch,
+        "structures_per_s_training": round(steps * batch / wall, 1),
+        "s_per_step": round(wall / steps, 2),
+    }
 
 
 def main() -> None:
@@ -68,12 +73,22 @@ def main() -> None:
     wall = time.perf_counter() - t0
     atoms = sum(len(c.numbers) for c in sample)
     train = train_speed(sample, args.train_steps)
-    result = {"model": "chgnet", "versions": installed_versions(["chgnet", "torch"]), "threads": args.threads,
-              "structures": len(sample), "atoms": atoms, "rejected": len(rejected), "wall_s": round(wall, 1),
-              "structures_per_s": round(len(sample) / wall, 1), "atoms_per_s": round(atoms / wall, 1),
-              "whole_pool_estimate_min": round(len(crystals) / (len(sample) / wall) / 60, 1),
-              "train_all": train, "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-              "host": platform.node(), "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+    result = {
+        "model": "chgnet",
+        "versions": installed_versions(["chgnet", "torch"]),
+        "threads": args.threads,
+        "structures": len(sample),
+        "atoms": atoms,
+        "rejected": len(rejected),
+        "wall_s": round(wall, 1),
+        "structures_per_s": round(len(sample) / wall, 1),
+        "atoms_per_s": round(atoms / wall, 1),
+        "whole_pool_estimate_min": round(len(crystals) / (len(sample) / wall) / 60, 1),
+        "train_all": train,
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "host": platform.node(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -35,17 +35,31 @@ def main() -> None:
         for k in range(N):
             (folder / f"s{k:06d}.cif").write_text(body + str(k))
         (tmp / "labels.csv").write_text("id,y\n" + "".join(f"s{k:06d},{k % 7}\n" for k in range(N)))
-        cfg = {"results": "results", "datasets": {"big": {"kind": "files", "path": str(folder), "labels": str(tmp / "labels.csv")}},
-               "pretrain": {"pool": "big", "methods": {"scratch": {"objective": "scratch"}}},
-               "properties": {"y": {"dataset": "big", "column": "y"}}}  # fmt: skip
+        cfg = {
+            "results": "results",
+            "datasets": {"big": {"kind": "files", "path": str(folder), "labels": str(tmp / "labels.csv")}},
+            "pretrain": {"pool": "big", "methods": {"scratch": {"objective": "scratch"}}},
+            "properties": {"y": {"dataset": "big", "column": "y"}},
+        }
         (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
         env = {
             **os.environ,
             "MATSSL_CACHE": str(tmp / "cache"),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         }
-        cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp),
-               "--configfile", str(tmp / "config.yaml"), "--dry-run", "--cores", "1", "--quiet"]  # fmt: skip
+        cmd = [
+            str(Path(sys.executable).parent / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp),
+            "--configfile",
+            str(tmp / "config.yaml"),
+            "--dry-run",
+            "--cores",
+            "1",
+            "--quiet",
+        ]
         times = []
         for _ in range(2):
             t0 = time.perf_counter()
@@ -54,8 +68,15 @@ def main() -> None:
             if run.returncode:
                 sys.exit(run.stdout[-2000:] + run.stderr[-2000:])
         shutil.rmtree(folder)
-    result = {"command": "python bench/hash_cache.py", "files": N, "dry_run_cold_cache_s": times[0], "dry_run_warm_cache_s": times[1],
-              "host": platform.node(), "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+    result = {
+        "command": "python bench/hash_cache.py",
+        "files": N,
+        "dry_run_cold_cache_s": times[0],
+        "dry_run_warm_cache_s": times[1],
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -41,12 +41,24 @@ def export(args: argparse.Namespace, plan: Plan) -> None:
     order = {m: i for i, m in enumerate(args.methods or plan.cfg.pretrain.methods)}
     jobs = []
     for prop in args.properties:
-        stages = [s for s in plan.finetune[prop] if not Path(s.done).exists() and s.key not in saved
-                  and (not args.methods or s.params["method"] in args.methods)
-                  and (not args.fractions or s.params["fraction"] in args.fractions)]  # fmt: skip
+        stages = [
+            s
+            for s in plan.finetune[prop]
+            if not Path(s.done).exists()
+            and s.key not in saved
+            and (not args.methods or s.params["method"] in args.methods)
+            and (not args.fractions or s.params["fraction"] in args.fractions)
+        ]
         # method by method, so that a queue cut by its deadline leaves whole methods done
-        stages.sort(key=lambda s: (order.get(s.params["method"], len(order)), s.params["pretrain_seed"],
-                                   s.params["fraction"], s.params["fold"], s.params["seed"]))  # fmt: skip
+        stages.sort(
+            key=lambda s: (
+                order.get(s.params["method"], len(order)),
+                s.params["pretrain_seed"],
+                s.params["fraction"],
+                s.params["fold"],
+                s.params["seed"],
+            )
+        )
         jobs += stages
     if not jobs:
         raise SystemExit("nothing to export: every run asked for is finished or saved")
@@ -59,14 +71,18 @@ def export(args: argparse.Namespace, plan: Plan) -> None:
         raise SystemExit(f"results: {plan.cfg.results} is absolute: the queue runs in another folder, give it relative")
     missing = [d for d in inputs if not (Path(d) / "manifest.json").is_file()]
     if missing:
-        raise SystemExit("make the runs' inputs first:\n  snakemake --cores all "
-                         + " ".join(f"{d}/manifest.json" for d in missing) + f" --configfile {args.config}")  # fmt: skip
+        raise SystemExit(
+            "make the runs' inputs first:\n  snakemake --cores all "
+            + " ".join(f"{d}/manifest.json" for d in missing)
+            + f" --configfile {args.config}"
+        )
     (out / "specs").mkdir(parents=True)
     with tarfile.open(out / "inputs.tar", "w") as tar:
         for d in inputs:
             tar.add(d)
-    shutil.copytree(Path(sys.modules["matssl"].__file__).parent, out / "src" / "matssl",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copytree(
+        Path(sys.modules["matssl"].__file__).parent, out / "src" / "matssl", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(BENCH / "offload_queue.py", out / "offload_queue.py")
     with open(out / "jobs.tsv", "w") as f:
         for s in jobs:
@@ -99,10 +115,20 @@ def import_(args: argparse.Namespace, plan: Plan) -> None:
         for d in sorted((staging / "finetune").glob("*")):
             stage = wanted.get(d.name)
             dest = Path(stage.dir) if stage else None
-            problems = [] if stage is None or (dest / "manifest.json").exists() else (
-                ["a link, not a folder"] if d.is_symlink() or not d.is_dir() else foreign_stage_problems(stage, d))  # fmt: skip
-            why = ("not this plan's" if stage is None else "here already" if (dest / "manifest.json").exists()
-                   else "refused" if problems else "imported")  # fmt: skip
+            problems = (
+                []
+                if stage is None or (dest / "manifest.json").exists()
+                else (["a link, not a folder"] if d.is_symlink() or not d.is_dir() else foreign_stage_problems(stage, d))
+            )
+            why = (
+                "not this plan's"
+                if stage is None
+                else "here already"
+                if (dest / "manifest.json").exists()
+                else "refused"
+                if problems
+                else "imported"
+            )
             count[why] += 1
             if problems:
                 print(f"refused {d.name}: {'; '.join(problems)}")

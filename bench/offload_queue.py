@@ -76,8 +76,21 @@ def main() -> None:
         while jobs and len(running) < args.workers and now < args.deadline_s:
             key, out = jobs.pop(0)
             spec = (q / "specs" / f"{key}.json").read_text()
-            cmd = [sys.executable, "-m", "matssl.cli", "stage", "finetune", "--spec", spec, "--out", out,
-                   "--threads", "1", "--gpus", str(args.gpus)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "matssl.cli",
+                "stage",
+                "finetune",
+                "--spec",
+                spec,
+                "--out",
+                out,
+                "--threads",
+                "1",
+                "--gpus",
+                str(args.gpus),
+            ]
             with open(logs / f"{key}.log", "w") as log:
                 running[key] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), time.time())
         if len(failed) >= 4 and not done and jobs:  # the first runs all failed: keep the machine's time for a fix
@@ -91,8 +104,11 @@ def main() -> None:
                 (done if proc.returncode == 0 else failed).append(key)
                 walls.append((time.time() - started, key))
                 del running[key]
-                print(f"{time.time() - t0:6.0f} s  {len(done)} done, {len(failed)} failed: {key} "
-                      f"({walls[-1][0]:.0f} s, rc {proc.returncode})", flush=True)  # fmt: skip
+                print(
+                    f"{time.time() - t0:6.0f} s  {len(done)} done, {len(failed)} failed: {key} "
+                    f"({walls[-1][0]:.0f} s, rc {proc.returncode})",
+                    flush=True,
+                )
             elif time.time() - t0 > args.kill_s:
                 proc.kill()
                 proc.wait()
@@ -102,9 +118,15 @@ def main() -> None:
     finished = [out for _, out in queue if (Path(out) / "manifest.json").is_file()]
     packed, left_out = pack(finished, logs, Path(args.out), args.chunk_mb * 2**20, args.max_mb * 2**20)
     ok = [w for w, key in walls if key in done]
-    summary = {"finished": len(finished), "packed": packed, "failed": failed, "stopped": stopped,
-               "left_out": left_out, "wall_s": round(time.time() - t0, 1),
-               "median_run_s": round(sorted(ok)[len(ok) // 2], 1) if ok else None}  # fmt: skip
+    summary = {
+        "finished": len(finished),
+        "packed": packed,
+        "failed": failed,
+        "stopped": stopped,
+        "left_out": left_out,
+        "wall_s": round(time.time() - t0, 1),
+        "median_run_s": round(sorted(ok)[len(ok) // 2], 1) if ok else None,
+    }
     Path(args.out, "queue.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
 

@@ -121,14 +121,23 @@ def save(args: argparse.Namespace, plan) -> None:
         (tmp / "pretrain" / key).mkdir()
         for name in PRETRAIN_FILES:  # (scratch's encoder.pt is a random start, which its runs redraw: small all the same)
             shutil.copyfile(src / name, tmp / "pretrain" / key / name)
-    meta = {"name": args.name, "config": args.config, "commit": args.commit or git_commit(), "root": str(root),
-            "properties": sorted(runs.props), "n_runs": {p: len(d["runs"]) for p, d in runs.props.items()},
-            "pretrain": runs.used, "saved": time.strftime("%Y-%m-%d"), "host": socket.gethostname()}  # fmt: skip
+    meta = {
+        "name": args.name,
+        "config": args.config,
+        "commit": args.commit or git_commit(),
+        "root": str(root),
+        "properties": sorted(runs.props),
+        "n_runs": {p: len(d["runs"]) for p, d in runs.props.items()},
+        "pretrain": runs.used,
+        "saved": time.strftime("%Y-%m-%d"),
+        "host": socket.gethostname(),
+    }
     (tmp / "part.json").write_text(json.dumps(meta, indent=1) + "\n")
     shutil.copyfile(args.config_file, tmp / "config.yaml")
     tmp.rename(folder)
-    print(f"saved {sum(meta['n_runs'].values())} runs of {meta['properties']} and {len(runs.used)} pretraining stages "
-          f"to {folder}")  # fmt: skip
+    print(
+        f"saved {sum(meta['n_runs'].values())} runs of {meta['properties']} and {len(runs.used)} pretraining stages to {folder}"
+    )
 
 
 def restore(args: argparse.Namespace, plan) -> None:
@@ -145,8 +154,9 @@ def restore(args: argparse.Namespace, plan) -> None:
     ours = [(src, wanted[src.name]) for src in saved if src.name in wanted]
     missing = sorted({f for _, stage in ours for f in stage.upstream_files() if not Path(f).exists()})
     if missing:
-        raise SystemExit(f"make the pretraining stages' inputs first:\n  snakemake --cores all {' '.join(missing)} "
-                         f"--configfile {args.config}")  # fmt: skip
+        raise SystemExit(
+            f"make the pretraining stages' inputs first:\n  snakemake --cores all {' '.join(missing)} --configfile {args.config}"
+        )
     copied = []
     for src, stage in ours:
         dest = Path(stage.dir)
@@ -194,9 +204,15 @@ def status(args: argparse.Namespace, plan) -> None:
                     n[1] += 1
             have, want = sum(n[0] for n in cell.values()), sum(n[1] for n in cell.values())
             left = ", ".join(f"{m} {a}/{b}" for m, (a, b) in cell.items() if a < b)
-            print(f"  {frac:g} of the labels: {have}/{want} saved" + (f"; to run: {left}" if left else "")
-                  + (f"; saved from other code or settings: {', '.join(f'{n} at {c}' for c, n in sorted(other.items()))}"
-                     if other else ""))  # fmt: skip
+            print(
+                f"  {frac:g} of the labels: {have}/{want} saved"
+                + (f"; to run: {left}" if left else "")
+                + (
+                    f"; saved from other code or settings: {', '.join(f'{n} at {c}' for c, n in sorted(other.items()))}"
+                    if other
+                    else ""
+                )
+            )
             total, done = total + want, done + have
     print(f"{done} of {total} finetuning runs saved in {args.parts_dir}")
 
@@ -206,11 +222,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("action", choices=["save", "restore", "status"])
     parser.add_argument("--config", required=True, help="the benchmark's config, as the part was run with it")
     parser.add_argument("--name", help="save, restore: the part, bench/parts/NAME")
-    parser.add_argument("--root", default=".", help="the folder the run was made in, where its config's relative paths "
-                        "start (default: the current folder)")  # fmt: skip
+    parser.add_argument(
+        "--root",
+        default=".",
+        help="the folder the run was made in, where its config's relative paths start (default: the current folder)",
+    )
     parser.add_argument("--properties", nargs="+", help="save only these properties of the config")
-    parser.add_argument("--methods", nargs="+", help="save: only these methods' finished runs (their other runs, and "
-                        "the config's other methods, saved in other parts or left to run)")  # fmt: skip
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        help="save: only these methods' finished runs (their other runs, and "
+        "the config's other methods, saved in other parts or left to run)",
+    )
     parser.add_argument("--commit", help="save: the commit of the code that ran the part (default: this checkout's HEAD)")
     parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)  # (tests write elsewhere)
     args = parser.parse_args(argv)

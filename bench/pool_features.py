@@ -48,9 +48,18 @@ def graphs_job(queue, tmp: str) -> None:
     build_s = time.perf_counter() - t0
     graphs.save(Path(tmp) / "graphs.npz")
     size = (Path(tmp) / "graphs.npz").stat().st_size
-    queue.put({"structures": len(crystals), "atoms": int(graphs.ptr[-1]), "rejected": len(rejected), "read_s": round(read_s, 1),
-               "build_s": round(build_s, 1), "structures_per_s": round(len(crystals) / build_s, 1),
-               "graphs_npz_mb": round(size / 2**20, 1), "peak_memory_mb": round(peak_mb(), 1)})  # fmt: skip
+    queue.put(
+        {
+            "structures": len(crystals),
+            "atoms": int(graphs.ptr[-1]),
+            "rejected": len(rejected),
+            "read_s": round(read_s, 1),
+            "build_s": round(build_s, 1),
+            "structures_per_s": round(len(crystals) / build_s, 1),
+            "graphs_npz_mb": round(size / 2**20, 1),
+            "peak_memory_mb": round(peak_mb(), 1),
+        }
+    )
 
 
 def fingerprints_job(queue, n: int, kinds: list[str], processes: int, tmp: str) -> None:
@@ -74,11 +83,22 @@ def fingerprints_job(queue, n: int, kinds: list[str], processes: int, tmp: str) 
             atoms += b.num_rows
     wall = time.perf_counter() - t0
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker
-    queue.put({"structures": len(sample), "atoms": atoms, "processes": processes, "dims": fingerprints.dims(cfg),
-               "wall_s": round(wall, 1), "atoms_per_s": round(atoms / wall, 1),
-               "peak_memory_mb": {"main": round(peak_mb(), 1), "worker": round(workers, 1),
-                                  "total": round(peak_mb() + processes * workers, 1)},
-               "parquet_mb": round(path.stat().st_size / 2**20, 1)})  # fmt: skip
+    queue.put(
+        {
+            "structures": len(sample),
+            "atoms": atoms,
+            "processes": processes,
+            "dims": fingerprints.dims(cfg),
+            "wall_s": round(wall, 1),
+            "atoms_per_s": round(atoms / wall, 1),
+            "peak_memory_mb": {
+                "main": round(peak_mb(), 1),
+                "worker": round(workers, 1),
+                "total": round(peak_mb() + processes * workers, 1),
+            },
+            "parquet_mb": round(path.stat().st_size / 2**20, 1),
+        }
+    )
 
 
 def kind_speed_job(queue, n: int) -> None:
@@ -129,10 +149,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fps = in_process(fingerprints_job, args.fingerprint_sample, args.kinds, args.processes, tmp)
     print("fingerprints", fps)
-    result = {"pool": str(POOL.name), "host": platform.node(), "cpu_count": mp.cpu_count(), "date": time.strftime("%Y-%m-%d"),
-              "graphs": {"cutoff": 8.0, "max_neighbors": 12, **graphs},
-              "fingerprints_per_kind_one_process": speeds,
-              "fingerprints": {"kinds": args.kinds, **fps}}  # fmt: skip
+    result = {
+        "pool": str(POOL.name),
+        "host": platform.node(),
+        "cpu_count": mp.cpu_count(),
+        "date": time.strftime("%Y-%m-%d"),
+        "graphs": {"cutoff": 8.0, "max_neighbors": 12, **graphs},
+        "fingerprints_per_kind_one_process": speeds,
+        "fingerprints": {"kinds": args.kinds, **fps},
+    }
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {OUT}")
 

@@ -28,10 +28,24 @@ from matssl import ALPHA, Estimate, collect, corrected_t, random_effects, two_le
 OUT = Path(__file__).resolve().parent / "results"
 K, S, FRACTIONS, OVERLAP, R_FRACTIONS = 5, 3, 3, 0.25, 0.5
 CAMPAIGN = [  # the saved parts of the campaign's 1,800 runs (bench/configs/mp.yaml)
-    "mp-jdft2d-10", "mp-jdft2d-25", "mp-jdft2d-100", "mp-kvrh-10", "mp-kvrh-25", "mp-kvrh-100a", "mp-kvrh-100b",
-    "mp-kvrh-100c", "mp-gvrh-10", "mp-gvrh-25", "mp-gvrh-100a", "mp-gvrh-100b", "mp-gvrh-100c", "mp-gvrh-100d",
-    "mp-dielectric-10", "mp-dielectric-25", "mp-dielectric-100",
-]  # fmt: skip
+    "mp-jdft2d-10",
+    "mp-jdft2d-25",
+    "mp-jdft2d-100",
+    "mp-kvrh-10",
+    "mp-kvrh-25",
+    "mp-kvrh-100a",
+    "mp-kvrh-100b",
+    "mp-kvrh-100c",
+    "mp-gvrh-10",
+    "mp-gvrh-25",
+    "mp-gvrh-100a",
+    "mp-gvrh-100b",
+    "mp-gvrh-100c",
+    "mp-gvrh-100d",
+    "mp-dielectric-10",
+    "mp-dielectric-25",
+    "mp-dielectric-100",
+]
 
 
 def draw(rng: np.random.Generator, fold_var: float, run_var: float, pretrain_var: float, p: int, effect: float) -> np.ndarray:
@@ -57,16 +71,24 @@ def one_level(a: np.ndarray) -> Estimate:
 def rates(estimates: list[Estimate], truth: float) -> dict[str, float]:
     lows, highs = np.array([e.interval() for e in estimates]).T
     p = np.array([e.p_value for e in estimates])
-    return {"coverage": float(((lows <= truth) & (truth <= highs)).mean()), "rejected": float((p < ALPHA).mean()),
-            "width": float(np.median(highs - lows))}  # fmt: skip
+    return {
+        "coverage": float(((lows <= truth) & (truth <= highs)).mean()),
+        "rejected": float((p < ALPHA).mean()),
+        "width": float(np.median(highs - lows)),
+    }
 
 
-def scenario(rng: np.random.Generator, n: int, fold_var: float, run_var: float, pretrain_var: float = 0.0, p: int = 1,
-             effect: float = 0.0) -> dict[str, dict[str, float]]:  # fmt: skip
+def scenario(
+    rng: np.random.Generator, n: int, fold_var: float, run_var: float, pretrain_var: float = 0.0, p: int = 1, effect: float = 0.0
+) -> dict[str, dict[str, float]]:
     """Per model (two-level, one-level) and question (one cell; pooled over the fractions): coverage, rejection rate
     (the false-positive rate at effect 0, the power otherwise) and the median interval width."""
-    out: dict[str, list[Estimate]] = {"two-level, cell": [], "one-level, cell": [], "two-level, pooled": [],
-                                      "one-level, pooled": []}  # fmt: skip
+    out: dict[str, list[Estimate]] = {
+        "two-level, cell": [],
+        "one-level, cell": [],
+        "two-level, pooled": [],
+        "one-level, pooled": [],
+    }
     for _ in range(n):
         a = draw(rng, fold_var, run_var, pretrain_var, p, effect)
         out["two-level, cell"].append(two_level(a[0], OVERLAP))
@@ -76,14 +98,17 @@ def scenario(rng: np.random.Generator, n: int, fold_var: float, run_var: float, 
     return {k: rates(v, effect) for k, v in out.items()}
 
 
-def across(rng: np.random.Generator, n: int, fold_var: float, run_var: float, tau: float, properties: int = 4,
-           effect: float = 0.0) -> dict[str, float]:  # fmt: skip
+def across(
+    rng: np.random.Generator, n: int, fold_var: float, run_var: float, tau: float, properties: int = 4, effect: float = 0.0
+) -> dict[str, float]:
     """The random-effects mean over `properties` properties, each pooled over its fractions by the two-level model,
     whose true effects spread with sd `tau` around `effect`."""
     estimates = []
     for _ in range(n):
-        per = [two_level(draw(rng, fold_var, run_var, 0.0, 1, effect + tau * rng.standard_normal()).mean(0), OVERLAP)
-               for _ in range(properties)]  # fmt: skip
+        per = [
+            two_level(draw(rng, fold_var, run_var, 0.0, 1, effect + tau * rng.standard_normal()).mean(0), OVERLAP)
+            for _ in range(properties)
+        ]
         re = random_effects(np.array([e.effect for e in per]), np.array([e.se for e in per]) ** 2)
         estimates.append(Estimate(re["effect"], re["se"], re["df"]))
     return rates(estimates, effect)
@@ -97,10 +122,17 @@ def campaign_components(parts: list[str]) -> dict[str, float]:
     cells = a.cells[~a.cells["method"].isin(["chgnet"]) & a.cells["se"].notna()]
     two = cells[cells["pretrain_var"].notna() & (cells["n_pairs"] > K * S)]
     tau = a.across.loc[a.across["fraction"].isna(), "tau"]
-    return {"fold_median": float(cells["fold_var"].median()), "fold_q90": float(cells["fold_var"].quantile(0.9)),
-            "run_median": float(cells["run_var"].median()), "run_q10": float(cells["run_var"].quantile(0.1)),
-            "pretrain_median": float(two["pretrain_var"].median()), "pretrain_q90": float(two["pretrain_var"].quantile(0.9)),
-            "tau_median": float(tau.median()), "tau_max": float(tau.max()), "cells": len(cells)}  # fmt: skip
+    return {
+        "fold_median": float(cells["fold_var"].median()),
+        "fold_q90": float(cells["fold_var"].quantile(0.9)),
+        "run_median": float(cells["run_var"].median()),
+        "run_q10": float(cells["run_var"].quantile(0.1)),
+        "pretrain_median": float(two["pretrain_var"].median()),
+        "pretrain_q90": float(two["pretrain_var"].quantile(0.9)),
+        "tau_median": float(tau.median()),
+        "tau_max": float(tau.max()),
+        "cells": len(cells),
+    }
 
 
 def scenarios(c: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -108,9 +140,13 @@ def scenarios(c: dict[str, float]) -> dict[str, dict[str, float]]:
         "median cell": {"fold_var": c["fold_median"], "run_var": c["run_median"]},
         "folds differ most (90th percentile), little seed noise (10th)": {"fold_var": c["fold_q90"], "run_var": c["run_q10"]},
         "no fold effect": {"fold_var": 0.0, "run_var": c["run_median"]},
-        "two encoders (90th percentile of their spread)": {"fold_var": c["fold_median"], "run_var": c["run_median"],
-                                                           "pretrain_var": c["pretrain_q90"], "p": 2},
-    }  # fmt: skip
+        "two encoders (90th percentile of their spread)": {
+            "fold_var": c["fold_median"],
+            "run_var": c["run_median"],
+            "pretrain_var": c["pretrain_q90"],
+            "p": 2,
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,26 +165,42 @@ def main(argv: list[str] | None = None) -> None:
     for tau in (0.0, c["tau_median"], c["tau_max"]):
         for effect in (0.0, math.log(0.95)):
             r = across(rng, args.sims // 4, c["fold_median"], c["run_median"], tau, effect=effect)
-            results.append({"scenario": f"four properties, tau {tau:.3f}", "true change %": round(100 * math.expm1(effect), 1),
-                            "model": "random effects (DL + HK)", **r})  # fmt: skip
+            results.append(
+                {
+                    "scenario": f"four properties, tau {tau:.3f}",
+                    "true change %": round(100 * math.expm1(effect), 1),
+                    "model": "random effects (DL + HK)",
+                    **r,
+                }
+            )
     df = pd.DataFrame(results)
     out = Path(args.out)
-    (out / "stats_coverage.json").write_text(json.dumps({"components": c, "sims": args.sims, "seed": args.seed,
-                                                          "results": results}, indent=1) + "\n")  # fmt: skip
-    lines = ["# Coverage of the report's intervals (simulated)", "",
-             f"Variance components of the campaign's {c['cells']} cells (per run, log-ratio scale): between folds median "
-             f"{c['fold_median']:.5f} (90th percentile {c['fold_q90']:.5f}); seeds' noise median {c['run_median']:.5f} "
-             f"(10th percentile {c['run_q10']:.5f}); between the two encoders of a method median {c['pretrain_median']:.5f} "
-             f"(90th percentile {c['pretrain_q90']:.5f}); between properties (tau) median {c['tau_median']:.3f}, largest "
-             f"{c['tau_max']:.3f}. "
-             f"K = {K} folds, {S} finetuning seeds, {FRACTIONS} label fractions; {args.sims} simulated methods a row "
-             f"({args.sims // 4} for the random-effects rows); seed {args.seed}.", "",
-             "Coverage: the share of 95 % intervals holding the true change (target 93-97 %); rejected: the share with "
-             "p < 0.05 (at a true change of 0 the false-positive rate, target at most 5 %; at -5 % the power); width: "
-             "the median interval width on the log scale.", "",
-             "| scenario | true change | model | coverage | rejected | width |", "|---|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {r['scenario']} | {r['true change %']:+.1f} % | {r['model']} | {100 * r['coverage']:.1f} % | "
-              f"{100 * r['rejected']:.1f} % | {r['width']:.3f} |" for r in results]  # fmt: skip
+    (out / "stats_coverage.json").write_text(
+        json.dumps({"components": c, "sims": args.sims, "seed": args.seed, "results": results}, indent=1) + "\n"
+    )
+    lines = [
+        "# Coverage of the report's intervals (simulated)",
+        "",
+        f"Variance components of the campaign's {c['cells']} cells (per run, log-ratio scale): between folds median "
+        f"{c['fold_median']:.5f} (90th percentile {c['fold_q90']:.5f}); seeds' noise median {c['run_median']:.5f} "
+        f"(10th percentile {c['run_q10']:.5f}); between the two encoders of a method median {c['pretrain_median']:.5f} "
+        f"(90th percentile {c['pretrain_q90']:.5f}); between properties (tau) median {c['tau_median']:.3f}, largest "
+        f"{c['tau_max']:.3f}. "
+        f"K = {K} folds, {S} finetuning seeds, {FRACTIONS} label fractions; {args.sims} simulated methods a row "
+        f"({args.sims // 4} for the random-effects rows); seed {args.seed}.",
+        "",
+        "Coverage: the share of 95 % intervals holding the true change (target 93-97 %); rejected: the share with "
+        "p < 0.05 (at a true change of 0 the false-positive rate, target at most 5 %; at -5 % the power); width: "
+        "the median interval width on the log scale.",
+        "",
+        "| scenario | true change | model | coverage | rejected | width |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['scenario']} | {r['true change %']:+.1f} % | {r['model']} | {100 * r['coverage']:.1f} % | "
+        f"{100 * r['rejected']:.1f} % | {r['width']:.3f} |"
+        for r in results
+    ]
     (out / "stats_coverage.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(df.groupby("model")[["coverage", "rejected"]].agg(["min", "max"]).to_string())

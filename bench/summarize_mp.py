@@ -94,8 +94,9 @@ def readme_table(summary: pd.DataFrame, props: list[str], methods: list[str]) ->
 
     for m in methods:
         if m not in DUMMIES and any(m in c.index for c in cells.values()):
-            lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cell(c.loc[m]) if m in c.index else "–"
-                                                                    for c in cells.values()) + " |")  # fmt: skip
+            lines.append(
+                f"| {LABELS.get(m, m)} | " + " | ".join(cell(c.loc[m]) if m in c.index else "–" for c in cells.values()) + " |"
+            )
     return lines + [""]
 
 
@@ -115,25 +116,30 @@ def targets(summary: pd.DataFrame, foundation: list[str], expected: list[str]) -
         for _, r in scratch.iterrows()
         if not r["beats_dummy"]
     ]
-    lines.append(f"- Scratch beats the dummy in every cell: {'met' if not missed else 'missed'} "
-                 f"({len(scratch) - len(missed)} of {len(scratch)} cells" + (f"; not in {', '.join(missed)}" if missed else "")
-                 + ")")  # fmt: skip
+    lines.append(
+        f"- Scratch beats the dummy in every cell: {'met' if not missed else 'missed'} "
+        f"({len(scratch) - len(missed)} of {len(scratch)} cells" + (f"; not in {', '.join(missed)}" if missed else "") + ")"
+    )
     low = s[(s["fraction"] == 0.1) & s["change_pct"].notna() & ~s["method"].isin(foundation)]
     have = sorted(set(low["property"]))
     if low.empty or set(expected) - set(have):
-        lines.append(f"- With 10 % of the labels, the best pretrained method beats scratch by 15 % or more on average "
-                     f"over the {len(expected)} properties: not measurable yet (summarised: {', '.join(have) or 'none'}; not run: "
-                     f"{', '.join(sorted(set(expected) - set(have)))})")  # fmt: skip
+        lines.append(
+            f"- With 10 % of the labels, the best pretrained method beats scratch by 15 % or more on average "
+            f"over the {len(expected)} properties: not measurable yet (summarised: {', '.join(have) or 'none'}; not run: "
+            f"{', '.join(sorted(set(expected) - set(have)))})"
+        )
     else:
         g = low.groupby("method")
         mean = g["change_pct"].mean().sort_values()
         best = mean.index[0]
         wins = int((g.get_group(best)["finding"] > 0).sum())
         ok = mean.iloc[0] <= -15 and wins >= 3
-        lines.append(f"- With 10 % of the labels, the best pretrained method beats scratch by 15 % or more on average "
-                     f"over the {len(have)} properties, found by the per-cell screen on at least 3: {'met' if ok else 'missed'}: "
-                     f"{best} {mean.iloc[0]:+.1f} % on average (descriptive), found in its favour "
-                     f"on {wins} of {len(have)}")  # fmt: skip
+        lines.append(
+            f"- With 10 % of the labels, the best pretrained method beats scratch by 15 % or more on average "
+            f"over the {len(have)} properties, found by the per-cell screen on at least 3: {'met' if ok else 'missed'}: "
+            f"{best} {mean.iloc[0]:+.1f} % on average (descriptive), found in its favour "
+            f"on {wins} of {len(have)}"
+        )
     full = s[(s["fraction"] == 1.0) & ~s["method"].isin([*DUMMIES, *foundation])]
     for prop, (maes, _) in PUBLISHED.items():
         bar = maes["ALIGNN"]
@@ -143,9 +149,11 @@ def targets(summary: pd.DataFrame, foundation: list[str], expected: list[str]) -
             continue
         b = cells.loc[cells["mae_mean"].idxmin()]
         scratch = cells[cells["method"] == "scratch"]["mae_mean"]  # (met by scratch too: not pretraining's doing)
-        lines.append(f"- {prop} with all labels below ALIGNN's {bar:g} (a CGCNN-sized encoder): "
-                     f"{'met' if b['mae_mean'] < bar else 'missed'}: best {b['method']} {fmt(b['mae_mean'])}"
-                     + (f"; scratch {fmt(scratch.iloc[0])}" if len(scratch) and b["method"] != "scratch" else ""))  # fmt: skip
+        lines.append(
+            f"- {prop} with all labels below ALIGNN's {bar:g} (a CGCNN-sized encoder): "
+            f"{'met' if b['mae_mean'] < bar else 'missed'}: best {b['method']} {fmt(b['mae_mean'])}"
+            + (f"; scratch {fmt(scratch.iloc[0])}" if len(scratch) and b["method"] != "scratch" else "")
+        )
     return lines + [""]
 
 
@@ -161,8 +169,11 @@ def probes(plan: Plan, props: dict, kinds: dict[str, str]) -> list[str]:
         df = pd.read_parquet(Path(stage.dir) / "probes.parquet")
         df = df[df["fraction"] == df["fraction"].max()]
         t = df.groupby(["representation", "model"], sort=False)[SCORES[kinds[prop]].primary].mean().unstack("model")
-        lines += [f"### {prop}", "", *markdown_table(["representation", *t.columns],
-                                                      [[rep, *map(fmt, r)] for rep, r in t.iterrows()])]  # fmt: skip
+        lines += [
+            f"### {prop}",
+            "",
+            *markdown_table(["representation", *t.columns], [[rep, *map(fmt, r)] for rep, r in t.iterrows()]),
+        ]
     return lines
 
 
@@ -171,14 +182,24 @@ def main() -> None:
     parser.add_argument("--config", default="bench/configs/mp.yaml", help="the benchmark's config")
     parser.add_argument("--commit", help="the commit the run used (default: this checkout's HEAD; with --parts, each part's)")
     parser.add_argument("--name", default="mp", help="writes bench/results/NAME_benchmark.{md,json} and NAME_report.html")
-    parser.add_argument("--root", default=".", help="the folder the run was made in, where its config's relative paths "
-                        "start (default: the current folder)")  # fmt: skip
-    parser.add_argument("--parts", nargs="+", help="summarise these saved parts (bench/parts/NAME, see bench/parts.py) "
-                        "together instead of a results folder")  # fmt: skip
-    parser.add_argument("--properties", nargs="+", help="summarise only these properties of the config (a part of a run "
-                        "whose other properties have not finished)")  # fmt: skip
-    parser.add_argument("--readme", action="store_true", help="print the README's tables (one per label fraction) "
-                        "instead of the summary")  # fmt: skip
+    parser.add_argument(
+        "--root",
+        default=".",
+        help="the folder the run was made in, where its config's relative paths start (default: the current folder)",
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        help="summarise these saved parts (bench/parts/NAME, see bench/parts.py) together instead of a results folder",
+    )
+    parser.add_argument(
+        "--properties",
+        nargs="+",
+        help="summarise only these properties of the config (a part of a run whose other properties have not finished)",
+    )
+    parser.add_argument(
+        "--readme", action="store_true", help="print the README's tables (one per label fraction) instead of the summary"
+    )
     parser.add_argument("--out", default=str(OUT), help=argparse.SUPPRESS)  # (tests write elsewhere)
     parser.add_argument("--parts-dir", default=str(ROOT / "bench" / "parts"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -211,8 +232,11 @@ def main() -> None:
     lines += targets(summary, foundation, list(raw["properties"]))
     if set(PUBLISHED) & set(runs.props):
         lines += ["## Published numbers (all training labels)", ""]
-        lines += [f"- {prop}: Matbench v0.1: {', '.join(f'{m} {v:g}' for m, v in PUBLISHED[prop][0].items())}{PUBLISHED[prop][1]}"
-                  for prop in runs.props if prop in PUBLISHED]  # fmt: skip
+        lines += [
+            f"- {prop}: Matbench v0.1: {', '.join(f'{m} {v:g}' for m, v in PUBLISHED[prop][0].items())}{PUBLISHED[prop][1]}"
+            for prop in runs.props
+            if prop in PUBLISHED
+        ]
         lines += ["", NOT_COMPARABLE, ""]
     lines += probes(plan, runs.props, kinds) if plan else ["Probes are not saved in parts: run the workflow with them.", ""]
     (out / f"{args.name}_benchmark.md").write_text("\n".join(lines) + "\n")
@@ -222,8 +246,15 @@ def main() -> None:
         named, methods = list(raw["pretrain"]["methods"]), method_order(summary["method"])
         order = [m for m in named if m in methods] + [m for m in methods if m not in named]
         fractions = sorted(summary["fraction"].unique())
-        lines = [line for f in fractions for line in [f"With {100 * f:g} % of the labels:", "",
-                                                      *readme_table(summary[summary["fraction"] == f], list(raw["properties"]), order)]]  # fmt: skip
+        lines = [
+            line
+            for f in fractions
+            for line in [
+                f"With {100 * f:g} % of the labels:",
+                "",
+                *readme_table(summary[summary["fraction"] == f], list(raw["properties"]), order),
+            ]
+        ]
     print("\n".join(lines))
 
 

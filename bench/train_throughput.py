@@ -65,8 +65,13 @@ class ReferenceEncoder(nn.Module):
 
 def edge_list(b: Batch) -> dict:
     centre = torch.arange(len(b.numbers))[:, None].expand_as(b.nbr)
-    return {"numbers": b.numbers, "edge_index": torch.stack([b.nbr[b.mask], centre[b.mask]]), "dist": b.dist[b.mask],
-            "graph": b.graph, "n_graphs": b.n_graphs}  # fmt: skip
+    return {
+        "numbers": b.numbers,
+        "edge_index": torch.stack([b.nbr[b.mask], centre[b.mask]]),
+        "dist": b.dist[b.mask],
+        "graph": b.graph,
+        "n_graphs": b.n_graphs,
+    }
 
 
 def pyg_data(graphs: GraphSet, s: int) -> Data:

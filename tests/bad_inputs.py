@@ -107,9 +107,20 @@ def write_corpus(folder: Path) -> Path:
         cif(name, rocksalt)
     cif("twice", rocksalt)
     rocksalt.to(filename=str(folder / "twice.vasp"), fmt="poscar")  # the same id from a second file
-    labels += [("overlapping", "1.5"), ("disordered", "1.5"), ("superheavy", "1.5"), ("too-big", "1.5"),
-               ("isolated", "1.5"), ("inf-label", "inf"), ("text-label", "high"), ("nan-label", "nan"),
-               ("relabelled", "1.7"), ("relabelled", "1.8"), ("twice", "1.5"), ("ghost", "2.0")]  # fmt: skip
+    labels += [
+        ("overlapping", "1.5"),
+        ("disordered", "1.5"),
+        ("superheavy", "1.5"),
+        ("too-big", "1.5"),
+        ("isolated", "1.5"),
+        ("inf-label", "inf"),
+        ("text-label", "high"),
+        ("nan-label", "nan"),
+        ("relabelled", "1.7"),
+        ("relabelled", "1.8"),
+        ("twice", "1.5"),
+        ("ghost", "2.0"),
+    ]
     path = folder / "labels.csv"
     # a text column (notes, class names) that no property uses: kept as text, rejecting nothing
     path.write_text("id,n,note\n" + "".join(f"{i},{v},{'checked by hand' if k % 3 else ''}\n" for k, (i, v) in enumerate(labels)))

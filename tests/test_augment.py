@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from matssl.augment import column, column_replace, make_views, perturb_sites, strain, supercell
+from matssl.augment import column_replace, make_views, perturb_sites, strain, supercell
 from matssl.config import AugmentConfig
+from matssl.elements import column
 from matssl.table import min_distance
 
 

@@ -21,8 +21,10 @@ def ingested(tmp_path_factory):
     labels = write_corpus(tmp / "files")
     source = {"kind": "files", "path": str(tmp / "files"), "labels": str(labels), "glob": "*"}
     run_ingest({"params": {"dataset": "corpus", "source": source, "ingest": {}}}, tmp / "ingest")
-    run_graphs({"params": {"graphs": {"cutoff": 6.0, "max_neighbors": 8}}, "upstream": {"structures": str(tmp / "ingest")}},
-               tmp / "graphs")  # fmt: skip
+    run_graphs(
+        {"params": {"graphs": {"cutoff": 6.0, "max_neighbors": 8}}, "upstream": {"structures": str(tmp / "ingest")}},
+        tmp / "graphs",
+    )
     return tmp
 
 

@@ -44,8 +44,10 @@ def test_budget_sweep_reaches_the_report_and_a_summary_of_parts(tiny_demo, tmp_p
     parts, out = tmp_path / "parts", tmp_path / "out"
     out.mkdir()
     common = ["--config", str(tmp_path / "config.yaml"), "--parts-dir", str(parts)]
-    for cmd in (["parts.py", "save", "--name", "sweep", "--commit", "abc1234", *common],
-                ["summarize_mp.py", "--parts", "sweep", "--name", "sweep", "--out", str(out), *common]):  # fmt: skip
+    for cmd in (
+        ["parts.py", "save", "--name", "sweep", "--commit", "abc1234", *common],
+        ["summarize_mp.py", "--parts", "sweep", "--name", "sweep", "--out", str(out), *common],
+    ):
         proc = bench(*cmd, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
     figure = out / "sweep_budget_n.png"

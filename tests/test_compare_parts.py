@@ -6,18 +6,44 @@ import json
 
 from .workflow import bench
 
-SETTINGS = {"head_width": 128, "min_val": 10, "val_fraction": 0.1,
-            "optim": {"batch_size": 64, "lrs": [0.001], "max_steps": 3000, "patience": 400, "warmup_steps": 50}}  # fmt: skip
+SETTINGS = {
+    "head_width": 128,
+    "min_val": 10,
+    "val_fraction": 0.1,
+    "optim": {"batch_size": 64, "lrs": [0.001], "max_steps": 3000, "patience": 400, "warmup_steps": 50},
+}
 
 
 def run(method: str, fold: int, seed: int, mae: float, cap: bool) -> dict:
     dummy = {f"dummy_{k}_{m}": v for k in ("mean", "median") for m, v in (("mae", 0.3), ("rmse", 0.4), ("r2", 0.0))}
-    return {"method": method, "base_method": method, "pretrain_seed": 0, "pretrain_epochs": 0 if method == "scratch" else 4,
-            "fold": fold, "fraction": 1.0, "seed": seed, "mae": mae, "rmse": 1.3 * mae, "r2": 0.8, "val_mae": mae,
-            "n_train": 900, "n_val": 100, "n_test": 250, "n_train_fold": 1000, "n_test_clipped": 0, "lr": 0.001,
-            "best_step": 2990 if cap else 1500, "steps": 3000 if cap else 1900, "stopped": "cap" if cap else "early",
-            "hit_cap": cap, "precision": "fp32", "pretrain": f"{method}-s0-e4", "device": "cpu", "wall_s": 60.0,
-            "dir": f"results/finetune/p-{method}-f{fold}-s{seed}"} | dummy  # fmt: skip
+    return {
+        "method": method,
+        "base_method": method,
+        "pretrain_seed": 0,
+        "pretrain_epochs": 0 if method == "scratch" else 4,
+        "fold": fold,
+        "fraction": 1.0,
+        "seed": seed,
+        "mae": mae,
+        "rmse": 1.3 * mae,
+        "r2": 0.8,
+        "val_mae": mae,
+        "n_train": 900,
+        "n_val": 100,
+        "n_test": 250,
+        "n_train_fold": 1000,
+        "n_test_clipped": 0,
+        "lr": 0.001,
+        "best_step": 2990 if cap else 1500,
+        "steps": 3000 if cap else 1900,
+        "stopped": "cap" if cap else "early",
+        "hit_cap": cap,
+        "precision": "fp32",
+        "pretrain": f"{method}-s0-e4",
+        "device": "cpu",
+        "wall_s": 60.0,
+        "dir": f"results/finetune/p-{method}-f{fold}-s{seed}",
+    } | dummy
 
 
 def write_part(parts, name: str, max_steps: int, runs: list[dict], splits: str = "f01d") -> None:
@@ -29,21 +55,49 @@ def write_part(parts, name: str, max_steps: int, runs: list[dict], splits: str =
         (folder / "pretrain" / key).mkdir()
         (folder / "pretrain" / key / "manifest.json").write_text(json.dumps({"files": {"encoder.pt": {"sha256": key}}}))
     finetune = {**SETTINGS, "optim": {**SETTINGS["optim"], "max_steps": max_steps}}
-    prop = {"property": "p", "unit": "GPa", "transform": "log10", "kind": "regression", "per_atom": "none", "classes": None,
-            "finetune": finetune, "finetune_code": "c0de", "splits": splits, "runs": runs}  # fmt: skip
+    prop = {
+        "property": "p",
+        "unit": "GPa",
+        "transform": "log10",
+        "kind": "regression",
+        "per_atom": "none",
+        "classes": None,
+        "finetune": finetune,
+        "finetune_code": "c0de",
+        "splits": splits,
+        "runs": runs,
+    }
     (folder / "properties" / "p.json").write_text(json.dumps(prop))
 
 
 def compare(parts, out, new: str):
-    return bench("compare_parts.py", "--property", "p", "--parts", new, "--against", "old", "--name", "cap", "--out",
-                 str(out), "--parts-dir", str(parts), cwd=parts)  # fmt: skip
+    return bench(
+        "compare_parts.py",
+        "--property",
+        "p",
+        "--parts",
+        new,
+        "--against",
+        "old",
+        "--name",
+        "cap",
+        "--out",
+        str(out),
+        "--parts-dir",
+        str(parts),
+        cwd=parts,
+    )
 
 
 def test_two_protocols_compared_run_by_run(tmp_path):
     parts, out = tmp_path / "parts", tmp_path / "out"
     wobble = [0.0, 0.0007, -0.0004, 0.0002, -0.0006]
-    old = [run(m, f, s, 0.10 + 0.01 * f + 0.002 * s, cap=m == "fp" and f < 3) for m in ("scratch", "fp")
-           for f in range(5) for s in range(3)]  # fmt: skip
+    old = [
+        run(m, f, s, 0.10 + 0.01 * f + 0.002 * s, cap=m == "fp" and f < 3)
+        for m in ("scratch", "fp")
+        for f in range(5)
+        for s in range(3)
+    ]
     new = [run("scratch", f, 0, 0.10 + 0.01 * f, cap=False) for f in range(5)]  # unchanged
     new += [run("fp", f, 0, 0.09 + 0.01 * f + wobble[f], cap=False) for f in range(5)]  # 0.01 lower in every fold
     new += [run("other", f, 0, 0.2, cap=False) for f in range(5)]  # no partner among the old runs

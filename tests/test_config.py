@@ -262,8 +262,7 @@ def test_label_columns_of_a_labels_csv_are_checked_by_their_values(tmp_path):
     assert "label column 'phase' holds text ('rocksalt', 'zincblende', ...): a regression needs numbers" in error(column="phase")
     assert "a threshold makes two classes of a numeric column" in error(column="phase", kind="classification", threshold=1)
     assert "label column 'empty' has no values" in error(column="empty", kind="classification")
-    assert "a classification needs two classes or more, found ['> 0']" in error(column="gap", kind="classification",
-                                                                                 threshold=0)  # fmt: skip
+    assert "a classification needs two classes or more, found ['> 0']" in error(column="gap", kind="classification", threshold=0)
     for ok in ({"column": "phase", "kind": "classification"}, {"column": "gap"}):  # ('oops': that row's invalid label)
         cfg["properties"]["p"] = {"dataset": "mine", **ok}
         parse_config(cfg)
@@ -275,9 +274,12 @@ def test_an_empty_or_foreign_structure_file_is_refused_by_the_config_check(tmp_p
     cfg = demo()
     cfg["datasets"]["new"] = {"kind": "files", "path": str(tmp_path / "new.extxyz")}
     cfg["predict"] = {"dielectric": {"dataset": "new", "method": "negnn"}}
-    for name, content, message in (("new.extxyz", b"", "the file is empty"), ("new.extxyz", b"\n  \n", "the file is empty"),
-                                   ("new.xyz.gz", b"not gzip", "cannot read the file (BadGzipFile"),
-                                   ("new.csv", b"a,b\n", "a files dataset is a folder of structure files or an .extxyz")):  # fmt: skip
+    for name, content, message in (
+        ("new.extxyz", b"", "the file is empty"),
+        ("new.extxyz", b"\n  \n", "the file is empty"),
+        ("new.xyz.gz", b"not gzip", "cannot read the file (BadGzipFile"),
+        ("new.csv", b"a,b\n", "a files dataset is a folder of structure files or an .extxyz"),
+    ):
         (tmp_path / name).write_bytes(content)
         cfg["datasets"]["new"]["path"] = str(tmp_path / name)
         with pytest.raises(ConfigError, match=re.escape(message)):

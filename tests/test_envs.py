@@ -95,8 +95,24 @@ def test_sdm_conda_plans_every_job_with_its_environment(workflow_run, tmp_path, 
     (tmp_path / "conda").chmod(0o755)
     env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}"}
     env["MATSSL_TORCH"] = torch_build
-    out = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "-n", "--sdm", "conda",
-                          "--cores", "1", "--forceall", "all"], cwd=workdir, env=env, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "-n",
+            "--sdm",
+            "conda",
+            "--cores",
+            "1",
+            "--forceall",
+            "all",
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
     assert re.findall(r"Conda environment (\S+) will be created", text) == [str(ENVS[torch_build])]
@@ -125,8 +141,9 @@ def test_a_rule_command_runs_where_the_package_is_not_installed(workflow_run, tm
     (tmp_path / "bin" / "python").write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
     (tmp_path / "bin" / "python").chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
-    bare = subprocess.run(["python", "-c", "import matssl"], env=env | {"PYTHONPATH": os.pathsep.join(site)},
-                          capture_output=True, text=True)  # fmt: skip
+    bare = subprocess.run(
+        ["python", "-c", "import matssl"], env=env | {"PYTHONPATH": os.pathsep.join(site)}, capture_output=True, text=True
+    )
     assert bare.returncode != 0 and "No module named 'matssl'" in bare.stderr  # (not installed for this interpreter)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *site])
     monkeypatch.chdir(workdir)
@@ -134,8 +151,13 @@ def test_a_rule_command_runs_where_the_package_is_not_installed(workflow_run, tm
     for kind in ("splits", "graphs", "finetune"):
         stage = next(s for s in plan.stages.values() if s.kind == kind)
         out = tmp_path / kind
-        proc = subprocess.run(["python", "-m", "matssl.cli", "stage", kind, "--spec", json.dumps(stage.spec()), "--out", str(out)],
-                              cwd=workdir, env=env, capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run(
+            ["python", "-m", "matssl.cli", "stage", kind, "--spec", json.dumps(stage.spec()), "--out", str(out)],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         for name in OUTPUTS[kind][:-1]:  # (the manifest records times)
             ours, theirs = out / name, workdir / stage.dir / name

@@ -8,8 +8,13 @@ from matssl.sources import matbench_ids
 def test_matbench_folds_equal_the_official_fold_file():
     # first test ids of fold_0 and the fold sizes in matbench_v0.1_validation.json (matbench_dielectric, jdft2d)
     folds = matbench_folds(matbench_ids("matbench_dielectric", 4764))
-    assert folds[0]["test"][:5] == ["mb-dielectric-0008", "mb-dielectric-0010", "mb-dielectric-0019",
-                                    "mb-dielectric-0025", "mb-dielectric-0031"]  # fmt: skip
+    assert folds[0]["test"][:5] == [
+        "mb-dielectric-0008",
+        "mb-dielectric-0010",
+        "mb-dielectric-0019",
+        "mb-dielectric-0025",
+        "mb-dielectric-0031",
+    ]
     assert [len(f["test"]) for f in folds] == [953, 953, 953, 953, 952]
     jd = matbench_folds(matbench_ids("matbench_jdft2d", 636))
     assert sorted(sum((f["test"] for f in jd), [])) == matbench_ids("matbench_jdft2d", 636)
@@ -34,24 +39,6 @@ def test_label_subsets_are_nested_and_method_independent():
         assert subsets[large][: len(subsets[small])] == subsets[small]
     assert label_subset(list(reversed(train)), 0.1, seed=0, fold=1) == subsets[0.1]  # input order is irrelevant
     assert label_subset(train, 0.1, seed=1, fold=1) != subsets[0.1]
-
-
-def test_per_atom_and_log1p_round_trip_and_count_atoms_by_hand():
-    import pandas as pd
-
-    from matssl.evaluate import atom_counts, from_model, to_model
-
-    numbers = pd.Series([[11, 11, 11, 11, 17, 17, 17, 17], [26] * 4 + [8] * 6, [14]])  # NaCl x4, Fe2O3 x2, Si
-    assert atom_counts(numbers, "cell").tolist() == [8, 10, 1]
-    assert atom_counts(numbers, "formula_unit").tolist() == [2, 5, 1]
-    assert atom_counts(numbers, "none").tolist() == [1, 1, 1]
-    y = np.array([0.0, 3.7, 1250.0])
-    for transform in ("none", "log1p"):
-        for per_atom in ("none", "cell", "formula_unit"):
-            atoms = atom_counts(numbers, per_atom)
-            t = to_model(y, transform, atoms)
-            np.testing.assert_allclose(from_model(t, transform, atoms), y, rtol=1e-13, atol=0)
-    np.testing.assert_allclose(to_model(y, "log1p", atom_counts(numbers, "cell")), np.log1p(y / [8, 10, 1]))
 
 
 def test_the_extensive_warning_fires_on_an_extensive_target_only():
@@ -98,7 +85,7 @@ def test_stratified_folds_and_subsets_keep_the_class_ratios():
 
 
 def test_classification_metrics_and_the_majority_dummy_by_hand():
-    from matssl.evaluate import class_frequencies, classification_metrics, property_values
+    from matssl.evaluate import class_frequencies, classification_metrics
 
     y = np.array([0, 0, 1, 1])
     proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.35, 0.65], [0.2, 0.8]])
@@ -112,9 +99,3 @@ def test_classification_metrics_and_the_majority_dummy_by_hand():
     assert dummy["roc_auc"] == 0.5 and dummy["accuracy"] == 0.5  # always the majority class
     three = classification_metrics(np.array([0, 1, 2, 2]), np.eye(3)[[0, 1, 2, 1]] * 0.7 + 0.1)
     assert three["accuracy"] == 0.75 and three["roc_auc"] == pytest.approx(np.mean([1.0, 5 / 6, 0.75]))  # one vs rest
-    import pandas as pd
-
-    gap = pd.Series([0.0, 1.2, np.nan, 0.0])
-    named = property_values(gap, {"kind": "classification", "threshold": 0.0})
-    assert named.tolist()[:2] == ["<= 0", "> 0"] and pd.isna(named[2])
-    assert property_values(pd.Series([1.0, 0.0, True]), {"kind": "classification"}).tolist() == ["1", "0", "True"]

@@ -10,22 +10,13 @@ import pyarrow as pa
 import pytest
 import torch
 
-from matssl.finetune import FeatureRegressor, Regression, Scaling, load_model, save_model
+from matssl.finetune import FeatureRegressor, Regression, load_model, save_model
 from matssl.stages import Plan
 from matssl.table import read_table, write_table
+from matssl.target import Scaling, Target
 from matssl.validate import parse_config
 
 from .test_resume import stage_command
-
-
-def test_scaling_is_median_and_iqr_by_hand():
-    t = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 1000.0])  # a long tail: the std (372) would squeeze the bulk to +-0.01
-    s = Scaling.of(t)
-    assert s.center == 3.5 and s.scale == pytest.approx((4.75 - 2.25) / 1.349)  # numpy's linear percentiles
-    assert (s.low, s.high) == (1.0, 1000.0)
-    s = Scaling.of(np.array([2.0, 2.0, 2.0, 2.0, 7.0]))  # IQR 0: the std
-    assert (s.center, s.scale) == (2.0, pytest.approx(2.0))
-    assert Scaling.of(np.array([3.0, 3.0])) == Scaling(3.0, 1.0, 3.0, 3.0)
 
 
 def test_predictions_stay_within_the_training_targets_range():
@@ -33,14 +24,14 @@ def test_predictions_stay_within_the_training_targets_range():
     large value; it is clipped, in the learnt space, to the largest training target (and likewise below)."""
     y = pd.Series([10.0, 20.0, 40.0, 80.0, 1600.0], index=list("abcde"))
     df = pd.DataFrame({"id": list("abcde"), "numbers": [[1]] * 5})
-    task = Regression(y, {"transform": "log1p", "per_atom": "none"}, df)
+    task = Regression(y, Target("y", transform="log1p"), df)
     target = task.fit_on(list("abcde")).numpy()
-    assert task.values(target, list("abcde")) == pytest.approx(y.to_numpy(), rel=1e-5)  # inside the range: unchanged
+    assert task.values(target, list("abcde"))[0] == pytest.approx(y.to_numpy(), rel=1e-5)  # inside the range: unchanged
     far = np.array([1e3, -1e3, 0.0])
-    assert task.values(far, list("abc")) == pytest.approx([1600.0, 10.0, 40.0])  # 0: the median; the others clipped
+    assert task.values(far, list("abc")) == (pytest.approx([1600.0, 10.0, 40.0]), 2)  # 0: the median; the others clipped
     assert Scaling().back(far).tolist() == far.tolist()  # logits (a classification): never clipped
     # a diverged output (NaN) is held at the median, and counted with the clipped ones
-    assert task.values(np.array([np.nan, 0.0]), list("ab")) == pytest.approx([40.0, 40.0])
+    assert task.values(np.array([np.nan, 0.0]), list("ab")) == (pytest.approx([40.0, 40.0]), 1)
     metrics, _ = task.score(np.array([np.nan, 1e3, 0.0, target[3]]), list("abcd"), list("abcde"))
     assert metrics["n_test_clipped"] == 2 and np.isfinite(metrics["mae"])
     # validation is strict: weights with a NaN output on a validation structure score NaN, and are never chosen

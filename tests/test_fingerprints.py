@@ -57,15 +57,25 @@ def test_wacsf_equals_its_formula_on_a_two_atom_cell(pair_cell):
         wj = w[j[i == a]]
         r = np.linalg.norm(dj, axis=1)
         expect = [np.sum(wj * fc(r, config.r_cut))]
-        expect += [np.sum(wj * np.exp(-eta * (r - rs) ** 2) * fc(r, config.r_cut))
-                   for eta in config.acsf_g2_eta for rs in config.acsf_g2_rs]  # fmt: skip
+        expect += [
+            np.sum(wj * np.exp(-eta * (r - rs) ** 2) * fc(r, config.r_cut))
+            for eta in config.acsf_g2_eta
+            for rs in config.acsf_g2_rs
+        ]
         for eta, zeta, lam in config.acsf_g4:
             total = 0.0
             for p, q in itertools.combinations(range(len(r)), 2):  # each unordered neighbour pair once
                 rjk = np.linalg.norm(dj[p] - dj[q])
                 cos = dj[p] @ dj[q] / (r[p] * r[q])
-                total += (wj[p] * wj[q] * (1 + lam * cos) ** zeta * np.exp(-eta * (r[p] ** 2 + r[q] ** 2 + rjk**2))
-                          * fc(r[p], config.r_cut) * fc(r[q], config.r_cut) * fc(rjk, config.r_cut))  # fmt: skip
+                total += (
+                    wj[p]
+                    * wj[q]
+                    * (1 + lam * cos) ** zeta
+                    * np.exp(-eta * (r[p] ** 2 + r[q] ** 2 + rjk**2))
+                    * fc(r[p], config.r_cut)
+                    * fc(r[q], config.r_cut)
+                    * fc(rjk, config.r_cut)
+                )
             expect.append(2 ** (1 - zeta) * total)
         np.testing.assert_allclose(got[a], expect, rtol=2e-5, atol=1e-5)
 
@@ -165,8 +175,7 @@ def test_length_does_not_depend_on_the_elements(nacl, silicon, triclinic):
     for c in (nacl, silicon, triclinic, four, lonely):
         out = one(c, config)
         assert {k: v.shape for k, v in out.items()} == {k: (len(c.numbers), n) for k, n in fp.dims(config).items()}
-    assert fp.dims(FingerprintConfig()) == {"wacsf": 37, "soap_groups": 390, "ead": 40, "acsf_geometry": 37,
-                                            "soap_geometry": 147}  # fmt: skip
+    assert fp.dims(FingerprintConfig()) == {"wacsf": 37, "soap_groups": 390, "ead": 40, "acsf_geometry": 37, "soap_geometry": 147}
 
 
 def test_worker_processes_stream_the_same_table(nacl, silicon, triclinic):

@@ -38,9 +38,12 @@ FUZZ = settings(deadline=None, derandomize=True, suppress_health_check=[HealthCh
 BASES = [
     Structure(Lattice.cubic(4.6), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
     Structure(Lattice.cubic(5.43), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
-    Structure(Lattice.from_parameters(4.1, 5.3, 6.2, 78, 95, 112), ["Ti", "O", "O", "Ba"],
-              [[0, 0, 0], [0.3, 0.1, 0.2], [0.6, 0.7, 0.1], [0.5, 0.4, 0.8]]),
-]  # fmt: skip
+    Structure(
+        Lattice.from_parameters(4.1, 5.3, 6.2, 78, 95, 112),
+        ["Ti", "O", "O", "Ba"],
+        [[0, 0, 0], [0.3, 0.1, 0.2], [0.6, 0.7, 0.1], [0.5, 0.4, 0.8]],
+    ),
+]
 TEXTS = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)
 
 
@@ -170,8 +173,15 @@ def mutate(draw, cfg: dict) -> None:
     while isinstance(node[key], dict) and node[key] and not draw(st.booleans()):  # deeper, or this one
         node = node[key]
         key = draw(st.sampled_from(sorted(node)))
-    value = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**9), st.floats(), TEXTS,
-                      st.lists(st.one_of(st.integers(-2, 5), TEXTS), max_size=3), st.dictionaries(TEXTS, st.integers(), max_size=2))  # fmt: skip
+    value = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 10**9),
+        st.floats(),
+        TEXTS,
+        st.lists(st.one_of(st.integers(-2, 5), TEXTS), max_size=3),
+        st.dictionaries(TEXTS, st.integers(), max_size=2),
+    )
     if draw(st.booleans()):
         node.pop(key)
     else:

@@ -13,8 +13,10 @@ from tests.workflow import tiny_config
 
 def config_with(data, path) -> dict:
     raw = tiny_config(data)
-    raw["pretrain"]["methods"] = {"scratch": {"objective": "scratch"},
-                                  "imported": {"objective": "pretrained", "params": {"path": str(path)}}}  # fmt: skip
+    raw["pretrain"]["methods"] = {
+        "scratch": {"objective": "scratch"},
+        "imported": {"objective": "pretrained", "params": {"path": str(path)}},
+    }
     return raw
 
 
@@ -59,9 +61,11 @@ def test_an_encoder_with_the_right_settings_but_wrong_or_broken_weights_is_refus
     save_encoder(enc, str(path))
     ckpt = torch.load(path, weights_only=True)
     name = next(k for k, v in ckpt["state_dict"].items() if v.ndim == 2)
-    for edit, message in ((lambda sd: sd.update({name: torch.zeros(3, 5)}), f"{name} (3, 5) (file) vs"),
-                          (lambda sd: sd.pop(name), f"tensors missing: {name}"),
-                          (lambda sd: sd[name].fill_(float("nan")), f"not finite numbers .* in {name}")):  # fmt: skip
+    for edit, message in (
+        (lambda sd: sd.update({name: torch.zeros(3, 5)}), f"{name} (3, 5) (file) vs"),
+        (lambda sd: sd.pop(name), f"tensors missing: {name}"),
+        (lambda sd: sd[name].fill_(float("nan")), f"not finite numbers .* in {name}"),
+    ):
         broken = {**ckpt, "state_dict": dict(ckpt["state_dict"])}
         broken["state_dict"][name] = broken["state_dict"][name].clone()
         edit(broken["state_dict"])
@@ -83,9 +87,11 @@ def test_a_missing_or_foreign_file_is_refused(tmp_path, tiny_demo):
 
 def test_predict_config_is_checked(tiny_demo):
     raw = tiny_config(tiny_demo)
-    for entry, message in (({"dataset": "tiny", "method": "nope"}, "predict.n.method .nope.: not a finetuned graph method"),
-                           ({"dataset": "other", "method": "negnn"}, "predict.n.dataset 'other' is not one of datasets"),
-                           ({"dataset": "tiny", "method": "negnn", "fraction": 0.3}, "not one of finetune.fractions")):  # fmt: skip
+    for entry, message in (
+        ({"dataset": "tiny", "method": "nope"}, "predict.n.method .nope.: not a finetuned graph method"),
+        ({"dataset": "other", "method": "negnn"}, "predict.n.dataset 'other' is not one of datasets"),
+        ({"dataset": "tiny", "method": "negnn", "fraction": 0.3}, "not one of finetune.fractions"),
+    ):
         raw["predict"] = {"n": entry}
         with pytest.raises(ConfigError, match=message):
             parse_config(raw)

@@ -66,8 +66,10 @@ def test_the_leakage_stage_finds_test_structures_once_for_every_pretraining_job(
     cscl = crystal(Structure(Lattice.cubic((2 * v) ** (1 / 3)), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]), "p-cscl")
     pool = table("pool", renamed(nacl, "p-nacl", 1.05), cscl, renamed(silicon, "shared-id"), renamed(triclinic, "p-tri"))
     down = table("down", renamed(nacl, "d-nacl"), renamed(silicon, "shared-id"), renamed(triclinic, "d-tri-train"))
-    write_json({"folds": [{"train": ["d-tri-train"], "test": ["d-nacl"]}, {"train": [], "test": ["shared-id"]}]},
-               tmp_path / "splits" / "folds.json")  # fmt: skip
+    write_json(
+        {"folds": [{"train": ["d-tri-train"], "test": ["d-nacl"]}, {"train": [], "test": ["shared-id"]}]},
+        tmp_path / "splits" / "folds.json",
+    )
     spec = {
         "params": {"exclude_match": ["id", "composition_volume", "structure"], "volume_tolerance": 0.02},
         "upstream": {"structures": pool, "splits:x": str(tmp_path / "splits"), "structures:x": down},

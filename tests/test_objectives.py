@@ -142,13 +142,14 @@ def test_mask_counts_and_fresh_masks(nacl, silicon, triclinic):
 def test_masked_element_cross_entropy_by_hand():
     logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
     target = torch.tensor([0, 2])
-    by_hand = -np.mean([2.0 - math.log(sum(math.exp(v) for v in (2.0, 0.5, -1.0))),
-                        0.3 - math.log(sum(math.exp(v) for v in (0.1, 0.2, 0.3)))])  # fmt: skip
+    by_hand = -np.mean(
+        [2.0 - math.log(sum(math.exp(v) for v in (2.0, 0.5, -1.0))), 0.3 - math.log(sum(math.exp(v) for v in (0.1, 0.2, 0.3)))]
+    )
     assert float(torch.nn.functional.cross_entropy(logits, target)) == pytest.approx(by_hand)
 
 
 def test_negnn_tables_and_perturbation(nacl):
-    from matssl.augment import column, period
+    from matssl.elements import column, period
 
     assert (column(11), period(11)) == (1, 3) and (column(17), period(17)) == (17, 3)
     assert column(64) == 19 and period(64) == 6  # Gd: f-block
@@ -169,8 +170,9 @@ def test_valence_classes():
 
 def test_composition_similarity_takes_elements_beyond_100(nacl, device):
     """With ingest.max_z above 100 the CS loss's element sets must reach that far (they stopped at 100)."""
-    crystals = [type(nacl)(f"heavy{k}", nacl.lattice * (1 + 0.02 * k), np.where(nacl.numbers == 11, 104, 17), nacl.frac)
-                for k in range(4)]  # fmt: skip
+    crystals = [
+        type(nacl)(f"heavy{k}", nacl.lattice * (1 + 0.02 * k), np.where(nacl.numbers == 11, 104, 17), nacl.frac) for k in range(4)
+    ]
     graphs, _ = GraphSet.build(crystals, 6.0, 12)
     views = [v for c in crystals for v in make_views(c, AugmentConfig(n_views=2, column_replace=False), 118)]
     view_graphs, _ = GraphSet.build(views, 6.0, 12)

@@ -36,9 +36,26 @@ def test_offloaded_runs_come_back_as_done(workflow_run, tmp_path):
     assert sorted(line.split("\t")[0] for line in (queue / "jobs.tsv").read_text().splitlines()) == sorted(before)
 
     there.mkdir()  # another machine: the queue alone, no results folder, no Snakemake
-    proc = subprocess.run([sys.executable, str(queue / "offload_queue.py"), "--queue", str(queue), "--workers", "2",
-                           "--gpus", "0", "--out", str(there), "--chunk-mb", "0.02"],
-                          cwd=there, capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(queue / "offload_queue.py"),
+            "--queue",
+            str(queue),
+            "--workers",
+            "2",
+            "--gpus",
+            "0",
+            "--out",
+            str(there),
+            "--chunk-mb",
+            "0.02",
+        ],
+        cwd=there,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     ran = json.loads((there / "queue.json").read_text())
     assert ran["finished"] == ran["packed"] == 3 and ran["failed"] == ran["left_out"] == []
@@ -67,8 +84,10 @@ def test_offloaded_runs_come_back_as_done(workflow_run, tmp_path):
     missing = next(n for n in before if not (copy / "results" / "finetune" / n / "manifest.json").exists())
     donor = next(n for n in before if n != missing)
     forged = tmp_path / "forged"
-    for edit, reason in ((lambda d: None, "its manifest is of finetune"),
-                         (lambda d: d.update(key=missing, files={}), "its manifest does not list metrics.json")):  # fmt: skip
+    for edit, reason in (
+        (lambda d: None, "its manifest is of finetune"),
+        (lambda d: d.update(key=missing, files={}), "its manifest does not list metrics.json"),
+    ):
         shutil.rmtree(forged, ignore_errors=True)
         shutil.copytree(copy / "results" / "finetune" / donor, forged / "finetune" / missing)
         man = json.loads((forged / "finetune" / missing / "manifest.json").read_text())

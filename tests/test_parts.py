@@ -14,22 +14,61 @@ pytestmark = pytest.mark.e2e
 
 
 def save(workdir, parts, name: str, *args: str) -> dict:
-    out = bench("parts.py", "save", "--name", name, "--config", str(workdir / "config.yaml"), "--root", str(workdir),
-                "--parts-dir", str(parts), "--commit", "abc1234", *args, cwd=workdir)  # fmt: skip
+    out = bench(
+        "parts.py",
+        "save",
+        "--name",
+        name,
+        "--config",
+        str(workdir / "config.yaml"),
+        "--root",
+        str(workdir),
+        "--parts-dir",
+        str(parts),
+        "--commit",
+        "abc1234",
+        *args,
+        cwd=workdir,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads((parts / name / "properties" / "n.json").read_text())
 
 
 def summary(workdir, out, name: str, *args: str) -> list[dict]:
-    proc = bench("summarize_mp.py", "--config", str(workdir / "config.yaml"), "--root", str(workdir), "--out", str(out),
-                 "--name", name, "--commit", "abc1234", *args, cwd=workdir)  # fmt: skip
+    proc = bench(
+        "summarize_mp.py",
+        "--config",
+        str(workdir / "config.yaml"),
+        "--root",
+        str(workdir),
+        "--out",
+        str(out),
+        "--name",
+        name,
+        "--commit",
+        "abc1234",
+        *args,
+        cwd=workdir,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads((out / f"{name}_benchmark.json").read_text())
 
 
 def merge(workdir, parts, out, *names: str) -> subprocess.CompletedProcess:
-    return bench("summarize_mp.py", "--config", str(workdir / "config.yaml"), "--parts", *names, "--parts-dir", str(parts),
-                 "--out", str(out), "--root", str(workdir), cwd=workdir)  # fmt: skip
+    return bench(
+        "summarize_mp.py",
+        "--config",
+        str(workdir / "config.yaml"),
+        "--parts",
+        *names,
+        "--parts-dir",
+        str(parts),
+        "--out",
+        str(out),
+        "--root",
+        str(workdir),
+        cwd=workdir,
+    )
 
 
 def split(parts, name: str, keep, new: str) -> None:
@@ -59,8 +98,17 @@ def test_parts_merge_into_the_summary_of_the_whole_run(workflow_run, tmp_path):
     # what is left to run when only the part with half the labels is saved: every method's runs with all of them
     only = tmp_path / "only-half"
     shutil.copytree(parts / "half", only / "half")
-    proc = bench("parts.py", "status", "--config", str(workdir / "config.yaml"), "--root", str(workdir), "--parts-dir",
-                 str(only), cwd=workdir)  # fmt: skip
+    proc = bench(
+        "parts.py",
+        "status",
+        "--config",
+        str(workdir / "config.yaml"),
+        "--root",
+        str(workdir),
+        "--parts-dir",
+        str(only),
+        cwd=workdir,
+    )
     assert proc.returncode == 0, proc.stderr
     methods = cfg["pretrain"]["methods"]
     left = ", ".join(f"{m} 0/{6 // len(methods)}" for m in sorted(methods))
@@ -71,8 +119,19 @@ def test_parts_merge_into_the_summary_of_the_whole_run(workflow_run, tmp_path):
     elsewhere = json.loads(json.dumps(cfg))
     elsewhere["datasets"]["tiny"]["path"] = str(tmp_path / "not-here.json.gz")
     write_config(tmp_path, elsewhere)
-    merged = summary(workdir, out, "parts", "--parts", "half", "full", "all", "--parts-dir", str(parts), "--config",
-                     str(tmp_path / "config.yaml"))  # fmt: skip
+    merged = summary(
+        workdir,
+        out,
+        "parts",
+        "--parts",
+        "half",
+        "full",
+        "all",
+        "--parts-dir",
+        str(parts),
+        "--config",
+        str(tmp_path / "config.yaml"),
+    )
     assert merged == whole
     text = (out / "parts_benchmark.md").read_text()
     assert "abc1234 (half), abc1234 (full), abc1234 (all)" in text and "Probes are not saved in parts" in text
@@ -90,8 +149,17 @@ def test_parts_merge_into_the_summary_of_the_whole_run(workflow_run, tmp_path):
     # status counts it as not saved, and says which part's commit holds it
     alone = tmp_path / "only-other"
     shutil.copytree(parts / "other", alone / "other")
-    proc = bench("parts.py", "status", "--config", str(workdir / "config.yaml"), "--root", str(workdir), "--parts-dir",
-                 str(alone), cwd=workdir)  # fmt: skip
+    proc = bench(
+        "parts.py",
+        "status",
+        "--config",
+        str(workdir / "config.yaml"),
+        "--root",
+        str(workdir),
+        "--parts-dir",
+        str(alone),
+        cwd=workdir,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "  1 of the labels: 5/6 saved; to run: " in proc.stdout
     assert "; saved from other code or settings: 1 at abc1234\n" in proc.stdout
@@ -134,8 +202,21 @@ def test_a_part_of_some_methods(workflow_run, tmp_path):
     assert not list((parts / "rest" / "pretrain").glob("scratch-*"))
     merged = summary(workdir, out, "parts", "--parts", "scratch", "rest", "--parts-dir", str(parts))
     assert merged == summary(workdir, out, "whole")
-    proc = bench("parts.py", "save", "--name", "typo", "--config", str(workdir / "config.yaml"), "--root", str(workdir),
-                 "--parts-dir", str(parts), "--methods", "scrach", cwd=workdir)  # fmt: skip
+    proc = bench(
+        "parts.py",
+        "save",
+        "--name",
+        "typo",
+        "--config",
+        str(workdir / "config.yaml"),
+        "--root",
+        str(workdir),
+        "--parts-dir",
+        str(parts),
+        "--methods",
+        "scrach",
+        cwd=workdir,
+    )
     assert proc.returncode != 0 and "--methods ['scrach']: not methods of this config" in proc.stderr
     assert not (parts / "typo").exists()
 
@@ -147,8 +228,9 @@ def test_saved_encoders_restore_into_a_later_run(workflow_run, tmp_path):
     shutil.copytree(workdir, copy, symlinks=True)
     save(copy, parts, "p")
     for name in ("../../x", "/tmp/x", ".."):  # a part is a folder of bench/parts, nowhere else
-        out = bench("parts.py", "save", "--name", name, "--config", str(copy / "config.yaml"), "--parts-dir", str(parts),
-                    cwd=copy)  # fmt: skip
+        out = bench(
+            "parts.py", "save", "--name", name, "--config", str(copy / "config.yaml"), "--parts-dir", str(parts), cwd=copy
+        )
         assert out.returncode == 2 and "a part's name is letters, digits" in out.stderr, out.stderr
     for made in ("pretrain", "finetune", "probe", "properties"):
         shutil.rmtree(copy / "results" / made)

@@ -21,12 +21,15 @@ def mp_config() -> dict:
         "graphs": {"cutoff": 6.0, "max_neighbors": 8},
         "encoder": {"width": 8, "layers": 1},
         "augment": {"n_views": 2},
-        "pretrain": {"pool": "mp", "optim": {"epochs": 1, "batch_size": 4},
-                     "methods": {"scratch": {"objective": "scratch"}, "crystalclr": {"objective": "crystalclr"}}},
+        "pretrain": {
+            "pool": "mp",
+            "optim": {"epochs": 1, "batch_size": 4},
+            "methods": {"scratch": {"objective": "scratch"}, "crystalclr": {"objective": "crystalclr"}},
+        },
         "finetune": {"optim": {"max_steps": 2, "batch_size": 4, "lrs": [0.001]}, "fractions": [1.0], "seeds": [0], "min_val": 2},
         "probes": {"models": ["ridge"], "baselines": ["magpie"]},
         "properties": {"gap": {"dataset": "mp", "column": "band_gap", "folds": "kfold", "n_folds": 3}},
-    }  # fmt: skip
+    }
 
 
 def readable_texts(path) -> list[bytes]:

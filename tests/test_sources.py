@@ -25,8 +25,11 @@ def test_matbench_ids_match_matbench_naming():
 
 def test_column_and_split_orient_give_the_same_crystals(tmp_path):
     col = demo_slice(5)
-    split = {"index": matbench_ids("matbench_dielectric", 5), "columns": ["structure", "n"],
-             "data": [[col["structure"][str(i)], col["n"][str(i)]] for i in range(5)]}  # fmt: skip
+    split = {
+        "index": matbench_ids("matbench_dielectric", 5),
+        "columns": ["structure", "n"],
+        "data": [[col["structure"][str(i)], col["n"][str(i)]] for i in range(5)],
+    }
     for name, obj in (("col.json.gz", col), ("split.json.gz", split)):
         with gzip.open(tmp_path / name, "wt") as fh:
             json.dump(obj, fh)
@@ -70,8 +73,16 @@ def test_extxyz_labels_from_info(tmp_path):
     np.testing.assert_allclose(out[1].lattice, np.eye(3) * 5.0)
     # gzipped, with a broken frame in the middle: that frame is rejected, the others are read
     text = (tmp_path / "pool.extxyz").read_text().splitlines(keepends=True)
-    broken = text[:4] + ["2\n", 'Lattice="4 0 0 0 4 0 0 0 4" Properties=species:S:1:pos:R:3 id=bad pbc="T T T"\n',
-                         "Na 0 0 0\n", "Cl half 0.5 0.5\n"] + text[4:]  # fmt: skip
+    broken = (
+        text[:4]
+        + [
+            "2\n",
+            'Lattice="4 0 0 0 4 0 0 0 4" Properties=species:S:1:pos:R:3 id=bad pbc="T T T"\n',
+            "Na 0 0 0\n",
+            "Cl half 0.5 0.5\n",
+        ]
+        + text[4:]
+    )
     with gzip.open(tmp_path / "pool.extxyz.gz", "wt") as fh:
         fh.write("".join(broken))
     out = list(read_extxyz(tmp_path / "pool.extxyz.gz"))
@@ -127,8 +138,12 @@ def test_matbench_download_then_ingest(tmp_path, tiny_demo):
     server = HTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        source = {"kind": "matbench", "task": "matbench_dielectric", "path": None,
-                  "url": f"http://127.0.0.1:{server.server_port}/tiny.json.gz"}  # fmt: skip
+        source = {
+            "kind": "matbench",
+            "task": "matbench_dielectric",
+            "path": None,
+            "url": f"http://127.0.0.1:{server.server_port}/tiny.json.gz",
+        }
         download = tmp_path / "download"
         run_download({"params": {"source": source}}, download)
     finally:
@@ -153,8 +168,9 @@ def test_text_columns_of_a_labels_csv_are_kept_as_text_and_can_be_classes(tmp_pa
         c = [nacl, silicon, triclinic][k % 3]
         frac = (c.frac + rng.normal(0, 0.01, c.frac.shape)) % 1.0
         Structure(c.lattice, c.numbers, frac).to(filename=str(tmp_path / f"s{k:02d}.cif"))
-        rows.append(f"s{k:02d},{'not measured' if k == 5 else 1.0 + k},{['rocksalt', 'diamond', 'other'][k % 3]},"
-                    f"{c.formula},by hand")  # fmt: skip
+        rows.append(
+            f"s{k:02d},{'not measured' if k == 5 else 1.0 + k},{['rocksalt', 'diamond', 'other'][k % 3]},{c.formula},by hand"
+        )
     (tmp_path / "labels.csv").write_text("id,gap,phase,formula,note\n" + "\n".join(rows) + "\n")
     source = {"kind": "files", "path": str(tmp_path), "labels": str(tmp_path / "labels.csv")}
     run_ingest({"params": {"dataset": "mine", "source": source, "ingest": {}}}, tmp_path / "ingest")
@@ -166,8 +182,10 @@ def test_text_columns_of_a_labels_csv_are_kept_as_text_and_can_be_classes(tmp_pa
     assert kept.loc["s00", "formula"] == nacl.formula  # (the table's own column: not read from the CSV)
 
     def splits(**prop):
-        spec = {"params": {"property": {"dataset": "mine", **prop, "n_folds": 2}},
-                "upstream": {"structures": str(tmp_path / "ingest")}}  # fmt: skip
+        spec = {
+            "params": {"property": {"dataset": "mine", **prop, "n_folds": 2}},
+            "upstream": {"structures": str(tmp_path / "ingest")},
+        }
         return run_splits(spec, tmp_path / "splits")
 
     assert splits(column="phase", kind="classification")["classes"] == ["diamond", "other", "rocksalt"]
@@ -176,8 +194,12 @@ def test_text_columns_of_a_labels_csv_are_kept_as_text_and_can_be_classes(tmp_pa
     # the job's command says it as one message (an input error: no traceback)
     from matssl.cli import main
 
-    spec = {"kind": "splits", "key": "p-x", "params": {"property": {"dataset": "mine", "column": "note"}},
-            "upstream": {"structures": str(tmp_path / "ingest")}}  # fmt: skip
+    spec = {
+        "kind": "splits",
+        "key": "p-x",
+        "params": {"property": {"dataset": "mine", "column": "note"}},
+        "upstream": {"structures": str(tmp_path / "ingest")},
+    }
     with pytest.raises(SystemExit) as err:
         main(["stage", "splits", "--spec", json.dumps(spec), "--out", str(tmp_path / "job")])
     assert str(err.value.code).startswith("dataset 'mine': label column 'note' holds text")

@@ -46,8 +46,10 @@ def test_a_kind_runs_with_its_runner_and_its_code_covers_what_the_runner_loads(k
     # every module of the package loaded by importing the runner is in the kind's code (what a static reading of the
     # imports would miss, a loaded module would show)
     module = KINDS[kind].runner.split(":")[0]
-    probe = (f"import sys, matssl.{module}; print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
-             "if n.startswith('matssl.') and getattr(m, '__file__', None)))")  # fmt: skip
+    probe = (
+        f"import sys, matssl.{module}; print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
+        "if n.startswith('matssl.') and getattr(m, '__file__', None)))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     loaded = {Path(f).resolve().relative_to(PACKAGE_DIR.resolve()).as_posix() for f in out}
     assert loaded <= set(code_files(kind)), f"{kind}: loaded but not in its code: {sorted(loaded - set(code_files(kind)))}"
@@ -84,6 +86,9 @@ def test_every_file_of_the_package_is_code_or_claimed_data():
     from matssl.stages import DATA
 
     claimed = {f for patterns in DATA.values() for p in patterns for f in PACKAGE_DIR.glob(p)}
-    others = {f for f in PACKAGE_DIR.rglob("*") if f.is_file() and f.suffix not in (".py", ".pyc", ".so")
-              and "__pycache__" not in f.parts}  # fmt: skip
+    others = {
+        f
+        for f in PACKAGE_DIR.rglob("*")
+        if f.is_file() and f.suffix not in (".py", ".pyc", ".so") and "__pycache__" not in f.parts
+    }
     assert others <= claimed, sorted(str(f.relative_to(PACKAGE_DIR)) for f in others - claimed)

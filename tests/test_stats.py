@@ -128,11 +128,33 @@ def runs_frame(effects: dict[str, list[float]], folds: int = 5, seeds: int = 3, 
                 base = 1.0 + 0.05 * rng.standard_normal()
                 for k, (method, eff) in enumerate({"scratch": [0.0], **effects}.items()):
                     mae = base + eff[(fold * seeds + seed + k) % len(eff)]
-                    rows.append({"method": method, "pretrain_seed": 0, "fraction": fraction, "fold": fold, "seed": seed,
-                                 "mae": mae, "rmse": 1.2 * mae, "r2": 0.5, "n_train": 72, "n_val": 8, "n_test": 20,
-                                 "n_train_fold": 80, "val_mae": mae, "lr": 0.001, "best_step": 100, "hit_cap": method == "slow",
-                                 "precision": "fp32", "dummy_mean_mae": 2.0, "dummy_mean_rmse": 2.4, "dummy_mean_r2": 0.0,
-                                 "dummy_median_mae": 1.9, "dummy_median_rmse": 2.5, "dummy_median_r2": -0.1})  # fmt: skip
+                    rows.append(
+                        {
+                            "method": method,
+                            "pretrain_seed": 0,
+                            "fraction": fraction,
+                            "fold": fold,
+                            "seed": seed,
+                            "mae": mae,
+                            "rmse": 1.2 * mae,
+                            "r2": 0.5,
+                            "n_train": 72,
+                            "n_val": 8,
+                            "n_test": 20,
+                            "n_train_fold": 80,
+                            "val_mae": mae,
+                            "lr": 0.001,
+                            "best_step": 100,
+                            "hit_cap": method == "slow",
+                            "precision": "fp32",
+                            "dummy_mean_mae": 2.0,
+                            "dummy_mean_rmse": 2.4,
+                            "dummy_mean_r2": 0.0,
+                            "dummy_median_mae": 1.9,
+                            "dummy_median_rmse": 2.5,
+                            "dummy_median_r2": -0.1,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -185,8 +207,15 @@ def test_a_classification_is_compared_on_roc_auc_points():
     runs = runs_frame({"clear": [-0.10, -0.11, -0.09], "noisy": [-0.1, 0.1, -0.08, 0.09, 0.0]})
     # the same constructed numbers read as scores: ROC-AUC = 1.5 - "mae" (scratch about 0.5 + noise, rising with each
     # negative effect), accuracy and log loss beside it, the class-frequency dummy at 0.5
-    runs = runs.assign(roc_auc=1.5 - runs["mae"], accuracy=0.7, log_loss=0.6, val_log_loss=runs["mae"],
-                       dummy_majority_roc_auc=0.5, dummy_majority_accuracy=0.6, dummy_majority_log_loss=0.69)  # fmt: skip
+    runs = runs.assign(
+        roc_auc=1.5 - runs["mae"],
+        accuracy=0.7,
+        log_loss=0.6,
+        val_log_loss=runs["mae"],
+        dummy_majority_roc_auc=0.5,
+        dummy_majority_accuracy=0.6,
+        dummy_majority_log_loss=0.69,
+    )
     s = compare_all(summarize_runs(runs, kind="classification")).set_index("method")
     assert s.loc["clear", "change_pct"] == pytest.approx(10.0) and s.loc["clear", "verdict"].startswith("helps: +10.0 points")
     assert s.loc["noisy", "verdict"].startswith("no detectable difference: ")
@@ -205,16 +234,27 @@ def test_a_classification_is_compared_on_roc_auc_points():
 def test_analyse_asks_each_question_in_a_family_of_its_own():
     # three properties, two fractions; `small` 4 % better everywhere (too small for one cell), `none` no change,
     # chgnet 15 % below scratch, `clear` 30 % below: every family and its size
-    effects = {"small": [-0.04, -0.05, -0.03], "none": [0.03, -0.03, 0.02, -0.02, 0.0], "chgnet": [-0.15],
-               "clear": [-0.30, -0.32, -0.28]}  # fmt: skip
-    data = {p: (runs_frame(effects, fractions=(0.1, 1.0)).assign(mae=lambda r, k=k: r["mae"] * (1 + 0.1 * k)), "regression")
-            for k, p in enumerate(["a", "b", "c"])}  # fmt: skip
+    effects = {
+        "small": [-0.04, -0.05, -0.03],
+        "none": [0.03, -0.03, 0.02, -0.02, 0.0],
+        "chgnet": [-0.15],
+        "clear": [-0.30, -0.32, -0.28],
+    }
+    data = {
+        p: (runs_frame(effects, fractions=(0.1, 1.0)).assign(mae=lambda r, k=k: r["mae"] * (1 + 0.1 * k)), "regression")
+        for k, p in enumerate(["a", "b", "c"])
+    }
     a = analyse(data, foundation=["chgnet"])
     fams = {f["family"]: (f["adjust"], f["n"]) for f in a.families()}
-    assert fams == {"across properties": ("Holm", 3), "across properties, per label fraction": ("Holm", 6),
-                    "primary (none named beforehand)": ("Holm", 9), "foundation models against scratch": ("Holm", 3),
-                    "pretrained methods against chgnet": ("Holm", 9), "per cell": ("Benjamini-Hochberg", 18),
-                    "per cell, foundation models against scratch": ("Benjamini-Hochberg", 6)}  # fmt: skip
+    assert fams == {
+        "across properties": ("Holm", 3),
+        "across properties, per label fraction": ("Holm", 6),
+        "primary (none named beforehand)": ("Holm", 9),
+        "foundation models against scratch": ("Holm", 3),
+        "pretrained methods against chgnet": ("Holm", 9),
+        "per cell": ("Benjamini-Hochberg", 18),
+        "per cell, foundation models against scratch": ("Benjamini-Hochberg", 6),
+    }
     assert not a.named and "chgnet" not in set(a.primary["method"]) and set(a.foundation["method"]) == {"chgnet"}
     across = a.across[a.across["fraction"].isna()].set_index("method")
     assert across.loc["clear", "verdict"].startswith("on average across properties, helps: -30.")

@@ -95,14 +95,33 @@ def test_folders_summarised_together_give_the_summary_of_the_whole(workflow_run,
 
 
 def summary_of(runs: list[dict], **fields) -> dict:
-    base = {"property": "p", "unit": "eV", "transform": "none", "kind": "regression", "per_atom": "none", "classes": None,
-            "finetune": {"optim": {"lrs": [0.001]}}, "finetune_code": "c0", "splits": "s0"}  # fmt: skip
+    base = {
+        "property": "p",
+        "unit": "eV",
+        "transform": "none",
+        "kind": "regression",
+        "per_atom": "none",
+        "classes": None,
+        "finetune": {"optim": {"lrs": [0.001]}},
+        "finetune_code": "c0",
+        "splits": "s0",
+    }
     return {**base, **fields, "runs": runs}
 
 
 def run(**fields) -> dict:
-    return {"dir": "results/finetune/p-scratch-f0-p1-s0-aaaaaaaaaaaa", "method": "scratch", "pretrain_seed": 0,
-            "pretrain_epochs": 0, "fold": 0, "fraction": 1.0, "seed": 0, "mae": 1.0, "pretrain": None, **fields}  # fmt: skip
+    return {
+        "dir": "results/finetune/p-scratch-f0-p1-s0-aaaaaaaaaaaa",
+        "method": "scratch",
+        "pretrain_seed": 0,
+        "pretrain_epochs": 0,
+        "fold": 0,
+        "fraction": 1.0,
+        "seed": 0,
+        "mae": 1.0,
+        "pretrain": None,
+        **fields,
+    }
 
 
 def test_runs_of_another_protocol_are_refused():
@@ -138,8 +157,9 @@ def test_one_encoder_per_stage_and_only_summaries_are_read(tmp_path):
     def folder(name: str, sha: str, runs: list[dict]) -> None:
         stage = tmp_path / name / "pretrain" / "negnn-s0-cccccccccccc"
         stage.mkdir(parents=True)
-        (stage / "manifest.json").write_text(json.dumps({"params": {"method": "negnn", "seed": 0, "objective": "negnn"},
-                                                         "files": {"encoder.pt": {"sha256": sha}}}))  # fmt: skip
+        (stage / "manifest.json").write_text(
+            json.dumps({"params": {"method": "negnn", "seed": 0, "objective": "negnn"}, "files": {"encoder.pt": {"sha256": sha}}})
+        )
         (tmp_path / name / "properties").mkdir()
         (tmp_path / name / "properties" / "p.json").write_text(json.dumps(summary_of(runs, atoms_spearman=0.9)))
 

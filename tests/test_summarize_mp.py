@@ -19,14 +19,31 @@ def rows(changes: dict[str, float], helps: set[str], fraction: float = 0.1, scra
     out = []
     for prop, change in changes.items():
         base = 8.0 if scratch_beats else 11.0
-        out += [{**r, "best_dummy": 10.0} for r in [
-            {"property": prop, "fraction": fraction, "method": "dummy (median)", "mae_mean": 10.0, "beats_dummy": False},
-            {"property": prop, "fraction": fraction, "method": "scratch", "mae_mean": base, "beats_dummy": scratch_beats},
-            {"property": prop, "fraction": fraction, "method": "negnn", "mae_mean": base * (1 + change / 100),
-             "change_pct": change, "finding": int(prop in helps), "beats_dummy": True},
-            {"property": prop, "fraction": fraction, "method": "chgnet", "mae_mean": 1.0, "change_pct": -90.0,
-             "finding": 1, "beats_dummy": True},
-        ]]  # fmt: skip
+        out += [
+            {**r, "best_dummy": 10.0}
+            for r in [
+                {"property": prop, "fraction": fraction, "method": "dummy (median)", "mae_mean": 10.0, "beats_dummy": False},
+                {"property": prop, "fraction": fraction, "method": "scratch", "mae_mean": base, "beats_dummy": scratch_beats},
+                {
+                    "property": prop,
+                    "fraction": fraction,
+                    "method": "negnn",
+                    "mae_mean": base * (1 + change / 100),
+                    "change_pct": change,
+                    "finding": int(prop in helps),
+                    "beats_dummy": True,
+                },
+                {
+                    "property": prop,
+                    "fraction": fraction,
+                    "method": "chgnet",
+                    "mae_mean": 1.0,
+                    "change_pct": -90.0,
+                    "finding": 1,
+                    "beats_dummy": True,
+                },
+            ]
+        ]
     return out
 
 
@@ -53,8 +70,10 @@ def test_not_measurable_until_every_property_ran():
 
 
 def test_scratch_against_the_dummy_and_the_published_bar():
-    text = lines(rows({"jdft2d": -10.0}, helps=set(), scratch_beats=False),
-                 rows({"jdft2d": -10.0, "dielectric": 5.0}, helps=set(), fraction=1.0))  # fmt: skip
+    text = lines(
+        rows({"jdft2d": -10.0}, helps=set(), scratch_beats=False),
+        rows({"jdft2d": -10.0, "dielectric": 5.0}, helps=set(), fraction=1.0),
+    )
     assert "Scratch beats the dummy in every cell: missed (2 of 3 cells; not in jdft2d 10 % (11.0 against 10.0))" in text
     # at all labels the best of ours (negnn 7.2 on jdft2d) is below 43.42; CHGNet's 1.0 is not ours and not counted
     assert "jdft2d with all labels below ALIGNN's 43.42 (a CGCNN-sized encoder): met: best negnn 7.20" in text
@@ -63,18 +82,31 @@ def test_scratch_against_the_dummy_and_the_published_bar():
 
 def test_readme_table_bolds_only_a_detectable_change():
     def row(prop, method, mae, r2=0.8, p=None, change=None, low=None, high=None, failed=False):
-        return {"property": prop, "method": method, "kind": "regression", "mae_mean": mae, "r2_mean": r2,
-                "p_adjusted": p, "change_pct": change, "ci_low_pct": low, "ci_high_pct": high,
-                "failed": failed}  # fmt: skip
+        return {
+            "property": prop,
+            "method": method,
+            "kind": "regression",
+            "mae_mean": mae,
+            "r2_mean": r2,
+            "p_adjusted": p,
+            "change_pct": change,
+            "ci_low_pct": low,
+            "ci_high_pct": high,
+            "failed": failed,
+        }
 
-    summary = pd.DataFrame([
-        row("log10_K_VRH", "dummy (mean)", 0.278), row("log10_K_VRH", "dummy (median)", 0.271),
-        row("log10_K_VRH", "scratch", 0.107, r2=0.76),
-        row("log10_K_VRH", "negnn", 0.0954, p=0.01, change=-11.3, low=-22.3, high=-0.2),
-        row("log10_K_VRH", "dssl", 0.0994, p=0.2, change=-7.0, low=-34.9, high=19.9),
-        row("jdft2d", "dummy (mean)", 67.9), row("jdft2d", "dummy (median)", 55.5),
-        row("jdft2d", "scratch", 56.6, r2=-0.07, failed=True),
-    ])  # fmt: skip
+    summary = pd.DataFrame(
+        [
+            row("log10_K_VRH", "dummy (mean)", 0.278),
+            row("log10_K_VRH", "dummy (median)", 0.271),
+            row("log10_K_VRH", "scratch", 0.107, r2=0.76),
+            row("log10_K_VRH", "negnn", 0.0954, p=0.01, change=-11.3, low=-22.3, high=-0.2),
+            row("log10_K_VRH", "dssl", 0.0994, p=0.2, change=-7.0, low=-34.9, high=19.9),
+            row("jdft2d", "dummy (mean)", 67.9),
+            row("jdft2d", "dummy (median)", 55.5),
+            row("jdft2d", "scratch", 56.6, r2=-0.07, failed=True),
+        ]
+    )
     text = readme_table(summary, ["jdft2d", "dielectric", "log10_K_VRH"], ["scratch", "crystalclr", "negnn", "dssl"])
     assert text == [
         "| model | jdft2d (failed: no model beats the dummy) | log10_K_VRH |",  # dielectric has not run: no column

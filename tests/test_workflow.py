@@ -221,8 +221,13 @@ def test_jobs_find_matssl_when_the_environment_is_not_activated(run, tmp_path):
     shutil.copytree(workdir, copy, symlinks=True)
     (copy / "results/properties/n.json").unlink()
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PATH")} | {"PATH": "/usr/bin:/bin"}
-    out = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--cores", "1",
-                          "results/properties/n.json"], cwd=copy, env=env, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--cores", "1", "results/properties/n.json"],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads((copy / "results/properties/n.json").read_text())["property"] == "n"
 
@@ -390,8 +395,20 @@ def test_foundation_model_baseline_end_to_end(run, tmp_path):
         assert section.count("not tested") == len(pretrained)  # (pooled over the fractions, one per method)
     out = tmp_path / "summary"
     out.mkdir()
-    proc = bench("summarize_mp.py", "--config", str(copy / "config.yaml"), "--root", str(copy), "--out", str(out), "--name",
-                 "f", "--commit", "abc1234", cwd=copy)  # fmt: skip
+    proc = bench(
+        "summarize_mp.py",
+        "--config",
+        str(copy / "config.yaml"),
+        "--root",
+        str(copy),
+        "--out",
+        str(out),
+        "--name",
+        "f",
+        "--commit",
+        "abc1234",
+        cwd=copy,
+    )
     assert proc.returncode == 0, proc.stderr
     text = (out / "f_benchmark.md").read_text()
     for model in ("chgnet", "chgnet_all"):
@@ -443,15 +460,21 @@ def test_classification_properties_run_end_to_end_and_reach_the_report(run, tmp_
     with gzip.open(cfg["datasets"]["tiny"]["path"], "rt") as fh:
         raw = json.load(fh)
     lonely = Structure(Lattice.cubic(30.0), ["Si"], [[0, 0, 0]]).as_dict()
-    raw = {col: {**vals, "48": {"structure": lonely, "n": 2.5, "crystal_sys": "cubic"}.get(col, vals["0"])}
-           for col, vals in raw.items()}  # fmt: skip
+    raw = {
+        col: {**vals, "48": {"structure": lonely, "n": 2.5, "crystal_sys": "cubic"}.get(col, vals["0"])}
+        for col, vals in raw.items()
+    }
     with gzip.open(tmp_path / "tiny_plus.json.gz", "wt") as fh:
         json.dump(raw, fh)
     changed = json.loads(json.dumps(cfg))
     changed["datasets"]["plus"] = {**cfg["datasets"]["tiny"], "path": str(tmp_path / "tiny_plus.json.gz")}
     changed["pretrain"]["methods"] = {"scratch": {"objective": "scratch"}, "negnn": {"objective": "negnn"}}
-    changed["probes"] = {"models": ["ridge", "random_forest", "kernel_ridge"], "baselines": ["magpie"], "rf_trees": 10,
-                         "map_points": 40}  # fmt: skip
+    changed["probes"] = {
+        "models": ["ridge", "random_forest", "kernel_ridge"],
+        "baselines": ["magpie"],
+        "rf_trees": 10,
+        "map_points": 40,
+    }
     changed["properties"] = {
         "system": {"dataset": "plus", "column": "crystal_system", "kind": "classification", "folds": "kfold", "n_folds": 2},
         "high_n": {"dataset": "plus", "column": "n", "kind": "classification", "threshold": 2.1, "folds": "kfold", "n_folds": 3},
@@ -461,8 +484,10 @@ def test_classification_properties_run_end_to_end_and_reach_the_report(run, tmp_
     structures = pd.read_parquet(next((copy / "results" / "ingest").glob("plus-*")) / "structures.parquet").set_index("id")
     lonely_id = structures.index[-1]
     assert len(structures) == 49 and structures.loc[lonely_id, "n"] == 2.5
-    fold0 = [json.loads(next((copy / "results" / "splits").glob(f"{p}-*/folds.json")).read_text())["folds"][0]
-             for p in ("system", "high_n")]  # fmt: skip
+    fold0 = [
+        json.loads(next((copy / "results" / "splits").glob(f"{p}-*/folds.json")).read_text())["folds"][0]
+        for p in ("system", "high_n")
+    ]
     assert any(lonely_id in f["train"] for f in fold0)  # the subsets of fold 0 are drawn over it
     for name, classes in (("system", sorted(set(structures["crystal_system"]))), ("high_n", ["<= 2.1", "> 2.1"])):
         prop = json.loads((copy / f"results/properties/{name}.json").read_text())

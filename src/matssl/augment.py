@@ -11,23 +11,10 @@ import zlib
 from functools import cache
 
 import numpy as np
-from pymatgen.core.periodic_table import Element
 
 from matssl.config import AugmentConfig
+from matssl.elements import column
 from matssl.table import Crystal, min_distance
-
-F_BLOCK = set(range(57, 72)) | set(range(89, 104))
-
-
-@cache
-def column(z: int) -> int:
-    """Periodic-table column 1..18, with the f-block (La-Lu, Ac-Lr) as its own column 19."""
-    return 19 if z in F_BLOCK else int(Element.from_Z(z).group)
-
-
-@cache
-def period(z: int) -> int:
-    return int(Element.from_Z(z).row)
 
 
 @cache

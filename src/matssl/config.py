@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from matssl.io import InputError
+from matssl.target import Target
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -79,19 +80,6 @@ def _has_text(path: Path) -> bool:
             return bool(fh.read(2**20).strip())
     except (OSError, EOFError) as err:
         raise ValueError(f"path {path}: cannot read the file ({type(err).__name__}: {err})") from None
-
-
-def labels_header(path: str) -> list[str]:
-    """The columns of a labels CSV, which needs an `id` column."""
-    import pandas as pd
-
-    try:
-        columns = [str(c) for c in pd.read_csv(path, nrows=0).columns]
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read the labels CSV ({type(err).__name__}: {err})") from None
-    if "id" not in columns:
-        raise ValueError(f"{path}: a labels CSV needs an `id` column (the structure file's name without suffix): {columns}")
-    return columns
 
 
 class MPSource(Strict):
@@ -175,8 +163,9 @@ class FingerprintConfig(Strict):
         default_factory=lambda: [(eta, zeta, lam) for eta in (0.005, 0.05) for zeta in (1.0, 4.0) for lam in (1.0, -1.0)],
         description="(eta, zeta, lambda) triples",
     )
-    ead_rs: list[float] = Field(default_factory=lambda: [1.0 + 0.5 * k for k in range(10)], min_length=1,
-                                description="EAD Gaussian centres (angstrom)")  # fmt: skip
+    ead_rs: list[float] = Field(
+        default_factory=lambda: [1.0 + 0.5 * k for k in range(10)], min_length=1, description="EAD Gaussian centres (angstrom)"
+    )
     ead_alpha: float = Field(2.0, gt=0, description="EAD Gaussian exponent (1/angstrom^2)")
     ead_l_max: int = Field(3, ge=0, le=6, description="EAD angular orders 0..l_max")
 
@@ -328,9 +317,16 @@ class PropertyConfig(Strict):
         if self.threshold is not None and self.kind != "classification":
             raise ValueError("threshold makes two classes of a numeric column: it needs kind: classification")
         if self.per_atom != "none" and self.transform == "log10":
-            raise ValueError("per_atom divides the column's values, and log10 makes the property log10 of the column: use "
-                             "transform: log1p (or none) with per_atom")  # fmt: skip
+            raise ValueError(
+                "per_atom divides the column's values, and log10 makes the property log10 of the column: use "
+                "transform: log1p (or none) with per_atom"
+            )
         return self
+
+    @property
+    def target(self) -> Target:
+        """How the property reads its column and how a model learns it."""
+        return Target.of(self.model_dump())
 
     @property
     def fold_count(self) -> int:
@@ -452,8 +448,11 @@ class Config(Strict):
     @model_validator(mode="after")
     def _safe_names(self) -> Config:
         """Names become parts of file names: letters, digits, `_`, `.` and `-` only (no `/` or `..`)."""
-        for section, names in (("datasets", self.datasets), ("properties", self.properties),
-                               ("pretrain.methods", self.pretrain.methods)):  # fmt: skip
+        for section, names in (
+            ("datasets", self.datasets),
+            ("properties", self.properties),
+            ("pretrain.methods", self.pretrain.methods),
+        ):
             for name in names:
                 if not SAFE_NAME.fullmatch(name) or ".." in name:
                     raise ValueError(f"{section}.{name}: names may use letters, digits, '_', '.' and '-' only")
@@ -473,11 +472,14 @@ class Config(Strict):
                 raise ValueError(f"finetune.folds {self.finetune.folds}: property {name!r} has folds 0 to {k - 1}")
         for i, c in enumerate(self.statistics.confirmatory or []):
             if c.method not in self.pretrain.methods or c.method == "scratch":
-                raise ValueError(f"statistics.confirmatory[{i}].method {c.method!r}: one of the pretrained methods "
-                                 f"{sorted(set(self.pretrain.methods) - {'scratch'})}")  # fmt: skip
+                raise ValueError(
+                    f"statistics.confirmatory[{i}].method {c.method!r}: one of the pretrained methods "
+                    f"{sorted(set(self.pretrain.methods) - {'scratch'})}"
+                )
             if c.property is not None and c.property not in self.properties:
-                raise ValueError(f"statistics.confirmatory[{i}].property {c.property!r} is not one of properties: "
-                                 f"{sorted(self.properties)}")  # fmt: skip
+                raise ValueError(
+                    f"statistics.confirmatory[{i}].property {c.property!r} is not one of properties: {sorted(self.properties)}"
+                )
         return self
 
     def method_optim(self, method: str) -> Optim:

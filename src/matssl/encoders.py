@@ -158,11 +158,19 @@ class Encoder(nn.Module):
     """What every encoder shares: the element embedding (row 0 = mask token), the Gaussian distance
     expansion and the hyperparameters saved with `encoder.pt`."""
 
-    def __init__(self, width: int = 64, layers: int = 3, cutoff: float = 8.0, gaussian_step: float = 0.2,
-                 gaussian_width: float = 0.2, max_z: int = 100):  # fmt: skip
+    def __init__(
+        self,
+        width: int = 64,
+        layers: int = 3,
+        cutoff: float = 8.0,
+        gaussian_step: float = 0.2,
+        gaussian_width: float = 0.2,
+        max_z: int = 100,
+    ):
         super().__init__()
-        self.hparams = dict(width=width, layers=layers, cutoff=cutoff, gaussian_step=gaussian_step,
-                            gaussian_width=gaussian_width, max_z=max_z)  # fmt: skip
+        self.hparams = dict(
+            width=width, layers=layers, cutoff=cutoff, gaussian_step=gaussian_step, gaussian_width=gaussian_width, max_z=max_z
+        )
         self.width = width
         self.embed = nn.Embedding(max_z + 1, width)
         self.expand = GaussianExpansion(cutoff, gaussian_step, gaussian_width)
@@ -248,8 +256,14 @@ def save_encoder(encoder: nn.Module, path: str, extra: dict[str, Any] | None = N
 
 def configured(encoder: dict[str, Any], graphs: dict[str, Any], max_z: int) -> tuple[str, dict[str, Any]]:
     """(name, hparams) of the encoder a config builds, from its `encoder` and `graphs` sections and `max_z`."""
-    return encoder["name"], dict(width=encoder["width"], layers=encoder["layers"], cutoff=graphs["cutoff"],
-                                 gaussian_step=graphs["gaussian_step"], gaussian_width=graphs["gaussian_width"], max_z=max_z)  # fmt: skip
+    return encoder["name"], dict(
+        width=encoder["width"],
+        layers=encoder["layers"],
+        cutoff=graphs["cutoff"],
+        gaussian_step=graphs["gaussian_step"],
+        gaussian_width=graphs["gaussian_width"],
+        max_z=max_z,
+    )
 
 
 def encoder_mismatch(path: str, name: str, hparams: dict[str, Any]) -> list[str]:
@@ -280,8 +294,11 @@ def weights_mismatch(saved: dict[str, Any], expected: dict[str, torch.Tensor]) -
         out.append(f"tensors missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
     if extra := sorted(saved.keys() - expected.keys()):
         out.append(f"tensors this encoder does not have: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
-    shapes = [f"{k} {tuple(saved[k].shape)} (file) vs {tuple(v.shape)} (config)"
-              for k, v in expected.items() if k in saved and saved[k].shape != v.shape]  # fmt: skip
+    shapes = [
+        f"{k} {tuple(saved[k].shape)} (file) vs {tuple(v.shape)} (config)"
+        for k, v in expected.items()
+        if k in saved and saved[k].shape != v.shape
+    ]
     out += shapes[:5]
     if bad := [k for k, v in saved.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
         out.append(f"weights that are not finite numbers (NaN or inf: a training that diverged?) in {', '.join(bad[:5])}")

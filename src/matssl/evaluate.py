@@ -14,6 +14,7 @@ from matssl.config import PropertyConfig
 from matssl.io import InputError, write_json
 from matssl.sources import column_is_text
 from matssl.table import read_table
+from matssl.target import Target
 
 MATBENCH_SEED = 18012019  # Matbench v0.1: KFold(5, shuffle=True, random_state=18012019) over row order
 # The targets of Matbench's classification tasks (mp_is_metal, expt_is_metal, glass), whose folds are stratified (the
@@ -49,51 +50,26 @@ def matbench_folds(ids_in_row_order: list[str]) -> list[dict[str, list[str]]]:
     return kfold(ids_in_row_order, 5, MATBENCH_SEED)
 
 
-def transform_labels(y: pd.Series, transform: str) -> pd.Series:
-    """The property's values from its column: `log10` defines the property as the column's log10 (as Matbench's
-    log_kvrh; metrics in log10 units); `none` and `log1p` keep the column's unit (log1p is how the model sees the
-    values, not what is reported). Values a transform cannot take (log10 of <= 0, log1p of < 0) become NaN."""
-    if transform == "log10":
-        return np.log10(y.where(y > 0))
-    if transform == "log1p":
-        return y.where(y >= 0)
-    return y
-
-
-def class_name(v: object) -> str:
-    """A label as a class name: a whole number without its '.0' (1.0 -> '1'), anything else as text."""
-    if isinstance(v, float | np.floating) and float(v).is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def property_values(column: pd.Series, prop: dict[str, Any]) -> pd.Series:
-    """The property of each structure from its column (`prop`: a property's config): floats for a regression
-    (`transform_labels`), class names for a classification ('> t' / '<= t' with a threshold); NaN where missing."""
-    if prop.get("kind", "regression") == "regression":
-        return transform_labels(column.astype(float), prop.get("transform", "none"))
-    if prop.get("threshold") is not None:
-        t, v = prop["threshold"], pd.to_numeric(column, errors="coerce")
-        return pd.Series(np.where(v > t, f"> {t:g}", f"<= {t:g}"), index=column.index, dtype=object).where(v.notna())
-    return column.map(class_name, na_action="ignore").astype(object).where(column.notna())
-
-
-def column_problem(column: pd.Series, prop: dict[str, Any]) -> str | None:
-    """Why a label column cannot be the property `prop` (a property's config), or None: no value at all, text for
-    a regression or a threshold, fewer than two classes."""
-    name, present = repr(prop["column"]), column.dropna()
+def column_problem(column: pd.Series, target: Target) -> str | None:
+    """Why a label column cannot be read as `target`, or None: no value at all, text for a regression or a
+    threshold, fewer than two classes."""
+    name, present = repr(target.column), column.dropna()
     if present.empty:
         return f"label column {name} has no values"
     text = column_is_text(present)
     examples = ", ".join(repr(v) for v in list(dict.fromkeys(present.astype(str)))[:3])
-    if text and prop.get("kind", "regression") == "regression":
-        return (f"label column {name} holds text ({examples}, ...): a regression needs numbers (kind: classification "
-                "makes each distinct value a class)")  # fmt: skip
-    if text and prop.get("threshold") is not None:
-        return (f"label column {name} holds text ({examples}, ...): a threshold makes two classes of a numeric column; "
-                "without it each distinct value is a class")  # fmt: skip
-    if prop.get("kind", "regression") == "classification":
-        classes = sorted(set(property_values(column, prop).dropna()))
+    if text and not target.classification:
+        return (
+            f"label column {name} holds text ({examples}, ...): a regression needs numbers (kind: classification "
+            "makes each distinct value a class)"
+        )
+    if text and target.threshold is not None:
+        return (
+            f"label column {name} holds text ({examples}, ...): a threshold makes two classes of a numeric column; "
+            "without it each distinct value is a class"
+        )
+    if target.classification:
+        classes = sorted(set(target.values(column).dropna()))
         if len(classes) < 2:
             return f"label column {name}: a classification needs two classes or more, found {classes}"
     return None
@@ -102,29 +78,6 @@ def column_problem(column: pd.Series, prop: dict[str, Any]) -> str | None:
 def class_codes(values: pd.Series, classes: list[str]) -> pd.Series:
     """Class names as their positions in `classes` (-1 for a missing value)."""
     return values.map({c: k for k, c in enumerate(classes)}).fillna(-1).astype(int)
-
-
-def atom_counts(numbers: pd.Series, per_atom: str) -> np.ndarray:
-    """Atoms of each structure's cell (`cell`) or of its reduced formula unit (`formula_unit`); ones for `none`."""
-    if per_atom == "none":
-        return np.ones(len(numbers))
-    out = []
-    for z in numbers:
-        counts = np.unique(np.asarray(z), return_counts=True)[1]
-        out.append(len(z) if per_atom == "cell" else len(z) / np.gcd.reduce(counts))
-    return np.asarray(out, dtype=float)
-
-
-def to_model(y: np.ndarray, transform: str, atoms: np.ndarray) -> np.ndarray:
-    """What the model is trained on: the property per atom (divided by `atoms`), then log1p if asked."""
-    t = np.asarray(y, dtype=float) / atoms
-    return np.log1p(t) if transform == "log1p" else t
-
-
-def from_model(t: np.ndarray, transform: str, atoms: np.ndarray) -> np.ndarray:
-    """The inverse of `to_model`: back to the property's values, in which every metric is computed."""
-    t = np.expm1(t) if transform == "log1p" else np.asarray(t, dtype=float)
-    return t * atoms
 
 
 EXTENSIVE_RHO = 0.7
@@ -148,21 +101,25 @@ def run_splits(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     if prop.column not in columns:
         raise InputError(f"property column {prop.column!r} is not a label of dataset {prop.dataset!r}: {columns}")
     df = read_table(ingest / "structures.parquet", columns=["id", "numbers", prop.column])
-    problem = column_problem(df[prop.column], prop.model_dump())
+    problem = column_problem(df[prop.column], prop.target)
     if problem:
         raise InputError(f"dataset {prop.dataset!r}: {problem}")
-    y = property_values(df.set_index("id")[prop.column], prop.model_dump())
+    y = prop.target.values(df.set_index("id")[prop.column])
     usable = set(y[y.notna()].index)
     if len(usable) < prop.fold_count:
-        raise InputError(f"dataset {prop.dataset!r}: {len(usable)} structures have a usable value of {prop.column!r} "
-                         f"(transform {prop.transform}), too few for {prop.fold_count} folds")  # fmt: skip
+        raise InputError(
+            f"dataset {prop.dataset!r}: {len(usable)} structures have a usable value of {prop.column!r} "
+            f"(transform {prop.transform}), too few for {prop.fold_count} folds"
+        )
     classes = sorted(set(y.dropna())) if prop.kind == "classification" else None
     rejected = read_table(ingest / "rejected.parquet")["id"].tolist()
     if prop.folds == "matbench" and classes is not None and prop.column in MATBENCH_CLASS_TARGETS:
         # a Matbench classification task's folds: StratifiedKFold(5, shuffle, its seed) over its rows and labels
         if rejected or len(usable) < len(df):
-            raise InputError(f"Matbench's stratified folds need the label of every row of the task: {len(rejected)} rows "
-                             f"were rejected at ingest and {len(df) - len(usable)} have no label; use folds: kfold")  # fmt: skip
+            raise InputError(
+                f"Matbench's stratified folds need the label of every row of the task: {len(rejected)} rows "
+                f"were rejected at ingest and {len(df) - len(usable)} have no label; use folds: kfold"
+            )
         folds = stratified_kfold(df["id"].tolist(), y.loc[df["id"]].tolist(), 5, MATBENCH_SEED)
     elif prop.folds == "matbench":
         # folds are defined over the task's full row order: rejected rows keep their place

@@ -28,8 +28,13 @@ def _build_graphs(crystals, g: GraphConfig, out: Path) -> tuple[GraphSet, list[t
     graphs, rejected = GraphSet.build(crystals, g.cutoff, g.max_neighbors)
     wall = time.perf_counter() - t0
     graphs.save(out / "graphs.npz")
-    log.info("graphs: %d structures in %.1f s (%.0f /s), %d rejected", len(crystals), wall, len(crystals) / max(wall, 1e-9),
-             len(rejected))  # fmt: skip
+    log.info(
+        "graphs: %d structures in %.1f s (%.0f /s), %d rejected",
+        len(crystals),
+        wall,
+        len(crystals) / max(wall, 1e-9),
+        len(rejected),
+    )
     return graphs, rejected
 
 

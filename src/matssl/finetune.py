@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,39 +33,33 @@ import torch.nn.functional as F
 from matssl.config import FinetuneConfig
 from matssl.encoders import build_encoder, load_encoder
 from matssl.evaluate import (
-    atom_counts,
     class_codes,
     class_frequencies,
     classification_metrics,
-    from_model,
     label_subset,
     log_loss,
     n_validation,
-    property_values,
     regression_metrics,
     subset_problem,
-    to_model,
 )
 from matssl.foundation import MODELS, read_features
 from matssl.graphs import Batch, GraphSet
 from matssl.io import InputError, read_json, write_json
 from matssl.table import crystals_from_table, read_table, write_table
-from matssl.train import Budget, Trainer, autocast, device_facts, pick_device, read_checkpoint
+from matssl.target import Scaling, Target
+from matssl.train import Budget, Trainer, device_facts, inference, pick_device, read_checkpoint
 
 log = logging.getLogger(__name__)
 HISTORY_POINTS = 200  # learning curves kept per run (every epoch of a small subset would be thousands)
 
 
-def predict(model: torch.nn.Module, inputs: Callable[[np.ndarray], Any], pos: np.ndarray, device: torch.device,
-            batch_size: int = 256) -> np.ndarray:  # fmt: skip
+def predict(
+    model: torch.nn.Module, inputs: Callable[[np.ndarray], Any], pos: np.ndarray, device: torch.device, batch_size: int = 256
+) -> np.ndarray:
     """The model's outputs for the items at `pos`; `inputs(positions)` is what the model takes (a graph batch, or
     rows of frozen features), on `device`."""
     model.eval()
-    out = []
-    with torch.no_grad(), autocast(device):
-        for i in range(0, len(pos), batch_size):
-            out.append(model(inputs(pos[i : i + batch_size])).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0)
+    return inference(lambda at: model(inputs(at)), pos, device, batch_size)[0]
 
 
 def mlp_head(dim: int, head_width: int, n_out: int = 1) -> torch.nn.Sequential:
@@ -140,53 +134,19 @@ class FoundationRegressor(torch.nn.Module):
         return out.squeeze(-1) if n_out == 1 else out
 
 
-@dataclass(frozen=True)
-class Scaling:
-    """How a model's outputs map back to the space its targets were learnt in: times `scale` plus `center`, then
-    clipped to [low, high], the range of the training targets (a regression; a classification's logits are
-    unbounded). The clip keeps a prediction far outside everything the model was trained on from going through an
-    inverse transform that explodes it (expm1 of a log1p target: one such structure once gave a run a test MAE of
-    92,884 meV/atom on jdft2d, whose labels span 0-1,600). A test or prediction output that is not a number is held
-    at the centre, the untrained model's prediction, instead of making every metric NaN (validation is strict:
-    `Regression.val_score`)."""
-
-    center: float = 0.0
-    scale: float = 1.0
-    low: float = -np.inf
-    high: float = np.inf
-
-    @classmethod
-    def of(cls, t: np.ndarray) -> Scaling:
-        """The scaling of training targets `t`: centre the median, scale the interquartile range / 1.349 (the standard
-        deviation of a normal distribution with that IQR), robust to the long tails of properties such as exfoliation
-        energies, where the standard deviation is set by a few outliers (jdft2d: 134 meV/atom, IQR / 1.349: 31).
-        Falls back to the standard deviation, then 1, where the IQR is 0; bounds the targets' minimum and maximum."""
-        q25, q50, q75 = np.percentile(t, [25, 50, 75])
-        return cls(float(q50), float((q75 - q25) / 1.349) or float(np.std(t)) or 1.0, float(np.min(t)), float(np.max(t)))
-
-    def learnt(self, out: np.ndarray) -> np.ndarray:
-        """Outputs in the learnt space, unclipped."""
-        return np.asarray(out, dtype=float) * self.scale + self.center
-
-    def hold(self, learnt: np.ndarray) -> np.ndarray:
-        """Outputs in the learnt space held within the training targets' range (NaN at the centre)."""
-        return np.clip(np.where(np.isnan(learnt), self.center, learnt), self.low, self.high)
-
-    def n_held(self, learnt: np.ndarray) -> int:
-        """How many outputs in the learnt space `hold` changes: outside the range, or NaN."""
-        return int((np.isnan(learnt) | (learnt < self.low) | (learnt > self.high)).sum())
-
-    def back(self, out: np.ndarray) -> np.ndarray:
-        return self.hold(self.learnt(out))
-
-
 def save_model(model: torch.nn.Module, scaling: Scaling, path: Path, classes: list[str] | None = None) -> None:
     """The finetuned model (what it is, `model.saved()`, and its weights) and the target scaling, or the classes its
     logits stand for: what predictions need."""
     from matssl.io import atomic_path
 
-    payload = {"head_width": model.head[0].out_features, "n_out": model.head[2].out_features, "state_dict": model.state_dict(),
-               "scaling": asdict(scaling), "classes": classes, **model.saved()}  # fmt: skip
+    payload = {
+        "head_width": model.head[0].out_features,
+        "n_out": model.head[2].out_features,
+        "state_dict": model.state_dict(),
+        "scaling": asdict(scaling),
+        "classes": classes,
+        **model.saved(),
+    }
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: no temporary name inside the bytes
         torch.save(payload, fh)
 
@@ -200,7 +160,7 @@ REBUILD: dict[str, Callable[[dict[str, Any]], torch.nn.Module]] = {
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, Scaling]:
-    """(model, its Scaling) of a finetuning run: predictions are from_model(scaling.back(model(batch)), ...)."""
+    """(model, its Scaling) of a finetuning run: predictions are Target.predictions(model(batch), atoms, scaling)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "scaling" not in ckpt:
         raise ValueError(f"{path}: a model saved without its target scaling by an older matssl: finetune it again")
@@ -218,8 +178,9 @@ def thin(history: list[dict[str, float]], best_step: int) -> list[dict[str, floa
     return [h for k, h in enumerate(history) if k % every == 0 or h["step"] == best_step or k == len(history) - 1]
 
 
-def split_subset(subset: list[str], ft: FinetuneConfig, n_train_fold: int, fraction: float,
-                 classes: pd.Series | None = None) -> tuple[list[str], list[str]]:  # fmt: skip
+def split_subset(
+    subset: list[str], ft: FinetuneConfig, n_train_fold: int, fraction: float, classes: pd.Series | None = None
+) -> tuple[list[str], list[str]]:
     """(validation ids, fitting ids) of a training subset; refuses one too small for min_val of each. With `classes`
     (each id's class) the validation split is stratified where every class has two structures or more."""
     problem = subset_problem(len(subset), n_train_fold, ft.val_fraction, ft.min_val)
@@ -245,23 +206,21 @@ def dummy_metrics(y_train: np.ndarray, y_test: np.ndarray) -> dict[str, dict[str
 
 
 class Regression:
-    """A real-valued property: L1 on targets scaled by their training median and IQR (`Scaling`), through the
-    property's per-atom and log1p transforms; validated and scored in the property's values, each prediction held
-    within the training targets' range."""
+    """A real-valued property: L1 on targets in the model's space, scaled by their training median and IQR (`Target`);
+    validated and scored in the property's values, each prediction held within the training targets' range."""
 
     n_out = 1
     val_key = "val_mae"
 
-    def __init__(self, y: pd.Series, p: dict[str, Any], df: pd.DataFrame):
-        self.y, self.transform = y, p["transform"]
-        self.atoms = pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"])
+    def __init__(self, y: pd.Series, target: Target, df: pd.DataFrame):
+        self.y, self.target = y, target
+        self.atoms = pd.Series(target.atoms(df["numbers"]), index=df["id"])
         self.scaling = Scaling()
 
     def fit_on(self, fit_ids: list[str]) -> torch.Tensor:
         """The training targets, in the model's scale (and that scale, from these ids)."""
-        t = to_model(self.y.loc[fit_ids].to_numpy(), self.transform, self.atoms.loc[fit_ids].to_numpy())
-        self.scaling = Scaling.of(t)
-        return torch.tensor((t - self.scaling.center) / self.scaling.scale, dtype=torch.float32)
+        t, self.scaling = self.target.fit(self.y.loc[fit_ids].to_numpy(), self.atoms.loc[fit_ids].to_numpy())
+        return torch.tensor(t, dtype=torch.float32)
 
     def start(self, model: torch.nn.Module) -> None:
         """Nothing to set: the output layer starts at 0, the training median once scaled back."""
@@ -269,22 +228,24 @@ class Regression:
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(out.float(), target)
 
-    def values(self, out: np.ndarray, ids: list[str]) -> np.ndarray:
-        return from_model(self.scaling.back(out), self.transform, self.atoms.loc[ids].to_numpy())
+    def values(self, out: np.ndarray, ids: list[str]) -> tuple[np.ndarray, int]:
+        """(outputs as the property's values, how many were held at the training targets' range or not a number)."""
+        return self.target.predictions(out, self.atoms.loc[ids].to_numpy(), self.scaling)
 
     def val_score(self, out: np.ndarray, ids: list[str]) -> float:
         """The validation MAE; NaN where an output is not a number, so that such weights are never chosen."""
         if np.isnan(out).any():
             return float("nan")
-        return float(np.abs(self.values(out, ids) - self.y.loc[ids].to_numpy()).mean())
+        return float(np.abs(self.values(out, ids)[0] - self.y.loc[ids].to_numpy()).mean())
 
     def score(self, out: np.ndarray, ids: list[str], train_ids: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
         """(test metrics with the dummies', the predictions table); an output that is not a number (chosen weights
         that diverge on a test structure only) held at the median and counted."""
-        learnt, y_test = self.scaling.learnt(out), self.y.loc[ids].to_numpy()
-        pred = from_model(self.scaling.hold(learnt), self.transform, self.atoms.loc[ids].to_numpy())
-        metrics = regression_metrics(y_test, pred) | {"dummy": dummy_metrics(self.y.loc[train_ids].to_numpy(), y_test),
-                                                      "n_test_clipped": self.scaling.n_held(learnt)}  # fmt: skip
+        (pred, held), y_test = self.values(out, ids), self.y.loc[ids].to_numpy()
+        metrics = regression_metrics(y_test, pred) | {
+            "dummy": dummy_metrics(self.y.loc[train_ids].to_numpy(), y_test),
+            "n_test_clipped": held,
+        }
         return metrics, pd.DataFrame({"id": ids, "y_true": y_test, "y_pred": pred})
 
 
@@ -321,11 +282,14 @@ class Classification:
     def score(self, out: np.ndarray, ids: list[str], train_ids: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
         proba, y_test = softmax(out), self.codes.loc[ids].to_numpy()
         prior = np.tile(class_frequencies(self.codes.loc[train_ids].to_numpy(), self.n_out), (len(ids), 1))  # the dummy
-        metrics = classification_metrics(y_test, proba) | {"classes": self.classes,
-                                                           "dummy": {"majority": classification_metrics(y_test, prior)}}  # fmt: skip
+        metrics = classification_metrics(y_test, proba) | {
+            "classes": self.classes,
+            "dummy": {"majority": classification_metrics(y_test, prior)},
+        }
         names = np.array(self.classes, dtype=object)
-        table = pd.DataFrame({"id": ids, "y_true": names[y_test], "y_pred": names[proba.argmax(axis=1)],
-                              "proba": list(proba.astype(np.float32))})  # fmt: skip
+        table = pd.DataFrame(
+            {"id": ids, "y_true": names[y_test], "y_pred": names[proba.argmax(axis=1)], "proba": list(proba.astype(np.float32))}
+        )
         return metrics, table
 
 
@@ -342,8 +306,16 @@ class Start:
     (`position`), what the model takes for a set of positions (`inputs`) and which model trains (`model`, built after
     the finetuning seed is set, which draws every head)."""
 
-    def __init__(self, p: dict[str, Any], up: dict[str, str], graphs: GraphSet, device: torch.device, wanted: set[str],
-                 ft: FinetuneConfig, n_out: int):  # fmt: skip
+    def __init__(
+        self,
+        p: dict[str, Any],
+        up: dict[str, str],
+        graphs: GraphSet,
+        device: torch.device,
+        wanted: set[str],
+        ft: FinetuneConfig,
+        n_out: int,
+    ):
         self.p, self.up, self.graphs, self.device, self.ft, self.n_out = p, up, graphs, device, ft, n_out
         self.trainable: Any = graphs.index
         self.position: Callable[[list[str]], np.ndarray] = graphs.subset_index
@@ -421,9 +393,10 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     fold = splits["folds"][p["fold"]]
     df = read_table(Path(up["structures"]) / "structures.parquet", columns=["id", "numbers", p["column"]])
     # the property (its classes come with the splits), as the model learns it and as it is scored
-    values = property_values(df.set_index("id")[p["column"]], p)
+    target = Target.of(p)
+    values = target.values(df.set_index("id")[p["column"]])
     classes = splits.get("classes")
-    task = Classification(values, classes) if classes else Regression(values, p, df)
+    task = Classification(values, classes) if classes else Regression(values, target, df)
     strata = task.y if classes else None  # label subsets and validation splits keep the classes' shares
     drawn = label_subset(fold["train"], p["fraction"], p["seed"], p["fold"], strata)  # the run's labelled subset
 
@@ -434,7 +407,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     test_ids = [i for i in fold["test"] if i in graphs.index]
     if not test_ids:
         raise InputError(f"fold {p['fold']}: no test structure has a graph")
-    target = task.fit_on(fit_ids)
+    learnt = task.fit_on(fit_ids)
 
     torch.manual_seed(p["seed"])
     model = start.model()
@@ -443,7 +416,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     fit_pos, val_pos, test_pos = (position(ids) for ids in (fit_ids, val_ids, test_ids))
 
     def step(idx: np.ndarray):
-        return task.loss(model(inputs(fit_pos[idx])), target[idx].to(device)), {}
+        return task.loss(model(inputs(fit_pos[idx])), learnt[idx].to(device)), {}
 
     def validate() -> float:
         return task.val_score(predict(model, inputs, val_pos, device), val_ids)
@@ -456,17 +429,39 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         if k < len(state["grid"]):
             continue
         model.load_state_dict(initial)
-        budget = Budget(lr=lr, batch_size=o.batch_size, weight_decay=o.weight_decay, max_steps=o.max_steps,
-                        patience=o.patience, warmup_steps=o.warmup_steps, cosine=True)  # fmt: skip
+        budget = Budget(
+            lr=lr,
+            batch_size=o.batch_size,
+            weight_decay=o.weight_decay,
+            max_steps=o.max_steps,
+            patience=o.patience,
+            warmup_steps=o.warmup_steps,
+            cosine=True,
+        )
         trainer = Trainer(model, budget, p["seed"], device, checkpoint=checkpoint, tag=f"lr{k}", extra=lambda: state)
         history = trainer.fit(len(fit_pos), step, validate)
         if trainer.best_state is not None and all(trainer.best_score < g["val_score"] for g in state["grid"]):
             state["best_state"] = trainer.best_state  # (a run whose validation score was never finite has none)
-        state["grid"].append({"lr": lr, "val_score": trainer.best_score, "best_step": trainer.best_step, "steps": trainer.step,
-                              "stopped": trainer.stopped, "resumed_from_epoch": trainer.resumed_from,
-                              "history": thin(history, trainer.best_step)})  # fmt: skip
-        log.info("lr %g: validation %s %.4g at step %d of %d (%s)", lr, task.val_key, trainer.best_score, trainer.best_step,
-                 trainer.step, trainer.stopped)  # fmt: skip
+        state["grid"].append(
+            {
+                "lr": lr,
+                "val_score": trainer.best_score,
+                "best_step": trainer.best_step,
+                "steps": trainer.step,
+                "stopped": trainer.stopped,
+                "resumed_from_epoch": trainer.resumed_from,
+                "history": thin(history, trainer.best_step),
+            }
+        )
+        log.info(
+            "lr %g: validation %s %.4g at step %d of %d (%s)",
+            lr,
+            task.val_key,
+            trainer.best_score,
+            trainer.best_step,
+            trainer.step,
+            trainer.stopped,
+        )
     if state["best_state"] is None:
         raise InputError(f"no learning rate of {o.lrs} gave a finite validation score: every run diverged (try smaller ones)")
     chosen = min(state["grid"], key=lambda g: g["val_score"])  # the first of equals: the grid's order
@@ -474,19 +469,38 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
 
     # only now the test labels
     metrics, predictions = task.score(predict(model, inputs, test_pos, device), test_ids, [*fit_ids, *val_ids])
-    result = {**metrics, "n_train": len(fit_ids), "n_val": len(val_ids), "n_test": len(test_ids), "n_train_fold": len(fold["train"]),
-              "n_test_without_graph": len(fold["test"]) - len(test_ids),
-              "lr": chosen["lr"], task.val_key: chosen["val_score"], "best_step": chosen["best_step"], "steps": chosen["steps"],
-              "stopped": chosen["stopped"], "hit_cap": chosen["stopped"] == "cap", "max_steps": o.max_steps, "grid": state["grid"],
-              "property": p["property"], "method": p["method"], "base_method": p["base_method"],
-              "pretrain_epochs": p["pretrain_epochs"], "pretrain_seed": p["pretrain_seed"], "fold": p["fold"],
-              "fraction": p["fraction"], "seed": p["seed"], **device_facts(device)}  # fmt: skip
+    result = {
+        **metrics,
+        "n_train": len(fit_ids),
+        "n_val": len(val_ids),
+        "n_test": len(test_ids),
+        "n_train_fold": len(fold["train"]),
+        "n_test_without_graph": len(fold["test"]) - len(test_ids),
+        "lr": chosen["lr"],
+        task.val_key: chosen["val_score"],
+        "best_step": chosen["best_step"],
+        "steps": chosen["steps"],
+        "stopped": chosen["stopped"],
+        "hit_cap": chosen["stopped"] == "cap",
+        "max_steps": o.max_steps,
+        "grid": state["grid"],
+        "property": p["property"],
+        "method": p["method"],
+        "base_method": p["base_method"],
+        "pretrain_epochs": p["pretrain_epochs"],
+        "pretrain_seed": p["pretrain_seed"],
+        "fold": p["fold"],
+        "fraction": p["fraction"],
+        "seed": p["seed"],
+        **device_facts(device),
+    }
     write_json(result, out / "metrics.json")
     save_model(model.cpu(), task.scaling, out / "model.pt", classes)
     write_table(pa.Table.from_pandas(predictions, preserve_index=False), out / "predictions.parquet")
     checkpoint.unlink(missing_ok=True)
     shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
-    log.info("finetune %s: lr %g, best step %d (%s); test %s", spec["key"], chosen["lr"], chosen["best_step"], chosen["stopped"],
-             shown)  # fmt: skip
+    log.info(
+        "finetune %s: lr %g, best step %d (%s); test %s", spec["key"], chosen["lr"], chosen["best_step"], chosen["stopped"], shown
+    )
     resumed = [g["resumed_from_epoch"] for g in state["grid"] if g["resumed_from_epoch"] is not None]
     return {**device_facts(device), **shown, "resumed_from_epoch": resumed[0] if resumed else None}

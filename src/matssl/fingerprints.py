@@ -35,47 +35,31 @@ import pyarrow as pa
 from ase import Atoms
 
 from matssl.config import FingerprintConfig
+from matssl.elements import block, pauling
 from matssl.table import Crystal, periodic_pairs
 
-LABELS = {"wacsf": "wACSF", "soap_groups": "SOAP (element groups)", "ead": "EAD", "acsf_geometry": "ACSF (geometry only)",
-          "soap_geometry": "SOAP (geometry only)"}  # fmt: skip
+LABELS = {
+    "wacsf": "wACSF",
+    "soap_groups": "SOAP (element groups)",
+    "ead": "EAD",
+    "acsf_geometry": "ACSF (geometry only)",
+    "soap_geometry": "SOAP (geometry only)",
+}
 ELEMENT_AWARE = ("wacsf", "soap_groups", "ead")
-
-# Pauling electronegativity is undefined for He, Ne and Ar; they get their Allen-scale values (Allen 1989),
-# which rank them above fluorine as the noble gases' ionisation energies do.
-_MISSING_PAULING = {2: 4.16, 10: 4.79, 18: 3.24}
-
-
-@cache
-def _pauling(z: int) -> float:
-    import warnings
-
-    from pymatgen.core import Element
-
-    if z in _MISSING_PAULING:
-        return _MISSING_PAULING[z]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        x = Element.from_Z(z).X
-    if not math.isfinite(x):
-        raise ValueError(f"no electronegativity for Z={z}")
-    return float(x)
 
 
 def element_weight(z: int, weight: str) -> float:
     """w(Z) of wACSF and EAD."""
-    return float(z) if weight == "z" else _pauling(z)
+    return float(z) if weight == "z" else pauling(z)
 
 
 @cache
 def element_group(z: int, scheme: str, edges: tuple[float, ...]) -> int:
     """The pseudo-species of element Z for `soap_groups`: block s/p/d/f (0-3), or the electronegativity bin
     (0 below edges[0], ..., len(edges) at or above the last edge)."""
-    from pymatgen.core import Element
-
     if scheme == "block":
-        return "spdf".index(Element.from_Z(z).block)
-    return int(np.searchsorted(edges, _pauling(z), side="right"))
+        return block(z)
+    return int(np.searchsorted(edges, pauling(z), side="right"))
 
 
 def n_groups(cfg: FingerprintConfig) -> int:
@@ -86,9 +70,13 @@ def dims(cfg: FingerprintConfig) -> dict[str, int]:
     """Values per atom of each configured kind."""
     acsf = 1 + len(cfg.acsf_g2_eta) * len(cfg.acsf_g2_rs) + len(cfg.acsf_g4)
     gn = n_groups(cfg) * cfg.soap_groups_n_max
-    out = {"wacsf": acsf, "acsf_geometry": acsf, "ead": len(cfg.ead_rs) * (cfg.ead_l_max + 1),
-           "soap_groups": gn * (gn + 1) // 2 * (cfg.soap_groups_l_max + 1),
-           "soap_geometry": cfg.soap_n_max * (cfg.soap_n_max + 1) // 2 * (cfg.soap_l_max + 1)}  # fmt: skip
+    out = {
+        "wacsf": acsf,
+        "acsf_geometry": acsf,
+        "ead": len(cfg.ead_rs) * (cfg.ead_l_max + 1),
+        "soap_groups": gn * (gn + 1) // 2 * (cfg.soap_groups_l_max + 1),
+        "soap_geometry": cfg.soap_n_max * (cfg.soap_n_max + 1) // 2 * (cfg.soap_l_max + 1),
+    }
     return {k: out[k] for k in cfg.kinds}
 
 
@@ -102,10 +90,17 @@ class Calculator:
         self.cfg = cfg
         self.g2 = [[eta, rs] for eta in cfg.acsf_g2_eta for rs in cfg.acsf_g2_rs]
         self.g4 = [list(t) for t in cfg.acsf_g4]
-        self.soap = SOAP(species=[1], r_cut=cfg.r_cut, n_max=cfg.soap_n_max, l_max=cfg.soap_l_max, sigma=cfg.soap_sigma,
-                         periodic=True)  # fmt: skip
-        self.soap_groups = SOAP(species=list(range(1, n_groups(cfg) + 1)), r_cut=cfg.r_cut, n_max=cfg.soap_groups_n_max,
-                                l_max=cfg.soap_groups_l_max, sigma=cfg.soap_sigma, periodic=True)  # fmt: skip
+        self.soap = SOAP(
+            species=[1], r_cut=cfg.r_cut, n_max=cfg.soap_n_max, l_max=cfg.soap_l_max, sigma=cfg.soap_sigma, periodic=True
+        )
+        self.soap_groups = SOAP(
+            species=list(range(1, n_groups(cfg) + 1)),
+            r_cut=cfg.r_cut,
+            n_max=cfg.soap_groups_n_max,
+            l_max=cfg.soap_groups_l_max,
+            sigma=cfg.soap_sigma,
+            periodic=True,
+        )
         self._acsf: dict[tuple[int, ...], object] = {}
 
     def acsf(self, species: tuple[int, ...]):
@@ -115,8 +110,9 @@ class Calculator:
 
             if len(self._acsf) > 4096:
                 self._acsf.clear()
-            self._acsf[species] = ACSF(species=list(species), r_cut=self.cfg.r_cut, g2_params=self.g2,
-                                       g4_params=self.g4, periodic=True)  # fmt: skip
+            self._acsf[species] = ACSF(
+                species=list(species), r_cut=self.cfg.r_cut, g2_params=self.g2, g4_params=self.g4, periodic=True
+            )
         return self._acsf[species]
 
     def __call__(self, c: Crystal) -> dict[str, np.ndarray]:
@@ -190,9 +186,11 @@ def batch(crystals: list[Crystal], cfg: FingerprintConfig, calc: Calculator | No
     calc = calc or Calculator(cfg)
     per = [calc(c) for c in crystals]
     sch = schema(cfg)
-    arrays = [pa.array([c.id for c in crystals for _ in c.numbers], pa.string()),
-              pa.array([s for c in crystals for s in range(len(c.numbers))], pa.int32()),
-              pa.array([int(z) for c in crystals for z in c.numbers], pa.int16())]  # fmt: skip
+    arrays = [
+        pa.array([c.id for c in crystals for _ in c.numbers], pa.string()),
+        pa.array([s for c in crystals for s in range(len(c.numbers))], pa.int32()),
+        pa.array([int(z) for c in crystals for z in c.numbers], pa.int16()),
+    ]
     for k, n in dims(cfg).items():
         mat = np.concatenate([p[k] for p in per]) if per else np.zeros((0, n), np.float32)
         arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(mat.ravel()), n))
@@ -210,8 +208,13 @@ def _batch_in_worker(args: tuple[list[Crystal], FingerprintConfig]) -> pa.Record
     return batch(crystals, cfg, _worker)
 
 
-def stream(crystals: list[Crystal], cfg: FingerprintConfig, processes: int = 1, chunk: int = 200,
-           progress: Callable[[int, int], None] | None = None) -> Iterator[pa.RecordBatch]:  # fmt: skip
+def stream(
+    crystals: list[Crystal],
+    cfg: FingerprintConfig,
+    processes: int = 1,
+    chunk: int = 200,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[pa.RecordBatch]:
     """Record batches of `chunk` crystals each, in input order, computed by `processes` worker processes."""
     chunks = [crystals[k : k + chunk] for k in range(0, len(crystals), chunk)]
     done = 0

@@ -85,8 +85,12 @@ def frozen_features(name: str) -> tuple[Callable[[list[Crystal]], np.ndarray], s
     return features, model.trained_on
 
 
-def featurize(crystals: list[Crystal], features: Callable[[list[Crystal]], np.ndarray], batch: int = 64,
-              progress: Callable[[int], None] | None = None) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:  # fmt: skip
+def featurize(
+    crystals: list[Crystal],
+    features: Callable[[list[Crystal]], np.ndarray],
+    batch: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
     """(ids, [n, d] features, rejected (id, reason)): batches, and one structure at a time where a batch fails."""
     ids, rows, rejected = [], [], []
     for k in range(0, len(crystals), batch):
@@ -113,12 +117,18 @@ def run_foundation(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     crystals = crystals_from_table(read_table(Path(up["structures"]) / "structures.parquet"))
     features, trained_on = frozen_features(p["model"])
     ids, x, rejected = featurize(crystals, features, progress=lambda n: log.info("%s: %d/%d", p["model"], n, len(crystals)))
-    table = pa.table({"id": pa.array(ids, pa.string()),
-                      "features": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), max(x.shape[1], 1))})  # fmt: skip
+    table = pa.table(
+        {"id": pa.array(ids, pa.string()), "features": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), max(x.shape[1], 1))}
+    )
     write_table(table, out / "features.parquet")
     write_table(rejections_table(rejected), out / "rejected.parquet")
-    return {"model": p["model"], "trained_on": trained_on, "dims": int(x.shape[1]), "n_structures": len(ids),
-            "n_rejected": len(rejected)}  # fmt: skip
+    return {
+        "model": p["model"],
+        "trained_on": trained_on,
+        "dims": int(x.shape[1]),
+        "n_structures": len(ids),
+        "n_rejected": len(rejected),
+    }
 
 
 def read_features(stage_dir: str | Path) -> tuple[list[str], np.ndarray]:

@@ -128,8 +128,14 @@ class GraphSet:
             masks.append(g[2])
         ptr = np.concatenate([[0], np.cumsum([len(x) for x in nums])]).astype(np.int64)
         if not ids:
-            empty = cls(np.array([], dtype=str), ptr, np.zeros(0, np.int16), np.zeros((0, k), np.int32),
-                        np.zeros((0, k, 3), np.float32), np.zeros((0, k), bool))  # fmt: skip
+            empty = cls(
+                np.array([], dtype=str),
+                ptr,
+                np.zeros(0, np.int16),
+                np.zeros((0, k), np.int32),
+                np.zeros((0, k, 3), np.float32),
+                np.zeros((0, k), bool),
+            )
             return empty, rejected
         return cls(
             np.array(ids), ptr, np.concatenate(nums), np.concatenate(nbrs), np.concatenate(vecs), np.concatenate(masks)

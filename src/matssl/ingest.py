@@ -83,8 +83,10 @@ def run_ingest(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         for id_, reason in rejected[:200]:  # (the job's log stays; a failed job's outputs are removed)
             log.error("rejected %s: %s", id_, reason)
         reasons = Counter(reason.split(" (")[0] for _, reason in rejected).most_common(5)
-        raise SourceError(f"dataset {name}: no usable structure ({len(rejected)} rejected: "
-                          f"{'; '.join(f'{n} x {r}' for r, n in reasons)}; each row's reason in the job's log)")  # fmt: skip
+        raise SourceError(
+            f"dataset {name}: no usable structure ({len(rejected)} rejected: "
+            f"{'; '.join(f'{n} x {r}' for r, n in reasons)}; each row's reason in the job's log)"
+        )
     write_table(rejections_table(rejected), out / "rejected.parquet")
     labels = sorted({k for c in good for k in c.labels})
     write_table(to_arrow(good, labels, source=name), out / "structures.parquet")

@@ -45,11 +45,13 @@ def volume_per_atom(lattice, n_atoms: int) -> float:
 
 
 def _keyed(df: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "id": df["id"].to_numpy(),
-        "key": [composition_key(n) for n in df["numbers"]],
-        "vpa": [volume_per_atom(lat, len(n)) for lat, n in zip(df["lattice"], df["numbers"], strict=True)],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "id": df["id"].to_numpy(),
+            "key": [composition_key(n) for n in df["numbers"]],
+            "vpa": [volume_per_atom(lat, len(n)) for lat, n in zip(df["lattice"], df["numbers"], strict=True)],
+        }
+    )
 
 
 def composition_volume_matches(pool: pd.DataFrame, test: pd.DataFrame, tolerance: float) -> set[str]:
@@ -92,8 +94,11 @@ def structure_matches(pool: pd.DataFrame, test: pd.DataFrame, threads: int = 1) 
     for c in crystals_from_table(test):
         by_key[composition_key(c.numbers)].append(c)
     pairs = [(c, by_key[k]) for c in crystals_from_table(pool) if (k := composition_key(c.numbers)) in by_key]
-    log.info("structure matching: %d pool structures share a composition with a test structure (%d pairs)",
-             len(pairs), sum(len(c) for _, c in pairs))  # fmt: skip
+    log.info(
+        "structure matching: %d pool structures share a composition with a test structure (%d pairs)",
+        len(pairs),
+        sum(len(c) for _, c in pairs),
+    )
     n = min(len(pairs), max(20, threads * 4))
     chunks = [pairs[i::n] for i in range(n)]  # interleaved: the many pairs of a common composition spread out
     out: set[str] = set()
@@ -147,8 +152,12 @@ def run_leakage(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     found = leaked_ids(pool, test, p["exclude_match"], p.get("volume_tolerance"), spec["runtime"].get("threads", 1))
     write_json({k: sorted(v) for k, v in found.items()}, out / "excluded.json")
     facts = counts(found, set(pool["id"]))
-    log.info("leakage: %d of %d pool structures are test structures (%s)", facts["n_excluded"], len(pool),
-             ", ".join(f"{k} {v}" for k, v in facts["excluded_by"].items()))  # fmt: skip
+    log.info(
+        "leakage: %d of %d pool structures are test structures (%s)",
+        facts["n_excluded"],
+        len(pool),
+        ", ".join(f"{k} {v}" for k, v in facts["excluded_by"].items()),
+    )
     return {"n_pool": len(pool), "n_test": len(test), **facts}
 
 

@@ -19,12 +19,12 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from matssl.evaluate import atom_counts, from_model, transform_labels
 from matssl.finetune import load_model, predict
 from matssl.graphs import GraphSet
 from matssl.io import InputError
 from matssl.stages import PARQUET_DIGEST, prediction_spec, spec_digest
 from matssl.table import read_table, write_table
+from matssl.target import Target
 from matssl.train import device_facts, pick_device
 
 log = logging.getLogger(__name__)
@@ -45,24 +45,39 @@ def run_predict(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         raise InputError(f"predict {p['property']}: no finetuning run of {p['method']!r} at fraction {p['fraction']}")
     pos = np.arange(len(graphs))
     df = read_table(Path(up["structures"]) / "structures.parquet")
-    atoms = pd.Series(atom_counts(df["numbers"], p.get("per_atom", "none")), index=df["id"]).loc[graphs.ids].to_numpy()
+    target = Target.of(p)
+    atoms = pd.Series(target.atoms(df["numbers"]), index=df["id"]).loc[graphs.ids].to_numpy()
     preds, held = [], 0
     for d in models:
         model, scaling = load_model(Path(d) / "model.pt")
-        learnt = scaling.learnt(predict(model.to(device), lambda at: graphs.batch(at).to(device), pos, device))
-        held += scaling.n_held(learnt)  # outside the training targets' range, or not a number
-        preds.append(from_model(scaling.hold(learnt), p["transform"], atoms))
+        values, n_held = target.predictions(
+            predict(model.to(device), lambda at: graphs.batch(at).to(device), pos, device), atoms, scaling
+        )
+        preds.append(values)
+        held += n_held  # outside the training targets' range, or not a number
     mu, sd = ensemble(np.stack(preds))
     table = pd.DataFrame({"id": graphs.ids, "y_pred_mean": mu, "y_pred_std": sd, "n_models": len(models)})
     if p["column"] in df:  # labels where the dataset has them (the property's values, as the predictions)
-        y = transform_labels(df.set_index("id")[p["column"]].astype(float), p["transform"])
+        y = target.values(df.set_index("id")[p["column"]])
         table["y_true"] = y.reindex(table["id"]).to_numpy()
     # the digest of what made it, which the copy at results/predictions/ keeps: a stale copy is re-made (stages.py)
     digest = {PARQUET_DIGEST: spec_digest(prediction_spec(spec["key"])).encode()}
     write_table(pa.Table.from_pandas(table, preserve_index=False).replace_schema_metadata(digest), out / "predictions.parquet")
     rejected = pd.concat([read_table(Path(up[k]) / "rejected.parquet").assign(stage=k) for k in ("structures", "graphs")])
     write_table(pa.Table.from_pandas(rejected.reset_index(drop=True), preserve_index=False), out / "rejected.parquet")
-    log.info("predict %s with %s: %d structures, %d models, %d rejected, %d model outputs held at the training targets' "
-             "range", p["property"], p["method"], len(table), len(models), len(rejected), held)  # fmt: skip
-    return {**device_facts(device), "n_structures": len(table), "n_models": len(models), "n_rejected": len(rejected),
-            "n_held": held}  # fmt: skip
+    log.info(
+        "predict %s with %s: %d structures, %d models, %d rejected, %d model outputs held at the training targets' range",
+        p["property"],
+        p["method"],
+        len(table),
+        len(models),
+        len(rejected),
+        held,
+    )
+    return {
+        **device_facts(device),
+        "n_structures": len(table),
+        "n_models": len(models),
+        "n_rejected": len(rejected),
+        "n_held": held,
+    }

@@ -31,8 +31,10 @@ def excluded_ids(spec: dict[str, Any]) -> dict[str, set[str]]:
         return {}
     keyed_on = spec.get("by_content", {}).get("leakage")
     if keyed_on is not None and sha256_file(Path(leakage) / "excluded.json")[:16] != keyed_on:
-        raise RuntimeError(f"the leakage guard's exclusion set in {leakage} is not the one this stage's key was planned "
-                           "on (it changed since): run Snakemake again")  # fmt: skip
+        raise RuntimeError(
+            f"the leakage guard's exclusion set in {leakage} is not the one this stage's key was planned "
+            "on (it changed since): run Snakemake again"
+        )
     return {k: set(v) for k, v in read_json(Path(leakage) / "excluded.json").items()}
 
 
@@ -99,8 +101,13 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         table = pq.read_table(Path(up["fingerprints"]) / "atoms.parquet", columns=["id", *kinds])
         data.fingerprints = aligned_fingerprints(table, graphs, kinds)
     pool_idx = np.flatnonzero(keep)
-    log.info("pretrain %s: pool %d structures (%d excluded as downstream test structures) on %s",
-             p["method"], len(pool_idx), int(is_excluded.sum()), device)  # fmt: skip
+    log.info(
+        "pretrain %s: pool %d structures (%d excluded as downstream test structures) on %s",
+        p["method"],
+        len(pool_idx),
+        int(is_excluded.sum()),
+        device,
+    )
 
     name, hparams = configured(p["encoder"], p["graphs"], p["max_z"])
     encoder = build_encoder(name, **hparams)
@@ -109,12 +116,21 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     resumed_from = None
     if objective_cls.kind.trains:
         gen = torch.Generator().manual_seed(p["seed"])
-        trainer = Trainer(nn.ModuleDict({"encoder": encoder, "objective": objective}), Budget.from_optim(Optim(**p["optim"])), p["seed"],
-                          device, checkpoint=out / "checkpoint.pt", generator=gen)  # fmt: skip
+        trainer = Trainer(
+            nn.ModuleDict({"encoder": encoder, "objective": objective}),
+            Budget.from_optim(Optim(**p["optim"])),
+            p["seed"],
+            device,
+            checkpoint=out / "checkpoint.pt",
+            generator=gen,
+        )
         resumed_from = trainer.resumed_from
         probe = graphs.batch(pool_idx[np.linspace(0, len(pool_idx) - 1, min(MONITOR_GRAPHS, len(pool_idx))).astype(int)])
-        history = trainer.fit(len(pool_idx), lambda idx: objective.loss(encoder, pool_idx[idx], data, gen, device),
-                              monitor=lambda: collapse_signals(encoder(probe.to(device)).graph))  # fmt: skip
+        history = trainer.fit(
+            len(pool_idx),
+            lambda idx: objective.loss(encoder, pool_idx[idx], data, gen, device),
+            monitor=lambda: collapse_signals(encoder(probe.to(device)).graph),
+        )
     save_encoder(encoder.cpu(), str(out / "encoder.pt"), extra={"method": p["method"], "objective": p["objective"]})
     write_json(history, out / "history.json")
     (out / "checkpoint.pt").unlink(missing_ok=True)

@@ -18,9 +18,7 @@ a 2-D PCA map of every method's embeddings for the report.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections import Counter
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,69 +28,52 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from matssl.elements import property_table
 from matssl.encoders import load_encoder, mean_pool
-from matssl.evaluate import (
-    atom_counts,
-    class_codes,
-    classification_metrics,
-    from_model,
-    label_subset,
-    property_values,
-    regression_metrics,
-    to_model,
-)
+from matssl.evaluate import class_codes, classification_metrics, label_subset, regression_metrics
 from matssl.fingerprints import LABELS, matrix
 from matssl.foundation import read_features
 from matssl.graphs import GraphSet
 from matssl.io import read_json
 from matssl.table import read_table, write_table
+from matssl.target import Target
+from matssl.train import inference
 
 log = logging.getLogger(__name__)
 
 # Element properties of the Magpie-style statistics (pymatgen's values; missing ones get the mean).
-ELEMENT_PROPERTIES = ["Z", "X", "row", "group", "atomic_mass", "atomic_radius", "mendeleev_no", "melting_point",
-                      "average_ionic_radius", "block"]  # fmt: skip
-BLOCKS = {"s": 0, "p": 1, "d": 2, "f": 3}
+ELEMENT_PROPERTIES = (
+    "Z",
+    "X",
+    "row",
+    "group",
+    "atomic_mass",
+    "atomic_radius",
+    "mendeleev_no",
+    "melting_point",
+    "average_ionic_radius",
+    "block",
+)
 
 
 # --------------------------------------------------------------------------- representations
 def embeddings(encoder_path: Path, graphs: GraphSet, pos: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(graph embedding, mean over atoms of the per-layer sum) of structures `pos` of `graphs`."""
     encoder = load_encoder(str(encoder_path)).eval()
-    last, layer_sum = [], []
-    with torch.no_grad():
-        for i in range(0, len(pos), batch_size):
-            batch = graphs.batch(pos[i : i + batch_size])
-            out = encoder(batch)
-            last.append(out.graph)
-            layer_sum.append(mean_pool(torch.stack(out.layers).sum(0), batch.graph, batch.n_graphs))
-    return torch.cat(last).numpy(), torch.cat(layer_sum).numpy()
 
+    def both(at: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = graphs.batch(at)
+        out = encoder(batch)
+        return out.graph, mean_pool(torch.stack(out.layers).sum(0), batch.graph, batch.n_graphs)
 
-@cache
-def element_table(max_z: int = 118) -> np.ndarray:
-    """[max_z + 1, n_properties] element properties; row 0 unused."""
-    from pymatgen.core.periodic_table import Element
-
-    table = np.full((max_z + 1, len(ELEMENT_PROPERTIES)), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for z in range(1, max_z + 1):
-            el = Element.from_Z(z)
-            for k, name in enumerate(ELEMENT_PROPERTIES):
-                try:
-                    v = BLOCKS.get(el.block) if name == "block" else getattr(el, name)
-                    table[z, k] = float(v) if v is not None else np.nan
-                except (AttributeError, TypeError, ValueError):
-                    pass
-    means = np.nanmean(table[1:], axis=0)
-    return np.where(np.isnan(table), means, table)
+    graph, layer_sum = inference(both, pos, torch.device("cpu"), batch_size)
+    return graph, layer_sum
 
 
 def magpie_features(numbers: list[np.ndarray]) -> np.ndarray:
     """Composition-weighted mean, mean absolute deviation, min, max and range of each element property,
     plus the number of elements (Ward et al. 2016, 'Magpie', reduced to pymatgen's element data)."""
-    table = element_table()
+    table = property_table(ELEMENT_PROPERTIES)
     out = np.zeros((len(numbers), 5 * len(ELEMENT_PROPERTIES) + 1))
     for s, nums in enumerate(numbers):
         counts = Counter(int(z) for z in nums)
@@ -159,8 +140,13 @@ def make_model(name: str, n_features: int, seed: int, threads: int, trees: int, 
         reg = make_pipeline(StandardScaler(), RandomForestRegressor(n_estimators=trees, random_state=seed, n_jobs=threads))
     elif name == "kernel_ridge":
         grid = {"kernelridge__alpha": [1e-3, 1e-2, 1e-1], "kernelridge__gamma": [0.1 / n_features, 1.0 / n_features]}
-        reg = GridSearchCV(make_pipeline(StandardScaler(), KernelRidge(kernel="rbf")), grid, cv=min(3, n_train),
-                           scoring="neg_mean_absolute_error", n_jobs=threads)  # fmt: skip
+        reg = GridSearchCV(
+            make_pipeline(StandardScaler(), KernelRidge(kernel="rbf")),
+            grid,
+            cv=min(3, n_train),
+            scoring="neg_mean_absolute_error",
+            n_jobs=threads,
+        )
     else:
         raise ValueError(f"unknown probe model {name!r}")
     return TransformedTargetRegressor(regressor=reg, transformer=StandardScaler())
@@ -250,7 +236,8 @@ def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     df = read_table(Path(up["structures"]) / "structures.parquet")
     splits = read_json(Path(up["splits"]) / "folds.json")
     folds, classes = splits["folds"], splits.get("classes")
-    df["y"] = property_values(df[prop["column"]], prop)
+    target = Target.of(prop)
+    df["y"] = target.values(df[prop["column"]])
     # label subsets keep the classes' shares, drawn as in finetuning: over every labelled structure of the fold
     strata = df.set_index("id")["y"].dropna() if classes else None
     df = df[df["y"].notna() & df["id"].isin(graphs.index)].reset_index(drop=True)
@@ -260,8 +247,8 @@ def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     row = {id_: k for k, id_ in enumerate(df["id"])}
     y = df["y"].to_numpy()
     # fitted on what finetuning learns (per atom, log1p), scored in the property's values
-    atoms = atom_counts(df["numbers"], prop.get("per_atom", "none"))
-    t = y if classes else to_model(y, prop["transform"], atoms)
+    atoms = target.atoms(df["numbers"])
+    t = y if classes else target.to_model(y, atoms)
 
     results = []
     for fold_no in p["folds"]:
@@ -282,13 +269,22 @@ def run_probe(spec: dict[str, Any], out: Path) -> dict[str, Any]:
                         else:
                             reg = make_model(model, x.shape[1], seed, threads, cfg["rf_trees"], len(rows))
                             reg.fit(x[rows], t[rows])
-                            metrics = regression_metrics(
-                                y[test], from_model(reg.predict(x[test]), prop["transform"], atoms[test])
-                            )
+                            metrics = regression_metrics(y[test], target.from_model(reg.predict(x[test]), atoms[test]))
                         name = "logistic" if classes and model == "ridge" else model
-                        results.append({"representation": rep, "family": family[rep], "model": name, "fold": fold_no,
-                                        "fraction": frac, "seed": seed, **metrics, "n_train": len(train),
-                                        "n_fit": len(rows), "n_test": len(test)})  # fmt: skip
+                        results.append(
+                            {
+                                "representation": rep,
+                                "family": family[rep],
+                                "model": name,
+                                "fold": fold_no,
+                                "fraction": frac,
+                                "seed": seed,
+                                **metrics,
+                                "n_train": len(train),
+                                "n_fit": len(rows),
+                                "n_test": len(test),
+                            }
+                        )
                 log.info("probe %s: fold %d, %g of labels, seed %d done", prop["name"], fold_no, frac, seed)
     write_table(pa.Table.from_pylist(results), out / "probes.parquet")
 

@@ -28,6 +28,7 @@ from matssl.stages import OUTPUTS  # noqa: E402
 from matssl.stats import DUMMIES, SCORES, Analysis, Scores, analyse  # noqa: E402
 from matssl.summarize import Runs, collect, confirmatory_of, pretrained_from, stage_key, unmatched  # noqa: E402
 from matssl.table import read_table  # noqa: E402
+from matssl.target import Target  # noqa: E402
 
 KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
 METHOD_INFO = {
@@ -115,22 +116,24 @@ def extensive_warning(prop: dict[str, Any], summed: list[str]) -> str:
     """A warning when a property learnt as it is correlates strongly with the atoms per cell (an extensive one?);
     `summed`: the methods whose model sums over atoms (a foundation model's own readout), which see the cell size."""
     rho = prop.get("atoms_spearman")
-    if prop.get("per_atom", "none") != "none" or rho is None or not abs(rho) > EXTENSIVE_RHO:
+    if Target.of(prop).per_atom != "none" or rho is None or not abs(rho) > EXTENSIVE_RHO:
         return ""
-    text = (f"The property correlates with the number of atoms per cell (Spearman ρ = {rho:.2f}): an extensive property "
-            "(per cell or per formula unit) cannot be seen by the mean over atoms that the graph encoders pool with "
-            "(scratch and every pretrained method).")  # fmt: skip
+    text = (
+        f"The property correlates with the number of atoms per cell (Spearman ρ = {rho:.2f}): an extensive property "
+        "(per cell or per formula unit) cannot be seen by the mean over atoms that the graph encoders pool with "
+        "(scratch and every pretrained method)."
+    )
     if summed:
-        text += (f" {', '.join(summed)} sum over atoms, so their features carry the cell size: on this property they "
-                 "are not compared on equal terms.")  # fmt: skip
+        text += (
+            f" {', '.join(summed)} sum over atoms, so their features carry the cell size: on this property they "
+            "are not compared on equal terms."
+        )
     return text + " Set per_atom: cell or formula_unit for this property."
 
 
 def unit_label(prop: dict[str, Any]) -> str:
-    unit = prop.get("unit") or ""
-    if prop.get("transform") == "log10":
-        return f"log10({unit})" if unit else "log10"
-    return unit
+    """The unit of a property's values, from its summary's record."""
+    return Target.of(prop).unit(prop.get("unit"))
 
 
 def label_efficiency_plot(summary: pd.DataFrame, name: str, unit: str, sc: Scores) -> str:
@@ -141,8 +144,15 @@ def label_efficiency_plot(summary: pd.DataFrame, name: str, unit: str, sc: Score
         if method in DUMMIES:
             ax.plot(100 * g["fraction"], g[f"{m}_mean"], color="grey", linestyle=":", label=method)
             continue
-        ax.errorbar(100 * g["fraction"], g[f"{m}_mean"], yerr=g[f"{m}_std"], marker="o", capsize=3, label=method,
-                    linestyle="--" if method == "scratch" else "-")  # fmt: skip
+        ax.errorbar(
+            100 * g["fraction"],
+            g[f"{m}_mean"],
+            yerr=g[f"{m}_std"],
+            marker="o",
+            capsize=3,
+            label=method,
+            linestyle="--" if method == "scratch" else "-",
+        )
     ax.set_xscale("log")
     ticks = sorted(100 * summary["fraction"].unique())
     ax.set_xticks(ticks, [f"{t:g}%" for t in ticks])
@@ -256,8 +266,12 @@ def budget_plot(summary: pd.DataFrame, name: str, sc: Scores) -> str | None:
     return png(fig)
 
 
-PROBE_MODELS = {"ridge": "ridge", "random_forest": "random forest", "kernel_ridge": "kernel ridge",
-                "logistic": "logistic regression"}  # fmt: skip
+PROBE_MODELS = {
+    "ridge": "ridge",
+    "random_forest": "random forest",
+    "kernel_ridge": "kernel ridge",
+    "logistic": "logistic regression",
+}
 
 
 def probe_table(probes: pd.DataFrame, sc: Scores) -> dict[str, Any]:
@@ -335,11 +349,19 @@ def stage_rows(stage_dirs: list[str]) -> list[dict[str, Any]]:
     for d in stage_dirs:
         m = read_json(Path(d) / "manifest.json")
         params = {k: v for k, v in m["params"].items() if k not in ("source",)}
-        rows.append({
-            "kind": m["kind"], "key": m["key"], "wall": fmt(m["wall_s"], 3), "device": m.get("device", "cpu"),
-            "memory": f"{m['peak_memory_mb']:.0f}", "host": m["host"], "code": m["code"], "slurm": m.get("slurm_job_id") or "",
-            "params": ", ".join(f"{k}={v}" for k, v in params.items() if not isinstance(v, dict))[:300],
-        })  # fmt: skip
+        rows.append(
+            {
+                "kind": m["kind"],
+                "key": m["key"],
+                "wall": fmt(m["wall_s"], 3),
+                "device": m.get("device", "cpu"),
+                "memory": f"{m['peak_memory_mb']:.0f}",
+                "host": m["host"],
+                "code": m["code"],
+                "slurm": m.get("slurm_job_id") or "",
+                "params": ", ".join(f"{k}={v}" for k, v in params.items() if not isinstance(v, dict))[:300],
+            }
+        )
     order = list(OUTPUTS)  # the stage kinds in pipeline order
     return sorted(rows, key=lambda r: (order.index(r["kind"]), r["key"]))
 
@@ -362,8 +384,13 @@ def unlabelled_rows(stage_dirs: list[str]) -> list[dict[str, Any]]:
     for d in stage_dirs:
         if Path(d).parent.name == "splits":
             dropped = read_json(Path(d) / "folds.json")["dropped"]
-            rows.append({"property": Path(d).name.rsplit("-", 1)[0], "rejected": dropped["rejected_at_ingest"],
-                         "unlabelled": dropped["no_label_or_invalid_for_transform"]})  # fmt: skip
+            rows.append(
+                {
+                    "property": Path(d).name.rsplit("-", 1)[0],
+                    "rejected": dropped["rejected_at_ingest"],
+                    "unlabelled": dropped["no_label_or_invalid_for_transform"],
+                }
+            )
     return rows
 
 
@@ -397,15 +424,21 @@ def table_cell(r: pd.Series, caveat: str | None = None, sc: Scores = SCORES["reg
     if not dummy and r.get("cap_share", 0) > CAP_WARNING:
         flags.append(f"{100 * r['cap_share']:.0f} % of runs hit the step cap")
     tested = math.isfinite(r.get("ci_low_pct", math.nan))  # a comparison with scratch over two or more folds
-    also = [f"{OTHER_LABELS[o]} {r[f'{o}_change_pct']:+.1f}{sc.unit} ({r[f'{o}_ci_low_pct']:+.1f} to {r[f'{o}_ci_high_pct']:+.1f}, 95 %)"
-            for o in sc.paired if tested and math.isfinite(r.get(f"{o}_ci_low_pct", math.nan))]  # fmt: skip
+    also = [
+        f"{OTHER_LABELS[o]} {r[f'{o}_change_pct']:+.1f}{sc.unit} ({r[f'{o}_ci_low_pct']:+.1f} to {r[f'{o}_ci_high_pct']:+.1f}, 95 %)"
+        for o in sc.paired
+        if tested and math.isfinite(r.get(f"{o}_ci_low_pct", math.nan))
+    ]
     return {
-        "value": f"{fmt(r[f'{m}_mean'])}{spread}", "n": int(r["n_runs"]),
+        "value": f"{fmt(r[f'{m}_mean'])}{spread}",
+        "n": int(r["n_runs"]),
         "others": ", ".join(f"{OTHER_LABELS[o]} {fmt(r[f'{o}_mean'], 2 if o == 'r2' else 3)}" for o in sc.others),
         "change": f"q = {fmt_p(r['p_adjusted'])}" if tested and math.isfinite(r.get("p_adjusted", math.nan)) else "",
-        "also": "; ".join(also), **verdict_style(r), "flags": flags,
+        "also": "; ".join(also),
+        **verdict_style(r),
+        "flags": flags,
         "lrs": "" if dummy else f"lr {r['lrs']}; median best step {r['best_step_median']:.0f}",
-    }  # fmt: skip
+    }
 
 
 def verdict_style(r: pd.Series | dict[str, Any]) -> dict[str, Any]:
@@ -433,8 +466,16 @@ def family_rows(df: pd.DataFrame, columns: list[str], caveats: dict[str, str] | 
         if "tau" in columns:  # the spread of the true changes between properties, as a % factor
             extra["tau"] = f"{float(SCORES[r['kind']].shown(r['tau'])):.1f}"
             extra["i2"] = f"{100 * r['i2']:.0f} %"
-        rows.append({**extra, **verdict_style(r), "p": fmt_p(r["p_value"]), "p_adjusted": fmt_p(r["p_adjusted"]),
-                     "named": bool(r.get("named", False)), "note": "; ".join(note)})  # fmt: skip
+        rows.append(
+            {
+                **extra,
+                **verdict_style(r),
+                "p": fmt_p(r["p_value"]),
+                "p_adjusted": fmt_p(r["p_adjusted"]),
+                "named": bool(r.get("named", False)),
+                "note": "; ".join(note),
+            }
+        )
     return rows
 
 
@@ -448,20 +489,34 @@ def answer(a: Analysis, caveats: dict[str, str]) -> dict[str, Any]:
 
     primary = ordered(a.primary, "property", "method")
     return {
-        "families": a.families(), "named": a.named,
+        "families": a.families(),
+        "named": a.named,
         "across": family_rows(ordered(across[across["fraction"].isna()], "method"), ["method", "k", "properties", "tau"]),
-        "across_fraction": family_rows(ordered(across[across["fraction"].notna()], "fraction", "method"),
-                                       ["method", "fraction", "k", "tau"]),
+        "across_fraction": family_rows(
+            ordered(across[across["fraction"].notna()], "fraction", "method"), ["method", "fraction", "k", "tau"]
+        ),
         "primary": {name: family_rows(g, ["property", "method"], caveats) for name, g in primary.groupby("family", sort=False)}
-        if len(primary) else {},
+        if len(primary)
+        else {},
         "foundation": family_rows(ordered(a.foundation, "property"), ["property", "method"], caveats),
-        "versus": {model: family_rows(ordered(g, "property", "method"), ["property", "method"])
-                   for model, g in a.versus.groupby("baseline", sort=False)} if len(a.versus) else {},
-    }  # fmt: skip
+        "versus": {
+            model: family_rows(ordered(g, "property", "method"), ["property", "method"])
+            for model, g in a.versus.groupby("baseline", sort=False)
+        }
+        if len(a.versus)
+        else {},
+    }
 
 
-def property_page(name: str, data: dict[str, Any], summary: pd.DataFrame, caveats: dict[str, str], summed: list[str],
-                  described: dict[str, Any] | None = None, probe_dir: str | None = None) -> dict[str, Any]:  # fmt: skip
+def property_page(
+    name: str,
+    data: dict[str, Any],
+    summary: pd.DataFrame,
+    caveats: dict[str, str],
+    summed: list[str],
+    described: dict[str, Any] | None = None,
+    probe_dir: str | None = None,
+) -> dict[str, Any]:
     """One property's section: its table (a row per method, a cell per label fraction), its plots and probes.
     `data`: its property summary; `summary`: its cells of the analysis; `described`: its config entry (column, dataset,
     folds), where there is one; the parity (ROC) plot where the runs' predictions are at hand."""
@@ -487,14 +542,23 @@ def property_page(name: str, data: dict[str, Any], summary: pd.DataFrame, caveat
         parity = roc_plot(runs, name, classes, parity_methods) if classes else parity_plot(runs, name, unit, parity_methods)
     modes = sorted({m for v in summary["precision"].dropna() for m in v.split(", ")}) if "precision" in summary else []
     return {
-        "extensive": extensive_warning(data, summed), "mixed_precision": ", ".join(modes) if len(modes) > 1 else "",
-        "name": name, "unit": unit, **(described or {"column": None, "dataset": None, "folds": None}),
-        "fractions": [f"{100 * f:g}%" for f in fractions], "table": table, "parity_method": chosen if parity else None,
-        "metric": sc.label, "kind": kind, "classes": classes or [],
-        "curve": label_efficiency_plot(summary, name, unit, sc), "budget": budget_plot(summary, name, sc), "parity": parity,
+        "extensive": extensive_warning(data, summed),
+        "mixed_precision": ", ".join(modes) if len(modes) > 1 else "",
+        "name": name,
+        "unit": unit,
+        **(described or {"column": None, "dataset": None, "folds": None}),
+        "fractions": [f"{100 * f:g}%" for f in fractions],
+        "table": table,
+        "parity_method": chosen if parity else None,
+        "metric": sc.label,
+        "kind": kind,
+        "classes": classes or [],
+        "curve": label_efficiency_plot(summary, name, unit, sc),
+        "budget": budget_plot(summary, name, sc),
+        "parity": parity,
         "probes": probe_table(read_table(Path(probe_dir) / "probes.parquet"), sc) if probe_dir else None,
         "map": embedding_map(read_table(Path(probe_dir) / "map.parquet"), name, unit, classes) if probe_dir else None,
-    }  # fmt: skip
+    }
 
 
 def pretrain_rows(manifests: dict[str, dict[str, Any]], histories: dict[str, list]) -> list[dict[str, Any]]:
@@ -504,17 +568,29 @@ def pretrain_rows(manifests: dict[str, dict[str, Any]], histories: dict[str, lis
         objective = man["params"]["objective"]
         if man["params"].get("objective_params"):
             objective += " (" + ", ".join(f"{k}={v}" for k, v in man["params"]["objective_params"].items()) + ")"
-        rows.append({"method": m, "objective": objective, "epochs": len(histories[m]),
-                     "pool": man.get("n_pool") or "–", "excluded": excluded_text(man),
-                     "speed": fmt(man.get("graphs_per_s") or float("nan")), "device": man.get("device"),
-                     "wall": fmt(man["wall_s"])})  # fmt: skip
+        rows.append(
+            {
+                "method": m,
+                "objective": objective,
+                "epochs": len(histories[m]),
+                "pool": man.get("n_pool") or "–",
+                "excluded": excluded_text(man),
+                "speed": fmt(man.get("graphs_per_s") or float("nan")),
+                "device": man.get("device"),
+                "wall": fmt(man["wall_s"]),
+            }
+        )
     return rows
 
 
 def summing_methods(methods: dict[str, dict[str, Any]]) -> list[str]:
     """The config's methods whose model sums over atoms (a foundation model's own readout)."""
-    return [m for m, v in methods.items() if v.get("objective") == "foundation"
-            and MODELS[{**OBJECTIVES["foundation"].defaults, **(v.get("params") or {})}["model"]].pooling == "sum"]  # fmt: skip
+    return [
+        m
+        for m, v in methods.items()
+        if v.get("objective") == "foundation"
+        and MODELS[{**OBJECTIVES["foundation"].defaults, **(v.get("params") or {})}["model"]].pooling == "sum"
+    ]
 
 
 def caveats_of(methods: dict[str, dict[str, Any]], foundation: dict[str, str]) -> dict[str, str]:
@@ -542,21 +618,41 @@ def method_rows(objectives: Iterable[str]) -> list[tuple[str, str, str, str]]:
 def write_report(spec: dict[str, Any], out: Path) -> None:
     """The workflow's report: every property of the config, its probes, pretraining, rejections and provenance."""
     data = {name: read_json(p["target"]) for name, p in spec["properties"].items()}
-    a = analyse({n: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for n, d in data.items()},
-                foundation=list(spec.get("foundation", {})), confirmatory=confirmatory_of(spec["config"]))  # fmt: skip
+    a = analyse(
+        {n: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for n, d in data.items()},
+        foundation=list(spec.get("foundation", {})),
+        confirmatory=confirmatory_of(spec["config"]),
+    )
     methods = spec["config"]["pretrain"]["methods"]
     caveats, summed = caveats_of(methods, spec.get("foundation", {})), summing_methods(methods)
-    props = [property_page(name, data[name], a.cells[a.cells["property"] == name], caveats, summed,
-                           {k: p[k] for k in ("column", "dataset", "folds")}, spec["probes"].get(name))
-             for name, p in spec["properties"].items()]  # fmt: skip
+    props = [
+        property_page(
+            name,
+            data[name],
+            a.cells[a.cells["property"] == name],
+            caveats,
+            summed,
+            {k: p[k] for k in ("column", "dataset", "folds")},
+            spec["probes"].get(name),
+        )
+        for name, p in spec["properties"].items()
+    ]
     histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}
     manifests = {m: read_json(Path(d) / "manifest.json") for m, d in spec["pretrain"].items()}
     html = render(
-        spec_digest=spec_digest(spec), answer=answer(a, caveats), config=spec["config"], pool=spec["pool"],
-        leakage=spec["exclude_test_structures"], props=props, pretrain_rows=pretrain_rows(manifests, histories),
-        loss_plot=loss_plot(histories), stages=stage_rows(spec["stages"]), rejections=rejection_rows(spec["stages"]),
-        unlabelled=unlabelled_rows(spec["stages"]), methods=method_rows(m["objective"] for m in methods.values()),
-    )  # fmt: skip
+        spec_digest=spec_digest(spec),
+        answer=answer(a, caveats),
+        config=spec["config"],
+        pool=spec["pool"],
+        leakage=spec["exclude_test_structures"],
+        props=props,
+        pretrain_rows=pretrain_rows(manifests, histories),
+        loss_plot=loss_plot(histories),
+        stages=stage_rows(spec["stages"]),
+        rejections=rejection_rows(spec["stages"]),
+        unlabelled=unlabelled_rows(spec["stages"]),
+        methods=method_rows(m["objective"] for m in methods.values()),
+    )
     with atomic_path(out) as tmp:
         tmp.write_text(html)
 
@@ -597,12 +693,24 @@ def summary_caveats(runs: Runs, config: dict[str, Any] | None) -> dict[str, str]
     """`caveats_of` for a summary: the config's methods where it is given (a foundation model's mode from its `train`),
     and every method without a pretraining stage of ours is a foundation model the guard cannot see."""
     methods = config_methods(config)
-    modes = {m: "every weight finetuned" if {**OBJECTIVES["foundation"].defaults, **(v.get("params") or {})}["train"] == "all"
-             else "frozen, head only" for m, v in methods.items() if v.get("objective") == "foundation"}  # fmt: skip
-    imported = {r["method"] for d in runs.props.values() for r in d["runs"]
-                if pretrained_from(r) and runs.pretrain[r["pretrain"]]["params"].get("objective") == "pretrained"}  # fmt: skip
-    return (caveats_of(methods, modes) | {m: UNGUARDED["foundation"] for m in runs.foundation if m not in methods}
-            | {m: UNGUARDED["pretrained"] for m in imported if m not in methods})  # fmt: skip
+    modes = {
+        m: "every weight finetuned"
+        if {**OBJECTIVES["foundation"].defaults, **(v.get("params") or {})}["train"] == "all"
+        else "frozen, head only"
+        for m, v in methods.items()
+        if v.get("objective") == "foundation"
+    }
+    imported = {
+        r["method"]
+        for d in runs.props.values()
+        for r in d["runs"]
+        if pretrained_from(r) and runs.pretrain[r["pretrain"]]["params"].get("objective") == "pretrained"
+    }
+    return (
+        caveats_of(methods, modes)
+        | {m: UNGUARDED["foundation"] for m in runs.foundation if m not in methods}
+        | {m: UNGUARDED["pretrained"] for m in imported if m not in methods}
+    )
 
 
 def located(runs: Runs, d: dict[str, Any]) -> dict[str, Any]:
@@ -616,17 +724,27 @@ def write_summary_report(runs: Runs, a: Analysis, config: dict[str, Any] | None,
     plots, the pretraining stages; no probes, rejections or provenance (a results folder's own report has them)."""
     methods = config_methods(config)
     caveats = summary_caveats(runs, config)
-    props = [property_page(name, located(runs, d), a.cells[a.cells["property"] == name], caveats, summing_methods(methods))
-             for name, d in runs.props.items()]  # fmt: skip
+    props = [
+        property_page(name, located(runs, d), a.cells[a.cells["property"] == name], caveats, summing_methods(methods))
+        for name, d in runs.props.items()
+    ]
     labels = pretrain_labels(runs)
     histories = {m: read_json(runs.pretrain_dirs[k] / "history.json") for m, k in labels.items()}
     objectives = [runs.pretrain[k]["params"]["objective"] for k in labels.values()]
     html = render(
-        spec_digest="", answer=answer(a, caveats), config=None, sources=runs.sources, protocol=protocol_text(runs),
-        props=props, pretrain_rows=pretrain_rows({m: runs.pretrain[k] for m, k in labels.items()}, histories),
-        loss_plot=loss_plot(histories), stages=[], rejections=None, unlabelled=[],
+        spec_digest="",
+        answer=answer(a, caveats),
+        config=None,
+        sources=runs.sources,
+        protocol=protocol_text(runs),
+        props=props,
+        pretrain_rows=pretrain_rows({m: runs.pretrain[k] for m, k in labels.items()}, histories),
+        loss_plot=loss_plot(histories),
+        stages=[],
+        rejections=None,
+        unlabelled=[],
         methods=method_rows([*objectives, *(["foundation"] if runs.foundation else [])]),
-    )  # fmt: skip
+    )
     with atomic_path(out) as tmp:
         tmp.write_text(html)
 
@@ -651,9 +769,14 @@ HEADERS = {"k": "properties", "tau": "τ (%)", "i2": "I²", "fraction": "labels"
 def markdown_families(a: Analysis, caveats: dict[str, str] | None = None) -> list[str]:
     """The answer, family by family, as Markdown: the same rows as the report's (`answer`)."""
     ans = answer(a, caveats or {})
-    lines = ["## The answer, family by family", "",
-             "Every interval is a plain 95 % interval; each family has its own correction ("
-             + "; ".join(f"{f['family']}, {f['adjust']} over {f['n']}" for f in ans["families"]) + ").", ""]  # fmt: skip
+    lines = [
+        "## The answer, family by family",
+        "",
+        "Every interval is a plain 95 % interval; each family has its own correction ("
+        + "; ".join(f"{f['family']}, {f['adjust']} over {f['n']}" for f in ans["families"])
+        + ").",
+        "",
+    ]
 
     def family(title: str, rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
         if not rows:
@@ -663,8 +786,9 @@ def markdown_families(a: Analysis, caveats: dict[str, str] | None = None) -> lis
         return [f"### {title}", "", *markdown_table([*header, "verdict (95 % interval)", "p", "p adjusted", "note"], body)]
 
     lines += family("On average across the properties (random effects; Holm)", ans["across"], ["method", "k", "tau", "i2"])
-    lines += family("On average across the properties, per label fraction (Holm)", ans["across_fraction"],
-                    ["method", "fraction", "k", "tau"])  # fmt: skip
+    lines += family(
+        "On average across the properties, per label fraction (Holm)", ans["across_fraction"], ["method", "fraction", "k", "tau"]
+    )
     for name, rows in ans["primary"].items():
         lines += family(f"Per method and property, pooled over the label fractions: {name} (Holm)", rows, ["property", "method"])
     lines += family("Foundation models against scratch (Holm)", ans["foundation"], ["property", "method"])
@@ -698,8 +822,11 @@ def markdown_cells(a: Analysis, runs: Runs) -> list[str]:
         held = frame[(frame["fraction"] == f) & frame["n_test_clipped"].notna()] if "n_test_clipped" in frame else frame[:0]
         if len(held):  # (a classification's runs, and runs of code from before it was recorded, do not say)
             n = held.groupby("method", sort=False)[["n_test_clipped", "n_test"]].sum()
-            lines += ["Test predictions held at the training targets' range (over properties): "
-                      + ", ".join(f"{m} {int(r['n_test_clipped'])} of {int(r['n_test'])}" for m, r in n.iterrows()), ""]  # fmt: skip
+            lines += [
+                "Test predictions held at the training targets' range (over properties): "
+                + ", ".join(f"{m} {int(r['n_test_clipped'])} of {int(r['n_test'])}" for m, r in n.iterrows()),
+                "",
+            ]
     return lines
 
 
@@ -708,8 +835,17 @@ def markdown_pretraining(runs: Runs) -> list[str]:
     rows = []
     for label, key in pretrain_labels(runs).items():
         man = runs.pretrain[key]
-        rows.append([label, man.get("n_pool") or "–", excluded_text(man), fmt(man["wall_s"]), fmt(man.get("graphs_per_s")),
-                     man.get("device", "cpu"), key])  # fmt: skip
+        rows.append(
+            [
+                label,
+                man.get("n_pool") or "–",
+                excluded_text(man),
+                fmt(man["wall_s"]),
+                fmt(man.get("graphs_per_s")),
+                man.get("device", "cpu"),
+                key,
+            ]
+        )
     if not rows:
         return []
     header = ["method", "pool", "excluded by the leakage guard", "wall (s)", "graphs/s", "device", "stage"]
@@ -724,25 +860,39 @@ def where_they_ran(runs: Runs) -> list[str]:
     frame = frame.assign(mode=frame["device"].astype(str) + " (" + precision + ")")
     if frame["mode"].nunique() < 2:
         return []
-    per = [f"{prop} " + ", ".join(f"{n} on {mode}" for mode, n in g["mode"].value_counts().items())
-           for prop, g in frame.groupby("property", sort=False)]  # fmt: skip
+    per = [
+        f"{prop} " + ", ".join(f"{n} on {mode}" for mode, n in g["mode"].value_counts().items())
+        for prop, g in frame.groupby("property", sort=False)
+    ]
     return ["Where the runs ran: " + "; ".join(per) + ".", ""]
 
 
 def markdown_summary(runs: Runs, a: Analysis, config: dict[str, Any] | None = None) -> list[str]:
     """`matssl summarize`'s summary.md, as lines: where the runs came from, the answer family by family, the per-cell
     tables and the pretraining stages."""
-    lines = ["# Summary", "", "Runs from: " + "; ".join(f"{src} ({n} runs)" for src, n in runs.sources.items()) + ".", "",
-             protocol_text(runs), "", *where_they_ran(runs)]  # fmt: skip
+    lines = [
+        "# Summary",
+        "",
+        "Runs from: " + "; ".join(f"{src} ({n} runs)" for src, n in runs.sources.items()) + ".",
+        "",
+        protocol_text(runs),
+        "",
+        *where_they_ran(runs),
+    ]
     missing = unmatched(runs, confirmatory_of(config))
     if missing:
-        lines += ["Named beforehand (statistics.confirmatory) but without runs here, so not in the confirmatory family: "
-                  + ", ".join(missing) + ".", ""]  # fmt: skip
+        lines += [
+            "Named beforehand (statistics.confirmatory) but without runs here, so not in the confirmatory family: "
+            + ", ".join(missing)
+            + ".",
+            "",
+        ]
     return [*lines, *markdown_families(a, summary_caveats(runs, config)), *markdown_cells(a, runs), *markdown_pretraining(runs)]
 
 
-def write_summary(folders: list[str | Path], out: Path, config: dict[str, Any] | None = None,
-                  properties: list[str] | None = None) -> tuple[Runs, Analysis]:  # fmt: skip
+def write_summary(
+    folders: list[str | Path], out: Path, config: dict[str, Any] | None = None, properties: list[str] | None = None
+) -> tuple[Runs, Analysis]:
     """`matssl summarize`: one summary of the runs of `folders` (results folders, or copies of them), the statistics'
     families over all of them: `out`/summary.md, summary.json (every cell with its comparison) and report.html.
     `config`: a config as a mapping (its `statistics.confirmatory`; its methods' kinds for the report's caveats)."""

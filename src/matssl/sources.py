@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pymatgen.core.periodic_table import Element
 
+from matssl.elements import atomic_number
 from matssl.io import InputError, atomic_path, read_json, write_json
 from matssl.table import BASE_COLUMNS, META_COLUMNS, Crystal
 
@@ -45,15 +45,6 @@ class Rejected:
 
 class SourceError(InputError):
     """The whole input is unusable (missing file, wrong format, offline download)."""
-
-
-_Z: dict[str, int] = {}
-
-
-def atomic_number(symbol: str) -> int:
-    if symbol not in _Z:
-        _Z[symbol] = Element(symbol).Z
-    return _Z[symbol]
 
 
 # --------------------------------------------------------------------------- pymatgen dicts
@@ -98,15 +89,24 @@ def column_is_text(values: pd.Series) -> bool:
     return 2 * numbers < len(present)
 
 
-def read_labels_csv(path: str | Path) -> tuple[pd.DataFrame, set[str]]:
-    """A labels CSV with an `id` column, and its text columns (`column_is_text`), whose values are kept as text
-    (stripped; None where empty). Missing values are None."""
+def labels_csv(path: str | Path, header_only: bool = False) -> pd.DataFrame:
+    """A labels CSV as read (or only its header), which needs an `id` column: the structure file's name."""
     try:
-        df = pd.read_csv(path, dtype={"id": str})
+        df = pd.read_csv(path, dtype={"id": str}, nrows=0 if header_only else None)
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise SourceError(f"{path}: cannot read the labels CSV ({type(err).__name__}: {err})") from None
     if "id" not in df.columns:
-        raise SourceError(f"{path}: needs an `id` column (the structure file's name without suffix)")
+        raise SourceError(
+            f"{path}: a labels CSV needs an `id` column (the structure file's name without suffix): "
+            f"{[str(c) for c in df.columns]}"
+        )
+    return df
+
+
+def read_labels_csv(path: str | Path) -> tuple[pd.DataFrame, set[str]]:
+    """A labels CSV with an `id` column (`labels_csv`), and its text columns (`column_is_text`), whose values are kept
+    as text (stripped; None where empty). Missing values are None."""
+    df = labels_csv(path)
     own = [c for c in df.columns if c in TABLE_COLUMNS and c != "id"]
     if own:  # the structure table's own columns (a formula computed from the structure) are not labels
         log.warning("%s: columns %s are the structure table's own, made from each structure: not read as labels", path, own)

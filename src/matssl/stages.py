@@ -56,30 +56,54 @@ class Kind:
 DATA = {"kernels/__init__.py": ("kernels/*.c",), "report.py": ("templates/*.j2",)}
 KINDS: dict[str, Kind] = {
     "download": Kind("ingest:run_download", ("manifest.json",)),
-    "ingest": Kind("ingest:run_ingest", ("structures.parquet", "rejected.parquet", "manifest.json"),
-                   ("pymatgen", "ase", "numpy", "pandas", "pyarrow")),
+    "ingest": Kind(
+        "ingest:run_ingest",
+        ("structures.parquet", "rejected.parquet", "manifest.json"),
+        ("pymatgen", "ase", "numpy", "pandas", "pyarrow"),
+    ),
     "graphs": Kind("features:run_graphs", ("graphs.npz", "rejected.parquet", "manifest.json"), ("pymatgen", "numpy")),
     "augment": Kind("features:run_augment", ("views.parquet", "graphs.npz", "manifest.json"), ("pymatgen", "numpy")),
-    "fingerprints": Kind("features:run_fingerprints", ("atoms.parquet", "manifest.json"),
-                         ("dscribe", "ase", "numpy", "scipy", "pymatgen")),
+    "fingerprints": Kind(
+        "features:run_fingerprints", ("atoms.parquet", "manifest.json"), ("dscribe", "ase", "numpy", "scipy", "pymatgen")
+    ),
     "splits": Kind("evaluate:run_splits", ("folds.json", "manifest.json"), ("scikit-learn", "numpy")),
     "leakage": Kind("leakage:run_leakage", ("excluded.json", "manifest.json"), ("pymatgen", "numpy")),
     "pretrain": Kind("pretrain:run_pretrain", ("encoder.pt", "history.json", "manifest.json"), ("torch", "numpy", "pymatgen")),
-    "foundation": Kind("foundation:run_foundation", ("features.parquet", "rejected.parquet", "manifest.json"),
-                       ("chgnet", "torch", "numpy", "pymatgen")),
+    "foundation": Kind(
+        "foundation:run_foundation",
+        ("features.parquet", "rejected.parquet", "manifest.json"),
+        ("chgnet", "torch", "numpy", "pymatgen"),
+    ),
     # (chgnet, pymatgen: a foundation model trained whole)
-    "finetune": Kind("finetune:run_finetune", ("metrics.json", "model.pt", "predictions.parquet", "manifest.json"),
-                     ("torch", "numpy", "scikit-learn", "chgnet", "pymatgen")),
-    "probe": Kind("probes:run_probe", ("probes.parquet", "map.parquet", "manifest.json"),
-                  ("torch", "numpy", "scikit-learn", "scipy", "pymatgen", "dscribe")),
+    "finetune": Kind(
+        "finetune:run_finetune",
+        ("metrics.json", "model.pt", "predictions.parquet", "manifest.json"),
+        ("torch", "numpy", "scikit-learn", "chgnet", "pymatgen"),
+    ),
+    "probe": Kind(
+        "probes:run_probe",
+        ("probes.parquet", "map.parquet", "manifest.json"),
+        ("torch", "numpy", "scikit-learn", "scipy", "pymatgen", "dscribe"),
+    ),
     "predict": Kind("predict:run_predict", ("predictions.parquet", "rejected.parquet", "manifest.json"), ("torch", "numpy")),
     # summaries: not cached stages, but their rules take their code as a parameter, so that new statistics re-summarise
     "property": Kind("summarize:summarize_property"),
     "report": Kind("report:write_report"),
-}  # fmt: skip
+}
 OUTPUTS = {k: list(v.outputs) for k, v in KINDS.items() if v.outputs}  # the cached kinds, in pipeline order
-PACKAGES = ["matssl", "torch", "torch-geometric", "pymatgen", "dscribe", "chgnet", "numpy", "pandas", "pyarrow",
-            "scikit-learn", "snakemake"]  # fmt: skip
+PACKAGES = [
+    "matssl",
+    "torch",
+    "torch-geometric",
+    "pymatgen",
+    "dscribe",
+    "chgnet",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "snakemake",
+]
 
 
 def runner(kind: str) -> Callable[..., Any]:
@@ -238,8 +262,13 @@ class Plan:
         }
         pool = cfg.pretrain.pool
         # added to the plan only when an objective needs them (see _pretrain)
-        self.augment = Stage("augment", pool, {"augment": cfg.augment.model_dump(), "graphs": cfg.graphs.model_dump(),
-                                               "max_z": cfg.ingest.max_z}, r, {"structures": self.ingest[pool]})  # fmt: skip
+        self.augment = Stage(
+            "augment",
+            pool,
+            {"augment": cfg.augment.model_dump(), "graphs": cfg.graphs.model_dump(), "max_z": cfg.ingest.max_z},
+            r,
+            {"structures": self.ingest[pool]},
+        )
         self.splits = {
             name: self._add(Stage("splits", name, {"property": p.model_dump()}, r, {"structures": self.ingest[p.dataset]}))
             for name, p in cfg.properties.items()
@@ -298,8 +327,9 @@ class Plan:
 
     def _foundation(self, model: str, dataset: str) -> Stage:
         """A foundation model's crystal features of a dataset."""
-        return self._add(Stage("foundation", f"{model}-{dataset}", {"model": model}, self.cfg.results,
-                               {"structures": self.ingest[dataset]}))  # fmt: skip
+        return self._add(
+            Stage("foundation", f"{model}-{dataset}", {"model": model}, self.cfg.results, {"structures": self.ingest[dataset]})
+        )
 
     def _leakage(self) -> Stage:
         """The pool structures that are downstream test structures (the leakage guard): found once, read by every
@@ -358,8 +388,9 @@ class Plan:
         runtime = {"device": cfg.pretrain.device}
         label = f"{method}-e{epochs}-s{seed}" if epochs is not None else f"{method}-s{seed}"
         external = {k: m.params[k] for k in obj.files}
-        return self._add(Stage("pretrain", label, params, cfg.results, upstream, external=external, runtime=runtime,
-                               by_content=by_content))  # fmt: skip
+        return self._add(
+            Stage("pretrain", label, params, cfg.results, upstream, external=external, runtime=runtime, by_content=by_content)
+        )
 
     @cached_property
     def after_guard(self) -> set[str]:
@@ -394,26 +425,70 @@ class Plan:
         for method, stages in self.pretrain.items():
             for pre in stages:
                 pseed, optim = pre.params["seed"], pre.params["optim"]
-                starts.append((method, f"{prop}-{method}-ps{pseed}", {"pretrain": pre},
-                               {"base_method": pre.params["method"], "pretrain_epochs": optim["epochs"] if optim else 0,
-                                "random_encoder": OBJECTIVES[pre.params["objective"]].kind is MethodKind.SCRATCH, "pretrain_seed": pseed}))  # fmt: skip
+                starts.append(
+                    (
+                        method,
+                        f"{prop}-{method}-ps{pseed}",
+                        {"pretrain": pre},
+                        {
+                            "base_method": pre.params["method"],
+                            "pretrain_epochs": optim["epochs"] if optim else 0,
+                            "random_encoder": OBJECTIVES[pre.params["objective"]].kind is MethodKind.SCRATCH,
+                            "pretrain_seed": pseed,
+                        },
+                    )
+                )
         for method, model in self.frozen.items():  # the same head and protocol on frozen features
-            starts.append((method, f"{prop}-{method}", {"features": self._foundation(model, p.dataset)},
-                           {"base_method": method, "pretrain_epochs": 0, "random_encoder": False, "frozen": model,
-                            "pretrain_seed": 0}))  # fmt: skip
+            starts.append(
+                (
+                    method,
+                    f"{prop}-{method}",
+                    {"features": self._foundation(model, p.dataset)},
+                    {"base_method": method, "pretrain_epochs": 0, "random_encoder": False, "frozen": model, "pretrain_seed": 0},
+                )
+            )
         for method, model in self.foundation_all.items():  # the same head and protocol, the model's weights training too
-            starts.append((method, f"{prop}-{method}", {}, {"base_method": method, "pretrain_epochs": 0,
-                                                             "random_encoder": False, "foundation": model, "pretrain_seed": 0}))  # fmt: skip
+            starts.append(
+                (
+                    method,
+                    f"{prop}-{method}",
+                    {},
+                    {
+                        "base_method": method,
+                        "pretrain_epochs": 0,
+                        "random_encoder": False,
+                        "foundation": model,
+                        "pretrain_seed": 0,
+                    },
+                )
+            )
         out = []
         for method, prefix, upstream, decided in starts:
             for fold in self.fold_numbers(prop):
                 for frac in cfg.finetune.fractions:
                     for seed in cfg.finetune.seeds:
-                        params = {"property": prop, "column": p.column, "kind": p.kind, "threshold": p.threshold,
-                                  "transform": p.transform, "per_atom": p.per_atom,
-                                  "method": method, **decided, "fold": fold, "fraction": frac, "seed": seed, "finetune": ft}  # fmt: skip
-                        out.append(self._add(Stage("finetune", f"{prefix}-f{fold}-p{frac:g}-s{seed}", params, cfg.results,
-                                                   data | upstream, runtime={"device": cfg.finetune.device})))  # fmt: skip
+                        params = {
+                            "property": prop,
+                            **p.target.params(),
+                            "method": method,
+                            **decided,
+                            "fold": fold,
+                            "fraction": frac,
+                            "seed": seed,
+                            "finetune": ft,
+                        }
+                        out.append(
+                            self._add(
+                                Stage(
+                                    "finetune",
+                                    f"{prefix}-f{fold}-p{frac:g}-s{seed}",
+                                    params,
+                                    cfg.results,
+                                    data | upstream,
+                                    runtime={"device": cfg.finetune.device},
+                                )
+                            )
+                        )
         return out
 
     def _probe(self, prop: str) -> Stage:
@@ -425,7 +500,7 @@ class Plan:
         if "fingerprints" in cfg.probes.baselines:
             upstream["fingerprints"] = self._fingerprints(p.dataset)
         params = {
-            "property": {"name": prop, **p.model_dump(include={"column", "kind", "threshold", "transform", "per_atom"})},
+            "property": {"name": prop, **p.target.params()},
             "probes": cfg.probes.model_dump(exclude={"fractions"}),
             "methods": {key: stages[0].params["objective"] for key, stages in self.pretrain.items()},
             "fingerprint_kinds": cfg.fingerprints.kinds if "fingerprints" in cfg.probes.baselines else [],
@@ -443,10 +518,16 @@ class Plan:
         p = cfg.properties[prop]
         upstream = {"structures": self.ingest[pr.dataset], "graphs": self.graphs[pr.dataset]}
         upstream |= {f"model:{s.label}": s for s in runs}
-        params = {"property": prop, "column": p.column, "transform": p.transform, "per_atom": p.per_atom, "method": pr.method,
-                  "fraction": fraction}  # fmt: skip
-        return self._add(Stage("predict", f"{prop}-{pr.dataset}", params, cfg.results, upstream,
-                               runtime={"device": cfg.finetune.device}))  # fmt: skip
+        # (a regression's: predictions of a classification are refused by validate.check_predict)
+        params = {
+            "property": prop,
+            **p.target.params("column", "transform", "per_atom"),
+            "method": pr.method,
+            "fraction": fraction,
+        }
+        return self._add(
+            Stage("predict", f"{prop}-{pr.dataset}", params, cfg.results, upstream, runtime={"device": cfg.finetune.device})
+        )
 
     def prediction_target(self, prop: str) -> str:
         return f"{self.cfg.results}/predictions/{prop}.parquet"
@@ -462,8 +543,15 @@ class Plan:
 
     def property_spec(self, prop: str) -> dict[str, Any]:
         p = self.cfg.properties[prop]
-        return {"property": prop, "unit": p.unit, "kind": p.kind, "transform": p.transform, "per_atom": p.per_atom,
-                "splits": self.splits[prop].dir, "runs": [s.dir for s in self.finetune[prop]]}  # fmt: skip
+        return {
+            "property": prop,
+            "unit": p.unit,
+            "kind": p.kind,
+            "transform": p.transform,
+            "per_atom": p.per_atom,
+            "splits": self.splits[prop].dir,
+            "runs": [s.dir for s in self.finetune[prop]],
+        }
 
     def property_target(self, prop: str) -> str:
         return f"{self.cfg.results}/properties/{prop}.json"

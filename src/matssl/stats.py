@@ -73,14 +73,25 @@ class Scores:
 
 SCORES = {
     "regression": Scores(
-        primary="mae", lower_is_better=True, others=("rmse", "r2"), val="val_mae", label="MAE", scale="log_ratio",
+        primary="mae",
+        lower_is_better=True,
+        others=("rmse", "r2"),
+        val="val_mae",
+        label="MAE",
+        scale="log_ratio",
         dummies={"dummy (mean)": "mean", "dummy (median)": "median"},
     ),
     "classification": Scores(
-        primary="roc_auc", lower_is_better=False, others=("accuracy", "log_loss"), val="val_log_loss", label="ROC-AUC",
-        scale="difference", dummies={"dummy (majority)": "majority"}, paired=("accuracy",),
+        primary="roc_auc",
+        lower_is_better=False,
+        others=("accuracy", "log_loss"),
+        val="val_log_loss",
+        label="ROC-AUC",
+        scale="difference",
+        dummies={"dummy (majority)": "majority"},
+        paired=("accuracy",),
     ),
-}  # fmt: skip
+}
 DUMMIES = tuple(name for sc in SCORES.values() for name in sc.dummies)  # the constant predictors, rows of every summary
 
 
@@ -286,13 +297,16 @@ def verdict(row: dict[str, Any] | pd.Series, sc: Scores, words: tuple[str, str] 
     if row["ci_low_pct"] * row["ci_high_pct"] > 0:
         out += f", which excludes 0 only before the {row['adjust']} correction over {int(row['n_family'])}"
     if math.isfinite(row.get("detect_low_pct", math.nan)):
-        out += (f"; could have detected a change beyond {row['detect_low_pct']:+.1f}{u} or {row['detect_high_pct']:+.1f}{u} "
-                "at 80 % power")  # fmt: skip
+        out += (
+            f"; could have detected a change beyond {row['detect_low_pct']:+.1f}{u} or {row['detect_high_pct']:+.1f}{u} "
+            "at 80 % power"
+        )
     return out
 
 
-def judge(rows: pd.DataFrame, family: str, adjust: str, sc_of: pd.Series, words: tuple[str, str] = ("helps", "hurts"),
-          prefix: str = "") -> pd.DataFrame:  # fmt: skip
+def judge(
+    rows: pd.DataFrame, family: str, adjust: str, sc_of: pd.Series, words: tuple[str, str] = ("helps", "hurts"), prefix: str = ""
+) -> pd.DataFrame:
     """One family of comparisons (rows with `effect`, `se`, `df`, `p_value`; `sc_of` each row's Scores): the adjusted p
     (`adjust`: 'holm' or 'bh') over the rows with a p, the detectable change at the level each is judged at, the
     verdict and the family's name and size."""
@@ -315,9 +329,19 @@ def judge(rows: pd.DataFrame, family: str, adjust: str, sc_of: pd.Series, words:
 def estimate_columns(est: Estimate, sc: Scores) -> dict[str, float]:
     """An estimate's columns in a summary: on the analysis scale, and as reported (% or points) with its 95 % interval."""
     lo, hi = est.interval()
-    return {"effect": est.effect, "se": est.se, "df": est.df, "p_value": est.p_value, "n_pairs": est.n,
-            "fold_var": est.fold_var, "pretrain_var": est.pretrain_var, "run_var": est.run_var,
-            "change_pct": float(sc.shown(est.effect)), "ci_low_pct": float(sc.shown(lo)), "ci_high_pct": float(sc.shown(hi))}  # fmt: skip
+    return {
+        "effect": est.effect,
+        "se": est.se,
+        "df": est.df,
+        "p_value": est.p_value,
+        "n_pairs": est.n,
+        "fold_var": est.fold_var,
+        "pretrain_var": est.pretrain_var,
+        "run_var": est.run_var,
+        "change_pct": float(sc.shown(est.effect)),
+        "ci_low_pct": float(sc.shown(lo)),
+        "ci_high_pct": float(sc.shown(hi)),
+    }
 
 
 # --------------------------------------------------------------------------- runs -> comparisons
@@ -335,8 +359,7 @@ def paired(g: pd.DataFrame, base: pd.DataFrame, sc: Scores, metric: str | None =
     metric = metric or sc.primary
     keep = ["fraction", "fold", "seed", metric, "n_test", "n_train_fold"]
     pairs = g.merge(base[keep[:4]], on=["fraction", "fold", "seed"], suffixes=("", "_base"))
-    return pairs.assign(d=sc.effect(pairs[metric], pairs[f"{metric}_base"]),
-                        overlap=pairs["n_test"] / pairs["n_train_fold"])  # fmt: skip
+    return pairs.assign(d=sc.effect(pairs[metric], pairs[f"{metric}_base"]), overlap=pairs["n_test"] / pairs["n_train_fold"])
 
 
 def pooled(pairs: pd.DataFrame) -> Estimate:
@@ -360,12 +383,21 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "r
     base_runs = runs[runs["method"] == baseline]
     rows = []
     for (method, fraction), g in runs.groupby(["method", "fraction"], sort=True):
-        row = {"method": method, "fraction": fraction, "n_runs": len(g), f"{m}_mean": g[m].mean(),
-               "base_method": g["base_method"].iloc[0], "pretrain_epochs": g["pretrain_epochs"].iloc[0],
-               f"{m}_std": g[m].std(ddof=1) if len(g) > 1 else 0.0, **{f"{o}_mean": g[o].mean() for o in sc.others},
-               "val_score_mean": g[sc.val].mean(), "cap_share": g["hit_cap"].mean(),
-               "best_step_median": float(g["best_step"].median()), "precision": ", ".join(sorted(set(g["precision"]))),
-               "lrs": ", ".join(f"{lr:g} ×{n}" for lr, n in sorted(g["lr"].value_counts().items()))}  # fmt: skip
+        row = {
+            "method": method,
+            "fraction": fraction,
+            "n_runs": len(g),
+            f"{m}_mean": g[m].mean(),
+            "base_method": g["base_method"].iloc[0],
+            "pretrain_epochs": g["pretrain_epochs"].iloc[0],
+            f"{m}_std": g[m].std(ddof=1) if len(g) > 1 else 0.0,
+            **{f"{o}_mean": g[o].mean() for o in sc.others},
+            "val_score_mean": g[sc.val].mean(),
+            "cap_share": g["hit_cap"].mean(),
+            "best_step_median": float(g["best_step"].median()),
+            "precision": ", ".join(sorted(set(g["precision"]))),
+            "lrs": ", ".join(f"{lr:g} ×{n}" for lr, n in sorted(g["lr"].value_counts().items())),
+        }
         base = base_runs[base_runs["fraction"] == fraction]
         if method != baseline and len(base):
             pairs = paired(g, base, sc)
@@ -375,16 +407,26 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "r
                 for o in sc.paired:  # the same comparison of a second metric, shown beside it (in no family)
                     o_pairs = paired(g, base, sc, o)
                     e = estimate_columns(two_level(unit_array(o_pairs), float(o_pairs["overlap"].mean())), sc)
-                    row |= {f"{o}_change_pct": e["change_pct"], f"{o}_ci_low_pct": e["ci_low_pct"],
-                            f"{o}_ci_high_pct": e["ci_high_pct"]}  # fmt: skip
+                    row |= {
+                        f"{o}_change_pct": e["change_pct"],
+                        f"{o}_ci_low_pct": e["ci_low_pct"],
+                        f"{o}_ci_high_pct": e["ci_high_pct"],
+                    }
         rows.append(row)
         if method == baseline:
             once = g.drop_duplicates(["fold", "seed"])
             for name, key in sc.dummies.items():
                 col = f"dummy_{key}_{m}"
-                rows.append({"method": name, "fraction": fraction, "n_runs": len(once), f"{m}_mean": once[col].mean(),
-                             f"{m}_std": once[col].std(ddof=1) if len(once) > 1 else 0.0,
-                             **{f"{o}_mean": once[f"dummy_{key}_{o}"].mean() for o in sc.others}})  # fmt: skip
+                rows.append(
+                    {
+                        "method": name,
+                        "fraction": fraction,
+                        "n_runs": len(once),
+                        f"{m}_mean": once[col].mean(),
+                        f"{m}_std": once[col].std(ddof=1) if len(once) > 1 else 0.0,
+                        **{f"{o}_mean": once[f"dummy_{key}_{o}"].mean() for o in sc.others},
+                    }
+                )
     out = pd.DataFrame(rows)
     for col in ("effect", "se", "df", "p_value", "base_score", "change_pct", "ci_low_pct", "ci_high_pct"):
         if col not in out:
@@ -392,8 +434,10 @@ def summarize_runs(runs: pd.DataFrame, baseline: str = "scratch", kind: str = "r
     dummies = out[out["method"].isin(DUMMIES)].groupby("fraction")[f"{m}_mean"]
     best_dummy = dummies.min() if sc.lower_is_better else dummies.max()
     out["best_dummy"] = out["fraction"].map(best_dummy)  # the score every trained method's mean has to beat
-    out["beats_dummy"] = [method not in DUMMIES and bool(better(v, bar))  # (NaN: no dummy at that fraction, never beaten)
-                          for method, v, bar in zip(out["method"], out[f"{m}_mean"], out["best_dummy"], strict=True)]  # fmt: skip
+    out["beats_dummy"] = [
+        method not in DUMMIES and bool(better(v, bar))  # (NaN: no dummy at that fraction, never beaten)
+        for method, v, bar in zip(out["method"], out[f"{m}_mean"], out["best_dummy"], strict=True)
+    ]
     ok = out[out["beats_dummy"]].groupby("fraction").size()
     out["failed"] = [f not in ok.index for f in out["fraction"]]
     out["lower_is_better"] = sc.lower_is_better
@@ -405,8 +449,9 @@ def kinds_of(rows: pd.DataFrame) -> pd.Series:
     return rows["kind"].map(SCORES) if "kind" in rows else pd.Series([SCORES["regression"]] * len(rows), index=rows.index)
 
 
-def compare_all(summary: pd.DataFrame, words: tuple[str, str] = ("helps", "hurts"), adjust: str = "bh",
-                family: str = "per cell") -> pd.DataFrame:  # fmt: skip
+def compare_all(
+    summary: pd.DataFrame, words: tuple[str, str] = ("helps", "hurts"), adjust: str = "bh", family: str = "per cell"
+) -> pd.DataFrame:
     """The comparisons in rows of `summarize_runs` (one or several properties) as one family (default: the per-cell
     screen, Benjamini-Hochberg q-values): every row with a p is in it, a failed cell too (its verdict says so); scratch
     and the dummies are not comparisons and get no verdict."""
@@ -419,8 +464,10 @@ def compare_all(summary: pd.DataFrame, words: tuple[str, str] = ("helps", "hurts
     compared = out["change_pct"].notna()
     out["verdict"] = np.where(compared & ~tested, "not tested", out["verdict"].fillna(""))
     if "failed" in out:
-        out["verdict"] = [f"{v} [failed cell: no model beats the dummy]" if f and v else v
-                          for v, f in zip(out["verdict"], out["failed"], strict=True)]  # fmt: skip
+        out["verdict"] = [
+            f"{v} [failed cell: no model beats the dummy]" if f and v else v
+            for v, f in zip(out["verdict"], out["failed"], strict=True)
+        ]
     return out
 
 
@@ -465,9 +512,16 @@ def pooled_rows(
             pairs = paired(g, base, sc) if len(g) else g
             if len(pairs):
                 fr = sorted(pairs["fraction"].unique())
-                rows.append({"property": prop, "method": method, "kind": kind, "fractions": fr,
-                             "failed_fractions": [f for f in fr if failed.get(f, False)],
-                             **estimate_columns(pooled(pairs), sc)})  # fmt: skip
+                rows.append(
+                    {
+                        "property": prop,
+                        "method": method,
+                        "kind": kind,
+                        "fractions": fr,
+                        "failed_fractions": [f for f in fr if failed.get(f, False)],
+                        **estimate_columns(pooled(pairs), sc),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -480,43 +534,74 @@ def across_rows(by: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         if re["k"] < 2:
             continue
         est = Estimate(re["effect"], re["se"], re["df"])
-        rows.append(dict(zip([*keys, "kind"], key, strict=True)) | estimate_columns(est, sc)
-                    | {"tau": math.sqrt(re["tau2"]), "i2": re["i2"], "k": re["k"], "properties": sorted(g["property"])})  # fmt: skip
+        rows.append(
+            dict(zip([*keys, "kind"], key, strict=True))
+            | estimate_columns(est, sc)
+            | {"tau": math.sqrt(re["tau2"]), "i2": re["i2"], "k": re["k"], "properties": sorted(g["property"])}
+        )
     return pd.DataFrame(rows)
 
 
-def analyse(data: dict[str, tuple[pd.DataFrame, str]], foundation: list[str] | tuple = (),
-            confirmatory: list[tuple[str, str | None]] | None = None, baseline: str = "scratch") -> Analysis:  # fmt: skip
+def analyse(
+    data: dict[str, tuple[pd.DataFrame, str]],
+    foundation: list[str] | tuple = (),
+    confirmatory: list[tuple[str, str | None]] | None = None,
+    baseline: str = "scratch",
+) -> Analysis:
     """Every family of one report over `data` (property -> (its runs, its kind)): see the module's docstring.
     `foundation`: the methods that are foundation models (compared with scratch in a family of their own, and each
     pretrained method against them); `confirmatory`: the (method, property or None for every property) comparisons
     with scratch named in the config before the runs, or None where none were named."""
-    cells = pd.concat([summarize_runs(r, baseline, kind).assign(property=p) for p, (r, kind) in data.items()],
-                      ignore_index=True)  # fmt: skip
+    cells = pd.concat([summarize_runs(r, baseline, kind).assign(property=p) for p, (r, kind) in data.items()], ignore_index=True)
     is_f = cells["method"].isin(foundation)
-    cells = pd.concat([compare_all(cells[~is_f], family="per cell"),
-                       compare_all(cells[is_f], family="per cell, foundation models against scratch")]).sort_index()  # fmt: skip
+    cells = pd.concat(
+        [
+            compare_all(cells[~is_f], family="per cell"),
+            compare_all(cells[is_f], family="per cell, foundation models against scratch"),
+        ]
+    ).sort_index()
     ran = sorted(set(cells["method"]) - set(DUMMIES) - {baseline})
     pretrained = [m for m in ran if m not in foundation]
     primary = pooled_rows(data, pretrained, baseline, cells)
     named = confirmatory is not None
     if len(primary):
-        chosen = np.array([any(m == r["method"] and p in (None, r["property"]) for m, p in confirmatory or [])
-                           for _, r in primary.iterrows()]) if named else np.ones(len(primary), bool)  # fmt: skip
-        parts = [judge(primary[sel], name, "holm", kinds_of(primary[sel]))
-                 for sel, name in ((chosen, "confirmatory" if named else "primary (none named beforehand)"),
-                                   (~chosen, "primary, not named beforehand (exploratory)")) if sel.any()]  # fmt: skip
+        chosen = (
+            np.array(
+                [
+                    any(m == r["method"] and p in (None, r["property"]) for m, p in confirmatory or [])
+                    for _, r in primary.iterrows()
+                ]
+            )
+            if named
+            else np.ones(len(primary), bool)
+        )
+        parts = [
+            judge(primary[sel], name, "holm", kinds_of(primary[sel]))
+            for sel, name in (
+                (chosen, "confirmatory" if named else "primary (none named beforehand)"),
+                (~chosen, "primary, not named beforehand (exploratory)"),
+            )
+            if sel.any()
+        ]
         primary = pd.concat(parts).sort_index()
         primary["named"] = chosen if named else False
     per_fraction = cells[cells["method"].isin(pretrained)].dropna(subset=["se"])
-    across = pd.concat([across_rows(primary, ["method"]).assign(fraction=np.nan) if len(primary) else pd.DataFrame(),
-                        across_rows(per_fraction, ["method", "fraction"]) if len(per_fraction) else pd.DataFrame()],
-                       ignore_index=True)  # fmt: skip
+    across = pd.concat(
+        [
+            across_rows(primary, ["method"]).assign(fraction=np.nan) if len(primary) else pd.DataFrame(),
+            across_rows(per_fraction, ["method", "fraction"]) if len(per_fraction) else pd.DataFrame(),
+        ],
+        ignore_index=True,
+    )
     if len(across):
         whole = across["fraction"].isna()
-        across = pd.concat([judge(across[sel], name, "holm", kinds_of(across[sel]), prefix="on average across properties, ")
-                            for sel, name in ((whole, "across properties"),
-                                              (~whole, "across properties, per label fraction")) if sel.any()]).sort_index()  # fmt: skip
+        across = pd.concat(
+            [
+                judge(across[sel], name, "holm", kinds_of(across[sel]), prefix="on average across properties, ")
+                for sel, name in ((whole, "across properties"), (~whole, "across properties, per label fraction"))
+                if sel.any()
+            ]
+        ).sort_index()
     found = pooled_rows(data, list(foundation), baseline, cells)
     if len(found):
         found = judge(found, "foundation models against scratch", "holm", kinds_of(found))
@@ -524,6 +609,13 @@ def analyse(data: dict[str, tuple[pd.DataFrame, str]], foundation: list[str] | t
     for model in foundation:
         v = pooled_rows(data, pretrained, model, cells)
         if len(v):
-            versus.append(judge(v.assign(baseline=model), f"pretrained methods against {model}", "holm", kinds_of(v),
-                                words=(f"beats {model}", f"{model} better")))  # fmt: skip
+            versus.append(
+                judge(
+                    v.assign(baseline=model),
+                    f"pretrained methods against {model}",
+                    "holm",
+                    kinds_of(v),
+                    words=(f"beats {model}", f"{model} better"),
+                )
+            )
     return Analysis(cells, primary, across, found, pd.concat(versus, ignore_index=True) if versus else pd.DataFrame(), named)

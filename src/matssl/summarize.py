@@ -79,8 +79,28 @@ def summarize_property(spec: dict[str, Any], out: Path) -> None:
     (its folder's name; none for a foundation model), the protocol its runs share, and the per-method summary."""
     kind = spec.get("kind", "regression")
     sc = SCORES[kind]
-    keep = ["method", "base_method", "pretrain_epochs", "pretrain_seed", "fold", "fraction", "seed", "precision", sc.primary,
-            *sc.others, "n_train", "n_val", "n_test", "n_train_fold", "lr", sc.val, "best_step", "steps", "stopped", "hit_cap"]  # fmt: skip
+    keep = [
+        "method",
+        "base_method",
+        "pretrain_epochs",
+        "pretrain_seed",
+        "fold",
+        "fraction",
+        "seed",
+        "precision",
+        sc.primary,
+        *sc.others,
+        "n_train",
+        "n_val",
+        "n_test",
+        "n_train_fold",
+        "lr",
+        sc.val,
+        "best_step",
+        "steps",
+        "stopped",
+        "hit_cap",
+    ]
     rows, protocols = [], []
     for d in spec["runs"]:
         m = read_json(Path(d) / "metrics.json")
@@ -93,10 +113,22 @@ def summarize_property(spec: dict[str, Any], out: Path) -> None:
     runs = pd.DataFrame(rows)
     summary = summarize_runs(runs, kind=kind)
     folds = read_json(Path(spec["splits"]) / "folds.json") if spec.get("splits") else {}
-    write_json({"property": spec["property"], "spec_digest": spec_digest(spec), "unit": spec.get("unit", ""),
-                "kind": kind, "classes": folds.get("classes"), "transform": spec.get("transform", "none"),
-                "per_atom": spec.get("per_atom", "none"), "atoms_spearman": folds.get("atoms_spearman"),
-                **protocol, "summary": summary.to_dict("records"), "runs": runs.to_dict("records")}, out)  # fmt: skip
+    write_json(
+        {
+            "property": spec["property"],
+            "spec_digest": spec_digest(spec),
+            "unit": spec.get("unit", ""),
+            "kind": kind,
+            "classes": folds.get("classes"),
+            "transform": spec.get("transform", "none"),
+            "per_atom": spec.get("per_atom", "none"),
+            "atoms_spearman": folds.get("atoms_spearman"),
+            **protocol,
+            "summary": summary.to_dict("records"),
+            "runs": runs.to_dict("records"),
+        },
+        out,
+    )
 
 
 # --------------------------------------------------------------------------- several results folders, one set of runs
@@ -120,8 +152,9 @@ class Runs:
             have[k] = d.get(k) if have.get(k) is None else have[k]
         for k in PROPERTY_FIELDS + PROTOCOL_FIELDS:
             if have.get(k) != d.get(k):
-                raise SummaryError(f"{source}: property {prop} has another {k} than an earlier folder: "
-                                   f"{d.get(k)!r} against {have.get(k)!r}")  # fmt: skip
+                raise SummaryError(
+                    f"{source}: property {prop} has another {k} than an earlier folder: {d.get(k)!r} against {have.get(k)!r}"
+                )
         seen = {stage_key(r): r for r in have["runs"]}
         ids = {run_id(r): r for r in have["runs"]}
         added = 0
@@ -129,12 +162,16 @@ class Runs:
             twin = seen.get(stage_key(r))
             if twin is not None:
                 if numbers(twin) != numbers(r):
-                    raise SummaryError(f"{source}: run {stage_key(r)} of {prop} gave other numbers in an earlier folder "
-                                       "(a GPU is not bit-reproducible): keep one of the two")  # fmt: skip
+                    raise SummaryError(
+                        f"{source}: run {stage_key(r)} of {prop} gave other numbers in an earlier folder "
+                        "(a GPU is not bit-reproducible): keep one of the two"
+                    )
                 continue
             if run_id(r) in ids:
-                raise SummaryError(f"{source}: run {stage_key(r)} of {prop} is run {stage_key(ids[run_id(r)])} of an "
-                                   "earlier folder made with other code or settings: merge runs of one protocol only")  # fmt: skip
+                raise SummaryError(
+                    f"{source}: run {stage_key(r)} of {prop} is run {stage_key(ids[run_id(r)])} of an "
+                    "earlier folder made with other code or settings: merge runs of one protocol only"
+                )
             have["runs"].append(r)
             seen[stage_key(r)] = ids[run_id(r)] = r
             added += 1
@@ -151,8 +188,10 @@ class Runs:
             for r in d["runs"]:
                 if pretrained_from(r):
                     if r["pretrain"] not in self.pretrain:
-                        raise SummaryError(f"run {stage_key(r)} of {prop} started from pretraining stage {r['pretrain']}, "
-                                           "which none of the folders holds (pretrain/<stage>/manifest.json)")  # fmt: skip
+                        raise SummaryError(
+                            f"run {stage_key(r)} of {prop} started from pretraining stage {r['pretrain']}, "
+                            "which none of the folders holds (pretrain/<stage>/manifest.json)"
+                        )
                     sha = self.pretrain[r["pretrain"]]["files"]["encoder.pt"]["sha256"]
                     encoders.setdefault((r["method"], r.get("pretrain_seed"), r.get("pretrain_epochs")), set()).add(sha)
         two = {m: s for m, s in encoders.items() if len(s) > 1}
@@ -206,8 +245,10 @@ def with_provenance(d: dict[str, Any], folder: Path, f: Path) -> dict[str, Any]:
     for r in d["runs"]:
         path = folder / "finetune" / stage_key(r) / "manifest.json"
         if not path.is_file():
-            raise SummaryError(f"{f}: a property summary of older code, and its runs' manifests are not in "
-                               f"{folder / 'finetune'}: summarise the results folder it was made in")  # fmt: skip
+            raise SummaryError(
+                f"{f}: a property summary of older code, and its runs' manifests are not in "
+                f"{folder / 'finetune'}: summarise the results folder it was made in"
+            )
         where, protocol = run_record(read_json(path))
         rows.append({**r, **where})
         protocols.append(protocol)
@@ -226,8 +267,10 @@ def collect(folders: Iterable[str | Path], properties: list[str] | None = None) 
         for m in sorted((folder / "pretrain").glob("*/manifest.json")):
             man, name = read_json(m), m.parent.name
             if name in runs.pretrain and encoder_sha(man) != encoder_sha(runs.pretrain[name]):
-                raise SummaryError(f"{folder}: pretraining stage {name} holds another encoder than in "
-                                   f"{runs.pretrain_dirs[name].parents[1]} (a GPU is not bit-reproducible): keep one")  # fmt: skip
+                raise SummaryError(
+                    f"{folder}: pretraining stage {name} holds another encoder than in "
+                    f"{runs.pretrain_dirs[name].parents[1]} (a GPU is not bit-reproducible): keep one"
+                )
             if name not in runs.pretrain:
                 runs.pretrain[name], runs.pretrain_dirs[name] = man, m.parent
         for f in targets:
@@ -263,5 +306,4 @@ def confirmatory_of(config: dict[str, Any] | None) -> list[tuple[str, str | None
 def unmatched(runs: Runs, named: list[tuple[str, str | None]] | None) -> list[str]:
     """The comparisons named beforehand that no run here can make (they drop out of the confirmatory family)."""
     have = {(r["method"], p) for p, d in runs.props.items() for r in d["runs"]}
-    return [f"{m} on {p or 'any property'}" for m, p in named or []
-            if not any(hm == m and p in (None, hp) for hm, hp in have)]  # fmt: skip
+    return [f"{m} on {p or 'any property'}" for m, p in named or [] if not any(hm == m and p in (None, hp) for hm, hp in have)]

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pymatgen.core.periodic_table import Element
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
+from matssl.elements import symbol
 from matssl.io import atomic_path
 
 BASE_COLUMNS = ["id", "formula", "lattice", "numbers", "frac_coords", "source"]
@@ -42,7 +42,7 @@ class Crystal:
     @property
     def formula(self) -> str:
         counts = Counter(int(z) for z in self.numbers)
-        return " ".join(f"{Element.from_Z(z).symbol}{n}" for z, n in sorted(counts.items()))
+        return " ".join(f"{symbol(z)}{n}" for z, n in sorted(counts.items()))
 
     def structure(self):
         """The crystal as a pymatgen Structure (for pymatgen's and other models' own tools)."""

@@ -90,6 +90,22 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
+def inference(
+    run: Callable[[np.ndarray], torch.Tensor | tuple[torch.Tensor, ...]],
+    pos: np.ndarray,
+    device: torch.device,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, ...]:
+    """`run(positions)` over `pos` in batches, without gradients (bf16 autocast on a GPU): each of its outputs (a
+    tensor, or a tuple of them) concatenated over the batches, float32 on the CPU. No position: one empty array."""
+    outs = []
+    with torch.no_grad(), autocast(device):
+        for i in range(0, len(pos), batch_size):
+            got = run(pos[i : i + batch_size])
+            outs.append([t.float().cpu() for t in (got if isinstance(got, tuple) else (got,))])
+    return tuple(torch.cat(column).numpy() for column in zip(*outs, strict=True)) if outs else (np.zeros(0),)
+
+
 def batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> list[np.ndarray]:
     """Index batches for one epoch; a last batch of a single item is dropped (batch norm needs 2)."""
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
@@ -141,9 +157,17 @@ class Trainer:
     grid): a checkpoint with another tag is not resumed. `extra()` is saved with every checkpoint (the
     caller's own progress) and is in `read_checkpoint(...)["extra"]`."""
 
-    def __init__(self, model: nn.Module, budget: Budget, seed: int, device: torch.device,
-                 checkpoint: str | Path | None = None, generator: torch.Generator | None = None,
-                 tag: str = "", extra: Callable[[], dict[str, Any]] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        budget: Budget,
+        seed: int,
+        device: torch.device,
+        checkpoint: str | Path | None = None,
+        generator: torch.Generator | None = None,
+        tag: str = "",
+        extra: Callable[[], dict[str, Any]] | None = None,
+    ):
         self.model = model.to(device)
         self.budget = budget
         self.seed = seed
@@ -205,8 +229,13 @@ class Trainer:
             self.best_score, self.best_step = row["val"], self.step
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
-    def fit(self, n_items: int, step: Step, validate: Callable[[], float] | None = None,
-            monitor: Callable[[], dict[str, float]] | None = None) -> list[dict[str, float]]:  # fmt: skip
+    def fit(
+        self,
+        n_items: int,
+        step: Step,
+        validate: Callable[[], float] | None = None,
+        monitor: Callable[[], dict[str, float]] | None = None,
+    ) -> list[dict[str, float]]:
         """Train within the budget. `validate()` returns a score (lower is better), called before the first step
         and after every epoch; the weights of the best one (step 0: the untrained model) are kept and loaded at the end. `monitor()` adds its values to each
         epoch's row of the history (in eval mode, without gradients)."""
@@ -257,9 +286,13 @@ class Trainer:
                 self.stopped = "cap"
             if self.stopped or epoch == self.start_epoch or time.monotonic() - logged >= LOG_EVERY_S:
                 logged = time.monotonic()
-                log.info("epoch %d/%d  %s%s", epoch + 1, n_epochs,
-                         "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
-                         f"  (stopped: {self.stopped}, best step {self.best_step})" if self.stopped and validate else "")  # fmt: skip
+                log.info(
+                    "epoch %d/%d  %s%s",
+                    epoch + 1,
+                    n_epochs,
+                    "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
+                    f"  (stopped: {self.stopped}, best step {self.best_step})" if self.stopped and validate else "",
+                )
             self._save(epoch + 1, force=self.stopped is not None)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)

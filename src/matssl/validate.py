@@ -10,6 +10,8 @@ weights, Matbench's task sizes against the label fractions, the predictions' met
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,6 @@ from matssl.config import (
     MPSource,
     PredictConfig,
     PropertyConfig,
-    labels_header,
     parse_schema,
     read_config,
 )
@@ -34,18 +35,35 @@ from matssl.sources import (
     STRUCTURE_NAMES,
     STRUCTURE_SUFFIXES,
     SourceError,
+    labels_csv,
     matbench_columns,
     read_labels_csv,
 )
 
 # The label column of each Matbench v0.1 task with crystal structures.
-MATBENCH_TARGETS = {"matbench_jdft2d": "exfoliation_en", "matbench_phonons": "last phdos peak", "matbench_dielectric": "n",
-                    "matbench_log_gvrh": "log10(G_VRH)", "matbench_log_kvrh": "log10(K_VRH)", "matbench_perovskites": "e_form",
-                    "matbench_mp_gap": "gap pbe", "matbench_mp_is_metal": "is_metal", "matbench_mp_e_form": "e_form"}  # fmt: skip
+MATBENCH_TARGETS = {
+    "matbench_jdft2d": "exfoliation_en",
+    "matbench_phonons": "last phdos peak",
+    "matbench_dielectric": "n",
+    "matbench_log_gvrh": "log10(G_VRH)",
+    "matbench_log_kvrh": "log10(K_VRH)",
+    "matbench_perovskites": "e_form",
+    "matbench_mp_gap": "gap pbe",
+    "matbench_mp_is_metal": "is_metal",
+    "matbench_mp_e_form": "e_form",
+}
 # Structures per Matbench v0.1 task with crystal structures (matbench.materialsproject.org), for the size check.
-MATBENCH_SIZES = {"matbench_jdft2d": 636, "matbench_phonons": 1265, "matbench_dielectric": 4764, "matbench_log_gvrh": 10987,
-                  "matbench_log_kvrh": 10987, "matbench_perovskites": 18928, "matbench_mp_gap": 106113,
-                  "matbench_mp_is_metal": 106113, "matbench_mp_e_form": 132752}  # fmt: skip
+MATBENCH_SIZES = {
+    "matbench_jdft2d": 636,
+    "matbench_phonons": 1265,
+    "matbench_dielectric": 4764,
+    "matbench_log_gvrh": 10987,
+    "matbench_log_kvrh": 10987,
+    "matbench_perovskites": 18928,
+    "matbench_mp_gap": 106113,
+    "matbench_mp_is_metal": 106113,
+    "matbench_mp_e_form": 132752,
+}
 
 
 def close_match(name: str, names: list[str]) -> str:
@@ -70,7 +88,10 @@ def check_files(name: str, src: FilesSource) -> None:
             "CONTCAR)"
         )
     if src.labels is not None:
-        labels_header(src.labels)
+        try:
+            labels_csv(src.labels, header_only=True)
+        except SourceError as err:
+            raise ValueError(f"datasets.{name}: {err}") from None
 
 
 def check_methods(cfg: Config) -> None:
@@ -85,18 +106,21 @@ def check_methods(cfg: Config) -> None:
             check_imported(cfg, name, method.params["path"])
         for kind in obj.fingerprint_kinds(method.params):
             if kind not in cfg.fingerprints.kinds:
-                raise ValueError(f"pretrain.methods.{name}.params: descriptor {kind!r} is not one of fingerprints.kinds "
-                                 f"{cfg.fingerprints.kinds}")  # fmt: skip
+                raise ValueError(
+                    f"pretrain.methods.{name}.params: descriptor {kind!r} is not one of fingerprints.kinds "
+                    f"{cfg.fingerprints.kinds}"
+                )
 
 
-def check_column(cfg: Config, name: str, prop: PropertyConfig) -> None:
+def check_column(cfg: Config, name: str, prop: PropertyConfig, columns_of: Callable[[str], list[str]] = matbench_columns) -> None:
     """The property's label column exists in its dataset, where that is known before ingest (a Matbench task's
     target, a labels CSV's header, the fields of a Materials Project query); a folder of structure files has
-    files. Elsewhere (an extended-XYZ file's info keys) the splits job says so."""
+    files. Elsewhere (an extended-XYZ file's info keys) the splits job says so. `columns_of`: a Matbench file's
+    columns."""
     src, where = cfg.datasets[prop.dataset], f"properties.{name}.column {prop.column!r}"
     if isinstance(src, MatbenchSource) and src.path is not None:  # the file's own columns
         try:
-            columns = matbench_columns(src.path)
+            columns = columns_of(src.path)
         except SourceError as err:
             raise ValueError(f"datasets.{prop.dataset}: {err}") from None
         labels = [c for c in columns if c not in (*MATBENCH_NOT_LABELS, *MATBENCH_META)]
@@ -104,8 +128,9 @@ def check_column(cfg: Config, name: str, prop: PropertyConfig) -> None:
         if prop.column in meta and prop.kind == "regression":
             raise ValueError(f"{where}: metadata of {src.path} (text): a classification may use it, a regression not")
         if prop.column not in labels + meta:
-            raise ValueError(f"{where}: not a label column of {src.path}{close_match(prop.column, labels + meta)}: "
-                             f"{labels + meta}")  # fmt: skip
+            raise ValueError(
+                f"{where}: not a label column of {src.path}{close_match(prop.column, labels + meta)}: {labels + meta}"
+            )
     elif isinstance(src, MatbenchSource):  # downloaded: Matbench's published file
         target = MATBENCH_TARGETS.get(src.task)
         if target is not None and prop.column != target:
@@ -121,7 +146,7 @@ def check_column(cfg: Config, name: str, prop: PropertyConfig) -> None:
         columns = [c for c in table.columns if c != "id"]
         if prop.column not in columns:
             raise ValueError(f"{where}: not a column of {src.labels}{close_match(prop.column, columns)}: {columns}")
-        problem = column_problem(table[prop.column], prop.model_dump())
+        problem = column_problem(table[prop.column], prop.target)
         if problem:
             raise ValueError(f"properties.{name}: {src.labels}: {problem}")
     elif Path(src.path).is_dir():
@@ -143,9 +168,11 @@ def check_predict(cfg: Config, name: str, pr: PredictConfig) -> None:
             continue
         keys |= {f"{m}-e{e}" for e in cfg.pretrain.budgets} if cfg.pretrain.budgets and obj.kind.trains else {m}
     if pr.method not in keys:
-        raise ValueError(f"{where}.method {pr.method!r}: not a finetuned graph method ({sorted(keys)}; a foundation "
-                         "method, frozen or trained whole, does not predict new structures yet: the predict stage "
-                         "makes this workflow's graphs only)")  # fmt: skip
+        raise ValueError(
+            f"{where}.method {pr.method!r}: not a finetuned graph method ({sorted(keys)}; a foundation "
+            "method, frozen or trained whole, does not predict new structures yet: the predict stage "
+            "makes this workflow's graphs only)"
+        )
     if pr.fraction is not None and pr.fraction not in cfg.finetune.fractions:
         raise ValueError(f"{where}.fraction {pr.fraction}: not one of finetune.fractions {cfg.finetune.fractions}")
 
@@ -177,9 +204,10 @@ def check(cfg: Config) -> None:
     for name, src in cfg.datasets.items():
         if isinstance(src, FilesSource):
             check_files(name, src)
+    columns_of = cache(matbench_columns)  # a Matbench file read once, however many properties it labels
     for name, prop in cfg.properties.items():
         check_subset_sizes(cfg, name, prop)
-        check_column(cfg, name, prop)
+        check_column(cfg, name, prop, columns_of)
     check_methods(cfg)  # (first: the predictions' check looks the methods' objectives up)
     for name, pr in cfg.predict.items():
         check_predict(cfg, name, pr)

@@ -121,6 +121,7 @@ def gated_message_backward(dz: torch.Tensor, grad_out: torch.Tensor) -> tuple[to
         return None
     n, k, c2 = dz.shape
     grad_z, grad_centre = torch.empty_like(dz), dz.new_empty(n, c2)
-    _library().gated_message_backward(dz.data_ptr(), grad_out.data_ptr(), grad_z.data_ptr(), grad_centre.data_ptr(),
-                                      n, k, c2 // 2, torch.get_num_threads())  # fmt: skip
+    _library().gated_message_backward(
+        dz.data_ptr(), grad_out.data_ptr(), grad_z.data_ptr(), grad_centre.data_ptr(), n, k, c2 // 2, torch.get_num_threads()
+    )
     return grad_z, grad_centre

@@ -93,7 +93,8 @@ class Objective(nn.Module):
         """The `fingerprints` columns the objective reads (with `needs_fingerprints`)."""
         return []
 
-    def loss(self, encoder: nn.Module, idx: np.ndarray, data: PretrainData, gen: torch.Generator,
-             device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+    def loss(
+        self, encoder: nn.Module, idx: np.ndarray, data: PretrainData, gen: torch.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss on the pool structures `idx`, and named parts of it for the log."""
         raise NotImplementedError

@@ -14,27 +14,79 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matssl.augment import column
+from matssl.elements import column, symbol
 from matssl.objectives.base import Objective, PretrainData, register
 from matssl.objectives.views import mask_atoms, perturb_graph
 
 # Atomic stiffness per element as used by the DSSL authors (no units given); 0 elsewhere.
 STIFFNESS = {
-    "Li": 1.76, "Be": 6.02, "B": 9.58, "C": 15.55, "N": 16.32, "O": 7.52, "F": 4.11, "Na": 1.82, "Mg": 5.26,
-    "Al": 8.54, "Si": 10.61, "P": 10.45, "S": 5.04, "Cl": 5.36, "K": 1.82, "Ca": 4.44, "Sc": 8.03, "Ti": 12.26,
-    "V": 14.99, "Cr": 19.21, "Mn": 19.71, "Fe": 13.03, "Co": 14.47, "Ni": 13.33, "Cu": 10.76, "Zn": 7.29,
-    "Ga": 6.30, "Ge": 8.82, "As": 7.16, "Se": 4.15, "Br": 2.64, "Rb": 1.69, "Sr": 3.75, "Y": 8.42, "Zr": 13.81,
-    "Nb": 19.91, "Mo": 26.02, "Tc": 27.36, "Ru": 26.86, "Rh": 22.45, "Pd": 17.64, "Ag": 9.90, "Cd": 6.54,
-    "In": 6.70, "Sn": 8.80, "Sb": 8.93, "Te": 6.81, "I": 3.88, "Cs": 1.43, "Ba": 3.58, "Hf": 15.18, "Ta": 22.23,
-    "W": 30.76, "Re": 34.36, "Os": 36.07, "Ir": 31.48, "Pt": 24.27, "Au": 15.54, "Hg": 9.85, "Tl": 6.06,
-    "Pb": 8.49, "Bi": 8.96,
-}  # fmt: skip
+    "Li": 1.76,
+    "Be": 6.02,
+    "B": 9.58,
+    "C": 15.55,
+    "N": 16.32,
+    "O": 7.52,
+    "F": 4.11,
+    "Na": 1.82,
+    "Mg": 5.26,
+    "Al": 8.54,
+    "Si": 10.61,
+    "P": 10.45,
+    "S": 5.04,
+    "Cl": 5.36,
+    "K": 1.82,
+    "Ca": 4.44,
+    "Sc": 8.03,
+    "Ti": 12.26,
+    "V": 14.99,
+    "Cr": 19.21,
+    "Mn": 19.71,
+    "Fe": 13.03,
+    "Co": 14.47,
+    "Ni": 13.33,
+    "Cu": 10.76,
+    "Zn": 7.29,
+    "Ga": 6.30,
+    "Ge": 8.82,
+    "As": 7.16,
+    "Se": 4.15,
+    "Br": 2.64,
+    "Rb": 1.69,
+    "Sr": 3.75,
+    "Y": 8.42,
+    "Zr": 13.81,
+    "Nb": 19.91,
+    "Mo": 26.02,
+    "Tc": 27.36,
+    "Ru": 26.86,
+    "Rh": 22.45,
+    "Pd": 17.64,
+    "Ag": 9.90,
+    "Cd": 6.54,
+    "In": 6.70,
+    "Sn": 8.80,
+    "Sb": 8.93,
+    "Te": 6.81,
+    "I": 3.88,
+    "Cs": 1.43,
+    "Ba": 3.58,
+    "Hf": 15.18,
+    "Ta": 22.23,
+    "W": 30.76,
+    "Re": 34.36,
+    "Os": 36.07,
+    "Ir": 31.48,
+    "Pt": 24.27,
+    "Au": 15.54,
+    "Hg": 9.85,
+    "Tl": 6.06,
+    "Pb": 8.49,
+    "Bi": 8.96,
+}
 
 
 def stiffness_table(max_z: int) -> torch.Tensor:
-    from pymatgen.core.periodic_table import Element
-
-    return torch.tensor([0.0] + [STIFFNESS.get(Element.from_Z(z).symbol, 0.0) for z in range(1, max_z + 1)])
+    return torch.tensor([0.0] + [STIFFNESS.get(symbol(z), 0.0) for z in range(1, max_z + 1)])
 
 
 def valence_electrons(z: int) -> int:
@@ -48,8 +100,15 @@ def valence_electrons(z: int) -> int:
 @register
 class DSSL(Objective):
     name = "dssl"
-    defaults = {"mask_ratio": 0.15, "perturb_min": 0.1, "perturb_max": 0.5, "micro_property": "none",
-                "mask_weight": None, "contrastive_weight": None, "micro_weight": None}  # fmt: skip
+    defaults = {
+        "mask_ratio": 0.15,
+        "perturb_min": 0.1,
+        "perturb_max": 0.5,
+        "micro_property": "none",
+        "mask_weight": None,
+        "contrastive_weight": None,
+        "micro_weight": None,
+    }
     choices = {"micro_property": ("none", "stiffness", "valence")}
 
     def __init__(self, width: int, params: dict, data: PretrainData):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matssl.augment import column, period
+from matssl.elements import column, period
 from matssl.objectives.base import Objective, PretrainData, register
 from matssl.objectives.views import mask_atoms
 
