@@ -16,7 +16,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from matssl.io import InputError
-from matssl.target import Target
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -322,11 +321,6 @@ class PropertyConfig(Strict):
                 "transform: log1p (or none) with per_atom"
             )
         return self
-
-    @property
-    def target(self) -> Target:
-        """How the property reads its column and how a model learns it."""
-        return Target.of(self.model_dump())
 
     @property
     def fold_count(self) -> int:

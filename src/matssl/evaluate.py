@@ -101,10 +101,11 @@ def run_splits(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     if prop.column not in columns:
         raise InputError(f"property column {prop.column!r} is not a label of dataset {prop.dataset!r}: {columns}")
     df = read_table(ingest / "structures.parquet", columns=["id", "numbers", prop.column])
-    problem = column_problem(df[prop.column], prop.target)
+    target = Target.of(prop.model_dump())
+    problem = column_problem(df[prop.column], target)
     if problem:
         raise InputError(f"dataset {prop.dataset!r}: {problem}")
-    y = prop.target.values(df.set_index("id")[prop.column])
+    y = target.values(df.set_index("id")[prop.column])
     usable = set(y[y.notna()].index)
     if len(usable) < prop.fold_count:
         raise InputError(

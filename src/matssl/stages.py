@@ -32,6 +32,7 @@ from typing import Any
 
 from matssl.config import SAFE_NAME, Config, FilesSource, MatbenchSource, MPSource
 from matssl.io import canonical_json, read_json, sha256_file, sha256_tree, spec_digest, write_json
+from matssl.target import Target
 
 PACKAGE_DIR = Path(__file__).parent
 
@@ -469,7 +470,7 @@ class Plan:
                     for seed in cfg.finetune.seeds:
                         params = {
                             "property": prop,
-                            **p.target.params(),
+                            **Target.of(p.model_dump()).params(),
                             "method": method,
                             **decided,
                             "fold": fold,
@@ -500,7 +501,7 @@ class Plan:
         if "fingerprints" in cfg.probes.baselines:
             upstream["fingerprints"] = self._fingerprints(p.dataset)
         params = {
-            "property": {"name": prop, **p.target.params()},
+            "property": {"name": prop, **Target.of(p.model_dump()).params()},
             "probes": cfg.probes.model_dump(exclude={"fractions"}),
             "methods": {key: stages[0].params["objective"] for key, stages in self.pretrain.items()},
             "fingerprint_kinds": cfg.fingerprints.kinds if "fingerprints" in cfg.probes.baselines else [],
@@ -521,7 +522,7 @@ class Plan:
         # (a regression's: predictions of a classification are refused by validate.check_predict)
         params = {
             "property": prop,
-            **p.target.params("column", "transform", "per_atom"),
+            **Target.of(p.model_dump()).params("column", "transform", "per_atom"),
             "method": pr.method,
             "fraction": fraction,
         }

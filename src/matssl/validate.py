@@ -39,6 +39,7 @@ from matssl.sources import (
     matbench_columns,
     read_labels_csv,
 )
+from matssl.target import Target
 
 # The label column of each Matbench v0.1 task with crystal structures.
 MATBENCH_TARGETS = {
@@ -146,7 +147,7 @@ def check_column(cfg: Config, name: str, prop: PropertyConfig, columns_of: Calla
         columns = [c for c in table.columns if c != "id"]
         if prop.column not in columns:
             raise ValueError(f"{where}: not a column of {src.labels}{close_match(prop.column, columns)}: {columns}")
-        problem = column_problem(table[prop.column], prop.target)
+        problem = column_problem(table[prop.column], Target.of(prop.model_dump()))
         if problem:
             raise ValueError(f"properties.{name}: {src.labels}: {problem}")
     elif Path(src.path).is_dir():
