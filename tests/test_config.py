@@ -50,6 +50,11 @@ def test_committed_schema_is_current():
         (lambda c: c["finetune"].update(folds=[]), "finetune.folds: List should have at least 1 item"),
         (lambda c: c["finetune"]["optim"].update(patience=10, warmup_steps=20), "patience (10) must exceed warmup_steps (20)"),
         (
+            lambda c: c["finetune"].update(small_data={"patience": 20}),
+            "finetune.small_data.patience (20) must exceed finetune.optim.warmup_steps (20)",
+        ),
+        (lambda c: c["finetune"].update(small_data={"final": "mean"}), "finetune.small_data.final: Input should be 'average'"),
+        (
             lambda c: c["pretrain"]["methods"]["dssl"]["params"].update(micro_property="stifness"),
             "pretrain.methods.dssl.params.micro_property: 'stifness' is not one of ['none', 'stiffness', 'valence']",
         ),

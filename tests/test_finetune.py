@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from matssl.finetune import FeatureRegressor, Regression, load_model, save_model
+from matssl.finetune import Averaged, FeatureRegressor, Regression, inner_folds, load_model, save_model
 from matssl.stages import Plan
 from matssl.table import read_table, write_table
 from matssl.target import Scaling, Target
@@ -51,6 +51,41 @@ def test_a_model_saved_without_its_scaling_is_refused(tmp_path):
     torch.save({"scaling": ckpt_scaling(tmp_path)}, tmp_path / "other.pt")  # a file of something else
     with pytest.raises(ValueError, match="not a finetuned model of matssl"):
         load_model(tmp_path / "other.pt")
+
+
+def test_an_averaged_model_saves_and_loads_with_its_shrunk_scaling(tmp_path):
+    torch.manual_seed(0)
+    members = [FeatureRegressor(8, head_width=16, features="chgnet") for _ in range(3)]
+    for m in members:
+        torch.nn.init.normal_(m.head[2].weight)  # (a zero output layer would make every member the same)
+    model = Averaged(members).eval()
+    x = torch.randn(5, 8)
+    expected = torch.stack([m(x) for m in members]).mean(0)
+    save_model(model, Scaling(1.0, 2.0, shrink=0.25), tmp_path / "model.pt")
+    loaded, scaling = load_model(tmp_path / "model.pt")
+    assert isinstance(loaded, Averaged) and len(loaded.members) == 3 and scaling.shrink == 0.25
+    assert torch.allclose(loaded.eval()(x), expected)
+    assert scaling.learnt(np.array([4.0])).tolist() == [1.0 + 0.25 * 2.0 * 4.0]  # the shrink pulls toward the centre
+
+
+def test_shrinkage_is_chosen_by_the_validation_score():
+    y = pd.Series([10.0, 20.0, 30.0, 40.0, 50.0, 60.0], index=list("abcdef"))
+    task = Regression(y, Target("y"), pd.DataFrame({"id": list("abcdef"), "numbers": [[1]] * 6}))
+    exact = task.fit_on(list("abcdef")).numpy()
+    assert task.shrink(exact, list("abcdef")) == 1.0  # outputs that are the targets: nothing to shrink
+    noise = -exact  # anti-correlated outputs: any shrinkage helps, the most helps most
+    assert task.shrink(noise, list("abcdef")) == 0.0 and task.values(noise[:2], list("ab"))[0].tolist() == [35.0, 35.0]
+    half = 2 * exact  # twice too far from the median: half of it is the targets
+    assert task.shrink(half, list("abcdef")) == pytest.approx(0.5)
+
+
+def test_inner_folds_cover_the_rows_once_and_keep_the_classes():
+    folds = inner_folds(23, 5, seed=3)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(23)) and {len(f) for f in folds} == {4, 5}
+    classes = np.array(["a"] * 15 + ["b"] * 5)
+    for held in inner_folds(20, 5, seed=0, classes=classes):
+        assert (classes[held] == "b").sum() == 1  # stratified: each fold one of the five b
+    assert all((a == b).all() for a, b in zip(inner_folds(23, 5, seed=3), folds, strict=True))  # fixed by the seed
 
 
 def ckpt_scaling(tmp_path):

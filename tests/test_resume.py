@@ -78,6 +78,7 @@ def test_finetune_resumes_from_checkpoint(workflow_run):
     cfg = json.loads(json.dumps(cfg))
     cfg["finetune"]["optim"].update(max_steps=1500, patience=1500, lrs=[0.001, 0.003])
     cfg["finetune"]["device"] = "cpu"
+    cfg["finetune"]["small_data"] = {"below": 0}  # the validation split's protocol, which checkpoints (cv runs are short)
     stage = next(
         s for s in Plan(parse_config(cfg)).finetune["n"] if s.params["method"] == "crystalclr" and s.params["fraction"] == 1.0
     )

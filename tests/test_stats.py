@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from matssl.stats import (
+    SCORES,
     Estimate,
     analyse,
     benjamini_hochberg,
@@ -189,6 +190,27 @@ def test_a_failed_cell_is_shown_compared_and_said_to_be():
     s = compare_all(summarize_runs(runs)).set_index("method")
     assert s["failed"].all() and not s["beats_dummy"].any()
     assert s.loc["clr", "verdict"].endswith("[failed cell: no model beats the dummy]") and s.loc["clr", "p_adjusted"] < 0.05
+
+
+def test_a_failed_cell_names_its_likely_causes():
+    from matssl.evaluate import tail_share
+    from matssl.report import failure_notes
+
+    runs = runs_frame({"clr": [-0.1]})
+    runs["dummy_median_mae"] = 0.5  # a constant beats every model
+    [note] = failure_notes(runs, summarize_runs(runs), {"tail_share": 0.08}, SCORES["regression"], "eV")
+    assert note.startswith("At 100% of the labels no trained model beats the better dummy (dummy (median): 0.500 eV; the best ")
+    assert "80 labelled structures" in note and "validation split of 8 of them, too few" in note
+    assert "8.0% of the property's labels lie more than 3 robust standard deviations" in note
+    cv = runs.assign(selection="5-fold cross-validation (average)", n_train=80, n_val=80)
+    [note] = failure_notes(cv, summarize_runs(cv), {}, SCORES["regression"], "")
+    assert "80 labelled structures and chose its weights by 5-fold cross-validation (average) over all of them." in note
+    assert "robust" not in note  # (no tail share known)
+    fine = runs_frame({"clr": [-0.1]})
+    assert failure_notes(fine, summarize_runs(fine), {"tail_share": 0.08}, SCORES["regression"], "") == []
+    # the tail share by hand: 0..99 has an IQR of 49.5 (3 robust sd = 110), so only the four at 1000 lie beyond
+    assert tail_share(np.r_[np.arange(100.0), [1000.0] * 4]) == pytest.approx(4 / 104)
+    assert tail_share(np.arange(100.0)) == 0.0 and np.isnan(tail_share(np.ones(10)))
 
 
 def test_summary_pairs_by_fold_and_seed():

@@ -328,8 +328,25 @@ class PropertyConfig(Strict):
         return 5 if self.folds == "matbench" else self.n_folds
 
 
+class SmallData(Strict):
+    """Model selection for a small labelled subset (fewer than `below` structures), where a validation split of ten
+    or twenty structures is too noisy to choose by: the learning rate and the number of steps are chosen by inner
+    `folds`-fold cross-validation on the whole subset (every inner model trained in lockstep, stopped together when
+    the pooled out-of-fold score has not improved for `patience` steps); the untrained model (the training median)
+    stays a candidate. The run's model is then the inner models averaged (`final: average`) or one model refit on
+    the whole subset for the chosen steps (`refit`); with `shrink`, a regression's prediction is pulled toward the
+    training median by the factor (0-1) that gives the best out-of-fold score."""
+
+    below: int = Field(300, ge=0, description="labelled structures below which a run selects by cross-validation (0: never)")
+    folds: int = Field(5, ge=2, description="inner folds")
+    patience: int = Field(100, gt=0, description="steps without a better pooled out-of-fold score before stopping")
+    final: Literal["average", "refit"] = Field("average", description="the inner models averaged, or one refit on all")
+    shrink: bool = Field(False, description="a regression's predictions shrunk toward the median, by the out-of-fold score")
+
+
 class FinetuneConfig(Strict):
     optim: FinetuneOptim = FinetuneOptim()
+    small_data: SmallData = SmallData()
     head_width: int = Field(128, gt=0)
     fractions: list[float] = Field(default_factory=lambda: [0.1, 0.25, 1.0])
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
@@ -344,6 +361,15 @@ class FinetuneConfig(Strict):
     @classmethod
     def _distinct(cls, v: list[int] | None) -> list[int] | None:
         return each_once(v, "each value once (a repeated one would count the same run twice)")
+
+    @model_validator(mode="after")
+    def _small_data_patience_after_warmup(self) -> FinetuneConfig:
+        if self.small_data.below and self.small_data.patience <= self.optim.warmup_steps:
+            raise ValueError(
+                f"finetune.small_data.patience ({self.small_data.patience}) must exceed finetune.optim.warmup_steps "
+                f"({self.optim.warmup_steps}): a cross-validated run would stop while warming up"
+            )
+        return self
 
     @field_validator("fractions")
     @classmethod

@@ -18,9 +18,10 @@ classification its class frequencies).
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from matssl.config import FinetuneConfig
+from matssl.config import FinetuneConfig, FinetuneOptim
 from matssl.encoders import build_encoder, load_encoder
 from matssl.evaluate import (
     class_codes,
@@ -47,7 +48,7 @@ from matssl.graphs import Batch, GraphSet
 from matssl.io import InputError, read_json, write_json
 from matssl.table import crystals_from_table, read_table, write_table
 from matssl.target import Scaling, Target
-from matssl.train import Budget, Trainer, device_facts, inference, pick_device, read_checkpoint
+from matssl.train import Budget, Trainer, autocast, batches, device_facts, inference, pick_device, read_checkpoint
 
 log = logging.getLogger(__name__)
 HISTORY_POINTS = 200  # learning curves kept per run (every epoch of a small subset would be thousands)
@@ -134,14 +135,30 @@ class FoundationRegressor(torch.nn.Module):
         return out.squeeze(-1) if n_out == 1 else out
 
 
+class Averaged(torch.nn.Module):
+    """The inner models of a cross-validated run (`SmallData`, `final: average`) at the chosen step: their mean output
+    (the scaled target; a classification's logits)."""
+
+    def __init__(self, members: list[torch.nn.Module]):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x: Any) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+    def saved(self) -> dict[str, Any]:
+        return {"averaged": [m.saved() for m in self.members]}
+
+
 def save_model(model: torch.nn.Module, scaling: Scaling, path: Path, classes: list[str] | None = None) -> None:
     """The finetuned model (what it is, `model.saved()`, and its weights) and the target scaling, or the classes its
     logits stand for: what predictions need."""
     from matssl.io import atomic_path
 
+    head = (model.members[0] if isinstance(model, Averaged) else model).head
     payload = {
-        "head_width": model.head[0].out_features,
-        "n_out": model.head[2].out_features,
+        "head_width": head[0].out_features,
+        "n_out": head[2].out_features,
         "state_dict": model.state_dict(),
         "scaling": asdict(scaling),
         "classes": classes,
@@ -153,10 +170,16 @@ def save_model(model: torch.nn.Module, scaling: Scaling, path: Path, classes: li
 
 # how each kind of finetuned model is built again from its saved payload (`saved()`), by the key that names it
 REBUILD: dict[str, Callable[[dict[str, Any]], torch.nn.Module]] = {
+    "averaged": lambda ck: Averaged([REBUILD[kind_of(m)]({**ck, **m}) for m in ck["averaged"]]),
     "frozen": lambda ck: FeatureRegressor(ck["dim"], ck["head_width"], ck["n_out"], ck["frozen"]),
     "foundation": lambda ck: FoundationRegressor(ck["foundation"], ck["head_width"], ck["n_out"]),
     "encoder": lambda ck: Regressor(build_encoder(ck["encoder"], **ck["hparams"]), ck["head_width"], ck["n_out"]),
 }
+
+
+def kind_of(saved: dict[str, Any]) -> str | None:
+    """Which kind of finetuned model a saved payload is (a key of REBUILD), or None."""
+    return next((key for key in REBUILD if key in saved), None)
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, Scaling]:
@@ -164,7 +187,7 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, Scaling]:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "scaling" not in ckpt:
         raise ValueError(f"{path}: a model saved without its target scaling by an older matssl: finetune it again")
-    kind = next((key for key in REBUILD if key in ckpt), None)
+    kind = kind_of(ckpt)
     if kind is None:
         raise ValueError(f"{path}: not a finetuned model of matssl (none of {sorted(REBUILD)} in it)")
     model = REBUILD[kind](ckpt)
@@ -231,6 +254,17 @@ class Regression:
     def values(self, out: np.ndarray, ids: list[str]) -> tuple[np.ndarray, int]:
         """(outputs as the property's values, how many were held at the training targets' range or not a number)."""
         return self.target.predictions(out, self.atoms.loc[ids].to_numpy(), self.scaling)
+
+    def shrink(self, out: np.ndarray, ids: list[str]) -> float:
+        """The factor (1, 0.95, ..., 0) toward the median with the best validation score of outputs `out` of `ids`
+        (among equals the least shrinkage), set in the scaling."""
+        base, scores = self.scaling, []
+        factors = np.linspace(1.0, 0.0, 21)
+        for a in factors:
+            self.scaling = replace(base, shrink=float(a))
+            scores.append(self.val_score(out, ids))
+        self.scaling = replace(base, shrink=float(factors[int(np.nanargmin(scores))]))
+        return self.scaling.shrink
 
     def val_score(self, out: np.ndarray, ids: list[str]) -> float:
         """The validation MAE; NaN where an output is not a number, so that such weights are never chosen."""
@@ -382,38 +416,36 @@ def start_of(p: dict[str, Any]) -> type[Start]:
     return FoundationStart if p.get("foundation") else FeatureStart if p.get("frozen") else EncoderStart
 
 
-def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    p, up, rt = spec["params"], spec["upstream"], spec["runtime"]
-    ft = FinetuneConfig.model_validate(p["finetune"])
-    o = ft.optim
-    torch.set_num_threads(rt.get("threads", 1))
-    device = pick_device(rt.get("device", "auto"))
-    graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
-    splits = read_json(Path(up["splits"]) / "folds.json")
-    fold = splits["folds"][p["fold"]]
-    df = read_table(Path(up["structures"]) / "structures.parquet", columns=["id", "numbers", p["column"]])
-    # the property (its classes come with the splits), as the model learns it and as it is scored
-    target = Target.of(p)
-    values = target.values(df.set_index("id")[p["column"]])
-    classes = splits.get("classes")
-    task = Classification(values, classes) if classes else Regression(values, target, df)
-    strata = task.y if classes else None  # label subsets and validation splits keep the classes' shares
-    drawn = label_subset(fold["train"], p["fraction"], p["seed"], p["fold"], strata)  # the run's labelled subset
+def lr_budget(o: FinetuneOptim, lr: float, patience: int) -> Budget:
+    return Budget(
+        lr=lr,
+        batch_size=o.batch_size,
+        weight_decay=o.weight_decay,
+        max_steps=o.max_steps,
+        patience=patience,
+        warmup_steps=o.warmup_steps,
+        cosine=True,
+    )
 
-    start = start_of(p)(p, up, graphs, device, set(drawn) | set(fold["test"]), ft, task.n_out)
-    trainable, inputs, position = start.trainable, start.inputs, start.position
-    subset = [i for i in drawn if i in trainable]
-    val_ids, fit_ids = split_subset(subset, ft, len(fold["train"]), p["fraction"], strata)
-    test_ids = [i for i in fold["test"] if i in graphs.index]
-    if not test_ids:
-        raise InputError(f"fold {p['fold']}: no test structure has a graph")
-    learnt = task.fit_on(fit_ids)
 
-    torch.manual_seed(p["seed"])
-    model = start.model()
-    task.start(model)
+def select_on_split(
+    task,
+    model: torch.nn.Module,
+    inputs: Callable[[np.ndarray], Any],
+    fit: tuple[np.ndarray, list[str]],
+    val: tuple[np.ndarray, list[str]],
+    learnt: torch.Tensor,
+    ft: FinetuneConfig,
+    seed: int,
+    device: torch.device,
+    out: Path,
+) -> tuple[torch.nn.Module, dict[str, Any], list[dict[str, Any]], list[int]]:
+    """For each learning rate, train on the fitting rows from the same start until the validation score stops
+    improving; the best (rate, step) wins, step 0 (the untrained model) included. Resumable: finished rates and the best
+    weights so far live in `out`/checkpoint.pt. (model at the chosen weights, the chosen grid row, the grid, the
+    epochs runs resumed from)."""
+    o, (fit_pos, _), (val_pos, val_ids) = ft.optim, fit, val
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    fit_pos, val_pos, test_pos = (position(ids) for ids in (fit_ids, val_ids, test_ids))
 
     def step(idx: np.ndarray):
         return task.loss(model(inputs(fit_pos[idx])), learnt[idx].to(device)), {}
@@ -421,7 +453,6 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     def validate() -> float:
         return task.val_score(predict(model, inputs, val_pos, device), val_ids)
 
-    # the learning-rate grid, resumable: finished rates and the best weights so far live in the checkpoint
     checkpoint = out / "checkpoint.pt"
     saved = read_checkpoint(checkpoint)
     state = saved["extra"] if saved else {"grid": [], "best_state": None}
@@ -429,16 +460,9 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         if k < len(state["grid"]):
             continue
         model.load_state_dict(initial)
-        budget = Budget(
-            lr=lr,
-            batch_size=o.batch_size,
-            weight_decay=o.weight_decay,
-            max_steps=o.max_steps,
-            patience=o.patience,
-            warmup_steps=o.warmup_steps,
-            cosine=True,
+        trainer = Trainer(
+            model, lr_budget(o, lr, o.patience), seed, device, checkpoint=checkpoint, tag=f"lr{k}", extra=lambda: state
         )
-        trainer = Trainer(model, budget, p["seed"], device, checkpoint=checkpoint, tag=f"lr{k}", extra=lambda: state)
         history = trainer.fit(len(fit_pos), step, validate)
         if trainer.best_state is not None and all(trainer.best_score < g["val_score"] for g in state["grid"]):
             state["best_state"] = trainer.best_state  # (a run whose validation score was never finite has none)
@@ -466,9 +490,205 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         raise InputError(f"no learning rate of {o.lrs} gave a finite validation score: every run diverged (try smaller ones)")
     chosen = min(state["grid"], key=lambda g: g["val_score"])  # the first of equals: the grid's order
     model.load_state_dict(state["best_state"])
+    resumed = [g["resumed_from_epoch"] for g in state["grid"] if g["resumed_from_epoch"] is not None]
+    return model, chosen, state["grid"], resumed
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    budget: Budget,
+    rows: np.ndarray,
+    loss_of: Callable[[torch.nn.Module, np.ndarray], torch.Tensor],
+    step: int,
+    stop: int,
+    seed: int,
+    epoch: int,
+) -> int:
+    """One epoch of `model` over `rows` (its batches drawn by (seed, epoch)), the learning rate by `budget`'s schedule,
+    until step `stop`; the step reached."""
+    model.train()
+    for idx in batches(len(rows), budget.batch_size, seed, epoch):
+        if step >= stop:
+            break
+        for group in opt.param_groups:
+            group["lr"] = budget.lr_at(step, budget.max_steps)
+        with autocast(next(model.parameters()).device):
+            loss = loss_of(model, rows[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+    return step
+
+
+def inner_folds(n: int, k: int, seed: int, classes: np.ndarray | None = None) -> list[np.ndarray]:
+    """The held-out positions of k inner folds over range(n), shuffled by `seed` (stratified by `classes` where every
+    class has k members)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if classes is not None and pd.Series(classes).value_counts().min() >= k:
+        split = StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(n), classes)
+    else:
+        split = KFold(k, shuffle=True, random_state=seed).split(np.zeros(n))
+    return [held for _, held in split]
+
+
+def select_by_cv(
+    task,
+    model: torch.nn.Module,
+    inputs: Callable[[np.ndarray], Any],
+    pos: np.ndarray,
+    ids: list[str],
+    learnt: torch.Tensor,
+    ft: FinetuneConfig,
+    seed: int,
+    device: torch.device,
+    strata: pd.Series | None,
+) -> tuple[torch.nn.Module, dict[str, Any], list[dict[str, Any]]]:
+    """`SmallData`'s selection on the labelled rows `ids` (at `pos`): for each learning rate, the k inner models train
+    in lockstep from the same start, an epoch each at a time, and after each the out-of-fold predictions of all rows
+    are scored together; the (rate, step) with the best pooled score wins, step 0 (the untrained model, the training
+    median) included. Then a regression's shrinkage toward the median by its out-of-fold score, and the run's model:
+    the inner models at the chosen step averaged, or one model refit on every row for the chosen steps.
+    (model, the chosen grid row, the grid)."""
+    o, sd = ft.optim, ft.small_data
+    k = min(sd.folds, len(ids))  # (a subset smaller than the folds: leave-one-out)
+    model = model.to(device)  # (the inner models are copies of it, on the device)
+    held_out = inner_folds(len(ids), k, seed, None if strata is None else strata.loc[ids].to_numpy())
+    fits = [np.setdiff1d(np.arange(len(ids)), held) for held in held_out]
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def step_of(m: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
+        return task.loss(m(inputs(pos[rows])), learnt[rows].to(device))
+
+    def out_of_fold(members: list[torch.nn.Module]) -> np.ndarray:
+        parts = [predict(m, inputs, pos[held], device) for m, held in zip(members, held_out, strict=True)]
+        out = np.empty((len(ids), *parts[0].shape[1:]))
+        for part, held in zip(parts, held_out, strict=True):
+            out[held] = part
+        return out
+
+    grid, best = [], None
+    for lr in o.lrs:
+        budget = lr_budget(o, lr, sd.patience)
+        members = [copy.deepcopy(model) for _ in held_out]
+        for m in members:
+            m.load_state_dict(initial)
+        opts = [torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=o.weight_decay) for m in members]
+        steps = [0] * len(members)
+        oof = out_of_fold(members)
+        top = {"val": task.val_score(oof, ids), "step": 0, "oof": oof, "states": [copy.deepcopy(initial)] * len(members)}
+        history, epoch, stopped = [{"epoch": 0, "step": 0, "val": top["val"]}], 0, None
+        while stopped is None:
+            before = sum(steps)
+            for j, (m, opt, fit) in enumerate(zip(members, opts, fits, strict=True)):
+                steps[j] = train_epoch(m, opt, budget, fit, step_of, steps[j], o.max_steps, seed + 1_000_003 * (j + 1), epoch)
+            epoch += 1
+            if sum(steps) == before:  # no inner model trained this epoch (each at the cap, or without a batch of two)
+                stopped = "cap"
+                break
+            oof = out_of_fold(members)
+            score, step = task.val_score(oof, ids), max(steps)
+            history.append({"epoch": epoch, "step": step, "val": score})
+            if score < top["val"]:
+                top = {"val": score, "step": step, "oof": oof, "states": [copy.deepcopy(m.state_dict()) for m in members]}
+            if step - top["step"] >= sd.patience:
+                stopped = "early"
+            elif min(steps) >= o.max_steps:
+                stopped = "cap"
+        grid.append(
+            {
+                "lr": lr,
+                "val_score": top["val"],
+                "best_step": top["step"],
+                "steps": max(steps),
+                "stopped": stopped,
+                "resumed_from_epoch": None,
+                "history": thin(history, top["step"]),
+            }
+        )
+        log.info(
+            "lr %g: %d-fold out-of-fold %s %.4g at step %d of %d (%s)",
+            lr,
+            k,
+            task.val_key,
+            top["val"],
+            top["step"],
+            max(steps),
+            stopped,
+        )
+        if best is None or top["val"] < best["val"]:
+            best = {**top, "lr": lr, "members": members}
+    chosen = min(grid, key=lambda g: g["val_score"])  # the first of equals: the grid's order
+    chosen = {**chosen, "cv_folds": k}
+    if sd.shrink and isinstance(task, Regression):
+        chosen["shrink"], chosen["val_score_unshrunk"] = task.shrink(best["oof"], ids), chosen["val_score"]
+        chosen["val_score"] = task.val_score(best["oof"], ids)
+    if sd.final == "average":
+        for m, state in zip(best["members"], best["states"], strict=True):
+            m.load_state_dict(state)
+        return Averaged(best["members"]), chosen, grid
+    model.load_state_dict(initial)  # refit: every row, the chosen rate, for the chosen steps, no validation
+    budget, rows = lr_budget(o, best["lr"], sd.patience), np.arange(len(ids))
+    opt = torch.optim.AdamW(model.parameters(), lr=best["lr"], weight_decay=o.weight_decay)
+    step, epoch = 0, 0
+    while step < best["step"]:
+        step, before = train_epoch(model, opt, budget, rows, step_of, step, best["step"], seed, epoch), step
+        if step == before:  # (no batch of two or more)
+            break
+        epoch += 1
+    return model, chosen, grid
+
+
+def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    p, up, rt = spec["params"], spec["upstream"], spec["runtime"]
+    ft = FinetuneConfig.model_validate(p["finetune"])
+    o = ft.optim
+    torch.set_num_threads(rt.get("threads", 1))
+    device = pick_device(rt.get("device", "auto"))
+    graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
+    splits = read_json(Path(up["splits"]) / "folds.json")
+    fold = splits["folds"][p["fold"]]
+    df = read_table(Path(up["structures"]) / "structures.parquet", columns=["id", "numbers", p["column"]])
+    # the property (its classes come with the splits), as the model learns it and as it is scored
+    target = Target.of(p)
+    values = target.values(df.set_index("id")[p["column"]])
+    classes = splits.get("classes")
+    task = Classification(values, classes) if classes else Regression(values, target, df)
+    strata = task.y if classes else None  # label subsets and validation splits keep the classes' shares
+    drawn = label_subset(fold["train"], p["fraction"], p["seed"], p["fold"], strata)  # the run's labelled subset
+
+    start = start_of(p)(p, up, graphs, device, set(drawn) | set(fold["test"]), ft, task.n_out)
+    trainable, inputs, position = start.trainable, start.inputs, start.position
+    subset = [i for i in drawn if i in trainable]
+    val_ids, fit_ids = split_subset(subset, ft, len(fold["train"]), p["fraction"], strata)
+    test_ids = [i for i in fold["test"] if i in graphs.index]
+    if not test_ids:
+        raise InputError(f"fold {p['fold']}: no test structure has a graph")
+    small = len(drawn) < ft.small_data.below  # (the drawn subset: every method of a cell selects the same way)
+    learnt = task.fit_on(subset if small else fit_ids)  # (the targets' scaling: from the rows the model trains on)
+
+    torch.manual_seed(p["seed"])
+    model = start.model()
+    task.start(model)
+    if small:  # every labelled structure validates, out of fold: no split of the subset
+        val_ids, fit_ids = subset, subset
+        model, chosen, grid = select_by_cv(task, model, inputs, position(subset), subset, learnt, ft, p["seed"], device, strata)
+        resumed = []
+        selection = {
+            "selection": f"{chosen['cv_folds']}-fold cross-validation ({ft.small_data.final})",
+            **{k: chosen[k] for k in ("shrink", "val_score_unshrunk") if k in chosen},
+        }
+    else:
+        model, chosen, grid, resumed = select_on_split(
+            task, model, inputs, (position(fit_ids), fit_ids), (position(val_ids), val_ids), learnt, ft, p["seed"], device, out
+        )
+        selection = {"selection": "split"}
+    test_pos = position(test_ids)
 
     # only now the test labels
-    metrics, predictions = task.score(predict(model, inputs, test_pos, device), test_ids, [*fit_ids, *val_ids])
+    metrics, predictions = task.score(predict(model, inputs, test_pos, device), test_ids, subset)
     result = {
         **metrics,
         "n_train": len(fit_ids),
@@ -483,7 +703,8 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "stopped": chosen["stopped"],
         "hit_cap": chosen["stopped"] == "cap",
         "max_steps": o.max_steps,
-        "grid": state["grid"],
+        **selection,
+        "grid": grid,
         "property": p["property"],
         "method": p["method"],
         "base_method": p["base_method"],
@@ -497,10 +718,9 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     write_json(result, out / "metrics.json")
     save_model(model.cpu(), task.scaling, out / "model.pt", classes)
     write_table(pa.Table.from_pandas(predictions, preserve_index=False), out / "predictions.parquet")
-    checkpoint.unlink(missing_ok=True)
+    (out / "checkpoint.pt").unlink(missing_ok=True)
     shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     log.info(
         "finetune %s: lr %g, best step %d (%s); test %s", spec["key"], chosen["lr"], chosen["best_step"], chosen["stopped"], shown
     )
-    resumed = [g["resumed_from_epoch"] for g in state["grid"] if g["resumed_from_epoch"] is not None]
     return {**device_facts(device), **shown, "resumed_from_epoch": resumed[0] if resumed else None}

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, PackageLoader  # noqa: E402
 
-from matssl.evaluate import EXTENSIVE_RHO  # noqa: E402
+from matssl.evaluate import EXTENSIVE_RHO, TAIL_SDS  # noqa: E402
 from matssl.foundation import MODELS  # noqa: E402
 from matssl.io import atomic_path, read_json, spec_digest  # noqa: E402
 from matssl.objectives import OBJECTIVES  # noqa: E402
@@ -129,6 +129,49 @@ def extensive_warning(prop: dict[str, Any], summed: list[str]) -> str:
             "are not compared on equal terms."
         )
     return text + " Set per_atom: cell or formula_unit for this property."
+
+
+SMALL_VALIDATION = 30  # validation structures below which a split cannot tell a model that learnt a little from a constant
+
+
+def failure_notes(runs: pd.DataFrame, summary: pd.DataFrame, prop: dict[str, Any], sc: Scores, unit: str) -> list[str]:
+    """Per label fraction where no trained model beats the better dummy (a `failed` cell): what its runs had (labelled
+    structures, how they chose their weights) and the likely causes, from the runs and the property's labels."""
+    notes, m = [], f"{sc.primary}_mean"
+    best = (lambda d: d.loc[d[m].idxmin()]) if sc.lower_is_better else (lambda d: d.loc[d[m].idxmax()])
+    u = f" {unit}" if unit else ""
+    for f, cell in summary.groupby("fraction"):
+        trained, dummies = cell[~cell["method"].isin(DUMMIES)], cell[cell["method"].isin(DUMMIES)]
+        if not cell["failed"].any() or trained.empty or dummies.empty:
+            continue
+        dummy, top, r = best(dummies), best(trained), runs[runs["fraction"] == f]
+        cv = r.get("selection", pd.Series("split", index=r.index)).fillna("split").str.contains("cross-validation")
+        n = int(r["n_train"].where(cv, r["n_train"] + r["n_val"]).median())
+        text = (
+            f"At {100 * f:g}% of the labels no trained model beats the better dummy ({dummy['method']}: "
+            f"{fmt(dummy[m])}{u}; the best trained, {top['method']}: {fmt(top[m])}{u}). Each run had {n} labelled "
+            "structures"
+        )
+        if cv.all():
+            text += f" and chose its weights by {r['selection'].iloc[0]} over all of them."
+        else:  # (some runs of the cell by cross-validation: a fold's subset a structure above `below`)
+            n_val = int(r.loc[~cv, "n_val"].median())
+            text += f" and chose its weights on a validation split of {n_val} of them"
+            text += (
+                ", too few to tell a model that learnt a little from the constant (below finetune.small_data.below "
+                "labelled structures a run selects by cross-validation)."
+                if n_val < SMALL_VALIDATION
+                else "."
+            )
+        tail = prop.get("tail_share")
+        if sc.lower_is_better and tail is not None and tail > 0.01:
+            text += (
+                f" {100 * tail:.1f}% of the property's labels lie more than {TAIL_SDS:g} robust standard deviations "
+                "from their median (0.3% for a normal distribution): on so heavy a tail the median is a strong "
+                "constant, and the error of a few tail structures decides the mean."
+            )
+        notes.append(text + " The cell is still shown and compared.")
+    return notes
 
 
 def unit_label(prop: dict[str, Any]) -> str:
@@ -543,6 +586,7 @@ def property_page(
     modes = sorted({m for v in summary["precision"].dropna() for m in v.split(", ")}) if "precision" in summary else []
     return {
         "extensive": extensive_warning(data, summed),
+        "failures": failure_notes(runs, summary, data, sc, unit),
         "mixed_precision": ", ".join(modes) if len(modes) > 1 else "",
         "name": name,
         "unit": unit,

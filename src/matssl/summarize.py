@@ -24,7 +24,7 @@ from matssl.stats import SCORES, Analysis, analyse, summarize_runs
 # what a property summary's runs share (kept once per property)
 PROPERTY_FIELDS = ("property", "unit", "transform", "kind", "per_atom", "classes")
 # what a property summary says of its data, kept from the first folder that says it (not compared)
-DATA_FIELDS = ("atoms_spearman",)
+DATA_FIELDS = ("atoms_spearman", "tail_share")
 # what one protocol shares: per property, and (the first two) over every property
 PROTOCOL_FIELDS = ("finetune", "finetune_code", "splits")
 # what identifies a run within a property: two runs with the same of these but another stage key disagree
@@ -107,7 +107,8 @@ def summarize_property(spec: dict[str, Any], out: Path) -> None:
         dummy = {f"dummy_{k}_{metric}": v for k, scores in m["dummy"].items() for metric, v in scores.items()}
         clipped = {"n_test_clipped": m.get("n_test_clipped", math.nan)}  # (a regression's; NaN: runs from before it was)
         where, protocol = run_record(read_json(Path(d) / "manifest.json"))
-        rows.append({k: m[k] for k in keep} | clipped | dummy | {"dir": d} | where)
+        selection = {"selection": m.get("selection", "split")}  # (runs from before small-data selection: a split)
+        rows.append({k: m[k] for k in keep} | clipped | selection | dummy | {"dir": d} | where)
         protocols.append(protocol)
     protocol = one_protocol(protocols, spec["property"])
     runs = pd.DataFrame(rows)
@@ -123,6 +124,7 @@ def summarize_property(spec: dict[str, Any], out: Path) -> None:
             "transform": spec.get("transform", "none"),
             "per_atom": spec.get("per_atom", "none"),
             "atoms_spearman": folds.get("atoms_spearman"),
+            "tail_share": folds.get("tail_share"),
             **protocol,
             "summary": summary.to_dict("records"),
             "runs": runs.to_dict("records"),

@@ -29,7 +29,7 @@ def class_name(v: object) -> str:
 
 @dataclass(frozen=True)
 class Scaling:
-    """How a model's outputs map back to the space its targets were learnt in: times `scale` plus `center`, then
+    """How a model's outputs map back to the space its targets were learnt in: times `scale` (and `shrink`) plus `center`, then
     clipped to [low, high], the range of the training targets (a regression; a classification's logits are
     unbounded). The clip keeps a prediction far outside everything the model was trained on from going through an
     inverse transform that explodes it (expm1 of a log1p target: one such structure once gave a run a test MAE of
@@ -41,6 +41,7 @@ class Scaling:
     scale: float = 1.0
     low: float = -np.inf
     high: float = np.inf
+    shrink: float = 1.0  # a factor toward the centre (config `finetune.small_data.shrink`): 0 predicts the median
 
     @classmethod
     def of(cls, t: np.ndarray) -> Scaling:
@@ -53,7 +54,7 @@ class Scaling:
 
     def learnt(self, out: np.ndarray) -> np.ndarray:
         """Outputs in the learnt space, unclipped."""
-        return np.asarray(out, dtype=float) * self.scale + self.center
+        return np.asarray(out, dtype=float) * (self.shrink * self.scale) + self.center
 
     def hold(self, learnt: np.ndarray) -> np.ndarray:
         """Outputs in the learnt space held within the training targets' range (NaN at the centre)."""
