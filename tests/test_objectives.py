@@ -8,7 +8,7 @@ from matssl.augment import make_views
 from matssl.config import AugmentConfig
 from matssl.encoders import CGCNN
 from matssl.graphs import GraphSet
-from matssl.objectives import OBJECTIVES, PretrainData
+from matssl.objectives import OBJECTIVES, MethodKind, PretrainData
 from matssl.objectives.barlow import barlow_twins
 from matssl.objectives.losses import composition_positives, composition_similarity, element_sets, nt_xent
 from matssl.objectives.views import mask_atoms, perturb_graph
@@ -111,6 +111,18 @@ def test_objective_lowers_its_loss(corpus, name, params, device):
         opt.step()
     last = np.mean([float(loss().detach()) for _ in range(5)])
     assert last < 0.8 * first
+
+
+def test_the_control_shuffles_the_fingerprint_targets_across_atoms(corpus):
+    plain = OBJECTIVES["fingerprint"](32, {"descriptor": "wacsf"}, corpus).target
+    control = OBJECTIVES["fingerprint_control"](32, {"descriptor": "wacsf"}, corpus).target
+    assert control.shape == plain.shape and not torch.equal(control, plain)
+    # the same rows in another order: each dimension keeps its values, an atom does not keep its own
+    assert torch.equal(torch.sort(control, dim=0).values, torch.sort(plain, dim=0).values)
+    assert torch.equal(OBJECTIVES["fingerprint_control"](32, {"descriptor": "wacsf"}, corpus).target, control)  # fixed
+    other = OBJECTIVES["fingerprint_control"](32, {"descriptor": "wacsf", "shuffle_seed": 1}, corpus).target
+    assert not torch.equal(other, control)
+    assert OBJECTIVES["fingerprint_control"].kind is MethodKind.SELF_SUPERVISED  # pretrained, guarded, budgeted alike
 
 
 def test_barlow_twins_identical_and_independent_views():

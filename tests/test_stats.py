@@ -208,6 +208,10 @@ def test_a_failed_cell_names_its_likely_causes():
     assert "robust" not in note  # (no tail share known)
     fine = runs_frame({"clr": [-0.1]})
     assert failure_notes(fine, summarize_runs(fine), {"tail_share": 0.08}, SCORES["regression"], "") == []
+    some = runs_frame({"clr": [-0.5]})
+    some["dummy_median_mae"] = 0.8  # beaten by clr (about 0.5), not by scratch (about 1.0)
+    [note] = failure_notes(some, summarize_runs(some), {}, SCORES["regression"], "")
+    assert note.startswith("At 100% of the labels scratch (") and "does not beat the better dummy (dummy (median): 0.800)" in note
     # the tail share by hand: 0..99 has an IQR of 49.5 (3 robust sd = 110), so only the four at 1000 lie beyond
     assert tail_share(np.r_[np.arange(100.0), [1000.0] * 4]) == pytest.approx(4 / 104)
     assert tail_share(np.arange(100.0)) == 0.0 and np.isnan(tail_share(np.ones(10)))

@@ -135,26 +135,32 @@ SMALL_VALIDATION = 30  # validation structures below which a split cannot tell a
 
 
 def failure_notes(runs: pd.DataFrame, summary: pd.DataFrame, prop: dict[str, Any], sc: Scores, unit: str) -> list[str]:
-    """Per label fraction where no trained model beats the better dummy (a `failed` cell): what its runs had (labelled
-    structures, how they chose their weights) and the likely causes, from the runs and the property's labels."""
+    """Per label fraction where a trained model does not beat the better dummy: which (all of them: a `failed` cell),
+    what their runs had (labelled structures, how they chose their weights) and the likely causes, from the runs and
+    the property's labels."""
     notes, m = [], f"{sc.primary}_mean"
     best = (lambda d: d.loc[d[m].idxmin()]) if sc.lower_is_better else (lambda d: d.loc[d[m].idxmax()])
     u = f" {unit}" if unit else ""
     for f, cell in summary.groupby("fraction"):
         trained, dummies = cell[~cell["method"].isin(DUMMIES)], cell[cell["method"].isin(DUMMIES)]
-        if not cell["failed"].any() or trained.empty or dummies.empty:
+        losing = trained[~trained["beats_dummy"].astype(bool)].dropna(subset=[m])
+        if losing.empty or dummies.empty:
             continue
-        dummy, top, r = best(dummies), best(trained), runs[runs["fraction"] == f]
+        dummy, r = best(dummies), runs[(runs["fraction"] == f) & runs["method"].isin(losing["method"])]
+        bar = f"the better dummy ({dummy['method']}: {fmt(dummy[m])}{u}"
+        if len(losing) == len(trained):
+            top = best(trained)
+            who = f"no trained model beats {bar}; the best trained, {top['method']}: {fmt(top[m])}{u})"
+        else:
+            by_name = losing.set_index("method")[m]
+            names = [f"{k} ({fmt(by_name[k])})" for k in method_order(losing["method"])]
+            who = f"{', '.join(names)} {'does' if len(names) == 1 else 'do'} not beat {bar})"
         cv = r.get("selection", pd.Series("split", index=r.index)).fillna("split").str.contains("cross-validation")
         n = int(r["n_train"].where(cv, r["n_train"] + r["n_val"]).median())
-        text = (
-            f"At {100 * f:g}% of the labels no trained model beats the better dummy ({dummy['method']}: "
-            f"{fmt(dummy[m])}{u}; the best trained, {top['method']}: {fmt(top[m])}{u}). Each run had {n} labelled "
-            "structures"
-        )
+        text = f"At {100 * f:g}% of the labels {who}. Each of these runs had {n} labelled structures"
         if cv.all():
             text += f" and chose its weights by {r['selection'].iloc[0]} over all of them."
-        else:  # (some runs of the cell by cross-validation: a fold's subset a structure above `below`)
+        else:  # (some runs by cross-validation where a fold's subset is a structure above `below`)
             n_val = int(r.loc[~cv, "n_val"].median())
             text += f" and chose its weights on a validation split of {n_val} of them"
             text += (
@@ -170,7 +176,7 @@ def failure_notes(runs: pd.DataFrame, summary: pd.DataFrame, prop: dict[str, Any
                 "from their median (0.3% for a normal distribution): on so heavy a tail the median is a strong "
                 "constant, and the error of a few tail structures decides the mean."
             )
-        notes.append(text + " The cell is still shown and compared.")
+        notes.append(text + " These cells are still shown and compared.")
     return notes
 
 

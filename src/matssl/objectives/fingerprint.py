@@ -49,6 +49,23 @@ class FingerprintTarget(Objective):
         return F.l1_loss(pred, self.target[torch.from_numpy(atoms).to(self.target.device)]), {}
 
 
+@register
+class ShuffledFingerprintTarget(FingerprintTarget):
+    """The control pretraining: the fingerprint objective's head, loss and budget on targets shuffled across the
+    pool's atoms (one permutation, fixed by `shuffle_seed`), so that an atom's target is another atom's and says
+    nothing about its own structure. What it can still teach is what any pretraining teaches (trained weights, the
+    targets' scales and distribution): a method that helps no more than this control helps as "a pretrained start",
+    not through what its objective asks."""
+
+    name = "fingerprint_control"
+    defaults = {"descriptor": "wacsf", "shuffle_seed": 0}
+
+    def __init__(self, width: int, params: dict, data: PretrainData):
+        super().__init__(width, params, data)
+        order = torch.randperm(len(self.target), generator=torch.Generator().manual_seed(self.p["shuffle_seed"]))
+        self.target = self.target[order.to(self.target.device)]
+
+
 def aligned_fingerprints(table, graphs, kinds: list[str]) -> dict[str, torch.Tensor]:
     """Per-atom descriptor matrices in the atom order of `graphs` (structures the graphs stage
     rejected are skipped)."""
