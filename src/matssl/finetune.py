@@ -11,9 +11,11 @@ loss (`Classification`); a regression is `Regression`.
 The protocol is the same for every method (`config.FinetuneOptim`): for each learning rate of the grid,
 from the same initial weights, train until the validation score (MAE; log loss) stops improving (patience, in
 optimiser steps) or the step cap is reached; the learning rate and the step with the best validation score are
-kept. The validation split comes from the run's own training subset: no test label is read before the
-model is chosen. The run also scores the dummy baselines (the training subset's mean and median; for a
-classification its class frequencies).
+kept (`select_on_split`). The validation split comes from the run's own training subset: no test label is read
+before the model is chosen. A labelled subset smaller than `finetune.small_data.below` is not split: the same
+choice is made by inner k-fold cross-validation over all of it, and the run's model is the inner models averaged
+(`select_by_cv`, `config.SmallData`). The run also scores the dummy baselines (the training subset's mean and
+median; for a classification its class frequencies).
 """
 
 from __future__ import annotations
