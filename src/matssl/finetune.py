@@ -559,7 +559,7 @@ def select_by_cv(
     model = model.to(device)  # (the inner models are copies of it, on the device)
     held_out = inner_folds(len(ids), k, seed, None if strata is None else strata.loc[ids].to_numpy())
     fits = [np.setdiff1d(np.arange(len(ids)), held) for held in held_out]
-    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    initial = {name: v.clone() for name, v in model.state_dict().items()}  # (not `k`: the fold count above)
 
     def step_of(m: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
         return task.loss(m(inputs(pos[rows])), learnt[rows].to(device))
