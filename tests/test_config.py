@@ -179,7 +179,7 @@ def test_budget_sweep_pretrains_each_trained_method_at_each_budget():
     cfg = demo()
     cfg["pretrain"]["budgets"] = [16, 1, 4]
     plan = Plan(parse_config(cfg))
-    assert [k for k in plan.pretrain if k.startswith("negnn")] == ["negnn-e1", "negnn-e4", "negnn-e16"]
+    assert [k for k in plan.pretrain if k.startswith("negnn-")] == ["negnn-e1", "negnn-e4", "negnn-e16"]
     assert "scratch" in plan.pretrain and "scratch-e1" not in plan.pretrain
     assert [s.params["optim"]["epochs"] for s in plan.pretrain["negnn-e4"]] == [4]
     runs = [s for s in plan.finetune["dielectric"] if s.params["base_method"] == "negnn"]

@@ -21,7 +21,7 @@ def brute_force_neighbours(c: Crystal, cutoff: float) -> list[np.ndarray]:
 @pytest.mark.parametrize("name", ["nacl", "silicon", "triclinic"])
 def test_k_nearest_match_brute_force(name, request):
     c = request.getfixturevalue(name)
-    nbr, vec, mask = neighbour_graph(c, cutoff=8.0, k=12)
+    nbr, vec, mask, images = neighbour_graph(c, cutoff=8.0, k=12)
     expect = brute_force_neighbours(c, 8.0)
     dist = np.linalg.norm(vec, axis=-1)
     for i in range(len(c.numbers)):
@@ -29,6 +29,7 @@ def test_k_nearest_match_brute_force(name, request):
         np.testing.assert_allclose(np.sort(dist[i][mask[i]]), expect[i][:12], atol=1e-5)
         # the stored vector points at the neighbour's periodic image
         assert np.all(nbr[i] < len(c.numbers))
+    np.testing.assert_allclose((c.cart[nbr] + images @ c.lattice - c.cart[:, None])[mask], vec[mask], atol=1e-4)
 
 
 def cluster_and_lone_atom() -> Crystal:
@@ -55,14 +56,14 @@ def test_short_search_equals_search_of_the_whole_cutoff(name, request, monkeypat
 
 
 def test_small_cell_has_several_images_of_one_atom(silicon):
-    nbr, _, mask = neighbour_graph(silicon, cutoff=8.0, k=12)
+    nbr, _, mask, _ = neighbour_graph(silicon, cutoff=8.0, k=12)
     assert mask.all()
     # a 2-atom cell: 12 neighbours can only come from repeated images
     assert len(set(nbr[0].tolist())) <= 2
 
 
 def test_padding_when_few_neighbours(nacl):
-    nbr, vec, mask = neighbour_graph(nacl, cutoff=3.0, k=12)  # 6 Cl at 2.82 Å around each Na
+    nbr, vec, mask, _ = neighbour_graph(nacl, cutoff=3.0, k=12)  # 6 Cl at 2.82 Å around each Na
     assert (mask.sum(1) == 6).all()
     assert np.all(vec[~mask] == 0)
 
@@ -87,3 +88,27 @@ def test_batch_reindexes_neighbours(nacl, silicon, triclinic, tmp_path):
     assert (b.nbr[n_tri:] >= n_tri).all() and (b.nbr[:n_tri] < n_tri).all()
     single = graphs.batch(np.array([0]))
     np.testing.assert_allclose(b.dist[n_tri:].numpy(), single.dist.numpy())
+
+
+@pytest.mark.parametrize("cells", [(1, 1, 1), (1, 1, 2), (1, 2, 2), (2, 2, 2), (3, 1, 2)])
+def test_supercell_batch_is_the_supercells_own_graph(triclinic, cells):
+    """Index arithmetic on the cell's graph gives the graph a neighbour search of the supercell gives (low
+    symmetry cells: no ties at the twelfth neighbour to be broken otherwise)."""
+    from matssl.augment import supercell
+
+    other = Crystal("other", np.diag([3.1, 3.7, 4.4]) + 0.3, np.array([8, 26]), np.array([[0.1, 0.2, 0.3], [0.55, 0.4, 0.9]]))
+    graphs, _ = GraphSet.build([other, triclinic], 8.0, 12)
+    b = graphs.supercell_batch(np.array([1, 0]), np.array([cells, (2, 1, 1)]))
+    for g, (c, m) in enumerate([(triclinic, cells), (other, (2, 1, 1))]):
+        big = supercell(c, m)
+        nbr, vec, mask, _ = neighbour_graph(big, cutoff=8.0, k=12)
+        atoms = np.flatnonzero(b.graph.numpy() == g)
+        assert len(atoms) == len(big.numbers) and b.numbers[atoms].tolist() == big.numbers.tolist()
+        got_nbr = b.nbr[atoms].numpy() - atoms[0]
+        got_vec = b.vec[atoms].numpy()
+        assert np.array_equal(b.mask[atoms].numpy(), mask)
+        for i in range(len(atoms)):  # the same (neighbour, vector) pairs; ties may order them otherwise
+            ours = sorted(zip(got_nbr[i].tolist(), np.round(got_vec[i], 3).tolist(), strict=True))
+            theirs = sorted(zip(nbr[i].tolist(), np.round(vec[i], 3).tolist(), strict=True))
+            assert ours == theirs
+    assert b.n_graphs == 2 and b.graph.tolist() == sorted(b.graph.tolist())

@@ -86,6 +86,7 @@ ALL = [
     ("dssl", {"micro_property": "stiffness"}),
     ("dssl", {"micro_property": "valence"}),
     ("negnn", {}),
+    ("negnn_contrastive", {}),
     ("barlow", {}),
     *[("fingerprint", {"descriptor": k}) for k in ("wacsf", "soap_groups", "ead", "acsf_geometry", "soap_geometry")],
 ]
@@ -123,6 +124,35 @@ def test_the_control_shuffles_the_fingerprint_targets_across_atoms(corpus):
     other = OBJECTIVES["fingerprint_control"](32, {"descriptor": "wacsf", "shuffle_seed": 1}, corpus).target
     assert not torch.equal(other, control)
     assert OBJECTIVES["fingerprint_control"].kind is MethodKind.SELF_SUPERVISED  # pretrained, guarded, budgeted alike
+
+
+def test_negnn_contrastive_loss_by_hand(corpus):
+    """With nothing masked, every supercell view of a crystal pools to the crystal's own vector (mean over
+    atoms whose environments the supercell repeats; batch norm in eval mode), so the loss is NT-Xent of two
+    equal projections, written out here."""
+    torch.manual_seed(0)
+    enc = CGCNN(width=16, layers=2, cutoff=6.0).eval()
+    params = {"mask_ratio": 0.0, "edge_mask_ratio": 0.0, "temperature": 0.1}
+    obj = OBJECTIVES["negnn_contrastive"](16, params, corpus).eval()
+    idx = np.array([0, 1, 2, 5])
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        loss = float(obj.loss(enc, idx, corpus, gen, torch.device("cpu"))[0])
+        z = obj.projection(enc(corpus.graphs.batch(idx)).graph).numpy()
+    z = np.vstack([z, z]) / np.linalg.norm(np.vstack([z, z]), axis=1, keepdims=True)
+    n = len(idx)
+    total = 0.0
+    for i in range(2 * n):
+        denom = sum(math.exp(z[i] @ z[k] / 0.1) for k in range(2 * n) if k != i)
+        total += -math.log(math.exp(z[i] @ z[(i + n) % (2 * n)] / 0.1) / denom)
+    assert loss == pytest.approx(total / (2 * n), rel=1e-4)
+    # the views are supercells: more atoms than the cells (drawn from 1x1x2, 1x2x2, 2x2x2, none)
+    cells_view = obj.view(idx, corpus, torch.Generator().manual_seed(3), torch.device("cpu"))
+    assert len(cells_view.numbers) > int(corpus.graphs.n_atoms[idx].sum())
+    # masking at 20 %: a fifth of the atoms (at least one per crystal) and about a fifth of the edges hidden
+    masked = OBJECTIVES["negnn_contrastive"](16, {"supercells": False}, corpus).view(idx, corpus, gen, torch.device("cpu"))
+    assert int((masked.numbers == 0).sum()) == sum(max(1, round(0.2 * int(k))) for k in corpus.graphs.n_atoms[idx])
+    assert 0.1 < float(masked.edge_masked[masked.mask].float().mean()) < 0.3
 
 
 def test_barlow_twins_identical_and_independent_views():

@@ -57,11 +57,12 @@ def column_replace(c: Crystal, rng: np.random.Generator, max_z: int = 100) -> Cr
     return Crystal(c.id, c.lattice, numbers, c.frac)
 
 
-def supercell(c: Crystal, n: int = 3) -> Crystal:
-    """An n x n x n supercell (lattice vectors scaled, so the angles and the density are kept)."""
-    shifts = np.array([(i, j, k) for i in range(n) for j in range(n) for k in range(n)], dtype=float)
-    frac = ((c.frac[None, :, :] + shifts[:, None, :]) / n).reshape(-1, 3)
-    return Crystal(c.id, c.lattice * n, np.tile(c.numbers, len(shifts)), frac)
+def supercell(c: Crystal, n: int | tuple[int, int, int] = 3) -> Crystal:
+    """An n x n x n (or n1 x n2 x n3) supercell (lattice vectors scaled, so the angles and the density are kept)."""
+    m = np.broadcast_to(np.asarray(n, dtype=int), 3)
+    shifts = np.array(np.meshgrid(*(np.arange(k) for k in m), indexing="ij"), dtype=float).reshape(3, -1).T
+    frac = ((c.frac[None, :, :] + shifts[:, None, :]) / m).reshape(-1, 3)
+    return Crystal(c.id, c.lattice * m[:, None], np.tile(c.numbers, len(shifts)), frac)
 
 
 def structure_rng(seed: int, id_: str, *extra: int) -> np.random.Generator:

@@ -7,7 +7,9 @@ neighbour features are gathered with one index, and sums run over the neighbour 
 
 A `GraphSet` holds many structures as concatenated arrays and is stored as a NumPy `.npz` (no pickle).
 Displacement vectors (not only distances) are stored, so that perturbation and strain can be applied
-on the fly without a new neighbour search (the neighbour set is kept fixed).
+on the fly without a new neighbour search (the neighbour set is kept fixed), and so is the periodic image
+of each neighbour, so that a supercell's graph is built from its cell's by index arithmetic alone
+(`GraphSet.supercell_batch`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from matssl.io import atomic_path
 from matssl.table import Crystal, periodic_pairs
 
 
-def neighbour_graph(c: Crystal, cutoff: float, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
-    """(nbr [n,k] int32, vec [n,k,3] float32, mask [n,k] bool) or a rejection reason."""
+def neighbour_graph(c: Crystal, cutoff: float, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
+    """(nbr [n,k] int32, vec [n,k,3] float32, mask [n,k] bool, images [n,k,3] int8: the lattice translation
+    of each neighbour, vec = cart[nbr] + images @ lattice - cart) or a rejection reason."""
     n = len(c.numbers)
     lattice = np.ascontiguousarray(c.lattice, dtype=float)
     cart = np.ascontiguousarray(c.frac @ lattice)
@@ -46,13 +49,17 @@ def neighbour_graph(c: Crystal, cutoff: float, k: int) -> tuple[np.ndarray, np.n
     rank = np.arange(len(i)) - starts[i]
     sel = rank < k
     i, j, img, rank = i[sel], j[sel], img[sel], rank[sel]
+    if np.abs(img).max(initial=0) > np.iinfo(np.int8).max:
+        return f"a lattice vector far shorter than the cutoff ({cutoff} Å): neighbours beyond 127 cells"
     nbr = np.repeat(np.arange(n, dtype=np.int32)[:, None], k, axis=1)
     vec = np.zeros((n, k, 3), dtype=np.float32)
     mask = np.zeros((n, k), dtype=bool)
+    images = np.zeros((n, k, 3), dtype=np.int8)
     nbr[i, rank] = j
     vec[i, rank] = cart[j] + img @ lattice - cart[i]
     mask[i, rank] = True
-    return nbr, vec, mask
+    images[i, rank] = img
+    return nbr, vec, mask, images
 
 
 def _pairs(cart: np.ndarray, lattice: np.ndarray, radius: float) -> tuple[np.ndarray, ...]:
@@ -102,8 +109,13 @@ class Batch:
 class GraphSet:
     """Graphs of many structures, concatenated: `ptr[s]:ptr[s+1]` are the atoms of structure s."""
 
-    def __init__(self, ids: np.ndarray, ptr: np.ndarray, numbers: np.ndarray, nbr: np.ndarray, vec: np.ndarray, mask: np.ndarray):
+    FIELDS = ("ids", "ptr", "numbers", "nbr", "vec", "mask", "images")
+
+    def __init__(self, ids, ptr, numbers, nbr, vec, mask, images):
+        """ids [S]; ptr [S+1] int64; per atom: numbers [N] int16, nbr [N,K] int32 (index inside its structure),
+        vec [N,K,3] float32, mask [N,K] bool, images [N,K,3] int8 (see `neighbour_graph`)."""
         self.ids, self.ptr, self.numbers, self.nbr, self.vec, self.mask = ids, ptr, numbers, nbr, vec, mask
+        self.images = images
         self.index = {s: k for k, s in enumerate(ids.tolist())}
 
     def __len__(self) -> int:
@@ -115,7 +127,7 @@ class GraphSet:
 
     @classmethod
     def build(cls, crystals: list[Crystal], cutoff: float, k: int) -> tuple[GraphSet, list[tuple[str, str]]]:
-        ids, nums, nbrs, vecs, masks, rejected = [], [], [], [], [], []
+        ids, nums, parts, rejected = [], [], [], []
         for c in crystals:
             g = neighbour_graph(c, cutoff, k)
             if isinstance(g, str):
@@ -123,32 +135,22 @@ class GraphSet:
                 continue
             ids.append(c.id)
             nums.append(c.numbers.astype(np.int16))
-            nbrs.append(g[0])
-            vecs.append(g[1])
-            masks.append(g[2])
+            parts.append(g)
         ptr = np.concatenate([[0], np.cumsum([len(x) for x in nums])]).astype(np.int64)
         if not ids:
-            empty = cls(
-                np.array([], dtype=str),
-                ptr,
-                np.zeros(0, np.int16),
-                np.zeros((0, k), np.int32),
-                np.zeros((0, k, 3), np.float32),
-                np.zeros((0, k), bool),
-            )
-            return empty, rejected
-        return cls(
-            np.array(ids), ptr, np.concatenate(nums), np.concatenate(nbrs), np.concatenate(vecs), np.concatenate(masks)
-        ), rejected
+            shapes = [((0, k), np.int32), ((0, k, 3), np.float32), ((0, k), bool), ((0, k, 3), np.int8)]
+            return cls(np.array([], dtype=str), ptr, np.zeros(0, np.int16), *(np.zeros(s, t) for s, t in shapes)), rejected
+        per_atom = (np.concatenate(column) for column in zip(*parts, strict=True))
+        return cls(np.array(ids), ptr, np.concatenate(nums), *per_atom), rejected
 
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, ids=self.ids, ptr=self.ptr, numbers=self.numbers, nbr=self.nbr, vec=self.vec, mask=self.mask)
+            np.savez(fh, **{f: getattr(self, f) for f in self.FIELDS})
 
     @classmethod
     def load(cls, path: str | Path) -> GraphSet:
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["ids"], z["ptr"], z["numbers"], z["nbr"], z["vec"], z["mask"])
+            return cls(*(z[f] for f in cls.FIELDS))
 
     def subset_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
         """Positions of `ids` in this set (ids that were rejected are skipped)."""
@@ -167,6 +169,34 @@ class GraphSet:
         """Collate structures `idx` into one batch (pure NumPy gathers; no per-graph Python loop)."""
         atoms, graph, new_start = self.atom_index(idx)
         nbr = self.nbr[atoms].astype(np.int64) + new_start[graph][:, None]
+        return Batch(
+            numbers=torch.from_numpy(self.numbers[atoms].astype(np.int64)),
+            nbr=torch.from_numpy(nbr),
+            vec=torch.from_numpy(self.vec[atoms]),
+            mask=torch.from_numpy(self.mask[atoms]),
+            graph=torch.from_numpy(graph),
+            n_graphs=len(idx),
+        )
+
+    def supercell_batch(self, idx: np.ndarray, cells: np.ndarray) -> Batch:
+        """Structure idx[b] repeated cells[b] = (m1, m2, m3) times along its lattice vectors, collated. Copy
+        t = (t1, t2, t3) of atom a is atom (t1 m2 m3 + t2 m3 + t3) n + a (the order of `augment.supercell`); it
+        keeps a's displacement vectors, and a neighbour in lattice translation `images` of the cell becomes
+        copy (t + images) mod m of that neighbour. The graph equals the supercell's own, built from the cell's
+        in index arithmetic alone (no neighbour search)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        m = np.asarray(cells, dtype=np.int64).reshape(len(idx), 3)
+        n = self.ptr[idx + 1] - self.ptr[idx]
+        counts = n * m.prod(axis=1)
+        start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        graph = np.repeat(np.arange(len(idx)), counts)
+        copy, local = np.divmod(np.arange(int(counts.sum())) - start[graph], n[graph])
+        atoms = self.ptr[idx][graph] + local
+        m = m[graph]  # [N, 3]
+        t = np.stack([copy // (m[:, 1] * m[:, 2]), copy // m[:, 2] % m[:, 1], copy % m[:, 2]], axis=1)
+        u = (t[:, None, :] + self.images[atoms]) % m[:, None, :]  # [N, K, 3] the neighbour's copy
+        to_copy = (u[..., 0] * m[:, 1, None] + u[..., 1]) * m[:, 2, None] + u[..., 2]
+        nbr = start[graph][:, None] + to_copy * n[graph][:, None] + self.nbr[atoms]
         return Batch(
             numbers=torch.from_numpy(self.numbers[atoms].astype(np.int64)),
             nbr=torch.from_numpy(nbr),

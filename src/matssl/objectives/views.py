@@ -1,5 +1,5 @@
 """On-the-fly views of a batch (drawn anew every time a crystal is seen): atom masking, edge
-dropping and coordinate perturbation. All randomness comes from the trainer's torch generator."""
+dropping, edge-feature hiding and coordinate perturbation (supercells: `GraphSet.supercell_batch`). All randomness comes from the trainer's torch generator."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ def rank_in_graph(batch: Batch, gen: torch.Generator) -> torch.Tensor:
 
 
 def mask_atoms(batch: Batch, ratio: float, gen: torch.Generator, plus_one: bool = False) -> tuple[Batch, torch.Tensor]:
-    """Mask int(ratio * n + 1) (DSSL, `plus_one`) or max(1, round(ratio * n)) atoms of every graph:
-    their element becomes the mask token. Returns the masked batch and the [N] bool mask."""
+    """Mask int(ratio * n + 1) (DSSL, `plus_one`) or max(1, round(ratio * n)) atoms of every graph (none at
+    ratio 0): their element becomes the mask token. Returns the masked batch and the [N] bool mask."""
     n = batch.counts.to(torch.float32)
-    per_graph = (ratio * n + 1).floor() if plus_one else (ratio * n).round().clamp(min=1)
+    per_graph = (ratio * n + 1).floor() if plus_one else (ratio * n).round().clamp(min=1 if ratio > 0 else 0)
     per_graph = torch.minimum(per_graph, n).long()
     masked = rank_in_graph(batch, gen) < per_graph[batch.graph]
     return batch.replace(numbers=batch.numbers.masked_fill(masked, MASK_TOKEN)), masked
@@ -35,6 +35,15 @@ def drop_edges(batch: Batch, ratio: float, gen: torch.Generator) -> Batch:
     keep = batch.mask & ~drop
     keep[:, 0] |= batch.mask[:, 0] & ~keep.any(dim=1)  # never isolate an atom
     return batch.replace(mask=keep)
+
+
+def hide_edges(batch: Batch, ratio: float, gen: torch.Generator) -> Batch:
+    """Hide the features (length) of a random `ratio` of the edges, on top of any already hidden; the
+    edges stay, so messages still pass along them."""
+    hide = (torch.rand(batch.mask.shape, generator=gen) < ratio).to(batch.mask.device) & batch.mask
+    if batch.edge_masked is not None:
+        hide |= batch.edge_masked
+    return batch.replace(edge_masked=hide)
 
 
 def perturb_graph(batch: Batch, lo: float, hi: float, gen: torch.Generator) -> Batch:
