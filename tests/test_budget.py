@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from matssl.pretrain import collapse_signals
+from matssl.pretrain import collapse_signals, convergence
 
 from .workflow import bench, snakemake, tiny_config, write_config
 
@@ -19,6 +19,23 @@ def test_collapse_signals_by_construction():
     line = collapse_signals(torch.randn(4096, 1) * torch.ones(1, 16) + 1e-4 * torch.randn(4096, 16))  # one direction
     assert line["embedding_rank"] < 0.1  # dimensional collapse: the rank sees it ...
     assert line["embedding_spread"] > 0.9  # ... the spread does not (two antipodal points are spread)
+
+
+def test_convergence_flags_a_loss_still_falling():
+    def history(losses, spread=0.8):
+        return [{"epoch": k + 1, "loss": x, "embedding_spread": spread} for k, x in enumerate(losses)]
+
+    levelled = convergence(history([4.0, 2.0, 1.5, 1.3, 1.25, 1.24, 1.23, 1.23, 1.23, 1.23]))
+    assert levelled["flags"] == [] and levelled["late_share"] == pytest.approx(0.0)
+    linear = convergence(history([10.0 - k for k in range(10)]))  # the last 2 of 10 epochs: 2 of its 9 fallen
+    assert linear["late_share"] == pytest.approx(2 / 9) and linear["flags"] == [
+        "still learning: the last 2 of 10 epochs made 22% of the loss's fall"
+    ]
+    assert convergence(history([3.0, 3.1, 3.2]))["flags"] == ["the loss did not fall"]
+    assert convergence(history([3.0, 2.0]))["flags"] == ["2 epochs: too few to tell whether the loss levelled off"]
+    collapsed = convergence(history([4.0, 2.0, 1.0, 1.0, 1.0], spread=0.01))
+    assert len(collapsed["flags"]) == 1 and collapsed["flags"][0].startswith("collapsed")
+    assert convergence([]) == {"late_share": None, "flags": []}
 
 
 @pytest.mark.e2e
@@ -39,6 +56,7 @@ def test_budget_sweep_reaches_the_report_and_a_summary_of_parts(tiny_demo, tmp_p
     )
     html = (tmp_path / "results/report.html").read_text()
     assert 'alt="pretraining budget of n"' in html
+    assert "late fall" in html and "1 epoch: too few to tell whether the loss levelled off" in html  # the 1-epoch encoder
 
     # bench/summarize_mp.py --parts draws it too (parts have no report)
     parts, out = tmp_path / "parts", tmp_path / "out"

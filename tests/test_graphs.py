@@ -1,4 +1,5 @@
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from matssl import graphs as graphs_module
@@ -112,3 +113,33 @@ def test_supercell_batch_is_the_supercells_own_graph(triclinic, cells):
             theirs = sorted(zip(nbr[i].tolist(), np.round(vec[i], 3).tolist(), strict=True))
             assert ours == theirs
     assert b.n_graphs == 2 and b.graph.tolist() == sorted(b.graph.tolist())
+
+
+def test_built_in_chunks_or_at_once_the_same_graphs(nacl, silicon, triclinic, monkeypatch, tmp_path):
+    from matssl import features
+    from matssl.table import to_arrow, write_table
+
+    crystals = [nacl, silicon, triclinic, Crystal("lonely", np.eye(3) * 20.0, np.array([8]), np.zeros((1, 3))), nacl]
+    whole, rejected = GraphSet.build(crystals, 8.0, 12)
+    chunked, rejected_chunked = GraphSet.build(crystals, 8.0, 12, chunk=2)
+    assert rejected == rejected_chunked == [("lonely", rejected[0][1])]
+    for f in GraphSet.FIELDS:
+        np.testing.assert_array_equal(getattr(whole, f), getattr(chunked, f))
+
+    # the augment stage streams its views in chunks of structures: the same views and graphs as in one
+    write_table(to_arrow(crystals[:3], [], source="t"), tmp_path / "structures.parquet")
+    spec = {
+        "params": {"augment": {"n_views": 3}, "graphs": {"cutoff": 8.0, "max_neighbors": 12}, "max_z": 100},
+        "upstream": {"structures": str(tmp_path)},
+    }
+    outputs = []
+    for size in (2, 4096):
+        monkeypatch.setattr(features, "AUGMENT_CHUNK", size)
+        out = tmp_path / f"chunk{size}"
+        out.mkdir()
+        assert features.run_augment(spec, out)["n_views"] == 9
+        outputs.append((GraphSet.load(out / "graphs.npz"), pq.read_table(out / "views.parquet")))
+    (a, views_a), (b, views_b) = outputs
+    assert views_a.equals(views_b) and len(views_a) == 9
+    for f in GraphSet.FIELDS:
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))

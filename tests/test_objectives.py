@@ -224,3 +224,10 @@ def test_composition_similarity_takes_elements_beyond_100(nacl, device):
     obj = OBJECTIVES["crystalclr_cs"](16, {}, data).to(device)
     loss, parts = obj.loss(enc, np.arange(4), data, torch.Generator().manual_seed(0), device)
     assert torch.isfinite(loss) and "composition_similarity" in parts
+
+
+def test_every_objective_is_described_in_the_report():
+    from matssl.report import METHOD_INFO
+
+    assert set(OBJECTIVES) <= set(METHOD_INFO), sorted(set(OBJECTIVES) - set(METHOD_INFO))
+    assert all(title and what for title, what, _ in METHOD_INFO.values())

@@ -163,6 +163,25 @@ def test_the_leakage_guard_is_one_stage_before_every_pretraining_job(run, tmp_pa
     assert "pretrain" not in planned_jobs(copy) and not copied.exists()
 
 
+def test_the_pools_chain_runs_before_the_finetuning_of_encoders_already_made(run, tmp_path):
+    """A new method and a new label fraction: the new pretraining job (the long chain) is scheduled before the
+    finetuning jobs that could start at once on the encoders already made (rule priorities)."""
+    import shutil
+
+    workdir, cfg = run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    more = json.loads(json.dumps(cfg))
+    more["pretrain"]["methods"]["negnn_wide"] = {"objective": "negnn", "params": {"mask_ratio": 0.3}}
+    more["finetune"]["fractions"] = [0.5, 0.75, 1.0]
+    more["probes"]["enabled"] = False
+    write_config(copy, more)
+    out = snakemake(copy, "--cores", "1", "all")
+    order = re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out.stdout + out.stderr, re.M)
+    assert order.count("pretrain") == 1 and order.count("finetune") > 5, order
+    assert order.index("pretrain") < order.index("finetune"), order
+
+
 def test_damaged_stage_and_only_its_dependents_rerun(run, tmp_path):
     import shutil
     import subprocess

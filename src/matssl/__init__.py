@@ -72,6 +72,12 @@ _PUBLIC = {
     "featurize": "foundation",
     "frozen_features": "foundation",
     "keep_freed_memory": "train",
+    "OBJECTIVES": "objectives",
+    "PretrainData": "objectives",
+    "pretrain_data": "pretrain",
+    "views_index": "pretrain",
+    "make_views": "augment",
+    "aligned_fingerprints": "objectives.fingerprint",
     "fingerprints": None,
     "kernels": None,
 }

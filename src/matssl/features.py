@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 from matssl import fingerprints as fp
 from matssl.augment import make_views
 from matssl.config import AugmentConfig, FingerprintConfig, GraphConfig
-from matssl.graphs import GraphSet
+from matssl.graphs import GraphSet, GraphSetBuilder
 from matssl.io import atomic_path
 from matssl.table import crystals_from_table, read_table, rejections_table, to_arrow, write_table
 
@@ -46,14 +47,39 @@ def run_graphs(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     return {"n_graphs": len(graphs), "n_rejected": len(rejected), "n_atoms": int(graphs.ptr[-1])}
 
 
+AUGMENT_CHUNK = 2048  # structures whose views are made, written and joined to the graphs at a time
+
+
 def run_augment(spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Cached views for contrastive pretraining: `n_views` per structure, with their graphs."""
+    """Cached views for contrastive pretraining: `n_views` per structure, with their graphs. Streamed: the views of
+    one chunk of structures at a time are made, written to `views.parquet` and added to the graphs."""
     cfg = AugmentConfig.model_validate(spec["params"]["augment"])
     g = GraphConfig.model_validate(spec["params"]["graphs"])
-    views = [v for c in _structures(spec) for v in make_views(c, cfg, spec["params"]["max_z"])]
-    write_table(to_arrow(views, [], source="augment"), out / "views.parquet")
-    graphs, rejected = _build_graphs(views, g, out)
-    return {"n_views": len(views), "n_graphs": len(graphs), "n_rejected": len(rejected)}
+    crystals = _structures(spec)
+    builder = GraphSetBuilder(g.cutoff, g.max_neighbors)
+    t0, n_views = time.perf_counter(), 0
+    with atomic_path(out / "views.parquet") as tmp, contextlib.ExitStack() as stack:
+        writer = None
+        for start in range(0, len(crystals), AUGMENT_CHUNK):
+            views = [v for c in crystals[start : start + AUGMENT_CHUNK] for v in make_views(c, cfg, spec["params"]["max_z"])]
+            table = to_arrow(views, [], source="augment")
+            writer = writer or stack.enter_context(pq.ParquetWriter(tmp, table.schema))
+            writer.write_table(table)
+            builder.add(views)
+            n_views += len(views)
+            log.info("augment: %d/%d structures, %d views", min(start + AUGMENT_CHUNK, len(crystals)), len(crystals), n_views)
+        if writer is None:
+            pq.write_table(to_arrow([], [], source="augment"), tmp)
+    graphs, rejected = builder.finish()
+    graphs.save(out / "graphs.npz")
+    log.info(
+        "augment: %d views of %d structures in %.1f s, %d rejected",
+        n_views,
+        len(crystals),
+        time.perf_counter() - t0,
+        len(rejected),
+    )
+    return {"n_views": n_views, "n_graphs": len(graphs), "n_rejected": len(rejected)}
 
 
 def run_fingerprints(spec: dict[str, Any], out: Path) -> dict[str, Any]:

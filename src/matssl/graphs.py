@@ -15,6 +15,8 @@ of each neighbour, so that a supercell's graph is built from its cell's by index
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,22 +128,15 @@ class GraphSet:
         return np.diff(self.ptr)
 
     @classmethod
-    def build(cls, crystals: list[Crystal], cutoff: float, k: int) -> tuple[GraphSet, list[tuple[str, str]]]:
-        ids, nums, parts, rejected = [], [], [], []
-        for c in crystals:
-            g = neighbour_graph(c, cutoff, k)
-            if isinstance(g, str):
-                rejected.append((c.id, g))
-                continue
-            ids.append(c.id)
-            nums.append(c.numbers.astype(np.int16))
-            parts.append(g)
-        ptr = np.concatenate([[0], np.cumsum([len(x) for x in nums])]).astype(np.int64)
-        if not ids:
-            shapes = [((0, k), np.int32), ((0, k, 3), np.float32), ((0, k), bool), ((0, k, 3), np.int8)]
-            return cls(np.array([], dtype=str), ptr, np.zeros(0, np.int16), *(np.zeros(s, t) for s, t in shapes)), rejected
-        per_atom = (np.concatenate(column) for column in zip(*parts, strict=True))
-        return cls(np.array(ids), ptr, np.concatenate(nums), *per_atom), rejected
+    def build(
+        cls, crystals: Iterable[Crystal], cutoff: float, k: int, chunk: int = 4096
+    ) -> tuple[GraphSet, list[tuple[str, str]]]:
+        """The graphs of `crystals` and the (id, reason) of those rejected."""
+        builder = GraphSetBuilder(cutoff, k)
+        crystals = iter(crystals)
+        while batch := list(itertools.islice(crystals, chunk)):
+            builder.add(batch)
+        return builder.finish()
 
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -205,3 +200,44 @@ class GraphSet:
             graph=torch.from_numpy(graph),
             n_graphs=len(idx),
         )
+
+
+class GraphSetBuilder:
+    """A `GraphSet` built chunk by chunk (`add`, then `finish`). Each chunk's graphs are joined as it is added, and at
+    the end the chunks are copied into the set's arrays one at a time, each freed once copied: the peak memory is
+    about the set's own size and a chunk, not twice the set (a pool's augmented views are several GB)."""
+
+    def __init__(self, cutoff: float, k: int):
+        self.cutoff, self.k = cutoff, k
+        self.ids: list[str] = []
+        self.counts: list[int] = []
+        self.chunks: list[list[np.ndarray]] = []
+        self.rejected: list[tuple[str, str]] = []
+
+    def add(self, crystals: Iterable[Crystal]) -> None:
+        numbers, parts = [], []
+        for c in crystals:
+            g = neighbour_graph(c, self.cutoff, self.k)
+            if isinstance(g, str):
+                self.rejected.append((c.id, g))
+                continue
+            self.ids.append(c.id)
+            self.counts.append(len(c.numbers))
+            numbers.append(c.numbers.astype(np.int16))
+            parts.append(g)
+        if numbers:
+            self.chunks.append([np.concatenate(numbers), *(np.concatenate(column) for column in zip(*parts, strict=True))])
+
+    def finish(self) -> tuple[GraphSet, list[tuple[str, str]]]:
+        n, k = int(sum(self.counts)), self.k
+        shapes = [((n,), np.int16), ((n, k), np.int32), ((n, k, 3), np.float32), ((n, k), bool), ((n, k, 3), np.int8)]
+        arrays = [np.empty(shape, dtype) for shape, dtype in shapes]  # (pages are taken as they are written)
+        start = 0
+        while self.chunks:
+            chunk = self.chunks.pop(0)
+            end = start + len(chunk[0])
+            for dst, src in zip(arrays, chunk, strict=True):
+                dst[start:end] = src
+            start = end
+        ptr = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)]).astype(np.int64)
+        return GraphSet(np.array(self.ids, dtype=str), ptr, *arrays), self.rejected

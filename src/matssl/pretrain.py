@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,25 @@ def views_index(pool: GraphSet, views: GraphSet) -> tuple[np.ndarray, np.ndarray
     return table, (table >= 0).all(axis=1)
 
 
+def pretrain_data(
+    objective: str, params: dict[str, Any], upstream: Mapping[str, str | Path], max_z: int
+) -> tuple[PretrainData, np.ndarray]:
+    """The pool as `objective` reads it from its stage folders (`upstream`: `graphs`, and `augment` or
+    `fingerprints` where it needs them), and the mask of its structures that have every view it needs."""
+    cls = OBJECTIVES[objective]
+    graphs = GraphSet.load(Path(upstream["graphs"]) / "graphs.npz")
+    data = PretrainData(graphs, max_z=max_z)
+    complete = np.ones(len(graphs), dtype=bool)
+    if cls.needs_views:
+        data.views = GraphSet.load(Path(upstream["augment"]) / "graphs.npz")
+        data.views_of, complete = views_index(graphs, data.views)
+    if cls.needs_fingerprints:
+        kinds = cls.fingerprint_kinds(params)
+        table = pq.read_table(Path(upstream["fingerprints"]) / "atoms.parquet", columns=["id", *kinds])
+        data.fingerprints = aligned_fingerprints(table, graphs, kinds)
+    return data, complete
+
+
 MONITOR_GRAPHS = 256  # the fixed batch on which the collapse signal is measured after every epoch
 
 
@@ -69,6 +89,36 @@ def collapse_signals(graph_embeddings: torch.Tensor) -> dict[str, float]:
     return {"embedding_spread": spread, "embedding_rank": rank}
 
 
+STEEP_SHARE = 0.1  # flagged as still learning: the last fifth of the epochs made at least this share of the loss's fall
+COLLAPSED_SPREAD = 0.1  # flagged as collapsed: the final embedding spread below this
+
+
+def convergence(history: list[dict[str, float]]) -> dict[str, Any]:
+    """Whether a pretraining run levelled off, from its history: `late_share`, the share of the pretext loss's fall
+    (first epoch's mean to the last's) made in the last fifth of the epochs (at least the last one; a loss that
+    falls linearly gives about 0.2, one that has levelled off about 0), and `flags`, the reasons to doubt the encoder
+    in words: still learning (`late_share` >= STEEP_SHARE), a loss that did not fall, too few epochs to tell, or a
+    collapsed embedding (final spread < COLLAPSED_SPREAD; see `collapse_signals`)."""
+    loss = [h["loss"] for h in history if "loss" in h]
+    out: dict[str, Any] = {"late_share": None, "flags": []}
+    if not loss:
+        return out
+    n, k = len(loss), max(1, round(len(loss) / 5))
+    fall = loss[0] - loss[-1]
+    if n < 3:
+        out["flags"].append(f"{n} epoch{'s' if n > 1 else ''}: too few to tell whether the loss levelled off")
+    elif fall <= 0:
+        out["flags"].append("the loss did not fall")
+    else:
+        out["late_share"] = (loss[-1 - k] - loss[-1]) / fall
+        if out["late_share"] >= STEEP_SHARE:
+            out["flags"].append(f"still learning: the last {k} of {n} epochs made {out['late_share']:.0%} of the loss's fall")
+    spread = history[-1].get("embedding_spread")
+    if spread is not None and spread < COLLAPSED_SPREAD:
+        out["flags"].append(f"collapsed: the embeddings' spread is {spread:.2g} (1: spread over the sphere)")
+    return out
+
+
 def import_encoder(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     """`pretrained`: check the encoder trained elsewhere against this config's encoder, and copy it."""
     p, path = spec["params"], spec["external"]["path"]
@@ -86,21 +136,12 @@ def run_pretrain(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     torch.set_num_threads(rt.get("threads", 1))
     device = pick_device(rt.get("device", "auto"))
     torch.manual_seed(p["seed"])
-    graphs = GraphSet.load(Path(up["graphs"]) / "graphs.npz")
     objective_cls = OBJECTIVES[p["objective"]]
+    data, complete = pretrain_data(p["objective"], p["objective_params"], up, p["max_z"])
+    graphs = data.graphs
     excluded = excluded_ids(spec)
     is_excluded = np.isin(graphs.ids, list(set().union(*excluded.values())))
-    keep = ~is_excluded
-    data = PretrainData(graphs, max_z=p["max_z"])
-    if objective_cls.needs_views:
-        data.views = GraphSet.load(Path(up["augment"]) / "graphs.npz")
-        data.views_of, complete = views_index(graphs, data.views)
-        keep &= complete
-    if objective_cls.needs_fingerprints:
-        kinds = objective_cls.fingerprint_kinds(p["objective_params"])
-        table = pq.read_table(Path(up["fingerprints"]) / "atoms.parquet", columns=["id", *kinds])
-        data.fingerprints = aligned_fingerprints(table, graphs, kinds)
-    pool_idx = np.flatnonzero(keep)
+    pool_idx = np.flatnonzero(~is_excluded & complete)
     log.info(
         "pretrain %s: pool %d structures (%d excluded as downstream test structures) on %s",
         p["method"],

@@ -24,6 +24,7 @@ from matssl.evaluate import EXTENSIVE_RHO, TAIL_SDS  # noqa: E402
 from matssl.foundation import MODELS  # noqa: E402
 from matssl.io import atomic_path, read_json, spec_digest  # noqa: E402
 from matssl.objectives import OBJECTIVES  # noqa: E402
+from matssl.pretrain import convergence  # noqa: E402
 from matssl.stages import OUTPUTS  # noqa: E402
 from matssl.stats import DUMMIES, SCORES, Analysis, Scores, analyse  # noqa: E402
 from matssl.summarize import Runs, collect, confirmatory_of, pretrained_from, stage_key, unmatched  # noqa: E402
@@ -31,6 +32,7 @@ from matssl.table import read_table  # noqa: E402
 from matssl.target import Target  # noqa: E402
 
 KOKER_2022 = "Koker, Quigley, Spaeth, Frey, Li (2022). Graph contrastive learning for materials. NeurIPS 2022 AI4Mat workshop."
+NEGNN_PAPER = "Kong, Zhao, ..., Chang. Self-supervised learning of atomic representations (NEGNN)."
 METHOD_INFO = {
     "foundation": (
         "Foundation model",
@@ -71,7 +73,20 @@ METHOD_INFO = {
         "NEGNN",
         "Masks 15% of the atoms and the edges touching them; predicts each masked atom's group and period and each hidden "
         "edge's distance bin.",
-        "Kong, Zhao, ..., Chang. Self-supervised learning of atomic representations (NEGNN).",
+        NEGNN_PAPER,
+    ),
+    "negnn_contrastive": (
+        "NEGNN, contrastive",
+        "NEGNN's contrastive variant (GraphCL): NT-Xent between two views of each crystal, each a random supercell "
+        "(1x1x2, 1x2x2, 2x2x2 or none) with 20% of its atoms masked and 20% of its edges' lengths hidden.",
+        NEGNN_PAPER,
+    ),
+    "fingerprint_control": (
+        "Control pretraining",
+        "The fingerprint objective on targets shuffled across the pool's atoms: the same encoder, head, loss and budget, "
+        "but no structural information in the target. A method that helps no more than the control helps as any "
+        "pretrained start does, not through what its objective teaches.",
+        "",
     ),
     "crystalclr_cs": (
         "CrystalCLR + CS",
@@ -618,11 +633,17 @@ def pretrain_rows(manifests: dict[str, dict[str, Any]], histories: dict[str, lis
         objective = man["params"]["objective"]
         if man["params"].get("objective_params"):
             objective += " (" + ", ".join(f"{k}={v}" for k, v in man["params"]["objective_params"].items()) + ")"
+        conv = convergence(histories[m]) if histories[m] else None  # trained here (scratch and imports have no history)
+        final = histories[m][-1] if histories[m] else {}
         rows.append(
             {
                 "method": m,
                 "objective": objective,
                 "epochs": len(histories[m]),
+                "loss": fmt(final.get("loss", float("nan"))),
+                "late": fmt(100 * conv["late_share"], 2) + " %" if conv and conv["late_share"] is not None else "–",
+                "collapse": " / ".join(fmt(final[c], 2) for c in COLLAPSE if c in final) or "–",
+                "flags": "; ".join(conv["flags"]) if conv else "",
                 "pool": man.get("n_pool") or "–",
                 "excluded": excluded_text(man),
                 "speed": fmt(man.get("graphs_per_s") or float("nan")),

@@ -581,9 +581,9 @@ def package_versions() -> dict[str, str]:
     return {"python": platform.python_version(), **installed_versions(PACKAGES)}
 
 
-def peak_memory_mb() -> float:
-    # ru_maxrss is KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_memory_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """The job's peak resident memory (RUSAGE_CHILDREN: that of its largest finished worker process, 0 if none)."""
+    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
 
 # the record itself (and a damaged stage's old one), and the resume state a finished stage deletes
@@ -771,6 +771,7 @@ def write_manifest(spec: dict[str, Any], out: str | Path, started: float, extra:
         "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ended)),
         "wall_s": round(ended - started, 3),
         "peak_memory_mb": round(peak_memory_mb(), 1),
+        "peak_memory_worker_mb": round(peak_memory_mb(resource.RUSAGE_CHILDREN), 1),
         "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files},
         **(extra or {}),
     }

@@ -27,6 +27,7 @@ rule ingest:
         stage_outputs("ingest"),
     log:
         f"{RESULTS}/logs/ingest/{{key}}.log",
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     params:

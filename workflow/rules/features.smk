@@ -8,6 +8,7 @@ rule graphs:
         stage_outputs("graphs"),
     log:
         f"{RESULTS}/logs/graphs/{{key}}.log",
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     params:
@@ -24,6 +25,7 @@ rule augment:
         stage_outputs("augment"),
     log:
         f"{RESULTS}/logs/augment/{{key}}.log",
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     params:
@@ -40,6 +42,7 @@ rule fingerprints:
         stage_outputs("fingerprints"),
     log:
         f"{RESULTS}/logs/fingerprints/{{key}}.log",
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     # every core it may have (worker processes over chunks of structures); it runs before any training

@@ -9,6 +9,7 @@ checkpoint leakage:
         stage_outputs("leakage"),
     log:
         f"{RESULTS}/logs/leakage/{{key}}.log",
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     # every core it may have (structure matching: worker processes over the candidate pairs)
@@ -47,6 +48,7 @@ rule pretrain:
         stage_outputs("pretrain"),
     log:
         f"{RESULTS}/logs/pretrain/{{key}}.log",
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     threads: PLAN.cfg.threads
