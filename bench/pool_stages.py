@@ -30,6 +30,11 @@ KINDS = ("ingest", "graphs", "augment", "fingerprints", "leakage")
 LIMIT_MB = 8 * 1024
 
 
+def excluded(stage_dir: Path) -> int:
+    """Pool structures the guard excludes, by any criterion."""
+    return len(set().union(*read_json(stage_dir / "excluded.json").values()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="bench/configs/mp_large.yaml")
@@ -38,7 +43,7 @@ def main() -> None:
     cfg = load_config(args.config)
     plan = Plan(cfg)
     pool = cfg.pretrain.pool
-    stages = {kind: s for (kind, label), s in plan.stages.items() if kind in KINDS and label == pool}
+    stages = {s.kind: s for s in plan.stages.values() if s.kind in KINDS and s.label == pool}
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     cmd = ["snakemake", "--cores", str(args.cores), "--configfile", args.config, "--until", *stages]
     t0 = time.perf_counter()
@@ -52,16 +57,17 @@ def main() -> None:
         reasons = Counter()
         if rejected.exists():
             reasons = Counter(r.split(" (")[0] for r in pq.read_table(rejected, columns=["reason"])["reason"].to_pylist())
-        worker = m.get("peak_memory_worker_mb", 0.0)
+        worker = m.get("peak_memory_child_mb", 0.0)  # the largest worker process
         workers = m.get("runtime", {}).get("threads", 1) if worker else 0
         rows[kind] = {
             "stage": stage.key,
             "wall_s": m["wall_s"],
             "peak_memory_mb": m["peak_memory_mb"],
-            "peak_memory_worker_mb": worker,
+            "peak_memory_child_mb": worker,
             "workers": workers,
             "within_8_gib": m["peak_memory_mb"] + worker * workers <= LIMIT_MB,
             **{k: m[k] for k in ("n_structures", "n_graphs", "n_views", "n_atoms", "n_rejected", "n_test") if k in m},
+            **({"n_excluded": excluded(ROOT / stage.dir)} if kind == "leakage" else {}),
             "rejected": dict(reasons.most_common()),
         }
     record = {
@@ -77,14 +83,16 @@ def main() -> None:
     lines = [
         f"Pool stages of `{record['pool']}`, {args.cores} cores (`{record['command']}`)",
         "",
-        "| stage | wall (s) | peak memory (MB): job | largest worker | within 8 GiB | kept | rejected (why) |",
+        "| stage | wall (s) | peak memory (MB): job | largest worker process | job + workers within 8 GiB | kept | rejected (why) |",
         "|---|---|---|---|---|---|---|",
     ]
     for kind, r in rows.items():
-        kept = r.get("n_structures", r.get("n_graphs", r.get("n_test", "")))
+        kept = r.get("n_structures", r.get("n_graphs", r.get("n_views", "")))
+        if kind == "leakage":
+            kept = f"{r['n_excluded']} pool structures excluded"
         why = ", ".join(f"{n} {reason}" for reason, n in r["rejected"].items()) or "–"
         lines.append(
-            f"| {kind} | {r['wall_s']:.0f} | {r['peak_memory_mb']:.0f} | {r['peak_memory_worker_mb']:.0f} | "
+            f"| {kind} | {r['wall_s']:.0f} | {r['peak_memory_mb']:.0f} | {r['peak_memory_child_mb']:.0f} | "
             f"{'yes' if r['within_8_gib'] else 'no'} | {kept} | {r.get('n_rejected', 0)} ({why}) |"
         )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

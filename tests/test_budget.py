@@ -31,7 +31,11 @@ def test_convergence_flags_a_loss_still_falling():
     assert linear["late_share"] == pytest.approx(2 / 9) and linear["flags"] == [
         "still learning: the last 2 of 10 epochs made 22% of the loss's fall"
     ]
-    assert convergence(history([3.0, 3.1, 3.2]))["flags"] == ["the loss did not fall"]
+    assert convergence(history([3.0, 3.1, 3.2]))["flags"][0].startswith("the loss rose again at the end")
+    assert convergence(history([4.0, 2.0, 1.0, 1.0, 1.6]))["flags"][0].startswith("the loss rose again at the end")
+    assert convergence(history([3.0, 3.0, 2.995]))["flags"][0].startswith("the loss did not fall after the first epoch")
+    assert convergence(history([3.0, float("nan"), 2.0]))["flags"] == ["the loss is not a finite number"]
+    assert convergence(history([3.0, 2.0, 1.0], spread=float("nan")))["flags"][-1].startswith("collapsed")
     assert convergence(history([3.0, 2.0]))["flags"] == ["2 epochs: too few to tell whether the loss levelled off"]
     collapsed = convergence(history([4.0, 2.0, 1.0, 1.0, 1.0], spread=0.01))
     assert len(collapsed["flags"]) == 1 and collapsed["flags"][0].startswith("collapsed")

@@ -231,3 +231,11 @@ def test_every_objective_is_described_in_the_report():
 
     assert set(OBJECTIVES) <= set(METHOD_INFO), sorted(set(OBJECTIVES) - set(METHOD_INFO))
     assert all(title and what for title, what, _ in METHOD_INFO.values())
+
+
+def test_masked_objectives_refuse_ratios_that_leave_nothing_to_predict():
+    with pytest.raises(ValueError, match=r"negnn.mask_ratio: 0 is not in \(0, 1\]"):
+        OBJECTIVES["negnn"].check_params({"mask_ratio": 0}, "negnn")
+    with pytest.raises(ValueError, match=r"edge_mask_ratio: 1.5 is not in \[0, 1\]"):
+        OBJECTIVES["negnn_contrastive"].check_params({"edge_mask_ratio": 1.5}, "m")
+    OBJECTIVES["negnn_contrastive"].check_params({"mask_ratio": 0.0}, "m")  # views without masks: allowed

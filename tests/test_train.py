@@ -80,3 +80,10 @@ def test_a_slurm_job_that_asked_for_a_gpu_and_sees_none_fails(monkeypatch):
     check_gpu_request(0, "auto")  # the profile asked for none (gpu=0)
     monkeypatch.delenv("SLURM_JOB_ID")
     check_gpu_request(1, "auto")  # on one machine the gpu resource is only a counter
+
+
+def test_a_loss_that_is_not_a_finite_number_stops_the_run():
+    model = torch.nn.Linear(1, 1, bias=False)
+    trainer = Trainer(model, Budget(lr=0.1, batch_size=2, max_steps=10), seed=0, device=torch.device("cpu"))
+    with pytest.raises(FloatingPointError, match="the training loss is nan at step 1"):
+        trainer.fit(4, lambda idx: (model.weight.sum() * float("nan"), {}))

@@ -64,7 +64,7 @@ def run_augment(spec: dict[str, Any], out: Path) -> dict[str, Any]:
             views = [v for c in crystals[start : start + AUGMENT_CHUNK] for v in make_views(c, cfg, spec["params"]["max_z"])]
             table = to_arrow(views, [], source="augment")
             writer = writer or stack.enter_context(pq.ParquetWriter(tmp, table.schema))
-            writer.write_table(table)
+            writer.write_table(table.cast(writer.schema))
             builder.add(views)
             n_views += len(views)
             log.info("augment: %d/%d structures, %d views", min(start + AUGMENT_CHUNK, len(crystals)), len(crystals), n_views)

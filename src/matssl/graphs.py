@@ -145,6 +145,9 @@ class GraphSet:
     @classmethod
     def load(cls, path: str | Path) -> GraphSet:
         with np.load(path, allow_pickle=False) as z:
+            missing = [f for f in cls.FIELDS if f not in z.files]
+            if missing:
+                raise ValueError(f"{path} lacks {', '.join(missing)}: made by an older matssl; make its stage again")
             return cls(*(z[f] for f in cls.FIELDS))
 
     def subset_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
@@ -177,8 +180,8 @@ class GraphSet:
         """Structure idx[b] repeated cells[b] = (m1, m2, m3) times along its lattice vectors, collated. Copy
         t = (t1, t2, t3) of atom a is atom (t1 m2 m3 + t2 m3 + t3) n + a (the order of `augment.supercell`); it
         keeps a's displacement vectors, and a neighbour in lattice translation `images` of the cell becomes
-        copy (t + images) mod m of that neighbour. The graph equals the supercell's own, built from the cell's
-        in index arithmetic alone (no neighbour search)."""
+        copy (t + images) mod m of that neighbour. The graph equals the supercell's own (up to which of equally
+        distant neighbours fills the last slot), built from the cell's in index arithmetic alone (no neighbour search)."""
         idx = np.asarray(idx, dtype=np.int64)
         m = np.asarray(cells, dtype=np.int64).reshape(len(idx), 3)
         n = self.ptr[idx + 1] - self.ptr[idx]
@@ -229,6 +232,9 @@ class GraphSetBuilder:
             self.chunks.append([np.concatenate(numbers), *(np.concatenate(column) for column in zip(*parts, strict=True))])
 
     def finish(self) -> tuple[GraphSet, list[tuple[str, str]]]:
+        """The set (once: the chunks are consumed)."""
+        if self.counts and not self.chunks:
+            raise RuntimeError("GraphSetBuilder.finish was called already")
         n, k = int(sum(self.counts)), self.k
         shapes = [((n,), np.int16), ((n, k), np.int32), ((n, k, 3), np.float32), ((n, k), bool), ((n, k, 3), np.int8)]
         arrays = [np.empty(shape, dtype) for shape, dtype in shapes]  # (pages are taken as they are written)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -91,30 +92,36 @@ def collapse_signals(graph_embeddings: torch.Tensor) -> dict[str, float]:
 
 STEEP_SHARE = 0.1  # flagged as still learning: the last fifth of the epochs made at least this share of the loss's fall
 COLLAPSED_SPREAD = 0.1  # flagged as collapsed: the final embedding spread below this
+FLAT = 0.01  # a fall (or rise) of less than this share of the first epoch's loss is none
 
 
 def convergence(history: list[dict[str, float]]) -> dict[str, Any]:
     """Whether a pretraining run levelled off, from its history: `late_share`, the share of the pretext loss's fall
-    (first epoch's mean to the last's) made in the last fifth of the epochs (at least the last one; a loss that
-    falls linearly gives about 0.2, one that has levelled off about 0), and `flags`, the reasons to doubt the encoder
-    in words: still learning (`late_share` >= STEEP_SHARE), a loss that did not fall, too few epochs to tell, or a
-    collapsed embedding (final spread < COLLAPSED_SPREAD; see `collapse_signals`)."""
+    (first epoch's mean to the last's) made in the last fifth of the epochs (k of n, at least the last one: a loss
+    falling linearly gives k / (n - 1), one that has levelled off about 0), and `flags`, the reasons to doubt the
+    encoder in words: still learning (`late_share` >= STEEP_SHARE), a loss that rose again at the end, one that did not
+    fall after the first epoch, too few epochs to tell, a loss or embedding that is not a finite number, or a collapsed
+    embedding (final spread < COLLAPSED_SPREAD; see `collapse_signals`)."""
     loss = [h["loss"] for h in history if "loss" in h]
     out: dict[str, Any] = {"late_share": None, "flags": []}
     if not loss:
         return out
     n, k = len(loss), max(1, round(len(loss) / 5))
-    fall = loss[0] - loss[-1]
-    if n < 3:
+    fall, flat = loss[0] - loss[-1], FLAT * abs(loss[0])
+    if not all(math.isfinite(x) for x in loss):
+        out["flags"].append("the loss is not a finite number")
+    elif n < 3:
         out["flags"].append(f"{n} epoch{'s' if n > 1 else ''}: too few to tell whether the loss levelled off")
-    elif fall <= 0:
-        out["flags"].append("the loss did not fall")
+    elif loss[-1] - min(loss) > max(flat, STEEP_SHARE * max(fall, 0.0)):
+        out["flags"].append(f"the loss rose again at the end (lowest {min(loss):.4g}, last {loss[-1]:.4g})")
+    elif fall <= flat:
+        out["flags"].append("the loss did not fall after the first epoch (levelled off within it, or not learning)")
     else:
         out["late_share"] = (loss[-1 - k] - loss[-1]) / fall
         if out["late_share"] >= STEEP_SHARE:
             out["flags"].append(f"still learning: the last {k} of {n} epochs made {out['late_share']:.0%} of the loss's fall")
     spread = history[-1].get("embedding_spread")
-    if spread is not None and spread < COLLAPSED_SPREAD:
+    if spread is not None and not spread >= COLLAPSED_SPREAD:  # (NaN too)
         out["flags"].append(f"collapsed: the embeddings' spread is {spread:.2g} (1: spread over the sphere)")
     return out
 

@@ -24,7 +24,7 @@ from matssl.evaluate import EXTENSIVE_RHO, TAIL_SDS  # noqa: E402
 from matssl.foundation import MODELS  # noqa: E402
 from matssl.io import atomic_path, read_json, spec_digest  # noqa: E402
 from matssl.objectives import OBJECTIVES  # noqa: E402
-from matssl.pretrain import convergence  # noqa: E402
+from matssl.pretrain import COLLAPSED_SPREAD, STEEP_SHARE, convergence  # noqa: E402
 from matssl.stages import OUTPUTS  # noqa: E402
 from matssl.stats import DUMMIES, SCORES, Analysis, Scores, analyse  # noqa: E402
 from matssl.summarize import Runs, collect, confirmatory_of, pretrained_from, stage_key, unmatched  # noqa: E402
@@ -642,7 +642,7 @@ def pretrain_rows(manifests: dict[str, dict[str, Any]], histories: dict[str, lis
                 "epochs": len(histories[m]),
                 "loss": fmt(final.get("loss", float("nan"))),
                 "late": fmt(100 * conv["late_share"], 2) + " %" if conv and conv["late_share"] is not None else "–",
-                "collapse": " / ".join(fmt(final[c], 2) for c in COLLAPSE if c in final) or "–",
+                "collapse": " / ".join(fmt(final.get(c, float("nan")), 2) for c in COLLAPSE),
                 "flags": "; ".join(conv["flags"]) if conv else "",
                 "pool": man.get("n_pool") or "–",
                 "excluded": excluded_text(man),
@@ -679,7 +679,13 @@ def render(**context: Any) -> str:
     # the name report.html.j2 and escape nothing)
     env = Environment(loader=PackageLoader("matssl", "templates"), autoescape=True)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return env.get_template("report.html.j2").render(generated=generated, cap_warning=int(100 * CAP_WARNING), **context)
+    return env.get_template("report.html.j2").render(
+        generated=generated,
+        cap_warning=int(100 * CAP_WARNING),
+        steep_share=f"{STEEP_SHARE:.0%}",
+        collapsed_spread=COLLAPSED_SPREAD,
+        **context,
+    )
 
 
 def method_rows(objectives: Iterable[str]) -> list[tuple[str, str, str, str]]:

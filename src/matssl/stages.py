@@ -582,7 +582,8 @@ def package_versions() -> dict[str, str]:
 
 
 def peak_memory_mb(who: int = resource.RUSAGE_SELF) -> float:
-    """The job's peak resident memory (RUSAGE_CHILDREN: that of its largest finished worker process, 0 if none)."""
+    """The job's peak resident memory; RUSAGE_CHILDREN: that of its largest finished child process (0 if none): a worker
+    of the fingerprints or the guard's matching, or a compiler run that builds the CPU kernel."""
     return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -771,7 +772,7 @@ def write_manifest(spec: dict[str, Any], out: str | Path, started: float, extra:
         "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ended)),
         "wall_s": round(ended - started, 3),
         "peak_memory_mb": round(peak_memory_mb(), 1),
-        "peak_memory_worker_mb": round(peak_memory_mb(resource.RUSAGE_CHILDREN), 1),
+        "peak_memory_child_mb": round(peak_memory_mb(resource.RUSAGE_CHILDREN), 1),
         "files": {f.name: {"bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files},
         **(extra or {}),
     }

@@ -268,7 +268,13 @@ class Trainer:
                 self.opt.step()
                 self.step += 1
                 seen += len(idx)
-                for k, v in {"loss": float(loss.detach()), **parts}.items():
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"the training loss is {value} at step {self.step} (diverged: a smaller learning rate, or an "
+                        "objective parameter that leaves nothing to predict)"
+                    )
+                for k, v in {"loss": value, **parts}.items():
                     sums[k] = sums.get(k, 0.0) + v * len(idx)
             wall = time.perf_counter() - t0
             row = {"epoch": epoch + 1, "step": self.step, **{k: v / max(seen, 1) for k, v in sums.items()}}

@@ -53,8 +53,9 @@ RESULTS = PLAN.cfg.results
 # rule's threads at --cores; on a cluster the profile's set-threads decides. (`workflow.cores` would need --cores,
 # which a cluster profile does not give.)
 ALL_CORES = 64
-# The pool's chain (ingest, graphs, augmented views, fingerprints, the leakage guard, pretraining) takes the longest:
-# it goes first, before the short finetuning jobs of encoders already made (probes: 10, finetuning: 0).
+# The pool's chain (download, ingest, graphs, augmented views, fingerprints, the splits and the leakage guard, pretraining)
+# takes the longest: it goes first, before the short finetuning jobs of encoders already made (probes: 10, finetuning: 0).
+# (A priority is the rule's, not its inputs': so it is every dataset's ingest, graphs and splits too, all short.)
 CHAIN_PRIORITY = 20
 
 # A finished stage whose files were deleted or truncated since (sizes against its manifest) re-runs,

@@ -11,6 +11,7 @@ rule download:
         stage_outputs("download"),
     log:
         f"{RESULTS}/logs/download/{{key}}.log",
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     params:
@@ -44,6 +45,7 @@ rule splits:
         stage_outputs("splits"),
     log:
         f"{RESULTS}/logs/splits/{{key}}.log",
+    priority: CHAIN_PRIORITY
     conda:
         ENV
     params:

@@ -34,6 +34,7 @@ rule exclusion:
         f"{RESULTS}/exclusions/{{digest}}/excluded.json",
     log:
         f"{RESULTS}/logs/exclusions/{{digest}}.log",
+    priority: CHAIN_PRIORITY
     run:
         copy_exclusion(wildcards.digest, output[0], log[0])
 

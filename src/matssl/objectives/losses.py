@@ -8,10 +8,12 @@ import torch.nn.functional as F
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """SimCLR's NT-Xent: view i of the first batch is the positive of view i of the second; every
-    other view in the 2N batch (2N-2 of them) is a negative. Cosine similarity over `temperature`."""
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    other view in the 2N batch (2N-2 of them) is a negative. Cosine similarity over `temperature`, in float32 (under
+    autocast too: a bf16 similarity over tau = 0.1 would round the logits)."""
+    with torch.autocast(z1.device.type, enabled=False):
+        z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+        sim = z @ z.T / temperature
     n = len(z1)
-    sim = z @ z.T / temperature
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(sim, target)

@@ -25,6 +25,14 @@ class NEGNN(Objective):
     name = "negnn"
     defaults = {"mask_ratio": 0.15, "distance_bins": 41, "bin_width": 0.2}
 
+    @classmethod
+    def check_params(cls, params, where):
+        super().check_params(params, where)
+        if not 0 < params.get("mask_ratio", cls.defaults["mask_ratio"]) <= 1:
+            raise ValueError(
+                f"{where}.mask_ratio: {params['mask_ratio']!r} is not in (0, 1]: the masked atoms are what it predicts"
+            )
+
     def __init__(self, width: int, params: dict, data: PretrainData):
         super().__init__(width, params, data)
         zs = range(1, data.max_z + 1)
@@ -58,7 +66,7 @@ SUPERCELLS = np.array([(1, 1, 2), (1, 2, 2), (2, 2, 2), (1, 1, 1)])  # NEGNN's G
 class NEGNNContrastive(Objective):
     """NEGNN's contrastive variant (GraphCL-style): two views of each crystal, each a random supercell of it
     (1x1x2, 1x2x2, 2x2x2 or none, built from the cell's graph by `GraphSet.supercell_batch`), then 20 % of its
-    atoms masked and 20 % of its edges' features hidden; a 64-64-64 projection (encoder width -> 64 -> 64) of
+    atoms masked and 20 % of its edges' features hidden; the paper's 64-64-64 projection (width -> 64 -> 64, ReLU) of
     each view's mean-pooled embedding, NT-Xent at tau = 0.1 between the two views of each crystal.
 
     The paper sums atom embeddings into a material vector; the readout here is the encoder's mean, the one
@@ -73,6 +81,13 @@ class NEGNNContrastive(Objective):
         d = self.p["projection_dim"]
         self.projection = nn.Sequential(nn.Linear(width, d), nn.ReLU(), nn.Linear(d, d))
 
+    @classmethod
+    def check_params(cls, params, where):
+        super().check_params(params, where)
+        for k in ("mask_ratio", "edge_mask_ratio"):
+            if not 0 <= params.get(k, cls.defaults[k]) <= 1:
+                raise ValueError(f"{where}.{k}: {params[k]!r} is not in [0, 1]")
+
     def view(self, idx: np.ndarray, data: PretrainData, gen: torch.Generator, device: torch.device):
         if self.p["supercells"]:
             cells = SUPERCELLS[torch.randint(len(SUPERCELLS), (len(idx),), generator=gen).numpy()]
@@ -83,5 +98,6 @@ class NEGNNContrastive(Objective):
         return hide_edges(batch, self.p["edge_mask_ratio"], gen)
 
     def loss(self, encoder, idx, data, gen, device):
-        z1, z2 = (self.projection(encoder(self.view(idx, data, gen, device)).graph).float() for _ in range(2))
-        return nt_xent(z1, z2, self.p["temperature"]), {}
+        z1, z2 = (self.projection(encoder(self.view(idx, data, gen, device)).graph) for _ in range(2))
+        loss = nt_xent(z1, z2, self.p["temperature"])
+        return loss, {"nt_xent": float(loss.detach())}

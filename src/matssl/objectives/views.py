@@ -20,8 +20,8 @@ def rank_in_graph(batch: Batch, gen: torch.Generator) -> torch.Tensor:
 
 
 def mask_atoms(batch: Batch, ratio: float, gen: torch.Generator, plus_one: bool = False) -> tuple[Batch, torch.Tensor]:
-    """Mask int(ratio * n + 1) (DSSL, `plus_one`) or max(1, round(ratio * n)) atoms of every graph (none at
-    ratio 0): their element becomes the mask token. Returns the masked batch and the [N] bool mask."""
+    """Mask int(ratio * n + 1) (DSSL, `plus_one`) or max(1, round(ratio * n)) atoms of every graph (without
+    `plus_one`, none at ratio 0): their element becomes the mask token. Returns the masked batch and the [N] bool mask."""
     n = batch.counts.to(torch.float32)
     per_graph = (ratio * n + 1).floor() if plus_one else (ratio * n).round().clamp(min=1 if ratio > 0 else 0)
     per_graph = torch.minimum(per_graph, n).long()
