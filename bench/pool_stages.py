@@ -3,7 +3,7 @@ the leakage guard on a large pool (issue 42: every stage of the 154,141-structur
 
     .venv/bin/python bench/pool_stages.py [--config bench/configs/mp_large.yaml] [--cores 2]
 
-Runs `snakemake --until` the pool's stages (and the downstream sets' ingest, graphs and splits the guard reads), then
+Runs Snakemake for the pool's stages (and the downstream sets' ingest and splits the guard reads), then
 reads each stage's manifest: its wall time, the peak resident memory of the job and of its largest worker process
 (fingerprints and the guard's matching use worker processes: their peak is the sum of the job's and its workers'
 at most), the structures it kept and rejected, and why. Stages already made are read, not run again (the cache).
@@ -45,7 +45,10 @@ def main() -> None:
     pool = cfg.pretrain.pool
     stages = {s.kind: s for s in plan.stages.values() if s.kind in KINDS and s.label == pool}
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = ["snakemake", "--cores", str(args.cores), "--configfile", args.config, "--until", *stages]
+    # the stages' own files as targets (`--until` would miss the pool's graphs, views and fingerprints: the jobs that
+    # read them wait for the guard, a checkpoint)
+    targets = [f"{s.dir}/manifest.json" for s in stages.values()]
+    cmd = ["snakemake", *targets, "--cores", str(args.cores), "--configfile", args.config]  # (it takes several files)
     t0 = time.perf_counter()
     run = subprocess.run(cmd, cwd=ROOT, env=env)
     if run.returncode:
@@ -90,7 +93,11 @@ def main() -> None:
         kept = r.get("n_structures", r.get("n_graphs", r.get("n_views", "")))
         if kind == "leakage":
             kept = f"{r['n_excluded']} pool structures excluded"
-        why = ", ".join(f"{n} {reason}" for reason, n in r["rejected"].items()) or "–"
+        elif kind == "fingerprints":
+            kept = f"{r['n_atoms']} atoms"
+        why = ", ".join(f"{n} {reason}" for reason, n in r["rejected"].items()) or (
+            "no reason recorded" if r.get("n_rejected") else "–"
+        )
         lines.append(
             f"| {kind} | {r['wall_s']:.0f} | {r['peak_memory_mb']:.0f} | {r['peak_memory_child_mb']:.0f} | "
             f"{'yes' if r['within_8_gib'] else 'no'} | {kept} | {r.get('n_rejected', 0)} ({why}) |"

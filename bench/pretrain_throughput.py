@@ -12,7 +12,7 @@ crystal, L1 on a random target, the same encoder and batch size). The target (is
 60 % of the supervised step's graphs/s per view. Objectives and the supervised step are timed in interleaved
 rounds (this VM's speed drifts); the fastest round counts.
 
-Reads the pool's stage folders (graphs, augmented views, fingerprints) of `--config`, made first by `snakemake --until`
+Reads the pool's stage folders (graphs, augmented views, fingerprints) of `--config`, made first by Snakemake
 where they are not (the demo's take a couple of minutes on 2 cores). Writes bench/results/pretrain_throughput.json
 and .md.
 """
@@ -92,8 +92,8 @@ def main() -> None:
         k: s.upstream_dir(k) for stages in plan.pretrain.values() for s in stages for k in s.upstream if k not in s.by_content
     }
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    until = sorted({Path(d).parent.name for d in upstream.values()})  # the stages' kinds: graphs, augment, fingerprints
-    cmd = ["snakemake", "--cores", str(os.cpu_count() or 1), "--configfile", args.config, "--until", *until]
+    targets = [f"{d}/manifest.json" for d in upstream.values()]  # (before --configfile, which takes several files)
+    cmd = ["snakemake", *targets, "--cores", str(os.cpu_count() or 1), "--configfile", args.config]
     if args.results:
         cmd += ["--config", f"results={args.results}"]
     if subprocess.run(cmd, cwd=ROOT, env=env).returncode:  # made once, then cached

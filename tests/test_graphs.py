@@ -126,8 +126,9 @@ def test_built_in_chunks_or_at_once_the_same_graphs(nacl, silicon, triclinic, mo
     for f in GraphSet.FIELDS:
         np.testing.assert_array_equal(getattr(whole, f), getattr(chunked, f))
 
-    # the augment stage streams its views in chunks of structures: the same views and graphs as in one
-    write_table(to_arrow(crystals[:3], [], source="t"), tmp_path / "structures.parquet")
+    # the augment stage streams its views in chunks of structures: the same views and graphs as in one; a view
+    # without a graph is in its rejected.parquet with the reason
+    write_table(to_arrow(crystals[1:4], [], source="t"), tmp_path / "structures.parquet")
     spec = {
         "params": {"augment": {"n_views": 3}, "graphs": {"cutoff": 8.0, "max_neighbors": 12}, "max_z": 100},
         "upstream": {"structures": str(tmp_path)},
@@ -137,7 +138,9 @@ def test_built_in_chunks_or_at_once_the_same_graphs(nacl, silicon, triclinic, mo
         monkeypatch.setattr(features, "AUGMENT_CHUNK", size)
         out = tmp_path / f"chunk{size}"
         out.mkdir()
-        assert features.run_augment(spec, out)["n_views"] == 9
+        assert features.run_augment(spec, out) == {"n_views": 9, "n_graphs": 6, "n_rejected": 3}
+        rejected = pq.read_table(out / "rejected.parquet").to_pylist()
+        assert [r["id"] for r in rejected] == [f"lonely#v{k}" for k in range(3)] and "isolated atom" in rejected[0]["reason"]
         outputs.append((GraphSet.load(out / "graphs.npz"), pq.read_table(out / "views.parquet")))
     (a, views_a), (b, views_b) = outputs
     assert views_a.equals(views_b) and len(views_a) == 9

@@ -72,6 +72,7 @@ def run_augment(spec: dict[str, Any], out: Path) -> dict[str, Any]:
             pq.write_table(to_arrow([], [], source="augment"), tmp)
     graphs, rejected = builder.finish()
     graphs.save(out / "graphs.npz")
+    write_table(rejections_table(rejected), out / "rejected.parquet")  # views without a graph, and why
     log.info(
         "augment: %d views of %d structures in %.1f s, %d rejected",
         n_views,

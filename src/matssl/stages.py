@@ -63,7 +63,9 @@ KINDS: dict[str, Kind] = {
         ("pymatgen", "ase", "numpy", "pandas", "pyarrow"),
     ),
     "graphs": Kind("features:run_graphs", ("graphs.npz", "rejected.parquet", "manifest.json"), ("pymatgen", "numpy")),
-    "augment": Kind("features:run_augment", ("views.parquet", "graphs.npz", "manifest.json"), ("pymatgen", "numpy")),
+    "augment": Kind(
+        "features:run_augment", ("views.parquet", "graphs.npz", "rejected.parquet", "manifest.json"), ("pymatgen", "numpy")
+    ),
     "fingerprints": Kind(
         "features:run_fingerprints", ("atoms.parquet", "manifest.json"), ("dscribe", "ase", "numpy", "scipy", "pymatgen")
     ),

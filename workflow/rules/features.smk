@@ -28,6 +28,8 @@ rule augment:
     priority: CHAIN_PRIORITY
     conda:
         ENV
+    resources:
+        mem_mb=8000,  # the 154,141-structure pool's four views a structure: 5.7 GB at the peak (bench/pool_stages.py)
     params:
         spec=stage_spec("augment"),
         dir=stage_dir("augment"),
