@@ -166,15 +166,7 @@ class GraphSet:
     def batch(self, idx: np.ndarray) -> Batch:
         """Collate structures `idx` into one batch (pure NumPy gathers; no per-graph Python loop)."""
         atoms, graph, new_start = self.atom_index(idx)
-        nbr = self.nbr[atoms].astype(np.int64) + new_start[graph][:, None]
-        return Batch(
-            numbers=torch.from_numpy(self.numbers[atoms].astype(np.int64)),
-            nbr=torch.from_numpy(nbr),
-            vec=torch.from_numpy(self.vec[atoms]),
-            mask=torch.from_numpy(self.mask[atoms]),
-            graph=torch.from_numpy(graph),
-            n_graphs=len(idx),
-        )
+        return self._collate(atoms, graph, self.nbr[atoms].astype(np.int64) + new_start[graph][:, None], len(idx))
 
     def supercell_batch(self, idx: np.ndarray, cells: np.ndarray) -> Batch:
         """Structure idx[b] repeated cells[b] = (m1, m2, m3) times along its lattice vectors, collated. Copy
@@ -194,14 +186,17 @@ class GraphSet:
         t = np.stack([copy // (m[:, 1] * m[:, 2]), copy // m[:, 2] % m[:, 1], copy % m[:, 2]], axis=1)
         u = (t[:, None, :] + self.images[atoms]) % m[:, None, :]  # [N, K, 3] the neighbour's copy
         to_copy = (u[..., 0] * m[:, 1, None] + u[..., 1]) * m[:, 2, None] + u[..., 2]
-        nbr = start[graph][:, None] + to_copy * n[graph][:, None] + self.nbr[atoms]
+        return self._collate(atoms, graph, start[graph][:, None] + to_copy * n[graph][:, None] + self.nbr[atoms], len(idx))
+
+    def _collate(self, atoms: np.ndarray, graph: np.ndarray, nbr: np.ndarray, n_graphs: int) -> Batch:
+        """The batch of the stored atoms `atoms` (graph of each: `graph`), with neighbours `nbr` re-indexed into it."""
         return Batch(
             numbers=torch.from_numpy(self.numbers[atoms].astype(np.int64)),
             nbr=torch.from_numpy(nbr),
             vec=torch.from_numpy(self.vec[atoms]),
             mask=torch.from_numpy(self.mask[atoms]),
             graph=torch.from_numpy(graph),
-            n_graphs=len(idx),
+            n_graphs=n_graphs,
         )
 
 
