@@ -4,9 +4,11 @@ the leakage guard on a large pool (issue 42: every stage of the 154,141-structur
     .venv/bin/python bench/pool_stages.py [--config bench/configs/mp_large.yaml] [--cores 2]
 
 Runs Snakemake for the pool's stages (and the downstream sets' ingest and splits the guard reads), then
-reads each stage's manifest: its wall time, the peak resident memory of the job and of its largest worker process
+reads each stage's manifest: its wall time, the peak resident memory of the job and of its largest child process
 (fingerprints and the guard's matching use worker processes: their peak is the sum of the job's and its workers'
-at most), the structures it kept and rejected, and why. Stages already made are read, not run again (the cache).
+at most; a forked child counts the pages it shares with the job, so the sum is an upper bound, and a stage without
+workers can show a child as large as itself, a short subprocess forked late), the structures it kept and rejected,
+and why. Stages already made are read, not run again (the cache).
 Writes bench/results/pool_stages.json and .md.
 """
 

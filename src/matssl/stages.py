@@ -585,7 +585,8 @@ def package_versions() -> dict[str, str]:
 
 def peak_memory_mb(who: int = resource.RUSAGE_SELF) -> float:
     """The job's peak resident memory; RUSAGE_CHILDREN: that of its largest finished child process (0 if none): a worker
-    of the fingerprints or the guard's matching, or a compiler run that builds the CPU kernel."""
+    of the fingerprints or the guard's matching, or any subprocess. A forked child counts the pages it shares with the
+    job, so this is an upper bound: a short subprocess forked late shows as large as the job."""
     return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
 
