@@ -66,10 +66,12 @@ class Objective(nn.Module):
         self.p = {**self.defaults, **params}
 
     choices: ClassVar[dict[str, tuple]] = {}  # the values a parameter may take, where they are few
+    # the interval a number must lie in: (low, high, whether low itself is allowed; high always is), and why, if not plain
+    ranges: ClassVar[dict[str, tuple[float, float, bool, str]]] = {}
 
     @classmethod
     def check_params(cls, params: dict[str, Any], where: str) -> None:
-        """Names, types (those of the defaults: a number where the default is a number, ...) and choices."""
+        """Names, types (those of the defaults: a number where the default is a number, ...), choices and ranges."""
         unknown = set(params) - set(cls.defaults)
         if unknown:
             raise ValueError(f"{where}: unknown parameter(s) {sorted(unknown)}; allowed {sorted(cls.defaults)}")
@@ -87,6 +89,11 @@ class Objective(nn.Module):
                 ok = v is None or isinstance(v, int | float) and not isinstance(v, bool)
             if not ok:
                 raise ValueError(f"{where}.{k}: {v!r} is not a {type(default).__name__ if default is not None else 'value'}")
+            if k in cls.ranges:
+                low, high, closed, why = cls.ranges[k]
+                if not (low <= v if closed else low < v) or v > high:
+                    interval = f"{'[' if closed else '('}{low:g}, {high:g}]"
+                    raise ValueError(f"{where}.{k}: {v!r} is not in {interval}{f': {why}' if why else ''}")
 
     @classmethod
     def fingerprint_kinds(cls, params: dict[str, Any]) -> list[str]:

@@ -24,14 +24,7 @@ from matssl.objectives.views import hide_edges, mask_atoms
 class NEGNN(Objective):
     name = "negnn"
     defaults = {"mask_ratio": 0.15, "distance_bins": 41, "bin_width": 0.2}
-
-    @classmethod
-    def check_params(cls, params, where):
-        super().check_params(params, where)
-        if not 0 < params.get("mask_ratio", cls.defaults["mask_ratio"]) <= 1:
-            raise ValueError(
-                f"{where}.mask_ratio: {params['mask_ratio']!r} is not in (0, 1]: the masked atoms are what it predicts"
-            )
+    ranges = {"mask_ratio": (0, 1, False, "the masked atoms are what it predicts")}
 
     def __init__(self, width: int, params: dict, data: PretrainData):
         super().__init__(width, params, data)
@@ -75,18 +68,12 @@ class NEGNNContrastive(Objective):
 
     name = "negnn_contrastive"
     defaults = {"mask_ratio": 0.2, "edge_mask_ratio": 0.2, "temperature": 0.1, "projection_dim": 64, "supercells": True}
+    ranges = {"mask_ratio": (0, 1, True, ""), "edge_mask_ratio": (0, 1, True, "")}
 
     def __init__(self, width: int, params: dict, data: PretrainData):
         super().__init__(width, params, data)
         d = self.p["projection_dim"]
         self.projection = nn.Sequential(nn.Linear(width, d), nn.ReLU(), nn.Linear(d, d))
-
-    @classmethod
-    def check_params(cls, params, where):
-        super().check_params(params, where)
-        for k in ("mask_ratio", "edge_mask_ratio"):
-            if not 0 <= params.get(k, cls.defaults[k]) <= 1:
-                raise ValueError(f"{where}.{k}: {params[k]!r} is not in [0, 1]")
 
     def view(self, idx: np.ndarray, data: PretrainData, gen: torch.Generator, device: torch.device):
         if self.p["supercells"]:
