@@ -45,21 +45,36 @@ def test_convergence_flags_a_loss_still_falling():
 @pytest.mark.e2e
 def test_budget_sweep_reaches_the_report_and_a_summary_of_parts(tiny_demo, tmp_path):
     cfg = tiny_config(tiny_demo)
-    cfg["pretrain"]["methods"] = {"scratch": {"objective": "scratch"}, "negnn": {"objective": "negnn"}}
+    cfg["pretrain"]["methods"] = {
+        "scratch": {"objective": "scratch"},
+        "negnn": {"objective": "negnn"},
+        "control": {"objective": "fingerprint_control", "params": {"descriptor": "wacsf"}},
+    }
     cfg["pretrain"]["budgets"] = [1, 2]
+    cfg["fingerprints"]["kinds"] = ["wacsf"]
     cfg["finetune"].update(fractions=[1.0], seeds=[0, 1])
     cfg["probes"] = {"enabled": False}
     write_config(tmp_path, cfg)
     snakemake(tmp_path, "--cores", "2", "all")
     prop = json.loads((tmp_path / "results/properties/n.json").read_text())
-    assert {r["method"] for r in prop["runs"]} == {"scratch", "negnn-e1", "negnn-e2"}
-    assert {(r["method"], r["pretrain_epochs"]) for r in prop["runs"]} == {("scratch", 0), ("negnn-e1", 1), ("negnn-e2", 2)}
+    assert {(r["method"], r["pretrain_epochs"]) for r in prop["runs"]} == {
+        ("scratch", 0),
+        ("negnn-e1", 1),
+        ("negnn-e2", 2),
+        ("control-e1", 1),
+        ("control-e2", 2),
+    }
     histories = [json.loads(p.read_text()) for p in (tmp_path / "results/pretrain").glob("negnn-*/history.json")]
     assert sorted(len(h) for h in histories) == [1, 2] and all(
         0 <= r["embedding_spread"] <= 1.5 and 0 < r["embedding_rank"] <= 1 for h in histories for r in h
     )
     html = (tmp_path / "results/report.html").read_text()
     assert 'alt="pretraining budget of n"' in html
+    # the change per doubling of the budget, per method swept, and each method against the control of its budget
+    budget = html[html.index('id="budget-property-table"') :].split("</table>")[0]
+    assert budget.count("<tr>") == 3 and ">negnn<" in budget and ">control<" in budget and "1, 2" in budget
+    control = html[html.index('id="control-property-table"') :].split("</table>")[0]
+    assert ">negnn-e1<" in control and ">control-e1<" in control and ">negnn-e2<" in control and ">control-e2<" in control
     assert "late fall" in html and "1 epoch: too few to tell whether the loss levelled off" in html  # the 1-epoch encoder
 
     # bench/summarize_mp.py --parts draws it too (parts have no report)
@@ -72,5 +87,8 @@ def test_budget_sweep_reaches_the_report_and_a_summary_of_parts(tiny_demo, tmp_p
     ):
         proc = bench(*cmd, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
+    md = (out / "sweep_benchmark.md").read_text()  # (the controls known from the parts' pretraining manifests)
+    assert "Change per doubling of the pretraining budget, per property" in md
+    assert "Against the control of the same budget, per property" in md and "| n | negnn-e2 | control-e2 |" in md
     figure = out / "sweep_budget_n.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "](sweep_budget_n.png)" in (out / "sweep_benchmark.md").read_text()

@@ -316,3 +316,60 @@ def test_the_intervals_cover_in_a_simulation():
         assert 0.92 <= r[model]["coverage"] <= 0.985, (model, r[model])
     # the one-level model is wider for the same runs (it inflates the seeds' noise as if it were fold overlap)
     assert r["one-level, cell"]["width"] > 1.2 * r["two-level, cell"]["width"]
+
+
+def swept_runs(effects: dict[str, list[float]], scale: float = 1.0, noise: float = 0.01, seed: int = 0) -> pd.DataFrame:
+    """`runs_frame` at 10 % of the labels, 6 seeds, with '<method>-e<epochs>' read as a budget sweep of <method>, and
+    every run's MAE scaled by `scale` and a log-normal `noise`."""
+    r = runs_frame(effects, seeds=6, fractions=(0.1,))
+    r["base_method"] = r["method"].str.split("-e").str[0]
+    r["pretrain_epochs"] = [int(m.split("-e")[1]) if "-e" in m else 0 for m in r["method"]]
+    return r.assign(mae=r["mae"] * scale * np.exp(noise * np.random.default_rng(seed).standard_normal(len(r))))
+
+
+def test_the_change_per_doubling_of_the_budget_is_the_slope_over_every_budget():
+    # fp: 2, 6, 10 % below scratch at 1, 4, 16 epochs (log2: 0, 2, 4): about -2.1 % a doubling; ctl: flat but for the
+    # last budget; every property the same but for its scale
+    effects = {"fp-e1": [-0.02], "fp-e4": [-0.06], "fp-e16": [-0.10], "ctl-e1": [0.0], "ctl-e4": [0.0], "ctl-e16": [-0.01]}
+    data = {p: (swept_runs(effects, 1 + 0.1 * k, seed=k), "regression") for k, p in enumerate("abcd")}
+    a = analyse(data, controls=["ctl-e1", "ctl-e4", "ctl-e16"])
+    b = a.budget.set_index([a.budget["property"].fillna("mean"), "method"])
+    # by hand, without noise: the least-squares slope of log MAE on log2 epochs, averaged over the units
+    x = np.log2([1, 4, 16]) - 2
+    runs = data["a"][0]
+    wide = runs[runs["base_method"] == "fp"].pivot_table(index=["fold", "seed"], columns="pretrain_epochs", values="mae")
+    slope = float((np.log(wide[[1, 4, 16]].to_numpy()) @ (x / (x * x).sum())).mean())
+    assert b.loc[("a", "fp"), "effect"] == pytest.approx(slope)
+    assert b.loc[("a", "fp"), "change_pct"] == pytest.approx(100 * math.expm1(slope))
+    assert -2.5 < b.loc[("mean", "fp"), "change_pct"] < -1.7 and b.loc[("mean", "fp"), "budgets"] == [1, 4, 16]
+    assert b.loc[("mean", "fp"), "verdict"].startswith("on average across properties, improves with budget: -2.")
+    assert b.loc[("mean", "fp"), "k"] == 4 and b.loc[("a", "fp"), "budgets"] == [1, 4, 16]
+    assert (b["ci_low_pct"] < b["change_pct"]).all() and (b["change_pct"] < b["ci_high_pct"]).all()
+    # each method against the control of its budget, nothing else (scratch, the other budgets, the controls themselves)
+    c = a.control
+    assert sorted(set(zip(c["method"], c["baseline"], strict=True))) == [
+        ("fp-e1", "ctl-e1"),
+        ("fp-e16", "ctl-e16"),
+        ("fp-e4", "ctl-e4"),
+    ]
+    mean = c[c["property"].isna()].set_index("method")
+    assert mean.loc["fp-e4", "verdict"].startswith("on average across properties, beats the control: -6.")
+    assert mean.loc["fp-e1", "change_pct"] == pytest.approx(-2.0, abs=0.5)
+    fams = {f["family"]: f["n"] for f in a.families()}
+    assert fams["pretrained methods against the control of their budget"] == 12
+    assert fams["pretrained methods against the control of their budget, across properties"] == 3
+    assert fams["change per doubling of the pretraining budget"] == 8
+    assert fams["change per doubling of the pretraining budget, across properties"] == 2
+
+
+def test_a_budget_that_changes_nothing_is_no_detectable_difference_and_says_what_it_could_have_seen():
+    effects = {"fp-e1": [-0.05], "fp-e4": [-0.05], "fp-e16": [-0.05]}
+    data = {p: (swept_runs(effects, 1 + 0.1 * k, noise=0.03, seed=k), "regression") for k, p in enumerate("abcd")}
+    b = analyse(data).budget
+    mean = b[b["property"].isna()].iloc[0]
+    assert mean["ci_low_pct"] < 0 < mean["ci_high_pct"]
+    assert mean["verdict"].startswith("on average across properties, no detectable difference")
+    assert "could have detected a change beyond" in mean["verdict"]
+    # one budget alone is no sweep: no slope, no family
+    one = {p: (swept_runs({"fp-e4": [-0.05]}), "regression") for p in "ab"}
+    assert analyse(one).budget.empty and analyse(one).control.empty

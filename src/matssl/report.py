@@ -7,7 +7,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -525,8 +525,8 @@ def family_rows(df: pd.DataFrame, columns: list[str], caveats: dict[str, str] | 
         if caveats and r.get("method") in caveats:
             note.append(caveats[r["method"]])
         extra = {c: (f"{100 * r[c]:g}%" if c == "fraction" else r[c]) for c in columns}
-        if "properties" in columns:
-            extra["properties"] = ", ".join(r["properties"])
+        for c in {"properties", "budgets"} & set(columns):
+            extra[c] = ", ".join(map(str, r[c]))
         if "tau" in columns:  # the spread of the true changes between properties, as a % factor
             extra["tau"] = f"{float(SCORES[r['kind']].shown(r['tau'])):.1f}"
             extra["i2"] = f"{100 * r['i2']:.0f} %"
@@ -569,6 +569,24 @@ def answer(a: Analysis, caveats: dict[str, str]) -> dict[str, Any]:
         }
         if len(a.versus)
         else {},
+        "control": with_mean(a.control, ordered, ["method", "baseline", "k", "tau"], ["property", "method", "baseline"])
+        if len(a.control)
+        else {},
+        "budget": with_mean(a.budget, ordered, ["method", "budgets", "k", "tau"], ["property", "method", "budgets"])
+        if len(a.budget)
+        else {},
+    }
+
+
+def with_mean(
+    df: pd.DataFrame, ordered: Callable[..., pd.DataFrame], across: list[str], per: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """A family judged per property and its mean across the properties (`stats.judged_with_mean`) as the report's rows:
+    'across' (the rows without a property) and 'per' (a row per property and method)."""
+    mean = df["property"].isna()
+    return {
+        "across": family_rows(ordered(df[mean], "method"), across),
+        "per": family_rows(ordered(df[~mean], "property", "method"), per),
     }
 
 
@@ -695,12 +713,14 @@ def method_rows(objectives: Iterable[str]) -> list[tuple[str, str, str, str]]:
 def write_report(spec: dict[str, Any], out: Path) -> None:
     """The workflow's report: every property of the config, its probes, pretraining, rejections and provenance."""
     data = {name: read_json(p["target"]) for name, p in spec["properties"].items()}
+    methods = spec["config"]["pretrain"]["methods"]
+    controls = {m for m, v in methods.items() if OBJECTIVES[v["objective"]].control}  # (with its budgets: '<m>-e<epochs>')
     a = analyse(
         {n: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for n, d in data.items()},
         foundation=list(spec.get("foundation", {})),
         confirmatory=confirmatory_of(spec["config"]),
+        controls=sorted({r["method"] for d in data.values() for r in d["runs"] if r.get("base_method") in controls}),
     )
-    methods = spec["config"]["pretrain"]["methods"]
     caveats, summed = caveats_of(methods, spec.get("foundation", {})), summing_methods(methods)
     props = [
         property_page(
@@ -840,7 +860,14 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
     ]
 
 
-HEADERS = {"k": "properties", "tau": "τ (%)", "i2": "I²", "fraction": "labels"}  # a family table's column names
+HEADERS = {
+    "k": "properties",
+    "tau": "τ (%)",
+    "i2": "I²",
+    "fraction": "labels",
+    "budgets": "budgets (epochs)",
+    "baseline": "control",
+}  # a family table's column names
 
 
 def markdown_families(a: Analysis, caveats: dict[str, str] | None = None) -> list[str]:
@@ -871,6 +898,13 @@ def markdown_families(a: Analysis, caveats: dict[str, str] | None = None) -> lis
     lines += family("Foundation models against scratch (Holm)", ans["foundation"], ["property", "method"])
     for model, rows in ans["versus"].items():
         lines += family(f"Pretrained methods against {model} (Holm)", rows, ["property", "method"])
+    for key, title, keys in (
+        ("control", "Against the control of the same budget", ["method", "baseline"]),
+        ("budget", "Change per doubling of the pretraining budget", ["method", "budgets"]),
+    ):
+        if ans[key]:
+            lines += family(f"{title}, on average across the properties (Holm)", ans[key]["across"], [*keys, "k", "tau"])
+            lines += family(f"{title}, per property (Holm)", ans[key]["per"], ["property", *keys])
     return lines
 
 

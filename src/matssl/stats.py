@@ -13,7 +13,11 @@ which add variance without that overlap. The families (`analyse`):
   beforehand);
 - across properties: per method, a random-effects estimate over the properties (DerSimonian-Laird with the
   Hartung-Knapp interval) with its heterogeneity, Holm over the methods;
-- a foundation model against scratch, and each pretrained method against a foundation model: families of their own.
+- a foundation model against scratch, and each pretrained method against a foundation model: families of their own;
+- each pretrained method against a control pretraining of the same budget (`controls`), per property and across
+  properties: families of their own;
+- the pretraining budget (`budget_rows`): per method swept over budgets, the change per doubling of the budget, per
+  property and across properties.
 
 A verdict of no detectable difference says the smallest change the comparison could have detected at 80 % power
 (`detectable`). Every word comes from `verdict`.
@@ -25,7 +29,7 @@ so a change here re-summarises finished runs without re-running them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -476,7 +480,9 @@ class Analysis:
     """Every family of one report: `cells` (summarize_runs' rows of every property, each comparison judged in the
     per-cell screen), `primary` (per method x property pooled over the fractions; family 'confirmatory' or 'not named
     beforehand'), `across` (per method, and per method x label fraction, over the properties), `foundation` (each
-    foundation model against scratch) and `versus` (each pretrained method against each foundation model)."""
+    foundation model against scratch), `versus` (each pretrained method against each foundation model), `control`
+    (each pretrained method against each control of its budget, column `baseline`) and `budget` (the change per doubling
+    of the budget, `budget_rows`); in the last two a row without a property is the mean across the properties."""
 
     cells: pd.DataFrame
     primary: pd.DataFrame
@@ -484,11 +490,13 @@ class Analysis:
     foundation: pd.DataFrame
     versus: pd.DataFrame
     named: bool  # whether the config named the confirmatory comparisons
+    control: pd.DataFrame = field(default_factory=pd.DataFrame)
+    budget: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def families(self) -> list[dict[str, Any]]:
         """Each family's name, correction and size, in the order a report shows them."""
         out = []
-        for df in (self.across, self.primary, self.foundation, self.versus, self.cells):
+        for df in (self.across, self.primary, self.control, self.budget, self.foundation, self.versus, self.cells):
             if len(df) and "family" in df:
                 for (name, adjust), g in df.dropna(subset=["family"]).groupby(["family", "adjust"], sort=False):
                     out.append({"family": name, "adjust": adjust, "n": int(g["p_adjusted"].notna().sum())})
@@ -525,6 +533,40 @@ def pooled_rows(
     return pd.DataFrame(rows)
 
 
+def budget_rows(data: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """Per property and method swept over pretraining budgets (the runs '<method>-e<epochs>' of one base method, on one
+    pool): the change of the test metric per doubling of the budget. Per unit (label fraction, fold, pretraining seed,
+    finetuning seed) that ran at every budget, the least-squares slope of the metric on the analysis scale (log MAE,
+    ROC-AUC) against log2 of the epochs; scratch cancels from it, and on one pool a doubling of the epochs is one of
+    the graph passes. The units' slopes are pooled over the fractions and tested as a paired effect is (`pooled`)."""
+    rows = []
+    keys = ["fraction", "fold", "pretrain_seed", "seed"]
+    for prop, (runs, kind) in data.items():
+        sc, runs = SCORES[kind], with_defaults(runs)
+        swept = runs[(runs["method"] != runs["base_method"]) & (runs["pretrain_epochs"] >= 1)]
+        for method, g in swept.groupby("base_method", sort=True):
+            wide = g.pivot_table(index=keys, columns="pretrain_epochs", values=sc.primary, aggfunc="first").dropna()
+            epochs = np.asarray(wide.columns, float)
+            if len(epochs) < 2 or wide.empty:
+                continue
+            x = np.log2(epochs) - np.log2(epochs).mean()
+            steps = np.column_stack([sc.effect(wide[e], wide[wide.columns[0]]) for e in wide.columns])
+            units = wide.index.to_frame(index=False).assign(
+                d=steps @ (x / (x * x).sum()), overlap=float((g["n_test"] / g["n_train_fold"]).mean())
+            )
+            rows.append(
+                {
+                    "property": prop,
+                    "method": method,
+                    "kind": kind,
+                    "budgets": [int(e) for e in epochs],
+                    "fractions": sorted(units["fraction"].unique()),
+                    **estimate_columns(pooled(units), sc),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def across_rows(by: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Per `keys` group (and kind) of per-property estimates: the random-effects mean over the properties."""
     rows = []
@@ -542,16 +584,31 @@ def across_rows(by: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def judged_with_mean(rows: pd.DataFrame, keys: list[str], family: str, words: tuple[str, str]) -> pd.DataFrame:
+    """Per-property comparisons (`rows`) judged as one family (Holm), and their random-effects means across the
+    properties per `keys` group as another ('<family>, across properties'; `property` NaN in those rows)."""
+    if rows.empty:
+        return rows
+    per = judge(rows, family, "holm", kinds_of(rows), words)
+    mean = across_rows(rows, keys)
+    if len(mean):
+        prefix = "on average across properties, "
+        mean = judge(mean, f"{family}, across properties", "holm", kinds_of(mean), words, prefix).assign(property=np.nan)
+    return pd.concat([mean, per], ignore_index=True)
+
+
 def analyse(
     data: dict[str, tuple[pd.DataFrame, str]],
     foundation: list[str] | tuple = (),
     confirmatory: list[tuple[str, str | None]] | None = None,
     baseline: str = "scratch",
+    controls: list[str] | tuple = (),
 ) -> Analysis:
     """Every family of one report over `data` (property -> (its runs, its kind)): see the module's docstring.
     `foundation`: the methods that are foundation models (compared with scratch in a family of their own, and each
     pretrained method against them); `confirmatory`: the (method, property or None for every property) comparisons
-    with scratch named in the config before the runs, or None where none were named."""
+    with scratch named in the config before the runs, or None where none were named; `controls`: the methods that are
+    a control pretraining (each other pretrained method of the same pretraining epochs is compared with them)."""
     cells = pd.concat([summarize_runs(r, baseline, kind).assign(property=p) for p, (r, kind) in data.items()], ignore_index=True)
     is_f = cells["method"].isin(foundation)
     cells = pd.concat(
@@ -618,4 +675,35 @@ def analyse(
                     words=(f"beats {model}", f"{model} better"),
                 )
             )
-    return Analysis(cells, primary, across, found, pd.concat(versus, ignore_index=True) if versus else pd.DataFrame(), named)
+    epochs = cells.dropna(subset=["pretrain_epochs"]).groupby("method")["pretrain_epochs"].first()
+    control = []
+    for c in controls:
+        same = [m for m in pretrained if m not in controls and c in epochs and epochs.get(m) == epochs[c]]
+        control += [pooled_rows(data, same, c, cells).assign(baseline=c)] if same else []
+    control = judged_with_mean(
+        pd.concat(control, ignore_index=True) if control else pd.DataFrame(),
+        ["method", "baseline"],
+        "pretrained methods against the control of their budget",
+        ("beats the control", "the control better"),
+    )
+    budget = judged_with_mean(
+        budget_rows(data),
+        ["method"],
+        "change per doubling of the pretraining budget",
+        ("improves with budget", "worsens with budget"),
+    )
+    if len(budget):  # a mean's budgets: those of its properties' rows
+        of = budget.dropna(subset=["property"]).groupby("method")["budgets"].agg(lambda b: sorted(set().union(*b)))
+        budget["budgets"] = [
+            b if isinstance(b, list) else of[m] for m, b in zip(budget["method"], budget["budgets"], strict=True)
+        ]
+    return Analysis(
+        cells,
+        primary,
+        across,
+        found,
+        pd.concat(versus, ignore_index=True) if versus else pd.DataFrame(),
+        named,
+        control,
+        budget,
+    )

@@ -212,6 +212,18 @@ class Runs:
         methods = {r["method"] for r in runs}
         return sorted(m for m in methods if not any(pretrained_from(r) for r in runs if r["method"] == m))
 
+    @property
+    def controls(self) -> list[str]:
+        """The methods whose pretraining stage ran a control objective (`Objective.control`)."""
+        from matssl.objectives import OBJECTIVES
+
+        def control(key: str) -> bool:
+            objective = OBJECTIVES.get(self.pretrain[key]["params"].get("objective"))
+            return bool(objective and objective.control)
+
+        runs = [r for d in self.props.values() for r in d["runs"]]
+        return sorted({r["method"] for r in runs if pretrained_from(r) and control(r["pretrain"])})
+
     def frame(self) -> pd.DataFrame:
         """Every run, one row each, with its property."""
         return pd.concat([pd.DataFrame(d["runs"]).assign(property=p) for p, d in self.props.items()], ignore_index=True)
@@ -219,7 +231,7 @@ class Runs:
     def analyse(self, confirmatory: list[tuple[str, str | None]] | None = None) -> Analysis:
         """The statistics' families over every run (`stats.analyse`)."""
         data = {p: (pd.DataFrame(d["runs"]), d.get("kind") or "regression") for p, d in self.props.items()}
-        return analyse(data, foundation=self.foundation, confirmatory=confirmatory)
+        return analyse(data, foundation=self.foundation, confirmatory=confirmatory, controls=self.controls)
 
 
 def summaries(folder: Path) -> list[Path]:

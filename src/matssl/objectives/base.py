@@ -59,6 +59,9 @@ class Objective(nn.Module):
     needs_fingerprints: ClassVar[bool] = False
     kind: ClassVar[MethodKind] = MethodKind.SELF_SUPERVISED
     files: ClassVar[tuple[str, ...]] = ()  # parameters that name input files: hashed by their bytes, not their path
+    # a control pretraining (no structural information in its target): every other pretrained method is also compared
+    # with it, at the same budget (stats.analyse)
+    control: ClassVar[bool] = False
 
     def __init__(self, width: int, params: dict[str, Any], data: PretrainData):
         super().__init__()

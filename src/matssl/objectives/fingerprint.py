@@ -59,6 +59,7 @@ class ShuffledFingerprintTarget(FingerprintTarget):
 
     name = "fingerprint_control"
     defaults = {"descriptor": "wacsf", "shuffle_seed": 0}
+    control = True
 
     def __init__(self, width: int, params: dict, data: PretrainData):
         super().__init__(width, params, data)
