@@ -185,6 +185,12 @@ def test_budget_sweep_pretrains_each_trained_method_at_each_budget():
     runs = [s for s in plan.finetune["dielectric"] if s.params["base_method"] == "negnn"]
     assert {s.params["method"] for s in runs} == {"negnn-e1", "negnn-e4", "negnn-e16"}
     assert {s.params["pretrain_epochs"] for s in runs} == {1, 4, 16}
+    # a budget of the method's own epochs is the stage it has without a sweep: adding a sweep re-uses it
+    own = cfg["pretrain"]["optim"]["epochs"]
+    cfg["pretrain"]["budgets"] = [1, own]
+    swept, plain = Plan(parse_config(cfg)), Plan(parse_config({**cfg, "pretrain": {**cfg["pretrain"], "budgets": None}}))
+    assert swept.pretrain[f"negnn-e{own}"][0].dir == plain.pretrain["negnn"][0].dir
+    assert swept.pretrain["negnn-e1"][0].dir != plain.pretrain["negnn"][0].dir
 
 
 def test_check_config_reports_unreadable_files_in_one_message(tmp_path):

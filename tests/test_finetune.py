@@ -136,3 +136,42 @@ def test_model_selection_never_reads_test_labels(workflow_run):
     assert (clean["lr"], clean["best_step"], clean["val_mae"]) == (poison["lr"], poison["best_step"], poison["val_mae"])
     assert pred_clean["y_pred"].tolist() == pred_poison["y_pred"].tolist()
     assert poison["mae"] > 100 * clean["mae"]  # the test labels were read, after the model was chosen
+
+
+class Blows(torch.nn.Module):
+    """A linear model that outputs NaN once a weight has grown past 3: a learning rate that large diverges."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x @ self.w
+        return out * float("nan") if self.w.abs().max() > 3 else out
+
+
+def test_a_learning_rate_that_diverges_loses_the_grid_and_the_run_goes_on(tmp_path):
+    """Both selections (a validation split; cross-validation of a small subset): the diverged rate is recorded as
+    such, its best weights before it diverged still compete, and the other rate wins."""
+    from matssl.config import FinetuneConfig
+    from matssl.finetune import select_by_cv, select_on_split
+
+    rng = np.random.default_rng(0)
+    ids = [f"s{k}" for k in range(60)]
+    x = torch.tensor(rng.standard_normal((60, 2)), dtype=torch.float32)
+    y = pd.Series((x @ torch.tensor([0.5, -0.3])).numpy() + 0.01 * rng.standard_normal(60), index=ids)
+    task = Regression(y, Target("y"), pd.DataFrame({"id": ids, "numbers": [[1]] * 60}))
+    learnt = task.fit_on(ids)
+    ft = FinetuneConfig(optim={"lrs": [10.0, 0.01], "max_steps": 200, "patience": 50, "warmup_steps": 0, "batch_size": 8})
+    pos = np.arange(60)
+
+    def inputs(at: np.ndarray) -> torch.Tensor:
+        return x[at]
+
+    cpu = torch.device("cpu")
+    _, chosen, grid, _ = select_on_split(
+        task, Blows(), inputs, (pos[:48], ids[:48]), (pos[48:], ids[48:]), learnt, ft, 0, cpu, tmp_path
+    )
+    assert grid[0]["stopped"] == "diverged" and grid[1]["stopped"] != "diverged" and chosen["lr"] == 0.01
+    _, chosen, grid = select_by_cv(task, Blows(), inputs, pos, ids, learnt, ft, 0, cpu, None)
+    assert grid[0]["stopped"] == "diverged" and grid[1]["stopped"] != "diverged" and chosen["lr"] == 0.01

@@ -50,7 +50,7 @@ from matssl.graphs import Batch, GraphSet
 from matssl.io import InputError, read_json, write_json
 from matssl.table import crystals_from_table, read_table, write_table
 from matssl.target import Scaling, Target
-from matssl.train import Budget, Trainer, autocast, batches, device_facts, inference, pick_device, read_checkpoint
+from matssl.train import Budget, Trainer, autocast, batches, device_facts, finite, inference, pick_device, read_checkpoint
 
 log = logging.getLogger(__name__)
 HISTORY_POINTS = 200  # learning curves kept per run (every epoch of a small subset would be thousands)
@@ -465,7 +465,11 @@ def select_on_split(
         trainer = Trainer(
             model, lr_budget(o, lr, o.patience), seed, device, checkpoint=checkpoint, tag=f"lr{k}", extra=lambda: state
         )
-        history = trainer.fit(len(fit_pos), step, validate)
+        try:
+            history = trainer.fit(len(fit_pos), step, validate)
+        except FloatingPointError as err:  # this rate diverged: its best validated weights before that still compete
+            log.warning("lr %g: %s", lr, err)
+            history, trainer.stopped = trainer.history, "diverged"
         if trainer.best_state is not None and all(trainer.best_score < g["val_score"] for g in state["grid"]):
             state["best_state"] = trainer.best_state  # (a run whose validation score was never finite has none)
         state["grid"].append(
@@ -508,7 +512,7 @@ def train_epoch(
     epoch: int,
 ) -> int:
     """One epoch of `model` over `rows` (its batches drawn by (seed, epoch)), the learning rate by `budget`'s schedule,
-    until step `stop`; the step reached."""
+    until step `stop`; the step reached. FloatingPointError where a loss is not a finite number (`train.finite`)."""
     model.train()
     for idx in batches(len(rows), budget.batch_size, seed, epoch):
         if step >= stop:
@@ -521,6 +525,7 @@ def train_epoch(
         loss.backward()
         opt.step()
         step += 1
+        finite(loss, step)
     return step
 
 
@@ -584,8 +589,13 @@ def select_by_cv(
         history, epoch, stopped = [{"epoch": 0, "step": 0, "val": top["val"]}], 0, None
         while stopped is None:
             before = sum(steps)
-            for j, (m, opt, fit) in enumerate(zip(members, opts, fits, strict=True)):
-                steps[j] = train_epoch(m, opt, budget, fit, step_of, steps[j], o.max_steps, seed + 1_000_003 * (j + 1), epoch)
+            try:
+                for j, (m, opt, fit) in enumerate(zip(members, opts, fits, strict=True)):
+                    steps[j] = train_epoch(m, opt, budget, fit, step_of, steps[j], o.max_steps, seed + 1_000_003 * (j + 1), epoch)
+            except FloatingPointError as err:  # this rate diverged: its best pooled step before that still competes
+                log.warning("lr %g: %s", lr, err)
+                stopped = "diverged"
+                break
             epoch += 1
             if sum(steps) == before:  # no inner model trained this epoch (each at the cap, or without a batch of two)
                 stopped = "cap"

@@ -389,7 +389,9 @@ class Plan:
             "seed": seed,
         }
         runtime = {"device": cfg.pretrain.device}
-        label = f"{method}-e{epochs}-s{seed}" if epochs is not None else f"{method}-s{seed}"
+        # the method's name alone (not its budget key): a budget that equals the method's own epochs is its stage
+        # without a sweep, so that adding a sweep to a config re-uses the pretraining it already has
+        label = f"{method}-s{seed}"
         external = {k: m.params[k] for k in obj.files}
         return self._add(
             Stage("pretrain", label, params, cfg.results, upstream, external=external, runtime=runtime, by_content=by_content)

@@ -143,6 +143,17 @@ class Budget:
         return 0.5 * self.lr * (1.0 + math.cos(math.pi * (step - self.warmup_steps) / (total - self.warmup_steps)))
 
 
+def finite(loss: torch.Tensor, step: int) -> float:
+    """A training step's loss as a number; FloatingPointError where it is not a finite one (the training diverged)."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise FloatingPointError(
+            f"the training loss is {value} at step {step} (diverged: a smaller learning rate, or an objective "
+            "parameter that leaves nothing to predict)"
+        )
+    return value
+
+
 CHECKPOINT_EVERY_S = 1.0  # at most one checkpoint a second (an epoch of a small finetuning subset is one step)
 LOG_EVERY_S = 5.0
 
@@ -268,12 +279,7 @@ class Trainer:
                 self.opt.step()
                 self.step += 1
                 seen += len(idx)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"the training loss is {value} at step {self.step} (diverged: a smaller learning rate, or an "
-                        "objective parameter that leaves nothing to predict)"
-                    )
+                value = finite(loss, self.step)
                 for k, v in {"loss": value, **parts}.items():
                     sums[k] = sums.get(k, 0.0) + v * len(idx)
             wall = time.perf_counter() - t0
