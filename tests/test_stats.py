@@ -373,3 +373,35 @@ def test_a_budget_that_changes_nothing_is_no_detectable_difference_and_says_what
     # one budget alone is no sweep: no slope, no family
     one = {p: (swept_runs({"fp-e4": [-0.05]}), "regression") for p in "ab"}
     assert analyse(one).budget.empty and analyse(one).control.empty
+
+
+def test_the_control_and_budget_families_reach_the_report_s_tables():
+    from matssl.report import answer, markdown_families
+
+    effects = {"fp-e1": [-0.02], "fp-e4": [-0.06], "ctl-e1": [0.0], "ctl-e4": [0.0]}
+    data = {p: (swept_runs(effects, 1 + 0.1 * k, seed=k), "regression") for k, p in enumerate("abcd")}
+    a = analyse(data, controls=["ctl-e1", "ctl-e4"])
+    ans = answer(a, {})
+    assert [(r["method"], r["baseline"], r["k"]) for r in ans["control"]["across"]] == [
+        ("fp-e1", "ctl-e1", 4),
+        ("fp-e4", "ctl-e4", 4),
+    ]
+    assert len(ans["control"]["per"]) == 8 and ans["budget"]["across"][0]["budgets"] == "1, 4"
+    md = "\n".join(markdown_families(a))
+    assert "### Against the control of the same budget, on average across the properties (Holm)" in md
+    assert "| fp | 1, 4 | 4 |" in md  # the mean's budgets, properties
+
+
+def test_a_control_pairs_encoder_by_encoder_and_only_within_its_pool():
+    from matssl.stats import paired
+
+    one = swept_runs({"fp-e4": [-0.05], "ctl-e4": [0.0]})
+    two = pd.concat([one, one.assign(pretrain_seed=1)], ignore_index=True)
+    fp, ctl = two[two["method"] == "fp-e4"], two[two["method"] == "ctl-e4"]
+    assert len(paired(fp, ctl, SCORES["regression"])) == len(fp)  # not every encoder with every encoder
+    assert len(paired(fp, ctl[ctl["pretrain_seed"] == 0], SCORES["regression"])) == len(fp)  # one control: each pairs with it
+    # a method pretrained on another pool is not compared with the control
+    data = {p: (one.assign(pretrain_pool=np.where(one["method"] == "fp-e4", "big", "small")), "regression") for p in "ab"}
+    assert analyse(data, controls=["ctl-e4"]).control.empty
+    data = {p: (one.assign(pretrain_pool="big"), "regression") for p in "ab"}
+    assert set(analyse(data, controls=["ctl-e4"]).control["method"]) == {"fp-e4"}

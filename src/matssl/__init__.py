@@ -76,6 +76,7 @@ _PUBLIC = {
     "PretrainData": "objectives",
     "pretrain_data": "pretrain",
     "views_index": "pretrain",
+    "convergence": "pretrain",
     "make_views": "augment",
     "aligned_fingerprints": "objectives.fingerprint",
     "fingerprints": None,

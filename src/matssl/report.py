@@ -518,13 +518,12 @@ def family_rows(df: pd.DataFrame, columns: list[str], caveats: dict[str, str] | 
     rows = []
     for _, r in df.iterrows():
         note = []
-        if len(r.get("failed_fractions") or []):
-            note.append(
-                "failed cells pooled (no model beats the dummy): " + ", ".join(f"{100 * f:g}%" for f in r["failed_fractions"])
-            )
+        failed = r.get("failed_fractions")
+        if isinstance(failed, list) and failed:  # (a mean across properties has none: NaN)
+            note.append("failed cells pooled (no model beats the dummy): " + ", ".join(f"{100 * f:g}%" for f in failed))
         if caveats and r.get("method") in caveats:
             note.append(caveats[r["method"]])
-        extra = {c: (f"{100 * r[c]:g}%" if c == "fraction" else r[c]) for c in columns}
+        extra = {c: (f"{100 * r[c]:g}%" if c == "fraction" else int(r[c]) if c == "k" else r[c]) for c in columns}
         for c in {"properties", "budgets"} & set(columns):
             extra[c] = ", ".join(map(str, r[c]))
         if "tau" in columns:  # the spread of the true changes between properties, as a % factor
@@ -719,7 +718,7 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
         {n: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for n, d in data.items()},
         foundation=list(spec.get("foundation", {})),
         confirmatory=confirmatory_of(spec["config"]),
-        controls=sorted({r["method"] for d in data.values() for r in d["runs"] if r.get("base_method") in controls}),
+        controls=sorted({r["method"] for d in data.values() for r in d["runs"] if r.get("base_method", r["method"]) in controls}),
     )
     caveats, summed = caveats_of(methods, spec.get("foundation", {})), summing_methods(methods)
     props = [

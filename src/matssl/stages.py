@@ -389,9 +389,10 @@ class Plan:
             "seed": seed,
         }
         runtime = {"device": cfg.pretrain.device}
-        # the method's name alone (not its budget key): a budget that equals the method's own epochs is its stage
-        # without a sweep, so that adding a sweep to a config re-uses the pretraining it already has
-        label = f"{method}-s{seed}"
+        # a budget that equals the method's own epochs is named as the stage without a sweep, so that adding a sweep
+        # to a config re-uses the pretraining it already has (the other budgets: their epochs in the name)
+        own = epochs is None or epochs == cfg.method_optim(method).epochs
+        label = f"{method}-s{seed}" if own else f"{method}-e{epochs}-s{seed}"
         external = {k: m.params[k] for k in obj.files}
         return self._add(
             Stage("pretrain", label, params, cfg.results, upstream, external=external, runtime=runtime, by_content=by_content)

@@ -353,16 +353,26 @@ def with_defaults(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs recorded before some fields were: the largest subset of the fold, the method itself, unrecorded."""
     if "n_train_fold" not in runs:
         runs = runs.assign(n_train_fold=(runs["n_train"] + runs["n_val"]).groupby(runs["fold"]).transform("max"))
-    defaults = {"base_method": runs["method"], "pretrain_epochs": np.nan, "precision": "unrecorded", "pretrain_seed": 0}
+    defaults = {
+        "base_method": runs["method"],
+        "pretrain_epochs": np.nan,
+        "precision": "unrecorded",
+        "pretrain_seed": 0,
+        "pretrain_pool": None,  # (what a pretraining read: its pool's graphs and guard; None where not recorded)
+    }
     return runs.assign(**{k: v for k, v in defaults.items() if k not in runs})
 
 
 def paired(g: pd.DataFrame, base: pd.DataFrame, sc: Scores, metric: str | None = None) -> pd.DataFrame:
-    """A method's runs merged with their baseline partners (the same label fraction, fold and finetuning seed), with
-    each pair's effect `d` in `metric` (default: the primary) and the fold's n_test / n_train."""
+    """A method's runs merged with their baseline partners (the same label fraction, fold and finetuning seed; and the
+    same pretraining seed where the baseline has several encoders, a control say, and one for each of the method's),
+    with each pair's effect `d` in `metric` (default: the primary) and the fold's n_test / n_train."""
     metric = metric or sc.primary
-    keep = ["fraction", "fold", "seed", metric, "n_test", "n_train_fold"]
-    pairs = g.merge(base[keep[:4]], on=["fraction", "fold", "seed"], suffixes=("", "_base"))
+    on = ["fraction", "fold", "seed"]
+    seeds = set(base["pretrain_seed"])
+    if len(seeds) > 1 and set(g["pretrain_seed"]) <= seeds:  # (so that the baseline's encoders' spread is seen)
+        on.append("pretrain_seed")
+    pairs = g.merge(base[[*on, metric]], on=on, suffixes=("", "_base"))
     return pairs.assign(d=sc.effect(pairs[metric], pairs[f"{metric}_base"]), overlap=pairs["n_test"] / pairs["n_train_fold"])
 
 
@@ -496,7 +506,7 @@ class Analysis:
     def families(self) -> list[dict[str, Any]]:
         """Each family's name, correction and size, in the order a report shows them."""
         out = []
-        for df in (self.across, self.primary, self.control, self.budget, self.foundation, self.versus, self.cells):
+        for df in (self.across, self.primary, self.foundation, self.versus, self.control, self.budget, self.cells):
             if len(df) and "family" in df:
                 for (name, adjust), g in df.dropna(subset=["family"]).groupby(["family", "adjust"], sort=False):
                     out.append({"family": name, "adjust": adjust, "n": int(g["p_adjusted"].notna().sum())})
@@ -537,8 +547,8 @@ def budget_rows(data: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
     """Per property and method swept over pretraining budgets (the runs '<method>-e<epochs>' of one base method, on one
     pool): the change of the test metric per doubling of the budget. Per unit (label fraction, fold, pretraining seed,
     finetuning seed) that ran at every budget, the least-squares slope of the metric on the analysis scale (log MAE,
-    ROC-AUC) against log2 of the epochs; scratch cancels from it, and on one pool a doubling of the epochs is one of
-    the graph passes. The units' slopes are pooled over the fractions and tested as a paired effect is (`pooled`)."""
+    ROC-AUC) against log2 of the epochs; scratch cancels from it, and on one pool a doubling of the epochs is a
+    doubling of the graph passes. The units' slopes are pooled over the fractions and tested as a paired effect is (`pooled`)."""
     rows = []
     keys = ["fraction", "fold", "pretrain_seed", "seed"]
     for prop, (runs, kind) in data.items():
@@ -675,10 +685,14 @@ def analyse(
                     words=(f"beats {model}", f"{model} better"),
                 )
             )
-    epochs = cells.dropna(subset=["pretrain_epochs"]).groupby("method")["pretrain_epochs"].first()
+    budget_of = {  # what a method's encoders were pretrained for: epochs, and on what pool (where recorded)
+        m: (g["pretrain_epochs"].iloc[0], g["pretrain_pool"].iloc[0])
+        for runs, _ in data.values()
+        for m, g in with_defaults(runs).groupby("method")
+    }
     control = []
     for c in controls:
-        same = [m for m in pretrained if m not in controls and c in epochs and epochs.get(m) == epochs[c]]
+        same = [m for m in pretrained if m not in controls and c in budget_of and budget_of.get(m) == budget_of[c]]
         control += [pooled_rows(data, same, c, cells).assign(baseline=c)] if same else []
     control = judged_with_mean(
         pd.concat(control, ignore_index=True) if control else pd.DataFrame(),

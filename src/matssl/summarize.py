@@ -228,9 +228,18 @@ class Runs:
         """Every run, one row each, with its property."""
         return pd.concat([pd.DataFrame(d["runs"]).assign(property=p) for p, d in self.props.items()], ignore_index=True)
 
+    def pool_of(self, r: dict[str, Any]) -> str | None:
+        """What the run's encoder was pretrained on: its pool's graphs and leakage guard (stage hashes); None for a
+        run without a pretraining stage of ours, or whose stage read no pool (scratch, an import)."""
+        up = self.pretrain[r["pretrain"]].get("upstream") or {} if pretrained_from(r) else {}
+        return "/".join(up[k]["hash"] for k in ("graphs", "leakage") if k in up) if "graphs" in up else None
+
     def analyse(self, confirmatory: list[tuple[str, str | None]] | None = None) -> Analysis:
-        """The statistics' families over every run (`stats.analyse`)."""
-        data = {p: (pd.DataFrame(d["runs"]), d.get("kind") or "regression") for p, d in self.props.items()}
+        """The statistics' families over every run (`stats.analyse`), each run with the pool its encoder read."""
+        data = {
+            p: (pd.DataFrame([{**r, "pretrain_pool": self.pool_of(r)} for r in d["runs"]]), d.get("kind") or "regression")
+            for p, d in self.props.items()
+        }
         return analyse(data, foundation=self.foundation, confirmatory=confirmatory, controls=self.controls)
 
 

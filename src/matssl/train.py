@@ -192,7 +192,8 @@ class Trainer:
         self.best_score = float("inf")
         self.best_step = 0
         self.step = 0
-        self.stopped: str | None = None  # "early" (patience ran out) or "cap" (the budget ran out)
+        # "early" (patience ran out) or "cap" (the budget ran out); a finetuning grid also records "diverged"
+        self.stopped: str | None = None
         self.start_epoch = 0
         self.resumed_from: int | None = None
         self._saved_at = 0.0
