@@ -239,3 +239,10 @@ def test_masked_objectives_refuse_ratios_that_leave_nothing_to_predict():
     with pytest.raises(ValueError, match=r"edge_mask_ratio: 1.5 is not in \[0, 1\]"):
         OBJECTIVES["negnn_contrastive"].check_params({"edge_mask_ratio": 1.5}, "m")
     OBJECTIVES["negnn_contrastive"].check_params({"mask_ratio": 0.0}, "m")  # views without masks: allowed
+    with pytest.raises(ValueError, match=r"barlow.mask_ratio: 1.5 is not in \[0, 1\]"):
+        OBJECTIVES["barlow"].check_params({"mask_ratio": 1.5}, "barlow")
+    with pytest.raises(ValueError, match=r"c.temperature: 0 is not in \(0, inf\]: NT-Xent divides by it"):
+        OBJECTIVES["crystalclr_cs"].check_params({"temperature": 0}, "c")
+    with pytest.raises(ValueError, match=r"d.micro_weight: -1.0 is not in \[0, inf\]: a loss weight"):
+        OBJECTIVES["dssl"].check_params({"micro_weight": -1.0}, "d")
+    OBJECTIVES["dssl"].check_params({"micro_weight": None}, "d")  # (None: the default weights)

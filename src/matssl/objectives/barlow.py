@@ -26,6 +26,12 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> torch.Tens
 class BarlowTwins(Objective):
     name = "barlow"
     defaults = {"mask_ratio": 0.1, "edge_drop": 0.1, "lambda": 0.0051, "projection_dim": 256}
+    ranges = {
+        "mask_ratio": (0, 1, True, ""),
+        "edge_drop": (0, 1, True, ""),
+        "lambda": (0, float("inf"), True, ""),
+        "projection_dim": (1, float("inf"), True, ""),
+    }
 
     def __init__(self, width: int, params: dict, data: PretrainData):
         super().__init__(width, params, data)

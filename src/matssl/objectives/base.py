@@ -92,7 +92,7 @@ class Objective(nn.Module):
                 ok = v is None or isinstance(v, int | float) and not isinstance(v, bool)
             if not ok:
                 raise ValueError(f"{where}.{k}: {v!r} is not a {type(default).__name__ if default is not None else 'value'}")
-            if k in cls.ranges:
+            if k in cls.ranges and v is not None:
                 low, high, closed, why = cls.ranges[k]
                 if not (low <= v if closed else low < v) or v > high:
                     interval = f"{'[' if closed else '('}{low:g}, {high:g}]"

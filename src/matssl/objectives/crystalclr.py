@@ -18,6 +18,7 @@ from matssl.objectives.losses import composition_similarity, element_sets, nt_xe
 class CrystalCLR(Objective):
     name = "crystalclr"
     defaults = {"temperature": 0.1, "projection_dim": 128, "composition_similarity": False}
+    ranges = {"temperature": (0, float("inf"), False, "NT-Xent divides by it"), "projection_dim": (1, float("inf"), True, "")}
     needs_views = True
 
     def __init__(self, width: int, params: dict, data: PretrainData):

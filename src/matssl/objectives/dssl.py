@@ -110,6 +110,12 @@ class DSSL(Objective):
         "micro_weight": None,
     }
     choices = {"micro_property": ("none", "stiffness", "valence")}
+    ranges = {
+        "mask_ratio": (0, 1, True, ""),  # (at least one atom masked, whatever the ratio)
+        "perturb_min": (0, float("inf"), True, "a distance (angstrom)"),
+        "perturb_max": (0, float("inf"), True, "a distance (angstrom)"),
+        **{w: (0, float("inf"), True, "a loss weight") for w in ("mask_weight", "contrastive_weight", "micro_weight")},
+    }
 
     def __init__(self, width: int, params: dict, data: PretrainData):
         super().__init__(width, params, data)
