@@ -26,6 +26,7 @@ from matssl import (
     ALPHA,
     DUMMIES,
     SCORES,
+    Analysis,
     Plan,
     budget_plot,
     collect,
@@ -157,6 +158,28 @@ def targets(summary: pd.DataFrame, foundation: list[str], expected: list[str]) -
     return lines + [""]
 
 
+def scale_targets(a: Analysis, fraction: float = 0.1, paper: float = -15.0) -> list[str]:
+    """The targets of the question at scale (issue 43), from the analysis' families where the runs hold them: per
+    pretrained method the change against scratch at `fraction` of the labels on average across the properties (its
+    random-effects mean, in its family's words), whether it reaches the fingerprint paper's `paper` % (its interval below it: reached; the
+    interval containing it: not excluded), whether it beats the control of its budget (across properties), and the
+    change per doubling of the budget (across properties). Nothing where the runs have none of these."""
+    regression = a.across[(a.across["kind"] == "regression") & (a.across["fraction"] == fraction)] if len(a.across) else []
+    if not len(regression) or (a.control.empty and a.budget.empty):
+        return []
+    lines = [f"## Targets at scale (issue 43), {100 * fraction:g} % of the labels, on average across the properties", ""]
+    for _, r in regression.iterrows():
+        paper_word = (
+            "reaches it" if r["ci_high_pct"] <= paper else "does not exclude it" if r["ci_low_pct"] <= paper else "short of it"
+        )
+        lines.append(minus(f"- {r['method']} against scratch: {r['verdict']}; the fingerprint paper's {paper:g} %: {paper_word}"))
+    for frame, what in ((a.control, "against the control of its budget"), (a.budget, "per doubling of the budget")):
+        mean = frame[frame["property"].isna() & (frame["kind"] == "regression")] if len(frame) else frame
+        for _, r in mean.iterrows():
+            lines.append(f"- {r['method']} {what}: {minus(r['verdict'])}")
+    return lines + [""]
+
+
 def probes(plan: Plan, props: dict, kinds: dict[str, str]) -> list[str]:
     """The frozen-embedding probes of a results folder (the largest label fraction): a table per property."""
     lines = ["## Frozen-embedding probes (largest label fraction; every model, none chosen on test data)", ""]
@@ -230,6 +253,7 @@ def main() -> None:
             lines += [f"![{prop}: the change against scratch by pretraining budget]({name})", ""]
     foundation = runs.foundation
     lines += targets(summary, foundation, list(raw["properties"]))
+    lines += scale_targets(a)
     if set(PUBLISHED) & set(runs.props):
         lines += ["## Published numbers (all training labels)", ""]
         lines += [

@@ -5,10 +5,11 @@ label fraction."""
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from summarize_mp import readme_table, targets  # noqa: E402
+from summarize_mp import readme_table, scale_targets, targets  # noqa: E402
 
 PROPS = ["jdft2d", "dielectric", "log10_K_VRH", "log10_G_VRH"]
 
@@ -117,3 +118,23 @@ def test_readme_table_bolds_only_a_detectable_change():
         "| DSSL (stiffness) | – | 0.0994, R² 0.80; −34.9 to +19.9 % |",
         "",
     ]
+
+
+def test_the_targets_at_scale_come_from_the_families():
+    """Issue 43's targets: a method's mean change at 10 % against scratch and the paper's -15 % (reached: the interval
+    below it), against the control of its budget, per doubling of the budget; none without a control or a sweep."""
+    from matssl import analyse
+
+    from .test_stats import swept_runs
+
+    effects = {"fp-e1": [-0.10], "fp-e16": [-0.20], "ctl-e1": [0.0], "ctl-e16": [0.0]}
+    data = {p: (swept_runs(effects, 1 + 0.1 * k, seed=k), "regression") for k, p in enumerate("abcd")}
+    lines = scale_targets(analyse(data, controls=["ctl-e1", "ctl-e16"]))
+    text = "\n".join(lines)
+    assert lines[0].startswith("## Targets at scale (issue 43), 10 % of the labels")
+    assert "- fp-e16 against scratch: on average across properties, helps: −20." in text
+    assert [line.split(": ")[0] for line in lines if line.endswith("reaches it")] == ["- fp-e16 against scratch"]
+    assert "- fp-e1 against the control of its budget: on average across properties, beats the control: −10." in text
+    assert "- fp per doubling of the budget: on average across properties, improves with budget: −" in text
+    plain = {p: (swept_runs({"fp": [-0.1]}, seed=k).assign(pretrain_epochs=np.nan), "regression") for k, p in enumerate("ab")}
+    assert scale_targets(analyse(plain)) == []
