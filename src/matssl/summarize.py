@@ -230,7 +230,7 @@ class Runs:
 
     def pool_of(self, r: dict[str, Any]) -> str | None:
         """What the run's encoder was pretrained on: its pool's graphs and leakage guard (stage hashes); None for a
-        run without a pretraining stage of ours, or whose stage read no pool (scratch, an import)."""
+        run without a pretraining stage of ours, or whose stage read no pool (an imported encoder)."""
         up = self.pretrain[r["pretrain"]].get("upstream") or {} if pretrained_from(r) else {}
         return "/".join(up[k]["hash"] for k in ("graphs", "leakage") if k in up) if "graphs" in up else None
 
