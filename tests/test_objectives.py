@@ -243,6 +243,8 @@ def test_masked_objectives_refuse_ratios_that_leave_nothing_to_predict():
         OBJECTIVES["barlow"].check_params({"mask_ratio": 1.5}, "barlow")
     with pytest.raises(ValueError, match=r"c.temperature: 0 is not in \(0, inf\]: NT-Xent divides by it"):
         OBJECTIVES["crystalclr_cs"].check_params({"temperature": 0}, "c")
+    with pytest.raises(ValueError, match=r"n.temperature: -0.1 is not in \(0, inf\]: NT-Xent divides by it"):
+        OBJECTIVES["negnn_contrastive"].check_params({"temperature": -0.1}, "n")
     with pytest.raises(ValueError, match=r"d.micro_weight: -1.0 is not in \[0, inf\]: a loss weight"):
         OBJECTIVES["dssl"].check_params({"micro_weight": -1.0}, "d")
     OBJECTIVES["dssl"].check_params({"micro_weight": None}, "d")  # (None: the default weights)

@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 from matssl.objectives.base import Objective, PretrainData, register
-from matssl.objectives.losses import composition_similarity, element_sets, nt_xent
+from matssl.objectives.losses import CONTRASTIVE_RANGES, composition_similarity, element_sets, nt_xent
 
 
 @register
 class CrystalCLR(Objective):
     name = "crystalclr"
     defaults = {"temperature": 0.1, "projection_dim": 128, "composition_similarity": False}
-    ranges = {"temperature": (0, float("inf"), False, "NT-Xent divides by it"), "projection_dim": (1, float("inf"), True, "")}
+    ranges = CONTRASTIVE_RANGES
     needs_views = True
 
     def __init__(self, width: int, params: dict, data: PretrainData):

@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# the parameter ranges of every objective with an NT-Xent loss through a projection head (Objective.ranges)
+CONTRASTIVE_RANGES = {
+    "temperature": (0, float("inf"), False, "NT-Xent divides by it"),
+    "projection_dim": (1, float("inf"), True, ""),
+}
+
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """SimCLR's NT-Xent: view i of the first batch is the positive of view i of the second; every

@@ -16,7 +16,7 @@ from torch import nn
 
 from matssl.elements import column, period
 from matssl.objectives.base import Objective, PretrainData, register
-from matssl.objectives.losses import nt_xent
+from matssl.objectives.losses import CONTRASTIVE_RANGES, nt_xent
 from matssl.objectives.views import hide_edges, mask_atoms
 
 
@@ -68,7 +68,7 @@ class NEGNNContrastive(Objective):
 
     name = "negnn_contrastive"
     defaults = {"mask_ratio": 0.2, "edge_mask_ratio": 0.2, "temperature": 0.1, "projection_dim": 64, "supercells": True}
-    ranges = {"mask_ratio": (0, 1, True, ""), "edge_mask_ratio": (0, 1, True, "")}
+    ranges = {"mask_ratio": (0, 1, True, ""), "edge_mask_ratio": (0, 1, True, ""), **CONTRASTIVE_RANGES}
 
     def __init__(self, width: int, params: dict, data: PretrainData):
         super().__init__(width, params, data)
