@@ -91,6 +91,23 @@ def test_committed_schema_is_current():
             ),
             "predict.dielectric: predictions of a classification property are not implemented yet",
         ),
+        # comparisons named beforehand: against scratch or a control, a mean names no property
+        (
+            lambda c: c.update(statistics={"confirmatory": [{"method": "negnn", "against": "dssl"}]}),
+            "statistics.confirmatory[0].against 'dssl': its objective 'dssl' is not a control",
+        ),
+        (
+            lambda c: c.update(statistics={"confirmatory": [{"method": "negnn", "against": "nope"}]}),
+            "statistics.confirmatory[0].against 'nope': 'scratch' or a control among pretrain.methods",
+        ),
+        (
+            lambda c: c.update(statistics={"confirmatory": [{"method": "negnn", "across": True, "property": "dielectric"}]}),
+            "negnn: across (the mean across the properties) names no property ('dielectric')",
+        ),
+        (
+            lambda c: c.update(statistics={"confirmatory": [{"method": "scratch"}]}),
+            "statistics.confirmatory.0: Value error, scratch: a method is not compared with itself",
+        ),
         # dielectric: 3,811 structures per training fold, 0.3 % of them are 12: 10 validate and 2 train
         (
             lambda c: c["finetune"].update(fractions=[0.003, 1.0]),
@@ -105,6 +122,17 @@ def test_config_errors_name_the_key(edit, message):
     with pytest.raises(ConfigError) as err:
         parse_config(cfg)
     assert message in str(err.value)
+
+
+def test_comparisons_named_beforehand_may_be_against_a_control_or_a_mean():
+    cfg = demo()
+    named = [{"method": "negnn", "against": "control", "across": True}, {"method": "fingerprint", "property": "dielectric"}]
+    cfg["statistics"] = {"confirmatory": named}
+    parsed = parse_config(cfg).statistics.confirmatory
+    assert [(c.method, c.property, c.against, c.across) for c in parsed] == [
+        ("negnn", None, "control", True),
+        ("fingerprint", "dielectric", "scratch", False),
+    ]
 
 
 def test_plan_wires_the_leakage_guard_and_hashes_stably():

@@ -9,6 +9,7 @@ import pytest
 from matssl.stats import (
     SCORES,
     Estimate,
+    Named,
     analyse,
     benjamini_hochberg,
     compare_all,
@@ -291,7 +292,7 @@ def test_analyse_asks_each_question_in_a_family_of_its_own():
         "chgnet better"
     )
     # named beforehand: those alone are the confirmatory family, the rest a family of their own
-    b = analyse(data, foundation=["chgnet"], confirmatory=[("small", None), ("clear", "a")])
+    b = analyse(data, foundation=["chgnet"], confirmatory=[Named("small"), Named("clear", "a")])
     named = b.primary[b.primary["named"]]
     assert sorted(zip(named["property"], named["method"], strict=True)) == [
         ("a", "clear"),
@@ -301,6 +302,16 @@ def test_analyse_asks_each_question_in_a_family_of_its_own():
     ]
     assert set(named["family"]) == {"confirmatory"} and set(named["n_family"]) == {4}
     assert set(b.primary.loc[~b.primary["named"], "family"]) == {"primary, not named beforehand (exploratory)"}
+    # a mean across the properties named too: one Holm family over the five, whichever question each answers
+    c = analyse(data, foundation=["chgnet"], confirmatory=[Named("small"), Named("clear", "a"), Named("none", across=True)])
+    fams = {f["family"]: f["n"] for f in c.families()}
+    assert fams["confirmatory"] == 5 and fams["across properties"] == 2 and list(fams)[0] == "confirmatory"
+    mean = c.across[c.across["fraction"].isna()].set_index("method")
+    assert mean.loc["none", "named"] and mean.loc["none", "family"] == "confirmatory"
+    assert mean.loc["none", "verdict"].startswith("on average across properties, no detectable difference")
+    judged = pd.concat([c.primary[c.primary["named"]], mean[mean["named"]].reset_index()])
+    assert sorted(judged["p_adjusted"]) == pytest.approx(sorted(holm(judged["p_value"].to_numpy())[0]))
+    assert not mean.loc["clear", "named"] and mean.loc["clear", "family"] == "across properties"
 
 
 def test_the_intervals_cover_in_a_simulation():
@@ -355,6 +366,12 @@ def test_the_change_per_doubling_of_the_budget_is_the_slope_over_every_budget():
     mean = c[c["property"].isna()].set_index("method")
     assert mean.loc["fp-e4", "verdict"].startswith("on average across properties, beats the control: -6.")
     assert mean.loc["fp-e1", "change_pct"] == pytest.approx(-2.0, abs=0.5)
+    # named beforehand: against the control, on average across the properties
+    n = analyse(data, controls=["ctl-e1", "ctl-e4", "ctl-e16"], confirmatory=[Named("fp-e16", against="ctl-e16", across=True)])
+    named = n.control[n.control["named"]]
+    assert len(named) == 1 and named["property"].isna().all() and named["family"].tolist() == ["confirmatory"]
+    assert named["verdict"].iloc[0].startswith("on average across properties, beats the control")
+    assert {f["family"]: f["n"] for f in n.families()}["confirmatory"] == 1
     fams = {f["family"]: f["n"] for f in a.families()}
     assert fams["pretrained methods against the control of their budget"] == 12
     assert fams["pretrained methods against the control of their budget, across properties"] == 3
@@ -390,6 +407,17 @@ def test_the_control_and_budget_families_reach_the_report_s_tables():
     md = "\n".join(markdown_families(a))
     assert "### Against the control of the same budget, on average across the properties (Holm)" in md
     assert "| fp | 1, 4 | 4 |" in md  # the mean's budgets, properties
+    assert not ans["confirmatory"] and "Named beforehand" not in md
+    # comparisons named beforehand lead the answer, in one table whichever question each answers
+    named = [Named("fp-e4", against="ctl-e4", across=True), Named("fp-e1", "b")]
+    ans = answer(analyse(data, controls=["ctl-e1", "ctl-e4"], confirmatory=named), {})
+    assert [(r["method"], r["against"], r["on"]) for r in ans["confirmatory"]] == [
+        ("fp-e1", "scratch", "b"),
+        ("fp-e4", "ctl-e4", "average across the properties"),
+    ]
+    assert [r["named"] for r in ans["control"]["across"]] == [False, True]
+    md = "\n".join(markdown_families(analyse(data, controls=["ctl-e1", "ctl-e4"], confirmatory=named)))
+    assert "### Named beforehand: the confirmatory comparisons (Holm)" in md and "| fp-e4 | ctl-e4 | average across" in md
 
 
 def test_a_control_pairs_encoder_by_encoder_and_only_within_its_pool():

@@ -74,14 +74,14 @@ def test_folders_summarised_together_give_the_summary_of_the_whole(workflow_run,
 
     # a comparison named beforehand that no run can make is said to be left out of the confirmatory family
     named = yaml.safe_load((workdir / "config.yaml").read_text())
-    named["statistics"] = {"confirmatory": [{"method": "nothing_ran", "property": "n"}]}
+    named["statistics"] = {"confirmatory": [{"method": "nothing_ran", "property": "n"}, {"method": "negnn", "property": "n"}]}
     (tmp_path / "named.yaml").write_text(yaml.safe_dump(named))
     proc = summarize("a", "--out", "named", "--config", "named.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert (
-        "without runs here, so not in the confirmatory family: nothing_ran on n"
-        in (tmp_path / "named" / "summary.md").read_text()
-    )
+    md = (tmp_path / "named" / "summary.md").read_text()
+    assert "without runs here, so not in the confirmatory family: nothing_ran against scratch on n." in md
+    assert "### Named beforehand: the confirmatory comparisons (Holm)" in md and "| negnn | scratch | n |" in md
+    assert 'id="confirmatory-table"' in (tmp_path / "named" / "report.html").read_text()
     missing = summarize("a", "--out", "x", "--config", "no-such.yaml", cwd=tmp_path)
     assert missing.returncode != 0 and "no-such.yaml" in missing.stderr and "Traceback" not in missing.stderr
 

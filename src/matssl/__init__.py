@@ -39,6 +39,7 @@ _PUBLIC = {
     "SummaryError": "summarize",
     "confirmatory_of": "summarize",
     "analyse": "stats",
+    "Named": "stats",
     "Analysis": "stats",
     "Estimate": "stats",
     "SCORES": "stats",

@@ -419,16 +419,31 @@ class PredictConfig(Strict):
 
 
 class Comparison(Strict):
+    """One comparison named before the runs, pooled over the label fractions: `method` against scratch or a control
+    pretraining of its budget, on one property, on each, or (`across`) on average across the properties."""
+
     method: str = Field(description="a key of pretrain.methods")
-    property: str | None = Field(None, description="a key of properties (default: every property)")
+    property: str | None = Field(None, description="a key of properties (default: each property, a comparison each)")
+    against: str = Field("scratch", description="'scratch', or a key of pretrain.methods whose objective is a control")
+    across: bool = Field(
+        False, description="the random-effects mean across the properties (one comparison) instead of one per property"
+    )
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Comparison:
+        if self.across and self.property is not None:
+            raise ValueError(f"{self.method}: across (the mean across the properties) names no property ({self.property!r})")
+        if self.against == self.method:
+            raise ValueError(f"{self.method}: a method is not compared with itself")
+        return self
 
 
 class StatisticsConfig(Strict):
     confirmatory: list[Comparison] | None = Field(
         None,
-        description="the comparisons with scratch (method x property, pooled over the label fractions) named before the "
-        "runs: Holm's correction over these alone, the rest a family of their own, not named beforehand (default: none "
-        "named; every method x property comparison in one primary family)",
+        description="the comparisons named before the runs (with scratch or a control; per property or on average "
+        "across the properties): Holm's correction over these alone, each question's others a family of their own "
+        "(default: none named; every method x property comparison with scratch in one primary family)",
     )
 
 
@@ -494,6 +509,11 @@ class Config(Strict):
             if c.method not in self.pretrain.methods or c.method == "scratch":
                 raise ValueError(
                     f"statistics.confirmatory[{i}].method {c.method!r}: one of the pretrained methods "
+                    f"{sorted(set(self.pretrain.methods) - {'scratch'})}"
+                )
+            if c.against != "scratch" and c.against not in self.pretrain.methods:
+                raise ValueError(
+                    f"statistics.confirmatory[{i}].against {c.against!r}: 'scratch' or a control among pretrain.methods "
                     f"{sorted(set(self.pretrain.methods) - {'scratch'})}"
                 )
             if c.property is not None and c.property not in self.properties:

@@ -551,9 +551,15 @@ def answer(a: Analysis, caveats: dict[str, str]) -> dict[str, Any]:
         return df.sort_values([*by], key=lambda c: c.map(order) if c.name == "method" else c, kind="stable") if len(df) else df
 
     primary = ordered(a.primary, "property", "method")
+    named = [df[df["named"]] for df in (a.across, a.primary, a.control) if len(df) and "named" in df]
+    named = pd.concat(named, ignore_index=True) if named else pd.DataFrame()
+    if len(named):
+        named["on"] = named["property"].where(named["property"].notna(), "average across the properties")
+        named["against"] = named["baseline"]
     return {
         "families": a.families(),
         "named": a.named,
+        "confirmatory": family_rows(named, ["method", "against", "on"], caveats),
         "across": family_rows(ordered(across[across["fraction"].isna()], "method"), ["method", "k", "properties", "tau"]),
         "across_fraction": family_rows(
             ordered(across[across["fraction"].notna()], "fraction", "method"), ["method", "fraction", "k", "tau"]
@@ -888,6 +894,7 @@ def markdown_families(a: Analysis, caveats: dict[str, str] | None = None) -> lis
         header = [HEADERS.get(k, k) for k in keys]
         return [f"### {title}", "", *markdown_table([*header, "verdict (95 % interval)", "p", "p adjusted", "note"], body)]
 
+    lines += family("Named beforehand: the confirmatory comparisons (Holm)", ans["confirmatory"], ["method", "against", "on"])
     lines += family("On average across the properties (random effects; Holm)", ans["across"], ["method", "k", "tau", "i2"])
     lines += family(
         "On average across the properties, per label fraction (Holm)", ans["across_fraction"], ["method", "fraction", "k", "tau"]

@@ -8,9 +8,10 @@ training sets overlap (the Nadeau-Bengio correction applies to them alone), and 
 which add variance without that overlap. The families (`analyse`):
 
 - per cell (method x property x label fraction): exploratory, the 95 % interval and a Benjamini-Hochberg q-value;
-- confirmatory: per method x property, pooled over the label fractions, Holm over the family (the comparisons named
-  in the config's `statistics.confirmatory` where it names some: the rest are a family of their own, not named
-  beforehand);
+- primary: per method x property, pooled over the label fractions, Holm over the family;
+- confirmatory: the comparisons named in the config's `statistics.confirmatory` before the runs (`Named`: against
+  scratch or a control, per property or on average across the properties), Holm over them alone, whichever question
+  each answers; each question's other comparisons stay a family of their own (`judge_named`);
 - across properties: per method, a random-effects estimate over the properties (DerSimonian-Laird with the
   Hartung-Knapp interval) with its heterogeneity, Holm over the methods;
 - a foundation model against scratch, and each pretrained method against a foundation model: families of their own;
@@ -309,16 +310,23 @@ def verdict(row: dict[str, Any] | pd.Series, sc: Scores, words: tuple[str, str] 
 
 
 def judge(
-    rows: pd.DataFrame, family: str, adjust: str, sc_of: pd.Series, words: tuple[str, str] = ("helps", "hurts"), prefix: str = ""
+    rows: pd.DataFrame,
+    family: str,
+    adjust: str,
+    sc_of: pd.Series,
+    words: tuple[str, str] = ("helps", "hurts"),
+    prefix: str = "",
+    within: tuple[np.ndarray, np.ndarray, int] | None = None,
 ) -> pd.DataFrame:
     """One family of comparisons (rows with `effect`, `se`, `df`, `p_value`; `sc_of` each row's Scores): the adjusted p
     (`adjust`: 'holm' or 'bh') over the rows with a p, the detectable change at the level each is judged at, the
-    verdict and the family's name and size."""
+    verdict and the family's name and size. `within`: where the rows are part of a larger family (the confirmatory
+    one, which spans questions), their adjusted p and levels in it and its size."""
     out = rows.copy()
     name, how = ADJUST[adjust]
-    adjusted, levels = how(out["p_value"].to_numpy(float))
-    tested = np.isfinite(adjusted)
-    out["p_adjusted"], out["family"], out["adjust"], out["n_family"] = adjusted, family, name, int(tested.sum())
+    adjusted, levels = how(out["p_value"].to_numpy(float)) if within is None else within[:2]
+    size = int(np.isfinite(adjusted).sum()) if within is None else within[2]
+    out["p_adjusted"], out["family"], out["adjust"], out["n_family"] = adjusted, family, name, size
     lows, highs = [], []
     for (_, r), level, sc in zip(out.iterrows(), levels, sc_of, strict=True):
         mde = Estimate(r["effect"], r["se"], r["df"]).detectable(level) if math.isfinite(level) else math.nan
@@ -485,6 +493,67 @@ def compare_all(
     return out
 
 
+@dataclass(frozen=True)
+class Named:
+    """A comparison named in the config before the runs (`statistics.confirmatory`): `method` against `against`
+    (scratch, or a control pretraining of the same budget), pooled over the label fractions, on `property` (None: on
+    each property), or with `across` on average across the properties (one comparison)."""
+
+    method: str
+    property: str | None = None
+    against: str = "scratch"
+    across: bool = False
+
+    def __str__(self) -> str:
+        on = "on average across properties" if self.across else f"on {self.property or 'each property'}"
+        return f"{self.method} against {self.against} {on}"
+
+    def names(self, row: pd.Series) -> bool:
+        """Whether a comparison's row (of `method` with `baseline`; a mean across properties has no property) is this one."""
+        if row["method"] != self.method or row["baseline"] != self.against:
+            return False
+        mean = not isinstance(row.get("property"), str)
+        return mean if self.across else not mean and self.property in (None, row["property"])
+
+
+@dataclass(frozen=True)
+class Question:
+    """The rows of one question before they are judged (each with the `baseline` it is compared with), the family they
+    are judged in unless named beforehand, and the verdict's words and prefix."""
+
+    rows: pd.DataFrame
+    family: str
+    words: tuple[str, str] = ("helps", "hurts")
+    prefix: str = ""
+
+
+def judge_named(questions: list[Question], confirmatory: list[Named] | None) -> list[pd.DataFrame]:
+    """Each question's rows judged (Holm), with the comparisons named beforehand taken out of their questions into one
+    confirmatory family: Holm over those alone, whichever questions they answer (each keeps its words); every
+    question's other rows are a family of their own. Each frame gains `named`."""
+    chosen = [
+        np.array(
+            [any(n.names(r) for n in confirmatory or []) for _, r in q.rows.iterrows()],
+            bool,
+        )
+        for q in questions
+    ]
+    p = np.concatenate([q.rows["p_value"].to_numpy(float)[c] for q, c in zip(questions, chosen, strict=True) if c.any()] or [[]])
+    adjusted, levels = holm(p)
+    size, at, out = int(np.isfinite(adjusted).sum()), 0, []
+    for q, c in zip(questions, chosen, strict=True):
+        parts = []
+        if c.any():
+            n = int(c.sum())
+            within = (adjusted[at : at + n], levels[at : at + n], size)
+            parts.append(judge(q.rows[c], "confirmatory", "holm", kinds_of(q.rows[c]), q.words, q.prefix, within))
+            at += n
+        if (~c).any():
+            parts.append(judge(q.rows[~c], q.family, "holm", kinds_of(q.rows[~c]), q.words, q.prefix))
+        out.append(pd.concat(parts).sort_index().assign(named=c) if parts else q.rows.assign(named=c))
+    return out
+
+
 @dataclass
 class Analysis:
     """Every family of one report: `cells` (summarize_runs' rows of every property, each comparison judged in the
@@ -505,18 +574,19 @@ class Analysis:
 
     def families(self) -> list[dict[str, Any]]:
         """Each family's name, correction and size, in the order a report shows them."""
-        out = []
-        for df in (self.across, self.primary, self.foundation, self.versus, self.control, self.budget, self.cells):
-            if len(df) and "family" in df:
-                for (name, adjust), g in df.dropna(subset=["family"]).groupby(["family", "adjust"], sort=False):
-                    out.append({"family": name, "adjust": adjust, "n": int(g["p_adjusted"].notna().sum())})
-        return out
+        frames = [self.across, self.primary, self.foundation, self.versus, self.control, self.budget, self.cells]
+        judged = [df[["family", "adjust", "n_family"]] for df in frames if len(df) and "family" in df]
+        if not judged:
+            return []
+        each = pd.concat(judged).dropna(subset=["family"]).drop_duplicates(["family", "adjust"])
+        out = [{"family": f, "adjust": a, "n": int(n)} for f, a, n in each.itertuples(index=False)]
+        return sorted(out, key=lambda f: f["family"] != "confirmatory")  # (the questions named beforehand first)
 
 
 def pooled_rows(
     data: dict[str, tuple[pd.DataFrame, str]], methods: list[str], baseline: str, cells: pd.DataFrame
 ) -> pd.DataFrame:
-    """Per property and method: the effect against `baseline` pooled over the label fractions (`pooled`), with the
+    """Per property and method: the effect against `baseline` (a column) pooled over the label fractions (`pooled`), with the
     fractions it pools and those whose cell failed (no model beat the dummy; from `cells`, summarize_runs' rows)."""
     rows = []
     for prop, (runs, kind) in data.items():
@@ -534,6 +604,7 @@ def pooled_rows(
                     {
                         "property": prop,
                         "method": method,
+                        "baseline": baseline,
                         "kind": kind,
                         "fractions": fr,
                         "failed_fractions": [f for f in fr if failed.get(f, False)],
@@ -610,14 +681,14 @@ def judged_with_mean(rows: pd.DataFrame, keys: list[str], family: str, words: tu
 def analyse(
     data: dict[str, tuple[pd.DataFrame, str]],
     foundation: list[str] | tuple = (),
-    confirmatory: list[tuple[str, str | None]] | None = None,
+    confirmatory: list[Named] | None = None,
     baseline: str = "scratch",
     controls: list[str] | tuple = (),
 ) -> Analysis:
     """Every family of one report over `data` (property -> (its runs, its kind)): see the module's docstring.
     `foundation`: the methods that are foundation models (compared with scratch in a family of their own, and each
-    pretrained method against them); `confirmatory`: the (method, property or None for every property) comparisons
-    with scratch named in the config before the runs, or None where none were named; `controls`: the methods that are
+    pretrained method against them); `confirmatory`: the comparisons named in the config before the runs (with
+    scratch or a control, per property or on average across them), or None where none were named; `controls`: the methods that are
     a control pretraining (each other pretrained method of the same pretraining epochs is compared with them)."""
     cells = pd.concat([summarize_runs(r, baseline, kind).assign(property=p) for p, (r, kind) in data.items()], ignore_index=True)
     is_f = cells["method"].isin(foundation)
@@ -631,44 +702,11 @@ def analyse(
     pretrained = [m for m in ran if m not in foundation]
     primary = pooled_rows(data, pretrained, baseline, cells)
     named = confirmatory is not None
-    if len(primary):
-        chosen = (
-            np.array(
-                [
-                    any(m == r["method"] and p in (None, r["property"]) for m, p in confirmatory or [])
-                    for _, r in primary.iterrows()
-                ]
-            )
-            if named
-            else np.ones(len(primary), bool)
-        )
-        parts = [
-            judge(primary[sel], name, "holm", kinds_of(primary[sel]))
-            for sel, name in (
-                (chosen, "confirmatory" if named else "primary (none named beforehand)"),
-                (~chosen, "primary, not named beforehand (exploratory)"),
-            )
-            if sel.any()
-        ]
-        primary = pd.concat(parts).sort_index()
-        primary["named"] = chosen if named else False
     per_fraction = cells[cells["method"].isin(pretrained)].dropna(subset=["se"])
-    across = pd.concat(
-        [
-            across_rows(primary, ["method"]).assign(fraction=np.nan) if len(primary) else pd.DataFrame(),
-            across_rows(per_fraction, ["method", "fraction"]) if len(per_fraction) else pd.DataFrame(),
-        ],
-        ignore_index=True,
+    across = (
+        across_rows(primary, ["method", "baseline"]).assign(fraction=np.nan, property=np.nan) if len(primary) else pd.DataFrame()
     )
-    if len(across):
-        whole = across["fraction"].isna()
-        across = pd.concat(
-            [
-                judge(across[sel], name, "holm", kinds_of(across[sel]), prefix="on average across properties, ")
-                for sel, name in ((whole, "across properties"), (~whole, "across properties, per label fraction"))
-                if sel.any()
-            ]
-        ).sort_index()
+    by_fraction = across_rows(per_fraction, ["method", "fraction"]) if len(per_fraction) else pd.DataFrame()
     found = pooled_rows(data, list(foundation), baseline, cells)
     if len(found):
         found = judge(found, "foundation models against scratch", "holm", kinds_of(found))
@@ -678,7 +716,7 @@ def analyse(
         if len(v):
             versus.append(
                 judge(
-                    v.assign(baseline=model),
+                    v,
                     f"pretrained methods against {model}",
                     "holm",
                     kinds_of(v),
@@ -693,13 +731,24 @@ def analyse(
     control = []
     for c in controls:
         same = [m for m in pretrained if m not in controls and c in budget_of and budget_of.get(m) == budget_of[c]]
-        control += [pooled_rows(data, same, c, cells).assign(baseline=c)] if same else []
-    control = judged_with_mean(
-        pd.concat(control, ignore_index=True) if control else pd.DataFrame(),
-        ["method", "baseline"],
-        "pretrained methods against the control of their budget",
-        ("beats the control", "the control better"),
-    )
+        control += [pooled_rows(data, same, c, cells)] if same else []
+    control = pd.concat(control, ignore_index=True) if control else pd.DataFrame()
+    control_mean = across_rows(control, ["method", "baseline"]).assign(property=np.nan) if len(control) else pd.DataFrame()
+    mean, beats = "on average across properties, ", ("beats the control", "the control better")
+    against_control = "pretrained methods against the control of their budget"
+    questions = [
+        Question(primary, "primary, not named beforehand (exploratory)" if named else "primary (none named beforehand)"),
+        Question(across, "across properties", prefix=mean),
+        Question(control_mean, f"{against_control}, across properties", words=beats, prefix=mean),
+        Question(control, against_control, words=beats),
+    ]
+    primary, across, control_mean, control = judge_named(questions, confirmatory)
+    if len(by_fraction):  # (never named beforehand: a label fraction is not a question of its own)
+        by_fraction = judge(
+            by_fraction, "across properties, per label fraction", "holm", kinds_of(by_fraction), prefix=mean
+        ).assign(named=False)
+    across = pd.concat([across, by_fraction], ignore_index=True)
+    control = pd.concat([control_mean, control], ignore_index=True)
     budget = judged_with_mean(
         budget_rows(data),
         ["method"],

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
+from matssl.config import Comparison
 from matssl.io import InputError, canonical_json, read_json, spec_digest, write_json
-from matssl.stats import SCORES, Analysis, analyse, summarize_runs
+from matssl.stats import SCORES, Analysis, Named, analyse, summarize_runs
 
 # what a property summary's runs share (kept once per property)
 PROPERTY_FIELDS = ("property", "unit", "transform", "kind", "per_atom", "classes")
@@ -316,17 +318,31 @@ def encoder_sha(manifest: dict[str, Any]) -> str | None:
     return manifest.get("files", {}).get("encoder.pt", {}).get("sha256")
 
 
-def confirmatory_of(config: dict[str, Any] | None) -> list[tuple[str, str | None]] | None:
+def confirmatory_of(config: dict[str, Any] | None) -> list[Named] | None:
     """The comparisons a config named before the runs (`statistics.confirmatory`), or None where it named none."""
     named = ((config or {}).get("statistics") or {}).get("confirmatory")
     if named is None:
         return None
-    if not isinstance(named, list) or not all(isinstance(c, dict) and isinstance(c.get("method"), str) for c in named):
-        raise SummaryError(f"statistics.confirmatory: a list of {{method: M, property: P}} (property optional): {named!r}")
-    return [(c["method"], c.get("property")) for c in named]
+    try:
+        return [Named(**Comparison.model_validate(c).model_dump()) for c in named]
+    except (TypeError, ValidationError) as err:
+        raise SummaryError(
+            "statistics.confirmatory: a list of {method: M, property: P, against: A, across: B} (all but method "
+            f"optional): {named!r}"
+        ) from err
 
 
-def unmatched(runs: Runs, named: list[tuple[str, str | None]] | None) -> list[str]:
-    """The comparisons named beforehand that no run here can make (they drop out of the confirmatory family)."""
-    have = {(r["method"], p) for p, d in runs.props.items() for r in d["runs"]}
-    return [f"{m} on {p or 'any property'}" for m, p in named or [] if not any(hm == m and p in (None, hp) for hm, hp in have)]
+def unmatched(runs: Runs, named: list[Named] | None) -> list[str]:
+    """The comparisons named beforehand that no run here can make (they drop out of the confirmatory family): the
+    method and what it is compared with must have runs on the property (on any, for each property; on two at least,
+    for the mean across them)."""
+    ran: dict[str, set[str]] = {}
+    for p, d in runs.props.items():
+        for r in d["runs"]:
+            ran.setdefault(r["method"], set()).add(p)
+    out = []
+    for n in named or []:
+        both = ran.get(n.method, set()) & ran.get(n.against, set())
+        if not (len(both) >= 2 if n.across else (n.property in both if n.property else both)):
+            out.append(str(n))
+    return out

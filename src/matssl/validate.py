@@ -209,7 +209,14 @@ def check(cfg: Config) -> None:
     for name, prop in cfg.properties.items():
         check_subset_sizes(cfg, name, prop)
         check_column(cfg, name, prop, columns_of)
-    check_methods(cfg)  # (first: the predictions' check looks the methods' objectives up)
+    check_methods(cfg)  # (first: the predictions' and the comparisons' checks look the methods' objectives up)
+    for i, c in enumerate(cfg.statistics.confirmatory or []):
+        if c.against != "scratch" and not OBJECTIVES[cfg.pretrain.methods[c.against].objective].control:
+            raise ValueError(
+                f"statistics.confirmatory[{i}].against {c.against!r}: its objective "
+                f"{cfg.pretrain.methods[c.against].objective!r} is not a control (a method is compared with scratch "
+                "or with a control of its budget)"
+            )
     for name, pr in cfg.predict.items():
         check_predict(cfg, name, pr)
 
