@@ -154,6 +154,34 @@ def check_column(cfg: Config, name: str, prop: PropertyConfig, columns_of: Calla
         raise ValueError(f"{where}: dataset {prop.dataset!r} is a folder without `labels:` (a CSV with id and labels)")
 
 
+def run_methods(cfg: Config, graph_only: bool = False) -> dict[str, str]:
+    """The method names finetuning runs carry, as Plan._budgets names them ('<method>-e<epochs>' for each budget of a
+    pretrain.budgets sweep of a trained method), each with its method; `graph_only`: those with an encoder of this
+    workflow's graphs (no foundation model)."""
+    keys = {}
+    for m, method in cfg.pretrain.methods.items():
+        obj = OBJECTIVES[method.objective]
+        if graph_only and not obj.kind.has_encoder:
+            continue
+        sweep = cfg.pretrain.budgets if cfg.pretrain.budgets and obj.kind.trains and obj.kind.has_encoder else None
+        keys |= {f"{m}-e{e}": m for e in sweep} if sweep else {m: m}
+    return keys
+
+
+def check_confirmatory(cfg: Config) -> None:
+    """Each comparison named beforehand names a pretrained method and scratch or a control, as its runs are named."""
+    keys = run_methods(cfg)
+    controls = sorted(k for k, m in keys.items() if OBJECTIVES[cfg.pretrain.methods[m].objective].control)
+    for i, c in enumerate(cfg.statistics.confirmatory or []):
+        where = f"statistics.confirmatory[{i}]"
+        if c.method not in keys or c.method == "scratch":
+            raise ValueError(f"{where}.method {c.method!r}: one of the pretrained methods {sorted(set(keys) - {'scratch'})}")
+        if c.against != "scratch" and c.against not in controls:
+            raise ValueError(f"{where}.against {c.against!r}: 'scratch' or a control among the methods {controls}")
+        if c.property is not None and c.property not in cfg.properties:
+            raise ValueError(f"{where}.property {c.property!r} is not one of properties: {sorted(cfg.properties)}")
+
+
 def check_predict(cfg: Config, name: str, pr: PredictConfig) -> None:
     where = f"predict.{name}"
     if name not in cfg.properties:
@@ -162,12 +190,7 @@ def check_predict(cfg: Config, name: str, pr: PredictConfig) -> None:
         raise ValueError(f"{where}: predictions of a classification property are not implemented yet")
     if pr.dataset not in cfg.datasets:
         raise ValueError(f"{where}.dataset {pr.dataset!r} is not one of datasets: {sorted(cfg.datasets)}")
-    keys = set()  # the finetuned graph methods, named as Plan._budgets names them
-    for m, method in cfg.pretrain.methods.items():
-        obj = OBJECTIVES[method.objective]
-        if not obj.kind.has_encoder:
-            continue
-        keys |= {f"{m}-e{e}" for e in cfg.pretrain.budgets} if cfg.pretrain.budgets and obj.kind.trains else {m}
+    keys = set(run_methods(cfg, graph_only=True))
     if pr.method not in keys:
         raise ValueError(
             f"{where}.method {pr.method!r}: not a finetuned graph method ({sorted(keys)}; a foundation "
@@ -210,13 +233,7 @@ def check(cfg: Config) -> None:
         check_subset_sizes(cfg, name, prop)
         check_column(cfg, name, prop, columns_of)
     check_methods(cfg)  # (first: the predictions' and the comparisons' checks look the methods' objectives up)
-    for i, c in enumerate(cfg.statistics.confirmatory or []):
-        if c.against != "scratch" and not OBJECTIVES[cfg.pretrain.methods[c.against].objective].control:
-            raise ValueError(
-                f"statistics.confirmatory[{i}].against {c.against!r}: its objective "
-                f"{cfg.pretrain.methods[c.against].objective!r} is not a control (a method is compared with scratch "
-                "or with a control of its budget)"
-            )
+    check_confirmatory(cfg)
     for name, pr in cfg.predict.items():
         check_predict(cfg, name, pr)
 
