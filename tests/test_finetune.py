@@ -175,3 +175,33 @@ def test_a_learning_rate_that_diverges_loses_the_grid_and_the_run_goes_on(tmp_pa
     assert grid[0]["stopped"] == "diverged" and grid[1]["stopped"] != "diverged" and chosen["lr"] == 0.01
     _, chosen, grid = select_by_cv(task, Blows(), inputs, pos, ids, learnt, ft, 0, cpu, None)
     assert grid[0]["stopped"] == "diverged" and grid[1]["stopped"] != "diverged" and chosen["lr"] == 0.01
+
+
+def test_a_refit_that_diverges_gives_the_inner_models_averaged(monkeypatch):
+    """`final: refit` trains one model on every row for the chosen steps, unvalidated: where that diverges (the inner
+    models at the same rate did not), the run's model is the validated inner models averaged, and the grid row says so."""
+    import matssl.finetune as finetune
+    from matssl.config import FinetuneConfig
+
+    rng = np.random.default_rng(0)
+    ids = [f"s{k}" for k in range(40)]
+    x = torch.tensor(rng.standard_normal((40, 2)), dtype=torch.float32)
+    y = pd.Series((x @ torch.tensor([0.5, -0.3])).numpy(), index=ids)
+    task = Regression(y, Target("y"), pd.DataFrame({"id": ids, "numbers": [[1]] * 40}))
+    optim = {"lrs": [0.01], "max_steps": 60, "patience": 50, "warmup_steps": 0, "batch_size": 8}
+    ft = FinetuneConfig(optim=optim, small_data={"final": "refit"})
+    inner = finetune.train_epoch
+
+    def on_every_row_diverges(model, opt, budget, rows, loss_of, step, stop, seed, epoch):
+        if len(rows) == len(ids):  # (the refit: the inner models train on k - 1 folds of the rows)
+            raise FloatingPointError(f"training loss nan at step {step + 1}")
+        return inner(model, opt, budget, rows, loss_of, step, stop, seed, epoch)
+
+    run = lambda: finetune.select_by_cv(  # noqa: E731
+        task, Blows(), lambda at: x[at], np.arange(40), ids, task.fit_on(ids), ft, 0, torch.device("cpu"), None
+    )
+    model, chosen, _ = run()
+    assert isinstance(model, Blows) and "refit" not in chosen and chosen["best_step"] > 0  # (its weights stay below 3)
+    monkeypatch.setattr(finetune, "train_epoch", on_every_row_diverges)
+    model, chosen, _ = run()
+    assert isinstance(model, finetune.Averaged) and chosen["refit"].startswith("diverged at step 1")

@@ -637,20 +637,24 @@ def select_by_cv(
     if sd.shrink and isinstance(task, Regression):
         chosen["shrink"], chosen["val_score_unshrunk"] = task.shrink(best["oof"], ids), chosen["val_score"]
         chosen["val_score"] = task.val_score(best["oof"], ids)
-    if sd.final == "average":
-        for m, state in zip(best["members"], best["states"], strict=True):
-            m.load_state_dict(state)
-        return Averaged(best["members"]), chosen, grid
-    model.load_state_dict(initial)  # refit: every row, the chosen rate, for the chosen steps, no validation
-    budget, rows = lr_budget(o, best["lr"], sd.patience), np.arange(len(ids))
-    opt = torch.optim.AdamW(model.parameters(), lr=best["lr"], weight_decay=o.weight_decay)
-    step, epoch = 0, 0
-    while step < best["step"]:
-        step, before = train_epoch(model, opt, budget, rows, step_of, step, best["step"], seed, epoch), step
-        if step == before:  # (no batch of two or more)
-            break
-        epoch += 1
-    return model, chosen, grid
+    if sd.final == "refit":
+        model.load_state_dict(initial)  # every row, the chosen rate, for the chosen steps, no validation
+        budget, rows = lr_budget(o, best["lr"], sd.patience), np.arange(len(ids))
+        opt = torch.optim.AdamW(model.parameters(), lr=best["lr"], weight_decay=o.weight_decay)
+        step, epoch = 0, 0
+        try:
+            while step < best["step"]:
+                step, before = train_epoch(model, opt, budget, rows, step_of, step, best["step"], seed, epoch), step
+                if step == before:  # (no batch of two or more)
+                    break
+                epoch += 1
+            return model, chosen, grid
+        except FloatingPointError as err:  # the refit diverged where the inner models did not: they are the model
+            log.warning("refit at lr %g: %s; the inner models at the chosen step, averaged, instead", best["lr"], err)
+            chosen["refit"] = f"diverged at step {step + 1}: the inner models averaged instead"
+    for m, state in zip(best["members"], best["states"], strict=True):
+        m.load_state_dict(state)
+    return Averaged(best["members"]), chosen, grid
 
 
 def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -690,7 +694,7 @@ def run_finetune(spec: dict[str, Any], out: Path) -> dict[str, Any]:
         resumed = []
         selection = {
             "selection": f"{chosen['cv_folds']}-fold cross-validation ({ft.small_data.final})",
-            **{k: chosen[k] for k in ("shrink", "val_score_unshrunk") if k in chosen},
+            **{k: chosen[k] for k in ("shrink", "val_score_unshrunk", "refit") if k in chosen},
         }
     else:
         model, chosen, grid, resumed = select_on_split(
