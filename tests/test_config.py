@@ -117,6 +117,10 @@ def test_committed_schema_is_current():
             "negnn: across (the mean across the properties) names no property ('dielectric')",
         ),
         (
+            lambda c: c.update(statistics={"confirmatory": [{"method": "chgnet"}]}),
+            "statistics.confirmatory[0].method 'chgnet': one of the methods pretrained here",
+        ),
+        (
             lambda c: c.update(statistics={"confirmatory": [{"method": "scratch"}]}),
             "statistics.confirmatory.0: Value error, scratch: a method is not compared with itself",
         ),
@@ -147,10 +151,14 @@ def test_comparisons_named_beforehand_may_be_against_a_control_or_a_mean():
     ]
     # in a budget sweep, named as the runs are: '<method>-e<epochs>'
     cfg["pretrain"]["budgets"] = [1, 4]
-    with pytest.raises(ConfigError, match="method 'negnn': one of the pretrained methods"):
+    with pytest.raises(ConfigError, match="method 'negnn': one of the methods pretrained here"):
         parse_config(cfg)
     cfg["statistics"] = {"confirmatory": [{"method": "negnn-e4", "against": "control-e4", "across": True}]}
     assert parse_config(cfg).statistics.confirmatory[0].against == "control-e4"
+    for method, against in (("negnn-e1", "control-e4"), ("control-e1", "control-e4")):  # another budget; a control
+        cfg["statistics"] = {"confirmatory": [{"method": method, "against": against}]}
+        with pytest.raises(ConfigError, match="is compared with the control of its own pretraining epochs"):
+            parse_config(cfg)
 
 
 def test_plan_wires_the_leakage_guard_and_hashes_stably():
@@ -247,6 +255,12 @@ def test_check_config_reports_unreadable_files_in_one_message(tmp_path):
     with pytest.raises(SystemExit) as err:
         main(["check-config", str(bad)])
     assert f"{bad}: not valid YAML" in str(err.value)
+    # a key written twice in one mapping (YAML loaders keep the last silently: half a section would be lost)
+    twice = (ROOT / "config.yaml").read_text() + "\ngraphs:\n  cutoff: 6.0\n"
+    bad.write_text(twice)
+    with pytest.raises(SystemExit) as err:
+        main(["check-config", str(bad)])
+    assert "key 'graphs' appears twice in one mapping" in str(err.value)
     with pytest.raises(SystemExit) as err:
         main(["check-config", str(tmp_path / "missing.yaml")])
     assert "missing.yaml: cannot read the config (No such file or directory)" in str(err.value)

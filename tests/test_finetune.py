@@ -204,4 +204,4 @@ def test_a_refit_that_diverges_gives_the_inner_models_averaged(monkeypatch):
     assert isinstance(model, Blows) and "refit" not in chosen and chosen["best_step"] > 0  # (its weights stay below 3)
     monkeypatch.setattr(finetune, "train_epoch", on_every_row_diverges)
     model, chosen, _ = run()
-    assert isinstance(model, finetune.Averaged) and chosen["refit"].startswith("diverged at step 1")
+    assert isinstance(model, finetune.Averaged) and chosen["refit"].startswith("diverged (training loss nan at step 1)")

@@ -418,6 +418,11 @@ def test_the_control_and_budget_families_reach_the_report_s_tables():
     assert [r["named"] for r in ans["control"]["across"]] == [False, True]
     md = "\n".join(markdown_families(analyse(data, controls=["ctl-e1", "ctl-e4"], confirmatory=named)))
     assert "### Named beforehand: the confirmatory comparisons (Holm)" in md and "| fp-e4 | ctl-e4 | average across" in md
+    assert ans["n"]["control_across"] == 1 and ans["n"]["family"]["confirmatory"] == 2 and not ans["unmade"]
+    # one that no comparison here makes (no runs of the control it names) is said to be left out
+    a = analyse(data, controls=["ctl-e1", "ctl-e4"], confirmatory=[*named, Named("fp-e4", against="ctl-e16")])
+    assert a.unmade == [Named("fp-e4", against="ctl-e16")]
+    assert "fp-e4 against ctl-e16 on each property." in answer(a, {})["unmade"]
 
 
 def test_a_control_pairs_encoder_by_encoder_and_only_within_its_pool():

@@ -79,7 +79,7 @@ def test_folders_summarised_together_give_the_summary_of_the_whole(workflow_run,
     proc = summarize("a", "--out", "named", "--config", "named.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "named" / "summary.md").read_text()
-    assert "without runs here, so not in the confirmatory family: nothing_ran against scratch on n." in md
+    assert "so not in the confirmatory family: nothing_ran against scratch on n." in md
     assert "### Named beforehand: the confirmatory comparisons (Holm)" in md and "| negnn | scratch | n |" in md
     assert 'id="confirmatory-table"' in (tmp_path / "named" / "report.html").read_text()
     missing = summarize("a", "--out", "x", "--config", "no-such.yaml", cwd=tmp_path)

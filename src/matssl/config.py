@@ -529,11 +529,32 @@ def parse_schema(data: dict[str, Any]) -> Config:
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 
 
+class UniqueKeys(yaml.SafeLoader):
+    """YAML whose mappings name each key once: PyYAML (and so Snakemake's --configfile) keeps the last of two silently,
+    so a section written twice would lose its first half without a word."""
+
+
+def _unique_mapping(loader: UniqueKeys, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, str | int | float | bool):  # (an unhashable key: construct_mapping says so)
+            continue
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
-    """A config file's mapping (a missing file, bad YAML or something else than a mapping: a ConfigError)."""
+    """A config file's mapping (a missing file, bad YAML, a key twice in one mapping or something else than a mapping:
+    a ConfigError)."""
     try:
         with open(path) as fh:
-            data = yaml.safe_load(fh)
+            data = yaml.load(fh, Loader=UniqueKeys)  # noqa: S506  (a SafeLoader)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the config ({err.strerror})") from None
     except yaml.YAMLError as err:

@@ -651,7 +651,7 @@ def select_by_cv(
             return model, chosen, grid
         except FloatingPointError as err:  # the refit diverged where the inner models did not: they are the model
             log.warning("refit at lr %g: %s; the inner models at the chosen step, averaged, instead", best["lr"], err)
-            chosen["refit"] = f"diverged at step {step + 1}: the inner models averaged instead"
+            chosen["refit"] = f"diverged ({err}): the inner models averaged instead"
     for m, state in zip(best["members"], best["states"], strict=True):
         m.load_state_dict(state)
     return Averaged(best["members"]), chosen, grid

@@ -26,8 +26,8 @@ from matssl.io import atomic_path, read_json, spec_digest  # noqa: E402
 from matssl.objectives import OBJECTIVES  # noqa: E402
 from matssl.pretrain import COLLAPSED_SPREAD, STEEP_SHARE, convergence  # noqa: E402
 from matssl.stages import OUTPUTS  # noqa: E402
-from matssl.stats import DUMMIES, SCORES, Analysis, Scores, analyse  # noqa: E402
-from matssl.summarize import Runs, collect, confirmatory_of, pretrained_from, stage_key, unmatched  # noqa: E402
+from matssl.stats import ACROSS, BUDGET, CONTROL, DUMMIES, MEAN, SCORES, Analysis, Named, Scores, analyse  # noqa: E402
+from matssl.summarize import Runs, collect, confirmatory_of, pretrained_from, stage_key  # noqa: E402
 from matssl.table import read_table  # noqa: E402
 from matssl.target import Target  # noqa: E402
 
@@ -542,6 +542,15 @@ def family_rows(df: pd.DataFrame, columns: list[str], caveats: dict[str, str] | 
     return rows
 
 
+def unmade_text(unmade: list[Named]) -> str:
+    return (
+        "Named beforehand (statistics.confirmatory) but made by no comparison here (no runs of the method or of what it "
+        "is compared with, or a question the report does not ask), so not in the confirmatory family: "
+        + ", ".join(map(str, unmade))
+        + "."
+    )
+
+
 def answer(a: Analysis, caveats: dict[str, str]) -> dict[str, Any]:
     """The report's answer, family by family (`stats.analyse`)."""
     across = a.across if len(a.across) else pd.DataFrame(columns=["fraction"])
@@ -556,10 +565,16 @@ def answer(a: Analysis, caveats: dict[str, str]) -> dict[str, Any]:
     if len(named):
         named["on"] = named["property"].where(named["property"].notna(), "average across the properties")
         named["against"] = named["baseline"]
+    families = a.families()
+    n = {f["family"]: f["n"] for f in families}
     return {
-        "families": a.families(),
+        "families": families,
         "named": a.named,
         "confirmatory": family_rows(named, ["method", "against", "on"], caveats),
+        "unmade": unmade_text(a.unmade) if a.unmade else "",
+        # each question's family size, the comparisons named beforehand not counted (they are in 'confirmatory')
+        "n": {"family": n, "across": n.get(ACROSS, 0), "control": n.get(CONTROL, 0), "control_across": n.get(CONTROL + MEAN, 0)}
+        | {"budget": n.get(BUDGET, 0), "budget_across": n.get(BUDGET + MEAN, 0)},
         "across": family_rows(ordered(across[across["fraction"].isna()], "method"), ["method", "k", "properties", "tau"]),
         "across_fraction": family_rows(
             ordered(across[across["fraction"].notna()], "fraction", "method"), ["method", "fraction", "k", "tau"]
@@ -890,7 +905,11 @@ def markdown_families(a: Analysis, caveats: dict[str, str] | None = None) -> lis
     def family(title: str, rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
         if not rows:
             return []
-        body = [[r[k] for k in keys] + [minus(r["verdict"]), r["p"], r["p_adjusted"], r["note"] or ""] for r in rows]
+        body = [
+            [r[k] for k in keys]
+            + [minus(r["verdict"]), r["p"], r["p_adjusted"] + (" (named)" if r["named"] else ""), r["note"] or ""]
+            for r in rows
+        ]
         header = [HEADERS.get(k, k) for k in keys]
         return [f"### {title}", "", *markdown_table([*header, "verdict (95 % interval)", "p", "p adjusted", "note"], body)]
 
@@ -996,14 +1015,8 @@ def markdown_summary(runs: Runs, a: Analysis, config: dict[str, Any] | None = No
         "",
         *where_they_ran(runs),
     ]
-    missing = unmatched(runs, confirmatory_of(config))
-    if missing:
-        lines += [
-            "Named beforehand (statistics.confirmatory) but without runs here, so not in the confirmatory family: "
-            + ", ".join(missing)
-            + ".",
-            "",
-        ]
+    if a.unmade:
+        lines += [unmade_text(a.unmade), ""]
     return [*lines, *markdown_families(a, summary_caveats(runs, config)), *markdown_cells(a, runs), *markdown_pretraining(runs)]
 
 

@@ -97,7 +97,12 @@ SCORES = {
         paired=("accuracy",),
     ),
 }
-DUMMIES = tuple(name for sc in SCORES.values() for name in sc.dummies)  # the constant predictors, rows of every summary
+DUMMIES = tuple(name for sc in SCORES.values() for name in sc.dummies)
+# the families' names a report looks up (the others are only shown): each question's, and its mean across properties
+ACROSS = "across properties"
+CONTROL = "pretrained methods against the control of their budget"
+BUDGET = "change per doubling of the pretraining budget"
+MEAN = ", across properties"  # (the suffix of a question's family of means)  # the constant predictors, rows of every summary
 
 
 # --------------------------------------------------------------------------- one comparison
@@ -527,17 +532,13 @@ class Question:
     prefix: str = ""
 
 
-def judge_named(questions: list[Question], confirmatory: list[Named] | None) -> list[pd.DataFrame]:
+def judge_named(questions: list[Question], confirmatory: list[Named] | None) -> tuple[list[pd.DataFrame], list[Named]]:
     """Each question's rows judged (Holm), with the comparisons named beforehand taken out of their questions into one
     confirmatory family: Holm over those alone, whichever questions they answer (each keeps its words); every
-    question's other rows are a family of their own. Each frame gains `named`."""
-    chosen = [
-        np.array(
-            [any(n.names(r) for n in confirmatory or []) for _, r in q.rows.iterrows()],
-            bool,
-        )
-        for q in questions
-    ]
+    question's other rows are a family of their own. Each frame gains `named`. Also the named comparisons that no row
+    here makes (no runs of the method or of what it is compared with, or not a question these rows answer)."""
+    chosen = [np.array([any(n.names(r) for n in confirmatory or []) for _, r in q.rows.iterrows()], bool) for q in questions]
+    unmade = [n for n in confirmatory or [] if not any(n.names(r) for q in questions for _, r in q.rows.iterrows())]
     p = np.concatenate([q.rows["p_value"].to_numpy(float)[c] for q, c in zip(questions, chosen, strict=True) if c.any()] or [[]])
     adjusted, levels = holm(p)
     size, at, out = int(np.isfinite(adjusted).sum()), 0, []
@@ -550,18 +551,20 @@ def judge_named(questions: list[Question], confirmatory: list[Named] | None) -> 
             at += n
         if (~c).any():
             parts.append(judge(q.rows[~c], q.family, "holm", kinds_of(q.rows[~c]), q.words, q.prefix))
-        out.append(pd.concat(parts).sort_index().assign(named=c) if parts else q.rows.assign(named=c))
-    return out
+        named = pd.Series(c, index=q.rows.index)
+        out.append(pd.concat(parts).sort_index().assign(named=named) if parts else q.rows.assign(named=named))
+    return out, unmade
 
 
 @dataclass
 class Analysis:
     """Every family of one report: `cells` (summarize_runs' rows of every property, each comparison judged in the
-    per-cell screen), `primary` (per method x property pooled over the fractions; family 'confirmatory' or 'not named
-    beforehand'), `across` (per method, and per method x label fraction, over the properties), `foundation` (each
-    foundation model against scratch), `versus` (each pretrained method against each foundation model), `control`
-    (each pretrained method against each control of its budget, column `baseline`) and `budget` (the change per doubling
-    of the budget, `budget_rows`); in the last two a row without a property is the mean across the properties."""
+    per-cell screen), `primary` (per method x property pooled over the fractions), `across` (per method, and per
+    method x label fraction, over the properties), `foundation` (each foundation model against scratch), `versus` (each
+    pretrained method against each foundation model), `control` (each pretrained method against each control of its
+    budget) and `budget` (the change per doubling of the budget, `budget_rows`); a row without a property is a mean
+    across the properties, column `baseline` what a method is compared with. In `primary`, `across` and `control` the
+    rows named beforehand (`named`) are judged in the family 'confirmatory', whichever frame holds them."""
 
     cells: pd.DataFrame
     primary: pd.DataFrame
@@ -571,6 +574,7 @@ class Analysis:
     named: bool  # whether the config named the confirmatory comparisons
     control: pd.DataFrame = field(default_factory=pd.DataFrame)
     budget: pd.DataFrame = field(default_factory=pd.DataFrame)
+    unmade: list[Named] = field(default_factory=list)  # named beforehand, but no comparison here is it
 
     def families(self) -> list[dict[str, Any]]:
         """Each family's name, correction and size, in the order a report shows them."""
@@ -674,7 +678,7 @@ def judged_with_mean(rows: pd.DataFrame, keys: list[str], family: str, words: tu
     mean = across_rows(rows, keys)
     if len(mean):
         prefix = "on average across properties, "
-        mean = judge(mean, f"{family}, across properties", "holm", kinds_of(mean), words, prefix).assign(property=np.nan)
+        mean = judge(mean, family + MEAN, "holm", kinds_of(mean), words, prefix).assign(property=np.nan)
     return pd.concat([mean, per], ignore_index=True)
 
 
@@ -735,26 +739,19 @@ def analyse(
     control = pd.concat(control, ignore_index=True) if control else pd.DataFrame()
     control_mean = across_rows(control, ["method", "baseline"]).assign(property=np.nan) if len(control) else pd.DataFrame()
     mean, beats = "on average across properties, ", ("beats the control", "the control better")
-    against_control = "pretrained methods against the control of their budget"
     questions = [
         Question(primary, "primary, not named beforehand (exploratory)" if named else "primary (none named beforehand)"),
-        Question(across, "across properties", prefix=mean),
-        Question(control_mean, f"{against_control}, across properties", words=beats, prefix=mean),
-        Question(control, against_control, words=beats),
+        Question(across, ACROSS, prefix=mean),
+        Question(control_mean, CONTROL + MEAN, words=beats, prefix=mean),
+        Question(control, CONTROL, words=beats),
     ]
-    primary, across, control_mean, control = judge_named(questions, confirmatory)
+    (primary, across, control_mean, control), unmade = judge_named(questions, confirmatory)
     if len(by_fraction):  # (never named beforehand: a label fraction is not a question of its own)
-        by_fraction = judge(
-            by_fraction, "across properties, per label fraction", "holm", kinds_of(by_fraction), prefix=mean
-        ).assign(named=False)
+        by_fraction = judge(by_fraction, f"{ACROSS}, per label fraction", "holm", kinds_of(by_fraction), prefix=mean)
+        by_fraction = by_fraction.assign(named=False)
     across = pd.concat([across, by_fraction], ignore_index=True)
     control = pd.concat([control_mean, control], ignore_index=True)
-    budget = judged_with_mean(
-        budget_rows(data),
-        ["method"],
-        "change per doubling of the pretraining budget",
-        ("improves with budget", "worsens with budget"),
-    )
+    budget = judged_with_mean(budget_rows(data), ["method"], BUDGET, ("improves with budget", "worsens with budget"))
     if len(budget):  # a mean's budgets: those of its properties' rows
         of = budget.dropna(subset=["property"]).groupby("method")["budgets"].agg(lambda b: sorted(set().union(*b)))
         budget["budgets"] = [
@@ -769,4 +766,5 @@ def analyse(
         named,
         control,
         budget,
+        unmade,
     )

@@ -236,7 +236,7 @@ class Runs:
         up = self.pretrain[r["pretrain"]].get("upstream") or {} if pretrained_from(r) else {}
         return "/".join(up[k]["hash"] for k in ("graphs", "leakage") if k in up) if "graphs" in up else None
 
-    def analyse(self, confirmatory: list[tuple[str, str | None]] | None = None) -> Analysis:
+    def analyse(self, confirmatory: list[Named] | None = None) -> Analysis:
         """The statistics' families over every run (`stats.analyse`), each run with the pool its encoder read."""
         data = {
             p: (pd.DataFrame([{**r, "pretrain_pool": self.pool_of(r)} for r in d["runs"]]), d.get("kind") or "regression")
@@ -330,19 +330,3 @@ def confirmatory_of(config: dict[str, Any] | None) -> list[Named] | None:
             "statistics.confirmatory: a list of {method: M, property: P, against: A, across: B} (all but method "
             f"optional): {named!r}"
         ) from err
-
-
-def unmatched(runs: Runs, named: list[Named] | None) -> list[str]:
-    """The comparisons named beforehand that no run here can make (they drop out of the confirmatory family): the
-    method and what it is compared with must have runs on the property (on any, for each property; on two at least,
-    for the mean across them)."""
-    ran: dict[str, set[str]] = {}
-    for p, d in runs.props.items():
-        for r in d["runs"]:
-            ran.setdefault(r["method"], set()).add(p)
-    out = []
-    for n in named or []:
-        both = ran.get(n.method, set()) & ran.get(n.against, set())
-        if not (len(both) >= 2 if n.across else (n.property in both if n.property else both)):
-            out.append(str(n))
-    return out

@@ -169,15 +169,27 @@ def run_methods(cfg: Config, graph_only: bool = False) -> dict[str, str]:
 
 
 def check_confirmatory(cfg: Config) -> None:
-    """Each comparison named beforehand names a pretrained method and scratch or a control, as its runs are named."""
-    keys = run_methods(cfg)
+    """Each comparison named beforehand is one the report makes, named as its runs are: a method pretrained on this
+    workflow's graphs (not a foundation model: those are a family of their own) against scratch, or a method other
+    than a control against a control of the same pretraining epochs."""
+    keys = run_methods(cfg, graph_only=True)
     controls = sorted(k for k, m in keys.items() if OBJECTIVES[cfg.pretrain.methods[m].objective].control)
+    pretrained = sorted(set(keys) - {"scratch"})
+
+    def epochs(key: str) -> int:
+        return int(key.rsplit("-e", 1)[1]) if key not in cfg.pretrain.methods else cfg.method_optim(key).epochs
+
     for i, c in enumerate(cfg.statistics.confirmatory or []):
         where = f"statistics.confirmatory[{i}]"
-        if c.method not in keys or c.method == "scratch":
-            raise ValueError(f"{where}.method {c.method!r}: one of the pretrained methods {sorted(set(keys) - {'scratch'})}")
+        if c.method not in pretrained:
+            raise ValueError(f"{where}.method {c.method!r}: one of the methods pretrained here {pretrained}")
         if c.against != "scratch" and c.against not in controls:
             raise ValueError(f"{where}.against {c.against!r}: 'scratch' or a control among the methods {controls}")
+        if c.against != "scratch" and (c.method in controls or epochs(c.method) != epochs(c.against)):
+            raise ValueError(
+                f"{where}: {c.method!r} against {c.against!r}: a method other than a control is compared with the control "
+                "of its own pretraining epochs"
+            )
         if c.property is not None and c.property not in cfg.properties:
             raise ValueError(f"{where}.property {c.property!r} is not one of properties: {sorted(cfg.properties)}")
 

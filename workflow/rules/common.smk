@@ -14,6 +14,7 @@ from snakemake.logging import logger
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
+from matssl.config import read_config
 from matssl.validate import parse_config
 from matssl.io import atomic_path, sha256_file
 from matssl.stages import (
@@ -47,6 +48,9 @@ os.environ.update(
     ),
 )
 
+# Snakemake has read the config files already, keeping the last of a key written twice: each is read again, strictly
+for configfile in workflow.configfiles:
+    read_config(configfile)
 PLAN = Plan(parse_config(config))
 RESULTS = PLAN.cfg.results
 # Threads of the stages that use every core they get (fingerprints, foundation-model features): a local run caps a
