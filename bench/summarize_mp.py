@@ -17,10 +17,11 @@ import argparse
 import base64
 import json
 import os
+from collections import Counter
 from pathlib import Path
+from statistics import median
 
 import pandas as pd
-import yaml
 
 from matssl import (
     ALPHA,
@@ -37,6 +38,8 @@ from matssl import (
     markdown_table,
     method_order,
     minus,
+    read_config,
+    read_json,
     write_summary_report,
 )
 from parts import git_commit, part_commits
@@ -180,6 +183,31 @@ def scale_targets(a: Analysis, fraction: float = 0.1, paper: float = -15.0) -> l
     return lines + [""]
 
 
+def where_parts_ran(parts_dir: Path, names: list[str]) -> list[str]:
+    """Per saved part: its commit and host, where its finetuning runs ran (device and numeric mode) and for how long,
+    from each run's own wall time (summed: runs that ran side by side count each; a run saved in two parts counts in
+    both). The pretraining stages' are in the Pretraining table."""
+    rows = []
+    for name in names:
+        meta = read_json(parts_dir / name / "part.json")
+        runs = [r for f in sorted((parts_dir / name / "properties").glob("*.json")) for r in read_json(f)["runs"]]
+        modes = Counter(f"{r.get('device') or 'cpu'} ({r.get('precision') or 'unrecorded'})" for r in runs)
+        wall = [r["wall_s"] for r in runs if r.get("wall_s") is not None]
+        rows.append(
+            [
+                name,
+                meta.get("commit", "–"),
+                meta.get("host", "–"),
+                len(runs),
+                ", ".join(f"{n} on {mode}" for mode, n in modes.items()),
+                fmt(sum(wall) / 3600) if wall else "–",
+                fmt(median(wall)) if wall else "–",
+            ]
+        )
+    header = ["part", "commit", "host", "runs", "where", "run time, summed (h)", "median run (s)"]
+    return ["## Where and how long each part ran", "", *markdown_table(header, rows), ""]
+
+
 def probes(plan: Plan, props: dict, kinds: dict[str, str]) -> list[str]:
     """The frozen-embedding probes of a results folder (the largest label fraction): a table per property."""
     lines = ["## Frozen-embedding probes (largest label fraction; every model, none chosen on test data)", ""]
@@ -227,7 +255,7 @@ def main() -> None:
     parser.add_argument("--parts-dir", default=str(ROOT / "bench" / "parts"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     config, out, parts_dir = (Path(a).resolve() for a in (args.config, args.out, args.parts_dir))
-    raw = yaml.safe_load(config.read_text())  # (validating the config needs its data, which a parts summary lacks)
+    raw = read_config(config)  # (validating the config needs its data, which a parts summary lacks)
     os.chdir(args.root)  # the config's results folder and data paths are relative to the run's folder
     if args.parts:  # runs saved in git, maybe by several machines
         plan, folders = None, [parts_dir / name for name in args.parts]
@@ -263,6 +291,7 @@ def main() -> None:
         ]
         lines += ["", NOT_COMPARABLE, ""]
     lines += probes(plan, runs.props, kinds) if plan else ["Probes are not saved in parts: run the workflow with them.", ""]
+    lines += where_parts_ran(parts_dir, args.parts) if args.parts else []
     (out / f"{args.name}_benchmark.md").write_text("\n".join(lines) + "\n")
     (out / f"{args.name}_benchmark.json").write_text(json.dumps(summary.to_dict("records"), indent=1, default=str) + "\n")
     write_summary_report(runs, a, raw, out / f"{args.name}_report.html")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from summarize_mp import readme_table, scale_targets, targets  # noqa: E402
+from summarize_mp import readme_table, scale_targets, targets, where_parts_ran  # noqa: E402
 
 PROPS = ["jdft2d", "dielectric", "log10_K_VRH", "log10_G_VRH"]
 
@@ -138,3 +138,15 @@ def test_the_targets_at_scale_come_from_the_families():
     assert "- fp per doubling of the budget: on average across properties, improves with budget: −" in text
     plain = {p: (swept_runs({"fp": [-0.1]}, seed=k).assign(pretrain_epochs=np.nan), "regression") for k, p in enumerate("ab")}
     assert scale_targets(analyse(plain)) == []
+
+
+def test_each_part_says_where_and_how_long_it_ran(tmp_path):
+    import json
+
+    part = tmp_path / "p1"
+    (part / "properties").mkdir(parents=True)
+    (part / "part.json").write_text(json.dumps({"commit": "abc1234", "host": "gpu-node"}))
+    runs = [{"device": "cuda", "precision": "bf16", "wall_s": w} for w in (10.0, 30.0)] + [{"device": "cpu", "wall_s": 3580.0}]
+    (part / "properties" / "n.json").write_text(json.dumps({"runs": runs}))
+    text = "\n".join(where_parts_ran(tmp_path, ["p1"]))
+    assert "| p1 | abc1234 | gpu-node | 3 | 2 on cuda (bf16), 1 on cpu (unrecorded) | 1.01 | 30.0 |" in text

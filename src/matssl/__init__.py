@@ -19,6 +19,7 @@ _PUBLIC = {
     "parse_config": "validate",
     "Config": "config",
     "ConfigError": "config",
+    "read_config": "config",
     "SAFE_NAME": "config",
     "FingerprintConfig": "config",
     "FINGERPRINT_KINDS": "config",

@@ -978,13 +978,13 @@ def markdown_pretraining(runs: Runs) -> list[str]:
                 excluded_text(man),
                 fmt(man["wall_s"]),
                 fmt(man.get("graphs_per_s")),
-                man.get("device", "cpu"),
+                f"{man.get('device', 'cpu')} ({man.get('precision') or 'unrecorded'})",
                 key,
             ]
         )
     if not rows:
         return []
-    header = ["method", "pool", "excluded by the leakage guard", "wall (s)", "graphs/s", "device", "stage"]
+    header = ["method", "pool", "excluded by the leakage guard", "wall (s)", "graphs/s", "device (precision)", "stage"]
     return ["## Pretraining", "", *markdown_table(header, rows)]
 
 
