@@ -97,12 +97,12 @@ SCORES = {
         paired=("accuracy",),
     ),
 }
-DUMMIES = tuple(name for sc in SCORES.values() for name in sc.dummies)
+DUMMIES = tuple(name for sc in SCORES.values() for name in sc.dummies)  # the constant predictors, rows of every summary
 # the families' names a report looks up (the others are only shown): each question's, and its mean across properties
 ACROSS = "across properties"
 CONTROL = "pretrained methods against the control of their budget"
 BUDGET = "change per doubling of the pretraining budget"
-MEAN = ", across properties"  # (the suffix of a question's family of means)  # the constant predictors, rows of every summary
+MEAN = ", across properties"  # (the suffix of a question's family of means)
 
 
 # --------------------------------------------------------------------------- one comparison
