@@ -573,8 +573,14 @@ def answer(a: Analysis, caveats: dict[str, str]) -> dict[str, Any]:
         "confirmatory": family_rows(named, ["method", "against", "on"], caveats),
         "unmade": unmade_text(a.unmade) if a.unmade else "",
         # each question's family size, the comparisons named beforehand not counted (they are in 'confirmatory')
-        "n": {"family": n, "across": n.get(ACROSS, 0), "control": n.get(CONTROL, 0), "control_across": n.get(CONTROL + MEAN, 0)}
-        | {"budget": n.get(BUDGET, 0), "budget_across": n.get(BUDGET + MEAN, 0)},
+        "n": {
+            "family": n,
+            "across": n.get(ACROSS, 0),
+            "control": n.get(CONTROL, 0),
+            "control_across": n.get(CONTROL + MEAN, 0),
+            "budget": n.get(BUDGET, 0),
+            "budget_across": n.get(BUDGET + MEAN, 0),
+        },
         "across": family_rows(ordered(across[across["fraction"].isna()], "method"), ["method", "k", "properties", "tau"]),
         "across_fraction": family_rows(
             ordered(across[across["fraction"].notna()], "fraction", "method"), ["method", "fraction", "k", "tau"]
