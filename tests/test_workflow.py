@@ -264,6 +264,10 @@ def test_a_given_configfile_replaces_the_default_one(run, tmp_path):
     text = out.stdout + out.stderr
     assert "results-other/properties/m.json" in text
     assert "properties/n.json" not in text and "results/" not in text.replace("results-other/", "")
+    # a key written twice in it (Snakemake's YAML keeps the last silently) stops the run, naming the key
+    (tmp_path / "twice.yaml").write_text(yaml.safe_dump(other) + "results: results-twice\n")
+    out = snakemake(workdir, "--dry-run", "--cores", "1", "all", "--configfile", str(tmp_path / "twice.yaml"), check=False)
+    assert out.returncode != 0 and "key 'results' appears twice in one mapping" in out.stdout + out.stderr
 
 
 def test_another_config_in_the_same_results_folder_remakes_the_summaries(run):
