@@ -154,17 +154,16 @@ def check_column(cfg: Config, name: str, prop: PropertyConfig, columns_of: Calla
         raise ValueError(f"{where}: dataset {prop.dataset!r} is a folder without `labels:` (a CSV with id and labels)")
 
 
-def run_methods(cfg: Config, graph_only: bool = False) -> dict[str, str]:
-    """The method names finetuning runs carry, as Plan._budgets names them ('<method>-e<epochs>' for each budget of a
-    pretrain.budgets sweep of a trained method), each with its method; `graph_only`: those with an encoder of this
-    workflow's graphs (no foundation model)."""
+def run_methods(cfg: Config) -> dict[str, str]:
+    """The names the finetuning runs of the graph methods (an encoder of this workflow's graphs: no foundation model)
+    carry, as Plan._budgets names them ('<method>-e<epochs>' for each budget of a pretrain.budgets sweep of a trained
+    method), each with its method."""
     keys = {}
     for m, method in cfg.pretrain.methods.items():
         obj = OBJECTIVES[method.objective]
-        if graph_only and not obj.kind.has_encoder:
+        if not obj.kind.has_encoder:
             continue
-        sweep = cfg.pretrain.budgets if cfg.pretrain.budgets and obj.kind.trains and obj.kind.has_encoder else None
-        keys |= {f"{m}-e{e}": m for e in sweep} if sweep else {m: m}
+        keys |= {f"{m}-e{e}": m for e in cfg.pretrain.budgets} if cfg.pretrain.budgets and obj.kind.trains else {m: m}
     return keys
 
 
@@ -172,7 +171,7 @@ def check_confirmatory(cfg: Config) -> None:
     """Each comparison named beforehand is one the report makes, named as its runs are: a method pretrained on this
     workflow's graphs (not a foundation model: those are a family of their own) against scratch, or a method other
     than a control against a control of the same pretraining epochs."""
-    keys = run_methods(cfg, graph_only=True)
+    keys = run_methods(cfg)
     controls = sorted(k for k, m in keys.items() if OBJECTIVES[cfg.pretrain.methods[m].objective].control)
     pretrained = sorted(set(keys) - {"scratch"})
 
@@ -202,7 +201,7 @@ def check_predict(cfg: Config, name: str, pr: PredictConfig) -> None:
         raise ValueError(f"{where}: predictions of a classification property are not implemented yet")
     if pr.dataset not in cfg.datasets:
         raise ValueError(f"{where}.dataset {pr.dataset!r} is not one of datasets: {sorted(cfg.datasets)}")
-    keys = set(run_methods(cfg, graph_only=True))
+    keys = set(run_methods(cfg))
     if pr.method not in keys:
         raise ValueError(
             f"{where}.method {pr.method!r}: not a finetuned graph method ({sorted(keys)}; a foundation "
