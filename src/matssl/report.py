@@ -607,7 +607,7 @@ def answer(a: Analysis, caveats: dict[str, str]) -> dict[str, Any]:
 def with_mean(
     df: pd.DataFrame, ordered: Callable[..., pd.DataFrame], across: list[str], per: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
-    """A family judged per property and its mean across the properties (`stats.judged_with_mean`) as the report's rows:
+    """A family judged per property and its mean across the properties (`stats.per_and_mean`) as the report's rows:
     'across' (the rows without a property) and 'per' (a row per property and method)."""
     mean = df["property"].isna()
     return {

@@ -669,17 +669,11 @@ def across_rows(by: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def judged_with_mean(rows: pd.DataFrame, keys: list[str], family: str, words: tuple[str, str]) -> pd.DataFrame:
-    """Per-property comparisons (`rows`) judged as one family (Holm), and their random-effects means across the
-    properties per `keys` group as another ('<family>, across properties'; `property` NaN in those rows)."""
-    if rows.empty:
-        return rows
-    per = judge(rows, family, "holm", kinds_of(rows), words)
-    mean = across_rows(rows, keys)
-    if len(mean):
-        prefix = "on average across properties, "
-        mean = judge(mean, family + MEAN, "holm", kinds_of(mean), words, prefix).assign(property=np.nan)
-    return pd.concat([mean, per], ignore_index=True)
+def per_and_mean(rows: pd.DataFrame, keys: list[str], family: str, words: tuple[str, str]) -> list[Question]:
+    """A question asked per property (`rows`) and of the random-effects means across the properties per `keys` group
+    ('<family>, across properties'; `property` NaN in those rows): the two, means first, for `judge_named`."""
+    mean = across_rows(rows, keys).assign(property=np.nan) if len(rows) else pd.DataFrame()
+    return [Question(mean, family + MEAN, words, "on average across properties, "), Question(rows, family, words)]
 
 
 def analyse(
@@ -737,13 +731,11 @@ def analyse(
         same = [m for m in pretrained if m not in controls and c in budget_of and budget_of.get(m) == budget_of[c]]
         control += [pooled_rows(data, same, c, cells)] if same else []
     control = pd.concat(control, ignore_index=True) if control else pd.DataFrame()
-    control_mean = across_rows(control, ["method", "baseline"]).assign(property=np.nan) if len(control) else pd.DataFrame()
-    mean, beats = "on average across properties, ", ("beats the control", "the control better")
+    mean = "on average across properties, "
     questions = [
         Question(primary, "primary, not named beforehand (exploratory)" if named else "primary (none named beforehand)"),
         Question(across, ACROSS, prefix=mean),
-        Question(control_mean, CONTROL + MEAN, words=beats, prefix=mean),
-        Question(control, CONTROL, words=beats),
+        *per_and_mean(control, ["method", "baseline"], CONTROL, ("beats the control", "the control better")),
     ]
     (primary, across, control_mean, control), unmade = judge_named(questions, confirmatory)
     if len(by_fraction):  # (never named beforehand: a label fraction is not a question of its own)
@@ -751,7 +743,8 @@ def analyse(
         by_fraction = by_fraction.assign(named=False)
     across = pd.concat([across, by_fraction], ignore_index=True)
     control = pd.concat([control_mean, control], ignore_index=True)
-    budget = judged_with_mean(budget_rows(data), ["method"], BUDGET, ("improves with budget", "worsens with budget"))
+    words = ("improves with budget", "worsens with budget")  # (a question never named beforehand)
+    budget = pd.concat(judge_named(per_and_mean(budget_rows(data), ["method"], BUDGET, words), None)[0], ignore_index=True)
     if len(budget):  # a mean's budgets: those of its properties' rows
         of = budget.dropna(subset=["property"]).groupby("method")["budgets"].agg(lambda b: sorted(set().union(*b)))
         budget["budgets"] = [
