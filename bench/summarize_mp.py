@@ -167,7 +167,11 @@ def scale_targets(a: Analysis, fraction: float = 0.1, paper: float = -15.0) -> l
     random-effects mean, in its family's words), whether it reaches the fingerprint paper's `paper` % (its interval below it: reached; the
     interval containing it: not excluded), whether it beats the control of its budget (across properties), and the
     change per doubling of the budget (across properties). Nothing where the runs have none of these."""
-    regression = a.across[(a.across["kind"] == "regression") & (a.across["fraction"] == fraction)] if len(a.across) else []
+    if not len(a.across):
+        return []
+    alone = set(a.cells["fraction"]) == {fraction}  # (the runs' only fraction: its mean is the one across properties)
+    at = a.across["fraction"].isna() if alone else a.across["fraction"] == fraction
+    regression = a.across[(a.across["kind"] == "regression") & at]
     if not len(regression) or (a.control.empty and a.budget.empty):
         return []
     lines = [f"## Targets at scale (issue 43), {100 * fraction:g} % of the labels, on average across the properties", ""]

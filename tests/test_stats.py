@@ -258,6 +258,13 @@ def test_a_classification_is_compared_on_roc_auc_points():
     assert a.loc["clear", "accuracy_ci_low_pct"] == pytest.approx(10.0)  # no spread: a zero-width interval
 
 
+def test_one_label_fraction_is_not_asked_twice_across_properties():
+    # with one fraction, the mean per label fraction is the mean across properties again: no second family
+    data = {p: (runs_frame({"clear": [-0.30, -0.32]}, fractions=(0.1,)), "regression") for p in ["a", "b"]}
+    fams = {f["family"] for f in analyse(data).families()}
+    assert "across properties" in fams and "across properties, per label fraction" not in fams
+
+
 def test_analyse_asks_each_question_in_a_family_of_its_own():
     # three properties, two fractions; `small` 4 % better everywhere (too small for one cell), `none` no change,
     # chgnet 15 % below scratch, `clear` 30 % below: every family and its size

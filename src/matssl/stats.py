@@ -704,7 +704,8 @@ def analyse(
     across = (
         across_rows(primary, ["method", "baseline"]).assign(fraction=np.nan, property=np.nan) if len(primary) else pd.DataFrame()
     )
-    by_fraction = across_rows(per_fraction, ["method", "fraction"]) if len(per_fraction) else pd.DataFrame()
+    several = per_fraction["fraction"].nunique() > 1  # (with one fraction these are `across`'s estimates again)
+    by_fraction = across_rows(per_fraction, ["method", "fraction"]) if several else pd.DataFrame()
     found = pooled_rows(data, list(foundation), baseline, cells)
     if len(found):
         found = judge(found, "foundation models against scratch", "holm", kinds_of(found))
