@@ -740,12 +740,14 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
     """The workflow's report: every property of the config, its probes, pretraining, rejections and provenance."""
     data = {name: read_json(p["target"]) for name, p in spec["properties"].items()}
     methods = spec["config"]["pretrain"]["methods"]
-    controls = {m for m, v in methods.items() if OBJECTIVES[v["objective"]].control}  # (with its budgets: '<m>-e<epochs>')
+    histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}
+    manifests = {m: read_json(Path(d) / "manifest.json") for m, d in spec["pretrain"].items()}
+    runs = Runs(props=data, pretrain={Path(d).name: manifests[m] for m, d in spec["pretrain"].items()})
     a = analyse(
         {n: (pd.DataFrame(d["runs"]), d.get("kind", "regression")) for n, d in data.items()},
         foundation=list(spec.get("foundation", {})),
         confirmatory=confirmatory_of(spec["config"]),
-        controls=sorted({r["method"] for d in data.values() for r in d["runs"] if r.get("base_method", r["method"]) in controls}),
+        controls=runs.controls,
     )
     caveats, summed = caveats_of(methods, spec.get("foundation", {})), summing_methods(methods)
     props = [
@@ -760,8 +762,6 @@ def write_report(spec: dict[str, Any], out: Path) -> None:
         )
         for name, p in spec["properties"].items()
     ]
-    histories = {m: read_json(Path(d) / "history.json") for m, d in spec["pretrain"].items()}
-    manifests = {m: read_json(Path(d) / "manifest.json") for m, d in spec["pretrain"].items()}
     html = render(
         spec_digest=spec_digest(spec),
         answer=answer(a, caveats),
