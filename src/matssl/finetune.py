@@ -50,7 +50,17 @@ from matssl.graphs import Batch, GraphSet
 from matssl.io import InputError, read_json, write_json
 from matssl.table import crystals_from_table, read_table, write_table
 from matssl.target import Scaling, Target
-from matssl.train import Budget, Trainer, autocast, batches, device_facts, finite, inference, pick_device, read_checkpoint
+from matssl.train import (
+    Budget,
+    Trainer,
+    batches,
+    device_facts,
+    finite,
+    inference,
+    optimizer_step,
+    pick_device,
+    read_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 HISTORY_POINTS = 200  # learning curves kept per run (every epoch of a small subset would be thousands)
@@ -517,13 +527,8 @@ def train_epoch(
     for idx in batches(len(rows), budget.batch_size, seed, epoch):
         if step >= stop:
             break
-        for group in opt.param_groups:
-            group["lr"] = budget.lr_at(step, budget.max_steps)
-        with autocast(next(model.parameters()).device):
-            loss = loss_of(model, rows[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        lr = budget.lr_at(step, budget.max_steps)
+        loss = optimizer_step(opt, lr, next(model.parameters()).device, lambda idx=idx: loss_of(model, rows[idx]))
         step += 1
         finite(loss, step)
     return step

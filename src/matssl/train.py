@@ -154,6 +154,19 @@ def finite(loss: torch.Tensor, step: int) -> float:
     return value
 
 
+def optimizer_step(opt: torch.optim.Optimizer, lr: float, device: torch.device, forward: Callable[[], Any]) -> Any:
+    """One step of `opt` at learning rate `lr`: `forward()` (under `device`'s autocast) gives the loss, or (loss,
+    parts); its gradient updates the parameters. What `forward` gave."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    with autocast(device):
+        out = forward()
+    opt.zero_grad(set_to_none=True)
+    (out[0] if isinstance(out, tuple) else out).backward()
+    opt.step()
+    return out
+
+
 CHECKPOINT_EVERY_S = 1.0  # at most one checkpoint a second (an epoch of a small finetuning subset is one step)
 LOG_EVERY_S = 5.0
 
@@ -271,13 +284,7 @@ class Trainer:
             for idx in batches(n_items, b.batch_size, self.seed, epoch):
                 if self.step >= total:
                     break
-                for group in self.opt.param_groups:
-                    group["lr"] = b.lr_at(self.step, total)
-                with autocast(self.device):
-                    loss, parts = step(idx)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
+                loss, parts = optimizer_step(self.opt, b.lr_at(self.step, total), self.device, lambda idx=idx: step(idx))
                 self.step += 1
                 seen += len(idx)
                 value = finite(loss, self.step)
