@@ -100,7 +100,7 @@ def main() -> None:
             f"{r['peak_memory_mb']:,.0f} | {speed} | {first:.4g} → {last:.4g} | {late} | {'; '.join(r['flags']) or '–'} | "
             f"{r['embedding_spread_last']:.2f}, {r['embedding_rank_first_last'][1]:.2f} |"
         )
-    lines += [""] + [f"- {r['method']}: {r['note']}" for r in rows if "note" in r]
+    lines += [""] + [f"- {r['method']}, {r['epochs_run']} epochs: {r['note']}" for r in rows if "note" in r]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
