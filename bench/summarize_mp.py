@@ -169,8 +169,10 @@ def scale_targets(a: Analysis, fraction: float = 0.1, paper: float = -15.0) -> l
     change per doubling of the budget (across properties). Nothing where the runs have none of these."""
     if not len(a.across):
         return []
-    alone = set(a.cells["fraction"]) == {fraction}  # (the runs' only fraction: its mean is the one across properties)
-    at = a.across["fraction"].isna() if alone else a.across["fraction"] == fraction
+    at = a.across["fraction"] == fraction
+    pooled = {f for fr in a.primary["fractions"] for f in fr} if len(a.primary) else set()
+    if not at.any() and pooled == {fraction}:  # (the comparisons' only fraction: its means are those across properties)
+        at = a.across["fraction"].isna()
     regression = a.across[(a.across["kind"] == "regression") & at]
     if not len(regression) or (a.control.empty and a.budget.empty):
         return []

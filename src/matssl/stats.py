@@ -560,7 +560,7 @@ def judge_named(questions: list[Question], confirmatory: list[Named] | None) -> 
 class Analysis:
     """Every family of one report: `cells` (summarize_runs' rows of every property, each comparison judged in the
     per-cell screen), `primary` (per method x property pooled over the fractions), `across` (per method, and per
-    method x label fraction, over the properties), `foundation` (each foundation model against scratch), `versus` (each
+    method x label fraction where there are several, over the properties), `foundation` (each foundation model against scratch), `versus` (each
     pretrained method against each foundation model), `control` (each pretrained method against each control of its
     budget) and `budget` (the change per doubling of the budget, `budget_rows`); a row without a property is a mean
     across the properties, column `baseline` what a method is compared with. In `primary`, `across` and `control` the
