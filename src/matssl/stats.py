@@ -103,6 +103,7 @@ ACROSS = "across properties"
 CONTROL = "pretrained methods against the control of their budget"
 BUDGET = "change per doubling of the pretraining budget"
 MEAN = ", across properties"  # (the suffix of a question's family of means)
+AVERAGE = "on average across properties, "  # (the words a mean's verdict begins with)
 
 
 # --------------------------------------------------------------------------- one comparison
@@ -673,7 +674,7 @@ def per_and_mean(rows: pd.DataFrame, keys: list[str], family: str, words: tuple[
     """A question asked per property (`rows`) and of the random-effects means across the properties per `keys` group
     ('<family>, across properties'; `property` NaN in those rows): the two, means first, for `judge_named`."""
     mean = across_rows(rows, keys).assign(property=np.nan) if len(rows) else pd.DataFrame()
-    return [Question(mean, family + MEAN, words, "on average across properties, "), Question(rows, family, words)]
+    return [Question(mean, family + MEAN, words, AVERAGE), Question(rows, family, words)]
 
 
 def analyse(
@@ -732,15 +733,14 @@ def analyse(
         same = [m for m in pretrained if m not in controls and c in budget_of and budget_of.get(m) == budget_of[c]]
         control += [pooled_rows(data, same, c, cells)] if same else []
     control = pd.concat(control, ignore_index=True) if control else pd.DataFrame()
-    mean = "on average across properties, "
     questions = [
         Question(primary, "primary, not named beforehand (exploratory)" if named else "primary (none named beforehand)"),
-        Question(across, ACROSS, prefix=mean),
+        Question(across, ACROSS, prefix=AVERAGE),
         *per_and_mean(control, ["method", "baseline"], CONTROL, ("beats the control", "the control better")),
     ]
     (primary, across, control_mean, control), unmade = judge_named(questions, confirmatory)
     if len(by_fraction):  # (never named beforehand: a label fraction is not a question of its own)
-        by_fraction = judge(by_fraction, f"{ACROSS}, per label fraction", "holm", kinds_of(by_fraction), prefix=mean)
+        by_fraction = judge(by_fraction, f"{ACROSS}, per label fraction", "holm", kinds_of(by_fraction), prefix=AVERAGE)
         by_fraction = by_fraction.assign(named=False)
     across = pd.concat([across, by_fraction], ignore_index=True)
     control = pd.concat([control_mean, control], ignore_index=True)
