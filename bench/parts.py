@@ -13,6 +13,15 @@ kept in git (bench/parts/NAME/), merged by bench/summarize_mp.py --parts.
     # what of the config's finetuning runs the saved parts hold, and what is left to run
     .venv/bin/python bench/parts.py status --config bench/configs/mp.yaml
 
+A sitting that may end without warning (nothing outside git kept) saves as it goes: its pretraining stages as they
+finish, then its finetuning runs every hour or so, each save holding only what no part holds yet:
+
+    .venv/bin/python bench/parts.py save --config C --name big-pretrain-1 --pretraining
+    T=$(.venv/bin/python bench/parts.py status --config C --targets --properties jdft2d) && snakemake $T --cores all --configfile C
+    .venv/bin/python bench/parts.py save --config C --name big-jdft2d-1 --unsaved --properties jdft2d
+    # the next sitting: the pool's stages, then every saved encoder back (restore takes several parts), then the rest
+    .venv/bin/python bench/parts.py restore --config C --name big-pretrain-1 big-pretrain-2
+
 Never cut a config's properties for a part: their test structures are what the leakage guard removes from the pool,
 so they are upstream of every trained encoder, and another property set trains other encoders.
 
@@ -71,32 +80,38 @@ def part_commits(names: list[str], parts: Path = PARTS) -> dict[str, str]:
     return {name: read_json(parts / name / "part.json")["commit"] for name in names}
 
 
-def cut_target(plan, prop: str, methods: list[str], out: Path) -> Path:
-    """The property summary of only `methods`' finished runs, written to `out`: a part of some of a config's methods
-    (a config keeps scratch, whose runs may be saved in another part), summarised as the workflow would have."""
+def cut_target(plan, prop: str, methods: list[str], out: Path, skip: set[str] = frozenset()) -> bool:
+    """The property summary of only `methods`' finished runs whose keys are not in `skip`, written to `out` (False
+    where there is none): a part of some of a config's methods (a config keeps scratch, whose runs may be saved in
+    another part), or of a sitting's runs not saved yet, summarised as the workflow would have."""
     unknown = sorted(set(methods) - set(plan.cfg.pretrain.methods))
     if unknown:
         raise SystemExit(f"--methods {unknown}: not methods of this config ({', '.join(plan.cfg.pretrain.methods)})")
     spec = plan.property_spec(prop)  # (a method of a budget sweep: its runs at every budget)
-    spec["runs"] = [s.dir for s in plan.finetune[prop] if s.params["base_method"] in methods and Path(s.done).exists()]
+    spec["runs"] = [
+        s.dir for s in plan.finetune[prop] if s.params["base_method"] in methods and s.key not in skip and Path(s.done).exists()
+    ]
     if not spec["runs"]:
-        raise SystemExit(f"{prop}: no finished run of {methods} here")
+        return False
     out.parent.mkdir(parents=True, exist_ok=True)
     summarize_property(spec, out)
-    return out
+    return True
 
 
-def from_root(root: Path, plan, properties: list[str], methods: list[str] | None = None) -> Runs:
+def from_root(root: Path, plan, properties: list[str], methods: list[str] | None = None, skip: set[str] = frozenset()) -> Runs:
     """The runs of `properties` in the plan's results folder (its per-property targets, which name every run's
-    pretraining stage) or, given `methods`, a summary of only their finished runs (`cut_target`)."""
+    pretraining stage) or, given `methods` or keys to `skip`, a summary of only the finished runs of those methods
+    (all, without `methods`) that are not to be skipped (`cut_target`); a property with none is left out."""
     results = root / plan.cfg.results
-    if not methods:
+    if not methods and not skip:
         return collect([results], properties)
+    methods = methods or list(plan.cfg.pretrain.methods)
     with tempfile.TemporaryDirectory() as tmp:
-        for prop in properties:
-            cut_target(plan, prop, methods, Path(tmp) / "properties" / f"{prop}.json")
+        kept = [p for p in properties if cut_target(plan, p, methods, Path(tmp) / "properties" / f"{p}.json", skip)]
+        if not kept:
+            raise SystemExit(f"no finished run of {', '.join(methods)} here" + (" that no saved part holds" if skip else ""))
         (Path(tmp) / "pretrain").symlink_to((results / "pretrain").resolve())
-        runs = collect([tmp], properties)
+        runs = collect([tmp], kept)
     runs.pretrain_dirs = {k: results / "pretrain" / k for k in runs.pretrain_dirs}  # (not the temporary folder's link)
     return runs
 
@@ -105,39 +120,55 @@ def git_commit() -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
+def saved_stages(parts: Path = PARTS) -> set[str]:
+    """The pretraining stages (folder names, i.e. keys) the saved parts hold."""
+    return {p.name for p in parts.glob("*/pretrain/*") if (p / "manifest.json").is_file()}
+
+
 def save(args: argparse.Namespace, plan) -> None:
-    root, folder = Path.cwd(), Path(args.parts_dir) / args.name
+    root, parts = Path.cwd(), Path(args.parts_dir)
+    folder = parts / args.name[0]
     if folder.exists():
         raise SystemExit(f"{folder} exists: a part is written once (remove it to write it again)")
-    runs = from_root(root, plan, args.properties or list(plan.cfg.properties), args.methods)
+    if args.pretraining:  # the finished pretraining stages no part holds yet, for `restore`; no finetuning runs
+        held = saved_stages(parts)
+        props = {}
+        used = {
+            s.key: Path(s.dir)
+            for s in plan.stages.values()
+            if s.kind == "pretrain" and s.key not in held and Path(s.done).is_file()
+        }
+        if not used:
+            raise SystemExit("no finished pretraining stage here that no saved part holds")
+    else:
+        skip = saved_keys(parts) if args.unsaved else frozenset()
+        runs = from_root(root, plan, args.properties or list(plan.cfg.properties), args.methods, skip)
+        props, used = runs.props, {key: runs.pretrain_dirs[key] for key in runs.used}
     tmp = folder.with_name(f".tmp-{folder.name}")  # renamed into place when whole
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "properties").mkdir(parents=True)
     (tmp / "pretrain").mkdir()
-    for prop, d in runs.props.items():
+    for prop, d in props.items():
         (tmp / "properties" / f"{prop}.json").write_text(json.dumps(d, indent=1) + "\n")
-    for key in runs.used:
-        src = runs.pretrain_dirs[key]
+    for key, src in used.items():
         (tmp / "pretrain" / key).mkdir()
         for name in PRETRAIN_FILES:  # (scratch's encoder.pt is a random start, which its runs redraw: small all the same)
             shutil.copyfile(src / name, tmp / "pretrain" / key / name)
     meta = {
-        "name": args.name,
+        "name": folder.name,
         "config": args.config,
         "commit": args.commit or git_commit(),
         "root": str(root),
-        "properties": sorted(runs.props),
-        "n_runs": {p: len(d["runs"]) for p, d in runs.props.items()},
-        "pretrain": runs.used,
+        "properties": sorted(props),
+        "n_runs": {p: len(d["runs"]) for p, d in props.items()},
+        "pretrain": sorted(used),
         "saved": time.strftime("%Y-%m-%d"),
         "host": socket.gethostname(),
     }
     (tmp / "part.json").write_text(json.dumps(meta, indent=1) + "\n")
     shutil.copyfile(args.config_file, tmp / "config.yaml")
     tmp.rename(folder)
-    print(
-        f"saved {sum(meta['n_runs'].values())} runs of {meta['properties']} and {len(runs.used)} pretraining stages to {folder}"
-    )
+    print(f"saved {sum(meta['n_runs'].values())} runs of {meta['properties']} and {len(used)} pretraining stages to {folder}")
 
 
 def restore(args: argparse.Namespace, plan) -> None:
@@ -145,12 +176,15 @@ def restore(args: argparse.Namespace, plan) -> None:
     saved stage passes the checks of a stage made here (`foreign_stage_problems`: its key recomputed from its
     manifest, encoder.pt and history.json matching its size and SHA-256; the reasons printed otherwise), dated just
     after their newest input (the pool's graphs, the leakage guard, fingerprints): Snakemake takes them as up to
-    date, and finetuning runs already made from them stay so. Those inputs must exist first."""
-    folder = Path(args.parts_dir) / args.name
+    date, and finetuning runs already made from them stay so. Those inputs must exist first. Several parts: the
+    stages of each (a stage in two parts is the same stage, by its key and the checks)."""
     wanted = {s.key: s for s in plan.stages.values() if s.kind == "pretrain"}
-    if not (folder / "part.json").is_file():
-        raise SystemExit(f"{folder}: no saved part there")
-    saved = sorted(p for p in (folder / "pretrain").glob("*") if p.is_dir() and not p.is_symlink())
+    saved = []
+    for name in args.name:
+        folder = Path(args.parts_dir) / name
+        if not (folder / "part.json").is_file():
+            raise SystemExit(f"{folder}: no saved part there")
+        saved += sorted(p for p in (folder / "pretrain").glob("*") if p.is_dir() and not p.is_symlink())
     ours = [(src, wanted[src.name]) for src in saved if src.name in wanted]
     missing = sorted({f for _, stage in ours for f in stage.upstream_files() if not Path(f).exists()})
     if missing:
@@ -173,7 +207,7 @@ def restore(args: argparse.Namespace, plan) -> None:
             os.utime(dest / name, (when, when))
         copied.append(src.name)
     print(f"restored {len(copied)} pretraining stages: {', '.join(copied) or 'none'}")
-    other = [src.name for src in saved if src.name not in wanted]
+    other = sorted({src.name for src in saved if src.name not in wanted})
     if other:
         print(f"not in this plan (other settings, code or library versions; they will be trained again): {', '.join(other)}")
 
@@ -181,8 +215,20 @@ def restore(args: argparse.Namespace, plan) -> None:
 def status(args: argparse.Namespace, plan) -> None:
     """Prints, per property and label fraction, how many of the plan's finetuning runs the saved parts hold (by stage
     key: a run saved from other code or settings does not count, but is named with its part's commit), and per method
-    and pretraining seed what is left."""
+    and pretraining seed what is left; with `--targets`, only what is left (of `--properties` and `--methods`) as
+    Snakemake's targets, one a line, and exit status 1 where nothing is left (so that `T=$(...) && snakemake $T` never
+    runs Snakemake without targets, i.e. everything)."""
     saved = saved_keys(Path(args.parts_dir))
+    if args.targets:
+        props, methods = args.properties or list(plan.finetune), args.methods or list(plan.cfg.pretrain.methods)
+        unknown = sorted(set(props) - set(plan.finetune)) + sorted(set(methods) - set(plan.cfg.pretrain.methods))
+        if unknown:
+            raise SystemExit(f"not properties or methods of this config: {', '.join(unknown)}")
+        left = [s.done for p in props for s in plan.finetune[p] if s.key not in saved and s.params["base_method"] in methods]
+        if not left:
+            raise SystemExit(f"every finetuning run of {', '.join(props)} ({', '.join(methods)}) is saved")
+        print("\n".join(left))
+        return
     elsewhere: dict[tuple, set[str]] = {}  # (property, run id) -> the commits of the parts holding it, any code or settings
     for f in Path(args.parts_dir).glob("*/properties/*.json"):
         commit = read_json(f.parents[1] / "part.json")["commit"]
@@ -221,26 +267,42 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["save", "restore", "status"])
     parser.add_argument("--config", required=True, help="the benchmark's config, as the part was run with it")
-    parser.add_argument("--name", help="save, restore: the part, bench/parts/NAME")
+    parser.add_argument("--name", nargs="+", help="save: the part, bench/parts/NAME; restore: one or more parts")
     parser.add_argument(
         "--root",
         default=".",
         help="the folder the run was made in, where its config's relative paths start (default: the current folder)",
     )
-    parser.add_argument("--properties", nargs="+", help="save only these properties of the config")
+    parser.add_argument("--properties", nargs="+", help="save, status --targets: only these properties of the config")
     parser.add_argument(
         "--methods",
         nargs="+",
         help="save: only these methods' finished runs (their other runs, and "
-        "the config's other methods, saved in other parts or left to run)",
+        "the config's other methods, saved in other parts or left to run); status --targets: only theirs",
     )
+    parser.add_argument(
+        "--unsaved",
+        action="store_true",
+        help="save: only the finished runs no part in bench/parts holds yet (a sitting's progress, saved as it goes)",
+    )
+    parser.add_argument(
+        "--pretraining",
+        action="store_true",
+        help="save: only the finished pretraining stages no part holds yet, no finetuning runs (for restore)",
+    )
+    parser.add_argument("--targets", action="store_true", help="status: what is left, as Snakemake's targets")
     parser.add_argument("--commit", help="save: the commit of the code that ran the part (default: this checkout's HEAD)")
     parser.add_argument("--parts-dir", default=str(PARTS), help=argparse.SUPPRESS)  # (tests write elsewhere)
     args = parser.parse_args(argv)
     if args.action != "status" and not args.name:
         parser.error(f"{args.action} needs --name")
-    if args.name is not None and (not SAFE_NAME.fullmatch(args.name) or ".." in args.name):
-        parser.error(f"--name {args.name!r}: a part's name is letters, digits, '_', '.' and '-' (a folder of bench/parts)")
+    if args.action == "save" and len(args.name) > 1:
+        parser.error("save writes one part: one --name")
+    if args.pretraining and (args.unsaved or args.methods or args.properties):
+        parser.error("save --pretraining saves pretraining stages alone: no --unsaved, --methods or --properties")
+    for name in args.name or []:
+        if not SAFE_NAME.fullmatch(name) or ".." in name:
+            parser.error(f"--name {name!r}: a part's name is letters, digits, '_', '.' and '-' (a folder of bench/parts)")
 
     args.config_file, args.parts_dir = Path(args.config).resolve(), Path(args.parts_dir).resolve()
     os.chdir(args.root)  # the config's results folder and data paths are relative to the run's folder

@@ -271,3 +271,66 @@ def test_saved_encoders_restore_into_a_later_run(workflow_run, tmp_path):
     assert out.returncode == 0 and "restored 0 pretraining stages" in out.stdout, out.stderr
     other = out.stdout.split("trained again): ", 1)[1].split()
     assert sorted(k.split("-s0-")[0] for k in other) == sorted(m for m in cfg["pretrain"]["methods"] if m != "scratch")
+
+
+def test_a_sitting_saves_as_it_goes(workflow_run, tmp_path):
+    """A sitting that may end without warning: `save --pretraining` keeps its encoders as they finish, `status
+    --targets` names the runs no part holds (for Snakemake), `save --unsaved` keeps only those; the parts merge into
+    the summary of the whole run, and `restore` puts back the encoders of several parts."""
+    workdir, cfg = workflow_run
+    parts, out = tmp_path / "parts", tmp_path / "out"
+    out.mkdir()
+    common = ["--config", str(workdir / "config.yaml"), "--root", str(workdir), "--parts-dir", str(parts)]
+
+    def parts_py(*args: str) -> subprocess.CompletedProcess:
+        return bench("parts.py", *args, *common, cwd=workdir)
+
+    methods = sorted(cfg["pretrain"]["methods"])
+    proc = parts_py("save", "--name", "pre", "--commit", "abc1234", "--pretraining")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name.split("-s0-")[0] for p in (parts / "pre" / "pretrain").iterdir()) == methods
+    assert not list((parts / "pre" / "properties").iterdir())
+    proc = parts_py("save", "--name", "pre2", "--pretraining")
+    assert proc.returncode != 0 and "no finished pretraining stage here that no saved part holds" in proc.stderr
+    assert not (parts / "pre2").exists()
+
+    # every run is left to run; then scratch's alone
+    proc = parts_py("status", "--targets")
+    assert proc.returncode == 0, proc.stderr
+    every = proc.stdout.split()
+    assert len(every) == 12 and all(t.startswith("results/finetune/") and t.endswith("/manifest.json") for t in every)
+    proc = parts_py("status", "--targets", "--methods", "scratch")
+    assert len(proc.stdout.split()) == 12 // len(methods) and set(proc.stdout.split()) < set(every)
+    proc = parts_py("status", "--targets", "--properties", "nope")
+    assert proc.returncode != 0 and "not properties or methods of this config: nope" in proc.stderr
+
+    # scratch's runs saved first, then whatever no part holds: the rest
+    assert len(save(workdir, parts, "a", "--unsaved", "--methods", "scratch")["runs"]) == 12 // len(methods)
+    rest = save(workdir, parts, "b", "--unsaved")
+    assert len(rest["runs"]) == 12 - 12 // len(methods) and "scratch" not in {r["method"] for r in rest["runs"]}
+    proc = parts_py("status", "--targets")
+    assert proc.returncode == 1 and not proc.stdout and "every finetuning run of n (" in proc.stderr
+    proc = parts_py("save", "--name", "c", "--unsaved")
+    assert proc.returncode != 0 and "that no saved part holds" in proc.stderr and not (parts / "c").exists()
+    merged = summary(workdir, out, "parts", "--parts", "a", "b", "--parts-dir", str(parts))
+    assert merged == summary(workdir, out, "whole")
+
+    # a later sitting puts back the encoders of the pretraining part and of a finetuning part (one stage in both)
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    shutil.rmtree(copy / "results" / "pretrain")
+    proc = bench(
+        "parts.py",
+        "restore",
+        "--name",
+        "pre",
+        "a",
+        "--config",
+        str(copy / "config.yaml"),
+        "--root",
+        str(copy),
+        "--parts-dir",
+        str(parts),
+        cwd=copy,
+    )
+    assert proc.returncode == 0 and f"restored {len(methods)} pretraining stages" in proc.stdout, proc.stderr
