@@ -13,13 +13,16 @@ kept in git (bench/parts/NAME/), merged by bench/summarize_mp.py --parts.
     # what of the config's finetuning runs the saved parts hold, and what is left to run
     .venv/bin/python bench/parts.py status --config bench/configs/mp.yaml
 
-A sitting that may end without warning (nothing outside git kept) saves as it goes: its pretraining stages as they
-finish, then its finetuning runs every hour or so, each save holding only what no part holds yet:
+A sitting that may end without warning (nothing outside git kept) saves as it goes, each save under a new name and
+holding only what no part holds yet: its pretraining stages as they finish (a part for `restore` alone: the
+finetuning parts hold the encoders their runs used, and `summarize_mp.py --parts` takes those), and, from another
+shell while Snakemake runs, its finished finetuning runs every hour or so. The pool's leakage guard comes first
+(`snakemake --until leakage`): the pretraining stages are keyed on it.
 
-    .venv/bin/python bench/parts.py save --config C --name big-pretrain-1 --pretraining
+    .venv/bin/python bench/parts.py save --config C --name big-pretrain-1 --pretraining    # -2, -3, ... later
     T=$(.venv/bin/python bench/parts.py status --config C --targets --properties jdft2d) && snakemake $T --cores all --configfile C
-    .venv/bin/python bench/parts.py save --config C --name big-jdft2d-1 --unsaved --properties jdft2d
-    # the next sitting: the pool's stages, then every saved encoder back (restore takes several parts), then the rest
+    .venv/bin/python bench/parts.py save --config C --name big-jdft2d-1 --unsaved --properties jdft2d   # -2, ...
+    # the next sitting: the leakage guard, then every saved encoder back (it names the stages it needs first)
     .venv/bin/python bench/parts.py restore --config C --name big-pretrain-1 big-pretrain-2
 
 Never cut a config's properties for a part: their test structures are what the leakage guard removes from the pool,
@@ -70,9 +73,14 @@ PARTS = ROOT / "bench" / "parts"
 PRETRAIN_FILES = ("encoder.pt", "history.json", "manifest.json")  # the stage's outputs, the manifest last
 
 
+def part_folders(parts: Path = PARTS) -> list[Path]:
+    """The saved parts: folders with a part.json (not a save's unfinished `.tmp-NAME`)."""
+    return sorted(p for p in parts.glob("*/") if not p.name.startswith(".") and (p / "part.json").is_file())
+
+
 def saved_keys(parts: Path = PARTS) -> set[str]:
     """The stage keys of every finetuning run the saved parts hold."""
-    return {stage_key(r) for f in parts.glob("*/properties/*.json") for r in read_json(f)["runs"]}
+    return {stage_key(r) for part in part_folders(parts) for f in part.glob("properties/*.json") for r in read_json(f)["runs"]}
 
 
 def part_commits(names: list[str], parts: Path = PARTS) -> dict[str, str]:
@@ -80,7 +88,7 @@ def part_commits(names: list[str], parts: Path = PARTS) -> dict[str, str]:
     return {name: read_json(parts / name / "part.json")["commit"] for name in names}
 
 
-def cut_target(plan, prop: str, methods: list[str], out: Path, skip: set[str] = frozenset()) -> bool:
+def cut_target(plan, prop: str, methods: list[str], out: Path, skip: set[str] | None = None) -> bool:
     """The property summary of only `methods`' finished runs whose keys are not in `skip`, written to `out` (False
     where there is none): a part of some of a config's methods (a config keeps scratch, whose runs may be saved in
     another part), or of a sitting's runs not saved yet, summarised as the workflow would have."""
@@ -89,7 +97,9 @@ def cut_target(plan, prop: str, methods: list[str], out: Path, skip: set[str] = 
         raise SystemExit(f"--methods {unknown}: not methods of this config ({', '.join(plan.cfg.pretrain.methods)})")
     spec = plan.property_spec(prop)  # (a method of a budget sweep: its runs at every budget)
     spec["runs"] = [
-        s.dir for s in plan.finetune[prop] if s.params["base_method"] in methods and s.key not in skip and Path(s.done).exists()
+        s.dir
+        for s in plan.finetune[prop]
+        if s.params["base_method"] in methods and s.key not in (skip or ()) and Path(s.done).exists()
     ]
     if not spec["runs"]:
         return False
@@ -98,12 +108,13 @@ def cut_target(plan, prop: str, methods: list[str], out: Path, skip: set[str] = 
     return True
 
 
-def from_root(root: Path, plan, properties: list[str], methods: list[str] | None = None, skip: set[str] = frozenset()) -> Runs:
+def from_root(root: Path, plan, properties: list[str], methods: list[str] | None = None, skip: set[str] | None = None) -> Runs:
     """The runs of `properties` in the plan's results folder (its per-property targets, which name every run's
-    pretraining stage) or, given `methods` or keys to `skip`, a summary of only the finished runs of those methods
-    (all, without `methods`) that are not to be skipped (`cut_target`); a property with none is left out."""
+    pretraining stage) or, given `methods` or keys to `skip` (maybe none), a summary of only the finished runs of
+    those methods (all, without `methods`) that are not to be skipped (`cut_target`); a property with none is left
+    out."""
     results = root / plan.cfg.results
-    if not methods and not skip:
+    if methods is None and skip is None:
         return collect([results], properties)
     methods = methods or list(plan.cfg.pretrain.methods)
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +133,7 @@ def git_commit() -> str:
 
 def saved_stages(parts: Path = PARTS) -> set[str]:
     """The pretraining stages (folder names, i.e. keys) the saved parts hold."""
-    return {p.name for p in parts.glob("*/pretrain/*") if (p / "manifest.json").is_file()}
+    return {p.name for part in part_folders(parts) for p in part.glob("pretrain/*") if (p / "manifest.json").is_file()}
 
 
 def save(args: argparse.Namespace, plan) -> None:
@@ -131,21 +142,34 @@ def save(args: argparse.Namespace, plan) -> None:
     if folder.exists():
         raise SystemExit(f"{folder} exists: a part is written once (remove it to write it again)")
     if args.pretraining:  # the finished pretraining stages no part holds yet, for `restore`; no finetuning runs
-        held = saved_stages(parts)
-        props = {}
-        used = {
-            s.key: Path(s.dir)
-            for s in plan.stages.values()
-            if s.kind == "pretrain" and s.key not in held and Path(s.done).is_file()
-        }
+        held, props, used = saved_stages(parts), {}, {}
+        for s in plan.stages.values():
+            if s.kind == "pretrain" and s.key not in held and Path(s.done).is_file():
+                # checked as restore will check it: a damaged stage saved would count as held, and never be restored
+                problems = foreign_stage_problems(s, s.dir)
+                if problems:
+                    print(f"not saved: {s.key}: {'; '.join(problems)}")
+                else:
+                    used[s.key] = Path(s.dir)
         if not used:
             raise SystemExit("no finished pretraining stage here that no saved part holds")
     else:
-        skip = saved_keys(parts) if args.unsaved else frozenset()
+        skip = saved_keys(parts) if args.unsaved else None
         runs = from_root(root, plan, args.properties or list(plan.cfg.properties), args.methods, skip)
         props, used = runs.props, {key: runs.pretrain_dirs[key] for key in runs.used}
-    tmp = folder.with_name(f".tmp-{folder.name}")  # renamed into place when whole
+    tmp = folder.with_name(f".tmp-{folder.name}")  # renamed into place when whole (not a part until then)
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write_part(tmp, args, root, props, used)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tmp.rename(folder)
+    n = sum(len(d["runs"]) for d in props.values())
+    print(f"saved {n} runs of {sorted(props)} and {len(used)} pretraining stages to {folder}")
+
+
+def write_part(tmp: Path, args: argparse.Namespace, root: Path, props: dict[str, dict], used: dict[str, Path]) -> None:
     (tmp / "properties").mkdir(parents=True)
     (tmp / "pretrain").mkdir()
     for prop, d in props.items():
@@ -155,7 +179,7 @@ def save(args: argparse.Namespace, plan) -> None:
         for name in PRETRAIN_FILES:  # (scratch's encoder.pt is a random start, which its runs redraw: small all the same)
             shutil.copyfile(src / name, tmp / "pretrain" / key / name)
     meta = {
-        "name": folder.name,
+        "name": args.name[0],
         "config": args.config,
         "commit": args.commit or git_commit(),
         "root": str(root),
@@ -167,8 +191,6 @@ def save(args: argparse.Namespace, plan) -> None:
     }
     (tmp / "part.json").write_text(json.dumps(meta, indent=1) + "\n")
     shutil.copyfile(args.config_file, tmp / "config.yaml")
-    tmp.rename(folder)
-    print(f"saved {sum(meta['n_runs'].values())} runs of {meta['properties']} and {len(used)} pretraining stages to {folder}")
 
 
 def restore(args: argparse.Namespace, plan) -> None:
@@ -221,16 +243,16 @@ def status(args: argparse.Namespace, plan) -> None:
     saved = saved_keys(Path(args.parts_dir))
     if args.targets:
         props, methods = args.properties or list(plan.finetune), args.methods or list(plan.cfg.pretrain.methods)
-        unknown = sorted(set(props) - set(plan.finetune)) + sorted(set(methods) - set(plan.cfg.pretrain.methods))
+        unknown = sorted(set(methods) - set(plan.cfg.pretrain.methods))
         if unknown:
-            raise SystemExit(f"not properties or methods of this config: {', '.join(unknown)}")
+            raise SystemExit(f"--methods {unknown}: not methods of this config ({', '.join(plan.cfg.pretrain.methods)})")
         left = [s.done for p in props for s in plan.finetune[p] if s.key not in saved and s.params["base_method"] in methods]
         if not left:
             raise SystemExit(f"every finetuning run of {', '.join(props)} ({', '.join(methods)}) is saved")
         print("\n".join(left))
         return
     elsewhere: dict[tuple, set[str]] = {}  # (property, run id) -> the commits of the parts holding it, any code or settings
-    for f in Path(args.parts_dir).glob("*/properties/*.json"):
+    for f in (f for part in part_folders(Path(args.parts_dir)) for f in part.glob("properties/*.json")):
         commit = read_json(f.parents[1] / "part.json")["commit"]
         for r in read_json(f)["runs"]:
             elsewhere.setdefault((f.stem, run_id(r)), set()).add(commit)
@@ -307,6 +329,9 @@ def main(argv: list[str] | None = None) -> None:
     args.config_file, args.parts_dir = Path(args.config).resolve(), Path(args.parts_dir).resolve()
     os.chdir(args.root)  # the config's results folder and data paths are relative to the run's folder
     plan = Plan(load_config(args.config_file))
+    unknown = sorted(set(args.properties or []) - set(plan.cfg.properties))
+    if unknown:
+        raise SystemExit(f"--properties {unknown}: not properties of this config ({', '.join(plan.cfg.properties)})")
     if plan.pending:  # (the pretraining stages are keyed on the leakage guard's output)
         raise SystemExit(f"run the leakage guard first: snakemake --cores all --until leakage --configfile {args.config}")
     {"save": save, "restore": restore, "status": status}[args.action](args, plan)

@@ -275,62 +275,71 @@ def test_saved_encoders_restore_into_a_later_run(workflow_run, tmp_path):
 
 def test_a_sitting_saves_as_it_goes(workflow_run, tmp_path):
     """A sitting that may end without warning: `save --pretraining` keeps its encoders as they finish, `status
-    --targets` names the runs no part holds (for Snakemake), `save --unsaved` keeps only those; the parts merge into
-    the summary of the whole run, and `restore` puts back the encoders of several parts."""
+    --targets` names the runs no part holds (for Snakemake), `save --unsaved` keeps only the finished ones no part
+    holds; a save's unfinished folder is no part; the parts merge into the summary of the whole run, and `restore`
+    puts back the encoders of several parts."""
     workdir, cfg = workflow_run
+    methods = sorted(cfg["pretrain"]["methods"])
     parts, out = tmp_path / "parts", tmp_path / "out"
     out.mkdir()
-    common = ["--config", str(workdir / "config.yaml"), "--root", str(workdir), "--parts-dir", str(parts)]
+    # a sitting cut short: no property summary yet, and only scratch's runs finished
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    shutil.rmtree(copy / "results" / "properties")
+    unfinished = sorted(p for p in (copy / "results" / "finetune").iterdir() if not p.name.startswith("n-scratch-"))
+    assert len(unfinished) == 12 - 12 // len(methods)
+    for p in unfinished:
+        shutil.rmtree(p)
 
-    def parts_py(*args: str) -> subprocess.CompletedProcess:
-        return bench("parts.py", *args, *common, cwd=workdir)
+    def parts_py(root, *args: str, parts_dir=parts) -> subprocess.CompletedProcess:
+        common = ["--config", str(root / "config.yaml"), "--root", str(root), "--parts-dir", str(parts_dir)]
+        return bench("parts.py", *args, *common, cwd=root)
 
-    methods = sorted(cfg["pretrain"]["methods"])
-    proc = parts_py("save", "--name", "pre", "--commit", "abc1234", "--pretraining")
+    proc = parts_py(copy, "save", "--name", "pre", "--commit", "abc1234", "--pretraining")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name.split("-s0-")[0] for p in (parts / "pre" / "pretrain").iterdir()) == methods
     assert not list((parts / "pre" / "properties").iterdir())
-    proc = parts_py("save", "--name", "pre2", "--pretraining")
+    proc = parts_py(copy, "save", "--name", "pre2", "--pretraining")
     assert proc.returncode != 0 and "no finished pretraining stage here that no saved part holds" in proc.stderr
     assert not (parts / "pre2").exists()
 
-    # every run is left to run; then scratch's alone
-    proc = parts_py("status", "--targets")
+    # every run is left to run, Snakemake's targets; scratch's alone
+    proc = parts_py(copy, "status", "--targets")
     assert proc.returncode == 0, proc.stderr
     every = proc.stdout.split()
     assert len(every) == 12 and all(t.startswith("results/finetune/") and t.endswith("/manifest.json") for t in every)
-    proc = parts_py("status", "--targets", "--methods", "scratch")
+    proc = parts_py(copy, "status", "--targets", "--methods", "scratch")
     assert len(proc.stdout.split()) == 12 // len(methods) and set(proc.stdout.split()) < set(every)
-    proc = parts_py("status", "--targets", "--properties", "nope")
-    assert proc.returncode != 0 and "not properties or methods of this config: nope" in proc.stderr
+    proc = parts_py(copy, "status", "--targets", "--properties", "nope")
+    assert proc.returncode != 0 and "--properties ['nope']: not properties of this config" in proc.stderr
 
-    # scratch's runs saved first, then whatever no part holds: the rest
-    assert len(save(workdir, parts, "a", "--unsaved", "--methods", "scratch")["runs"]) == 12 // len(methods)
+    # the first save of finished runs (no part holds runs yet): scratch's; what is left is the unfinished runs
+    assert len(save(copy, parts, "a", "--unsaved")["runs"]) == 12 // len(methods)
+    proc = parts_py(copy, "status", "--targets")
+    left = proc.stdout.split()
+    assert sorted(left) == [f"results/finetune/{p.name}/manifest.json" for p in unfinished]
+    assert planned_jobs(copy, *left) == {"finetune": len(unfinished)}
+
+    # a save cut short leaves `.tmp-NAME`: not a part, its runs still to run and to save
+    proc = parts_py(workdir, "save", "--name", "b", "--unsaved", parts_dir=tmp_path / "elsewhere")
+    assert proc.returncode == 0, proc.stderr
+    shutil.copytree(tmp_path / "elsewhere" / "b", parts / ".tmp-b")
+    (parts / ".tmp-b" / "part.json").unlink()
+    assert sorted(parts_py(copy, "status", "--targets").stdout.split()) == sorted(left)
+    assert parts_py(copy, "status").returncode == 0
+
+    # the rest, once run: whatever no part holds; then nothing is left
     rest = save(workdir, parts, "b", "--unsaved")
-    assert len(rest["runs"]) == 12 - 12 // len(methods) and "scratch" not in {r["method"] for r in rest["runs"]}
-    proc = parts_py("status", "--targets")
+    assert len(rest["runs"]) == len(unfinished) and "scratch" not in {r["method"] for r in rest["runs"]}
+    assert not (parts / ".tmp-b").exists()
+    proc = parts_py(workdir, "status", "--targets")
     assert proc.returncode == 1 and not proc.stdout and "every finetuning run of n (" in proc.stderr
-    proc = parts_py("save", "--name", "c", "--unsaved")
+    proc = parts_py(workdir, "save", "--name", "c", "--unsaved")
     assert proc.returncode != 0 and "that no saved part holds" in proc.stderr and not (parts / "c").exists()
     merged = summary(workdir, out, "parts", "--parts", "a", "b", "--parts-dir", str(parts))
     assert merged == summary(workdir, out, "whole")
 
-    # a later sitting puts back the encoders of the pretraining part and of a finetuning part (one stage in both)
-    copy = tmp_path / "run"
-    shutil.copytree(workdir, copy, symlinks=True)
+    # a later sitting puts back the encoders of two parts (scratch's in one, the others' in the other)
     shutil.rmtree(copy / "results" / "pretrain")
-    proc = bench(
-        "parts.py",
-        "restore",
-        "--name",
-        "pre",
-        "a",
-        "--config",
-        str(copy / "config.yaml"),
-        "--root",
-        str(copy),
-        "--parts-dir",
-        str(parts),
-        cwd=copy,
-    )
+    proc = parts_py(copy, "restore", "--name", "a", "b")
     assert proc.returncode == 0 and f"restored {len(methods)} pretraining stages" in proc.stdout, proc.stderr
