@@ -78,9 +78,14 @@ def part_folders(parts: Path = PARTS) -> list[Path]:
     return sorted(p for p in parts.glob("*/") if not p.name.startswith(".") and (p / "part.json").is_file())
 
 
+def part_summaries(parts: Path = PARTS) -> list[Path]:
+    """The property summaries (properties/*.json) of every saved part."""
+    return [f for part in part_folders(parts) for f in sorted(part.glob("properties/*.json"))]
+
+
 def saved_keys(parts: Path = PARTS) -> set[str]:
     """The stage keys of every finetuning run the saved parts hold."""
-    return {stage_key(r) for part in part_folders(parts) for f in part.glob("properties/*.json") for r in read_json(f)["runs"]}
+    return {stage_key(r) for f in part_summaries(parts) for r in read_json(f)["runs"]}
 
 
 def part_commits(names: list[str], parts: Path = PARTS) -> dict[str, str]:
@@ -92,9 +97,6 @@ def cut_target(plan, prop: str, methods: list[str], out: Path, skip: set[str] | 
     """The property summary of only `methods`' finished runs whose keys are not in `skip`, written to `out` (False
     where there is none): a part of some of a config's methods (a config keeps scratch, whose runs may be saved in
     another part), or of a sitting's runs not saved yet, summarised as the workflow would have."""
-    unknown = sorted(set(methods) - set(plan.cfg.pretrain.methods))
-    if unknown:
-        raise SystemExit(f"--methods {unknown}: not methods of this config ({', '.join(plan.cfg.pretrain.methods)})")
     spec = plan.property_spec(prop)  # (a method of a budget sweep: its runs at every budget)
     spec["runs"] = [
         s.dir
@@ -243,16 +245,13 @@ def status(args: argparse.Namespace, plan) -> None:
     saved = saved_keys(Path(args.parts_dir))
     if args.targets:
         props, methods = args.properties or list(plan.finetune), args.methods or list(plan.cfg.pretrain.methods)
-        unknown = sorted(set(methods) - set(plan.cfg.pretrain.methods))
-        if unknown:
-            raise SystemExit(f"--methods {unknown}: not methods of this config ({', '.join(plan.cfg.pretrain.methods)})")
         left = [s.done for p in props for s in plan.finetune[p] if s.key not in saved and s.params["base_method"] in methods]
         if not left:
             raise SystemExit(f"every finetuning run of {', '.join(props)} ({', '.join(methods)}) is saved")
         print("\n".join(left))
         return
     elsewhere: dict[tuple, set[str]] = {}  # (property, run id) -> the commits of the parts holding it, any code or settings
-    for f in (f for part in part_folders(Path(args.parts_dir)) for f in part.glob("properties/*.json")):
+    for f in part_summaries(Path(args.parts_dir)):
         commit = read_json(f.parents[1] / "part.json")["commit"]
         for r in read_json(f)["runs"]:
             elsewhere.setdefault((f.stem, run_id(r)), set()).add(commit)
@@ -329,9 +328,13 @@ def main(argv: list[str] | None = None) -> None:
     args.config_file, args.parts_dir = Path(args.config).resolve(), Path(args.parts_dir).resolve()
     os.chdir(args.root)  # the config's results folder and data paths are relative to the run's folder
     plan = Plan(load_config(args.config_file))
-    unknown = sorted(set(args.properties or []) - set(plan.cfg.properties))
-    if unknown:
-        raise SystemExit(f"--properties {unknown}: not properties of this config ({', '.join(plan.cfg.properties)})")
+    for flag, given, known in (
+        ("properties", args.properties, plan.cfg.properties),
+        ("methods", args.methods, plan.cfg.pretrain.methods),
+    ):
+        unknown = sorted(set(given or []) - set(known))
+        if unknown:
+            raise SystemExit(f"--{flag} {unknown}: not {flag} of this config ({', '.join(known)})")
     if plan.pending:  # (the pretraining stages are keyed on the leakage guard's output)
         raise SystemExit(f"run the leakage guard first: snakemake --cores all --until leakage --configfile {args.config}")
     {"save": save, "restore": restore, "status": status}[args.action](args, plan)
